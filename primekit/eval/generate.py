@@ -1,0 +1,128 @@
+"""Generation back ends with one interface: transformers (default, CPU or GPU) and vLLM (optional).
+
+Both take prompts already rendered to text and return, per prompt, ``n`` completions as text with
+whether each one stopped on its own (``finished``) or hit ``max_new_tokens`` (truncated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """How to sample: ``temperature == 0`` means greedy (then ``n`` must be 1)."""
+
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.temperature == 0 and self.n > 1:
+            raise ValueError("greedy decoding (temperature 0) gives n identical samples; "
+                             "set a temperature > 0 for n > 1")
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finished: bool
+    num_tokens: int
+
+
+class TransformersGenerator:
+    """Batched ``model.generate`` with left padding; prompts sorted by length to limit padding."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 32, show_progress: bool = True):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[list[Completion]]:
+        device = next(self.model.parameters()).device
+        torch.manual_seed(spec.seed)
+        jobs = [(index, prompt) for index, prompt in enumerate(prompts) for _ in range(spec.n)]
+        jobs.sort(key=lambda job: len(job[1]))
+        results: list[list[Completion]] = [[] for _ in prompts]
+        eos_ids = _eos_ids(self.model, self.tokenizer)
+        batches = range(0, len(jobs), self.batch_size)
+        for start in tqdm(batches, desc="generate", unit="batch", disable=not self.show_progress):
+            batch = jobs[start:start + self.batch_size]
+            encoded = self.tokenizer([prompt for _, prompt in batch], return_tensors="pt",
+                                     padding=True, add_special_tokens=False).to(device)
+            sampling = ({"do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p,
+                         "top_k": None} if spec.temperature > 0 else {"do_sample": False})
+            output = self.model.generate(**encoded, max_new_tokens=spec.max_new_tokens,
+                                         pad_token_id=self.tokenizer.pad_token_id,
+                                         eos_token_id=eos_ids, **sampling)
+            new_tokens = output[:, encoded["input_ids"].shape[1]:]
+            for (index, _), tokens in zip(batch, new_tokens):
+                results[index].append(_completion(tokens.tolist(), eos_ids, self.tokenizer))
+        return results
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in ids + [tokenizer.eos_token_id] if i is not None})
+
+
+def _completion(tokens: list[int], eos_ids: list[int], tokenizer) -> Completion:
+    for position, token in enumerate(tokens):
+        if token in eos_ids:
+            kept = tokens[:position]
+            return Completion(tokenizer.decode(kept, skip_special_tokens=True), True, len(kept) + 1)
+    return Completion(tokenizer.decode(tokens, skip_special_tokens=True), False, len(tokens))
+
+
+class VLLMGenerator:
+    """The same interface on vLLM (``pip install primekit[vllm]``); imported only when chosen."""
+
+    def __init__(self, model_name: str, dtype: str = "auto", gpu_memory_utilization: float = 0.9,
+                 tensor_parallel_size: int = 1):
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            from primekit.errors import InputError
+
+            raise InputError("the vLLM back end needs `pip install primekit[vllm]`") from err
+        self.llm = LLM(model=model_name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       tensor_parallel_size=tensor_parallel_size)
+
+    def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                                max_tokens=spec.max_new_tokens, seed=spec.seed)
+        outputs = self.llm.generate(list(prompts), params)
+        return [[Completion(o.text, o.finish_reason == "stop", len(o.token_ids)) for o in out.outputs]
+                for out in outputs]
+
+
+def make_generator(model_name: str | None, backend: str = "transformers", dtype: str = "auto",
+                   device: str | None = None, batch_size: int = 32, show_progress: bool = True):
+    """A generator for ``model_name`` (hub name, local path, or ``None``/``"toy"``)."""
+    from primekit.models import load_causal_lm, load_tokenizer, resolve_model_name
+
+    if backend == "vllm":
+        return VLLMGenerator(resolve_model_name(model_name), dtype=dtype)
+    if backend != "transformers":
+        from primekit.errors import InputError
+
+        raise InputError(f"unknown generation backend '{backend}' (choose transformers or vllm)")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_causal_lm(model_name, dtype=dtype, device=device)
+    return TransformersGenerator(model, load_tokenizer(model_name), batch_size, show_progress)

@@ -1,0 +1,108 @@
+"""SFT warm-up of the toy policy with TRL's ``SFTTrainer``, cached on disk.
+
+The cache key is a hash of every setting below, so changing a knob retrains instead of silently
+reusing a stale policy, and a fixed seed gives the same policy on every machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from primekit.paths import cache_dir
+from primekit.toy.task import Problem, TaskSpec, make_problems, sft_target
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WarmupSpec:
+    """Everything that determines the warm-up policy (and so its cache key)."""
+
+    task: TaskSpec = field(default_factory=TaskSpec)
+    skip_rate: float = 0.3
+    slip_rate: float = 0.15
+    num_train_problems: int = 20_000
+    steps: int = 1500
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    seed: int = 0
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+DEFAULT_WARMUP = WarmupSpec()
+TRAIN_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2  # train and test problems never share a generator
+
+
+def train_problems(spec: WarmupSpec = DEFAULT_WARMUP) -> list[Problem]:
+    return make_problems(spec.num_train_problems, spec.seed * 1000 + TRAIN_SEED_OFFSET, spec.task)
+
+
+def test_problems(n: int = 1000, spec: WarmupSpec = DEFAULT_WARMUP) -> list[Problem]:
+    return make_problems(n, spec.seed * 1000 + TEST_SEED_OFFSET, spec.task)
+
+
+def _train(spec: WarmupSpec, output_dir: Path) -> None:
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from primekit.toy.model import random_model
+    from primekit.toy.tokenizer import build_tokenizer
+
+    rng = random.Random(spec.seed)
+    tokenizer = build_tokenizer()
+    problems = train_problems(spec)
+    rows = [{"prompt": p.prompt, "completion": sft_target(p, rng, skip_rate=spec.skip_rate,
+                                                           slip_rate=spec.slip_rate)}
+            for p in problems]
+    config = SFTConfig(
+        output_dir=str(output_dir / "trainer"), max_steps=spec.steps,
+        per_device_train_batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+        adam_beta2=0.98, weight_decay=0.01, warmup_steps=50, lr_scheduler_type="cosine",
+        logging_steps=100, save_strategy="no", report_to="none", use_cpu=True, bf16=False,
+        seed=spec.seed, dataloader_drop_last=True, max_length=64, disable_tqdm=False)
+    torch.manual_seed(spec.seed)
+    trainer = SFTTrainer(model=random_model(spec.seed), args=config,
+                         train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.train()
+    trainer.model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    (output_dir / "warmup_spec.json").write_text(json.dumps(asdict(spec), indent=2))
+    shutil.rmtree(output_dir / "trainer", ignore_errors=True)
+
+
+def policy_path(spec: WarmupSpec = DEFAULT_WARMUP) -> Path:
+    """Local directory of the SFT-warmed toy policy, training it on first use (a few CPU minutes).
+
+    Training writes to a temporary directory that is renamed into place, so a killed run never
+    leaves a half-written policy behind and two processes never read one.
+    """
+    target = cache_dir() / "toy" / f"policy-{spec.key()}"
+    if (target / "warmup_spec.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / f".{target.name}.lock"
+    import fcntl
+
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's policy
+        if (target / "warmup_spec.json").exists():
+            return target
+        logger.warning("training the toy policy once (cached in %s)", target)
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+        try:
+            _train(spec, staging)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
