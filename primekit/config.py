@@ -76,10 +76,12 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
                                  path=config_path, line=_yaml_line_of(config_path, key))
         parser.set_defaults_with_config(**config)
     try:
-        parsed = parser.parse_args_into_dataclasses(args=args)
+        *parsed, unknown = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
     except InputError:
         raise
     except (ValueError, TypeError) as err:  # a dataclass __post_init__ check
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(message, path=config_path) from None
+    if unknown:
+        raise InputError(f"unknown option(s): {' '.join(unknown)} (see --help for the options)")
     return tuple(parsed)

@@ -1,0 +1,442 @@
+r"""Final-answer extraction and answer-string normalisation.
+
+Responses state their final answer in many ways: ``\boxed{}`` (possibly several boxes for a
+multi-part answer), Minerva's "Final Answer: The final answer is $x$. I hope it is correct.",
+"The answer is ...", GSM8K's ``#### 18``, a choice letter, or nothing but a last number.
+``extract_answer`` finds that answer in the order the public graders use (Minerva format, then
+boxes, then answer phrases, then ``####``, then the last formula or number).
+
+``normalize_answer`` removes presentation that does not change the value (delimiters, units,
+``\text{}``, thousands separators, degrees, ``x =``, leading zeros, ...). Equal normal forms mean
+equal answers, so most pairs are decided by a string or number comparison and never reach sympy.
+Every pattern here runs in linear time and only looks at a bounded window, because responses are
+untrusted and may be huge.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["extract_answer", "normalize_answer", "final_answer_part"]
+
+# Longest answer worth looking at; longer spans are scanning accidents (e.g. an unclosed box).
+MAX_ANSWER_CHARS = 2000
+# How many trailing boxes / phrases are examined, so adversarial input stays linear.
+_MAX_CANDIDATES = 16
+
+_BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.DOTALL)
+_MINERVA = re.compile(r"final answer is\s*\$", re.IGNORECASE)
+_ANSWER_PHRASE = re.compile(
+    r"\b(?:final\s+answer|answer|(?:correct\s+)?(?:option|choice))\b(?:\s*(?:is\b|:))?\s*:?",
+    re.IGNORECASE,
+)
+_GSM8K = re.compile(r"####\s*([^\n]+)")
+_MATH_ENV = re.compile(
+    r"\$\$(.{1,1000}?)\$\$|(?<![\\$])\$([^$\n]{1,500}?)(?<!\\)\$|\\\((.{1,500}?)\\\)|\\\[(.{1,1000}?)\\\]",
+    re.DOTALL,
+)
+_NUMBER = re.compile(r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?")
+_OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+
+
+# ----------------------------------------------------------------------------------------------
+# extraction
+
+
+def _group_end(text: str, open_brace: int) -> int | None:
+    """Index just past the brace group opening at ``text[open_brace]``, or None if unclosed.
+
+    Escaped braces (``\\{``) do not count, and the scan gives up after ``MAX_ANSWER_CHARS``.
+    """
+    depth = 0
+    limit = open_brace + MAX_ANSWER_CHARS
+    for match in _BRACE_OR_ESCAPE.finditer(text, open_brace, min(len(text), limit)):
+        token = match.group()
+        if token == "{":
+            depth += 1
+        elif token == "}":
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    return None
+
+
+def _box_at(text: str, command: re.Match) -> tuple[int, int, str] | None:
+    r"""(start, end, content) of the box whose command ``command`` matched (``\boxed{x}`` or ``\boxed x``)."""
+    i = command.end()
+    while i < len(text) and text[i] in " \t":
+        i += 1
+    if i < len(text) and text[i] == "{":
+        end = _group_end(text, i)
+        if end is None:
+            return None
+        return command.start(), end, text[i + 1 : end - 1]
+    if i == command.end():  # "\boxedx" is another command; "\boxed" must be followed by a space
+        return None
+    stop = i
+    while stop < len(text) and stop - i < 200 and text[stop] not in "$\n":
+        stop += 1
+    content = text[i:stop].strip().rstrip(".,;")
+    return (command.start(), stop, content) if content else None
+
+
+def _is_connector(gap: str) -> bool:
+    """True if the text between two boxes joins them into one multi-part answer ("and", ",")."""
+    gap = re.sub(r"\\(?:text|textbf|textnormal|mbox|mathrm)\s*\{([^{}]*)\}", r" \1 ", gap)
+    gap = re.sub(r"\\(?:quad|qquad|[,;:! ]|\(|\)|\[|\])|\$", " ", gap)
+    words = re.findall(r"[A-Za-z]+", gap)
+    if not words:
+        return len(gap.strip()) <= 12 and not re.search(r"\d", gap)
+    return bool({"and", "or"} & {w.lower() for w in words}) and len(words) <= 5 and len(gap) <= 60
+
+
+def _boxed_answer(text: str) -> str | None:
+    """Content of the last box, joined with the boxes right before it when they form one answer."""
+    commands = list(_BOX.finditer(text, max(0, len(text) - 200 * MAX_ANSWER_CHARS)))
+    boxes = []
+    for command in reversed(commands[-_MAX_CANDIDATES:]):
+        box = _box_at(text, command)
+        if box is None:
+            continue
+        if boxes and box[1] > boxes[-1][0]:  # nested in the box after it
+            continue
+        boxes.append(box)
+    if not boxes:
+        return None
+    parts = [boxes[0][2]]
+    for previous, later in zip(boxes[1:], boxes):
+        if not _is_connector(text[previous[1] : later[0]]):
+            break
+        parts.append(previous[2])
+    parts.reverse()
+    unique = [p for i, p in enumerate(parts) if p not in parts[:i]]
+    return ", ".join(p.strip() for p in unique)
+
+
+def _math_env_at(text: str, start: int) -> tuple[str, int] | None:
+    """(content, end) of the math environment opening exactly at ``start``."""
+    for opener, closer in _OPENERS:
+        if text.startswith(opener, start):
+            close = text.find(closer, start + len(opener), start + len(opener) + MAX_ANSWER_CHARS)
+            if close < 0:
+                return None
+            return text[start + len(opener) : close], close + len(closer)
+    return None
+
+
+def _joined_math_envs(tail: str) -> str | None:
+    """Math environments at the start of ``tail`` joined by and/or/commas ("$12$ and $13$")."""
+    env = _math_env_at(tail, 0)
+    if env is None:
+        return None
+    parts = [env[0]]
+    end = env[1]
+    while len(parts) < 8:
+        link = re.match(r"\s*(?:,\s*)?(?:and|or|,)\s*", tail[end:])
+        if not link:
+            break
+        nxt = _math_env_at(tail, end + link.end())
+        if nxt is None:
+            break
+        parts.append(nxt[0])
+        end = nxt[1]
+    return ", ".join(p.strip() for p in parts)
+
+
+def _answer_from_tail(tail: str, explicit: bool) -> str | None:
+    """The answer stated right after an answer phrase ("is", ":")."""
+    tail = tail.lstrip(" \t*:")
+    if tail.startswith("\n") and not explicit:
+        return None
+    tail = tail.lstrip()
+    joined = _joined_math_envs(tail)
+    if joined is not None:
+        return joined
+    if not explicit:
+        return None
+    sentence = re.split(r"\n|\.(?=\s|$)|\$\.\s", tail[:MAX_ANSWER_CHARS], maxsplit=1)[0]
+    sentence = sentence.strip().rstrip(".*").strip()
+    # "Final Answer: The largest $n$ is 34" -> "34"
+    is_split = re.split(r"\s+is\s+", sentence)
+    if len(is_split) > 1 and len(is_split[-1]) < len(sentence):
+        sentence = is_split[-1]
+        joined = _joined_math_envs(sentence)
+        if joined is not None:
+            return joined
+    return sentence or None
+
+
+def _phrase_answer(text: str) -> str | None:
+    """Answer after the last "the answer is" / "Answer:" / "correct option is" phrase."""
+    window_start = max(0, len(text) - 50 * MAX_ANSWER_CHARS)
+    phrases = list(_ANSWER_PHRASE.finditer(text, window_start))
+    for phrase in reversed(phrases[-_MAX_CANDIDATES:]):
+        explicit = bool(re.search(r"(?i)(?:\bis|:)\s*:?$", phrase.group()))
+        answer = _answer_from_tail(text[phrase.end() :], explicit)
+        if answer:
+            return answer
+    return None
+
+
+def _minerva_answer(text: str) -> str | None:
+    """Minerva's "final answer is $x$. I hope it is correct." (the first one, as Minerva and Qwen read it)."""
+    match = _MINERVA.search(text)
+    if match is None:
+        return None
+    close = text.find("$", match.end(), match.end() + MAX_ANSWER_CHARS)
+    if close < 0 or not re.match(r"\s*\.?\s*I hope", text[close + 1 : close + 40]):
+        return None
+    return text[match.end() : close].strip()
+
+
+def _last_formula_or_number(text: str) -> str | None:
+    """The last math environment or number, whichever ends later."""
+    window = text[max(0, len(text) - 20 * MAX_ANSWER_CHARS) :]
+    env = None
+    for env in _MATH_ENV.finditer(window):
+        pass
+    number = None
+    for number in _NUMBER.finditer(window):
+        pass
+    if env is not None and (number is None or env.end() >= number.end()):
+        content = next(g for g in env.groups() if g is not None).strip()
+        if content:
+            return content
+    if number is not None:
+        return number.group().rstrip(",")
+    return None
+
+
+def extract_answer(text: str) -> str | None:
+    r"""The final answer stated in a model response, as written (not normalised); None if none.
+
+    Order: Minerva's "final answer is $x$. I hope", the last ``\boxed{}``/``\fbox{}`` (with
+    the boxes just before it when "and"/commas join them), "the answer is ..."/"Answer: ...",
+    GSM8K's ``#### x``, then the last formula or number.
+    """
+    if not text:
+        return None
+    for finder in (_minerva_answer, _boxed_answer, _phrase_answer):
+        answer = finder(text)
+        if answer:
+            return answer.strip()
+    gsm8k = None
+    for gsm8k in _GSM8K.finditer(text):
+        pass
+    if gsm8k is not None and gsm8k.group(1).strip():
+        return gsm8k.group(1).strip()
+    return _last_formula_or_number(text)
+
+
+def final_answer_part(text: str) -> str:
+    r"""``text`` reduced to its answer when it carries an answer marker, else ``text`` itself.
+
+    Gold answers are usually bare ("$\frac{1}{2}$") but are sometimes a full solution with a
+    box or ``####``; this keeps bare answers intact (no last-number guessing) while still
+    reading the marked answer out of a solution.
+    """
+    if _BOX.search(text) or "####" in text or _MINERVA.search(text) or re.search(
+        r"(?i)\banswer\s*(?:is|:)", text
+    ):
+        return extract_answer(text) or text
+    return text
+
+
+# ----------------------------------------------------------------------------------------------
+# normalisation
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u22c5": "\\cdot ",
+    "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ", "\u2260": "\\ne ",
+    "\u222a": "\\cup ", "\u2229": "\\cap ", "\u221a": "\\sqrt", "\u00b0": "^\\circ", "\u2205": "\\emptyset ",
+    "\u00a0": " ", "\t": " ", "\r": " ", "\n": " ", "\x00": "",
+}
+_SUBSTITUTIONS = [
+    (re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?:\.|(?![A-Za-z]))"), ""),
+    (re.compile(r"\\[dtc]frac(?![A-Za-z])"), r"\\frac"),
+    (re.compile(r"\\(?:displaystyle|textstyle)(?![A-Za-z])"), ""),
+    (re.compile(r"\{,\}"), ""),  # 10{,}000
+    (re.compile(r"(?<=\d),\\!\s*(?=\d{3})"), ""),  # 10,\!000
+    (re.compile(r"\\!"), ""),
+    (re.compile(r"\\(?:[,;: ]|quad|qquad)(?![A-Za-z])|~"), " "),
+    (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])"), ""),
+    (re.compile(r"\\(?:neq|ne)(?![A-Za-z])|!="), r"\\ne "),
+    (re.compile(r"\\(?:leq|le|leqslant)(?![A-Za-z])|<="), r"\\le "),
+    (re.compile(r"\\(?:geq|ge|geqslant)(?![A-Za-z])|>="), r"\\ge "),
+    (re.compile(r"\\(?:varnothing|emptyset)(?![A-Za-z])|\\\{\s*\\\}"), r"\\emptyset "),
+    (re.compile(r"\\(?:infin|infty)(?![A-Za-z])|\binfinity\b"), r"\\infty "),
+    (re.compile(r"\{(?:bmatrix|Bmatrix|vmatrix|matrix|smallmatrix)\}"), "{pmatrix}"),
+    (re.compile(r"\\begin\{array\}\{[^{}]*\}"), r"\\begin{pmatrix}"),
+    (re.compile(r"\\end\{array\}"), r"\\end{pmatrix}"),
+    (re.compile(r"\\\{"), "{"),
+    (re.compile(r"\\\}"), "}"),
+    (re.compile(r"\\\$|\$"), ""),
+    (re.compile(r"\\%|%|\s*\b(?:percent(?:age)?|pct)\b"), ""),
+]
+_TEXT_COMMAND = re.compile(
+    r"\\(?:text|textbf|textit|textnormal|textrm|textsf|texttt|mbox|mathrm|mathbf|mathit|mathsf|boldsymbol|bf|rm)\s*\{"
+)
+_TRAILING_TEXT = re.compile(
+    r"\\(?:text|textnormal|textrm|mbox|mathrm)\s*\{\s*([A-Za-z][A-Za-z .]*)\}\s*(?:\^\s*\{?\s*\d\s*\}?)?\s*$"
+)
+_MATH_WORDS = {
+    "and", "or", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "pi", "mod",
+    "pmod", "infty", "sqrt", "frac", "cdot", "times", "le", "ge", "ne", "cup", "cap", "to", "in",
+    "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "det", "gcd", "lcm", "max", "min",
+}
+_UNIT_WORDS = re.compile(r"^(.*[\d}])\s+((?:[A-Za-z]{2,}\.?\s*){1,3})(?:\^\s*\{?\s*\d\s*\}?)?$")
+_SIMPLE_LHS = (
+    r"(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?'?|\\[A-Za-z]+(?:_\{?[A-Za-z0-9]+\}?)?"
+    r"|[A-Za-z]{1,2}\([A-Za-z]\)|\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])*\s*\))"
+)
+_ASSIGNMENT = re.compile(rf"^\s*{_SIMPLE_LHS}\s*(?<![<>!\\])=(?!=)")
+_MEMBERSHIP = re.compile(rf"^\s*{_SIMPLE_LHS}\s*\\in(?![A-Za-z])\s*")
+_THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
+_SPACED_THOUSANDS = re.compile(r"^-?[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?$")
+_NUMBER_TOKEN = re.compile(r"(?<![\d.A-Za-z_])(\d+)(?:\.(\d*))?(?![\d])|(?<![\d.A-Za-z_])\.(\d+)(?![\d])")
+
+
+def _strip_delimiters(s: str) -> str:
+    """Remove enclosing ``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]`` (repeatedly)."""
+    while True:
+        s = s.strip()
+        for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
+            if len(s) >= len(opener) + len(closer) and s.startswith(opener) and s.endswith(closer):
+                s = s[len(opener) : len(s) - len(closer)]
+                break
+        else:
+            return s
+
+
+def _unwrap_whole_box(s: str) -> str:
+    """``\\boxed{x}`` -> ``x`` when the box is the whole string."""
+    match = _BOX.match(s)
+    if match:
+        box = _box_at(s, match)
+        if box is not None and box[1] == len(s):
+            return box[2]
+    return s
+
+
+def _unwrap_text_commands(s: str) -> str:
+    r"""``\text{abc}`` -> ``abc`` (and ``\mbox``, ``\textbf``, ``\mathrm``, ...), nesting aware."""
+    for _ in range(50):
+        match = _TEXT_COMMAND.search(s)
+        if match is None:
+            return s
+        end = _group_end(s, match.end() - 1)
+        if end is None:
+            return s[: match.start()] + s[match.end() :]
+        s = s[: match.start()] + " " + s[match.end() : end - 1] + " " + s[end:]
+    return s
+
+
+def _strip_units(s: str) -> str:
+    r"""Drop a trailing unit after a value: ``5 \text{ cm}^2``, ``10 dollars``, ``125 miles``."""
+    match = _TRAILING_TEXT.search(s)
+    if match and re.search(r"[\d}]\s*$", s[: match.start()]):
+        s = s[: match.start()]
+    match = _UNIT_WORDS.match(s.strip())
+    if match:
+        words = {w.strip(".").lower() for w in match.group(2).split()}
+        if not words & _MATH_WORDS and not re.search(r"\\[A-Za-z]+\s*$", match.group(1)):
+            s = match.group(1)
+    return s
+
+
+def _split_top_level(s: str, separators: str = ",") -> list[str]:
+    """Split at separators that are not inside brackets or braces."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c in separators and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+    parts.append(s[start:])
+    return parts
+
+
+def _strip_assignment(element: str) -> str:
+    r"""``x = 3`` -> ``3``, ``x = 1 + 2 = 3`` -> ``3``, ``x \in [0, 1]`` -> ``[0, 1]``, ``x \approx 3`` -> ``3``."""
+    element = re.sub(r"^.*\\approx(?![A-Za-z])", "", element)
+    if _ASSIGNMENT.match(element):
+        pieces = re.split(r"(?<![<>!\\])=(?!=)", element)
+        return pieces[-1]
+    return _MEMBERSHIP.sub("", element, count=1)
+
+
+def _compact_spaces(s: str) -> str:
+    r"""Remove spaces, keeping one after a command followed by a letter (``\sin b`` stays)."""
+    s = re.sub(r"(\\[A-Za-z]+)\s+(?=[A-Za-z])", "\\1\x00", s)
+    return re.sub(r"\s+", "", s).replace("\x00", " ")
+
+
+def _fix_shorthand(s: str) -> str:
+    r"""``\frac12`` -> ``\frac{1}{2}``, ``\frac1{2}`` -> ``\frac{1}{2}``, ``\sqrt2`` -> ``\sqrt{2}``."""
+    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac(\d)(?=\{)", r"\\frac{\1}", s)
+    s = re.sub(r"\\frac(\{[^{}]*\})(\d)", r"\\frac\1{\2}", s)
+    return re.sub(r"\\sqrt(\d+|[A-Za-z](?![A-Za-z]))", r"\\sqrt{\1}", s)
+
+
+def _canonical_number(match: re.Match) -> str:
+    """Leading zeros off the integer part, trailing zeros off the fraction ("025" -> "25", "27.0" -> "27")."""
+    if match.group(3) is not None:  # ".5"
+        integer, fraction = "0", match.group(3)
+    else:
+        integer, fraction = match.group(1), match.group(2) or ""
+    integer = integer.lstrip("0") or "0"
+    fraction = fraction.rstrip("0")
+    return f"{integer}.{fraction}" if fraction else integer
+
+
+def clean_answer(answer: str) -> str:
+    r"""Presentation-free LaTeX that keeps the mathematical content (``x =``, spacing kept).
+
+    This is what the symbolic step parses; ``normalize_answer`` goes further for string matching.
+    """
+    s = answer.translate(str.maketrans(_UNICODE)) if not answer.isascii() else answer
+    s = s.replace("\n", " ").replace("\r", " ").replace("\t", " ").replace("\x00", "")
+    s = _unwrap_whole_box(_strip_delimiters(s))
+    s = _strip_delimiters(s)
+    for pattern, replacement in _SUBSTITUTIONS:
+        s = pattern.sub(replacement, s)
+    s = _strip_units(s)
+    s = _unwrap_text_commands(s)
+    s = _strip_units(s)
+    s = re.sub(r"(?i)\s*,?\s*\b(?:and|or)\b\s*", ", ", s)
+    s = s.strip().rstrip(".").strip()
+    if _SPACED_THOUSANDS.match(s):
+        s = s.replace(" ", "")
+    s = s.lstrip(":").strip()
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    return s
+
+
+def normalize_answer(answer: str) -> str:
+    r"""Canonical string form of an answer: equal strings mean equal answers.
+
+    Strips delimiters and boxes, ``\left``/``\right``, ``\dfrac``/``\tfrac``, degrees, percent
+    signs, ``\$``, units and words in ``\text{}``/``\mbox{}`` or after a number, thousands
+    separators (tuples like ``(1,2)`` are kept), ``x =`` / ``x \in``, trailing periods, spaces,
+    leading zeros and trailing decimal zeros, and TeX spacing (``\!``, ``\,``). A lone choice
+    in parentheses, ``(B)``, becomes ``B``.
+    """
+    s = clean_answer(answer)
+    s = ",".join(_strip_assignment(part) for part in _split_top_level(s))
+    s = _compact_spaces(s)
+    if _THOUSANDS.match(s):
+        s = s.replace(",", "")
+    s = _fix_shorthand(s)
+    s = re.sub(r"\+?\\infty", r"\\infty", s)
+    s = _NUMBER_TOKEN.sub(_canonical_number, s)
+    s = s.rstrip(".").lstrip(":")
+    choice = re.fullmatch(r"\(([A-E])\)|([A-E])[.)]", s)
+    if choice:
+        s = choice.group(1) or choice.group(2)
+    return s

@@ -1,0 +1,103 @@
+"""The toy world: task generator, tokenizer round trip, tiny model, and model/tokenizer loading."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+import torch
+
+from primekit import toy
+from primekit.errors import InputError
+from primekit.models import load_causal_lm, load_tokenizer
+from primekit.toy.task import TaskSpec, make_problems, sft_target, solve
+
+MULTI_LINE = "Compute 50-3-33\n50-3=47\n47-33=14\n\\boxed{14}"
+
+
+def test_problems_are_deterministic_and_solutions_are_right():
+    first, second = make_problems(50, seed=7), make_problems(50, seed=7)
+    assert first == second
+    assert make_problems(50, seed=8) != first
+    for problem in first:
+        expression = problem.prompt.removeprefix("Compute ").strip()
+        numbers = [int(n) for n in re.findall(r"\d+", expression)]
+        signs = [1] + [1 if op == "+" else -1 for op in re.findall(r"[+-]", expression)]
+        assert int(problem.answer) == sum(s * n for s, n in zip(signs, numbers))
+        assert problem.solution.endswith(f"\\boxed{{{problem.answer}}}")
+        assert len(problem.solution.splitlines()) == 3  # two steps + the boxed answer
+
+
+def test_solve_writes_one_line_per_step_and_carries_a_slip():
+    lines, answer = solve([37, 58, 19], ["+", "-"])
+    assert lines == ["37+58=95", "95-19=76"] and answer == 76
+    slipped, wrong = solve([37, 58, 19], ["+", "-"], slip_at=0, rng=random.Random(0))
+    assert slipped[0] != "37+58=95" and wrong != 76
+    first_result = int(slipped[0].split("=")[1])
+    assert slipped[1] == f"{first_result}-19={first_result - 19}"  # later steps use the slipped value
+
+
+def test_difficulty_knobs():
+    problems = make_problems(20, seed=0, spec=TaskSpec(num_operands=4, max_digits=1))
+    assert all(len(p.solution.splitlines()) == 4 for p in problems)
+    assert all(max(int(x) for x in p.prompt[8:].strip().replace("+", " ").replace("-", " ").split()) <= 9
+               for p in problems)
+
+
+def test_sft_target_rates():
+    problem = make_problems(1, seed=0)[0]
+    rng = random.Random(0)
+    targets = [sft_target(problem, rng, skip_rate=0.3, slip_rate=0.2) for _ in range(2000)]
+    skipped = sum(t.startswith("\\boxed") for t in targets) / len(targets)
+    exact = sum(t == problem.solution for t in targets) / len(targets)
+    assert abs(skipped - 0.3) < 0.04
+    assert abs(exact - 0.5) < 0.05  # slips change the text; skips rarely guess right
+
+
+def test_tokenizer_round_trips_multi_line_solutions():
+    tokenizer = toy.build_tokenizer()
+    assert len(tokenizer) == 26
+    ids = tokenizer(MULTI_LINE)["input_ids"]
+    assert tokenizer.decode(ids) == MULTI_LINE
+    assert tokenizer.convert_ids_to_tokens(ids[:2]) == ["Compute", " "]
+    assert tokenizer("\n")["input_ids"] == [tokenizer.convert_tokens_to_ids("\n")]  # a step is one token
+    assert tokenizer.padding_side == "left"
+    assert tokenizer("x")["input_ids"] == [tokenizer.unk_token_id]  # nothing added around a text
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "Compute 1+2\n"}],
+                                         tokenize=False) == "Compute 1+2\n"
+
+
+def test_saved_toy_model_loads_with_a_lossless_tokenizer(tmp_path):
+    """Next to a Qwen2 config, AutoTokenizer would swap in Qwen2's byte-level pipeline and drop
+    spaces and newlines; load_tokenizer must not."""
+    toy.random_model(0).save_pretrained(tmp_path)
+    toy.build_tokenizer().save_pretrained(tmp_path)
+    tokenizer = load_tokenizer(str(tmp_path))
+    assert tokenizer.decode(tokenizer(MULTI_LINE)["input_ids"]) == MULTI_LINE
+    model = load_causal_lm(str(tmp_path), dtype="float32")
+    assert type(model).__name__ == "Qwen2ForCausalLM" and not model.training
+    assert sum(p.numel() for p in model.parameters()) < 1_000_000
+
+
+def test_left_padding_does_not_change_log_probs():
+    model, tokenizer = toy.random_model(0).eval(), toy.build_tokenizer()
+    texts = ["Compute 1+2\n1+2=3\n\\boxed{3}", MULTI_LINE]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        padded = model(**batch).logits[0, -1].log_softmax(-1)
+        alone = model(**tokenizer(texts[:1], return_tensors="pt")).logits[0, -1].log_softmax(-1)
+    assert torch.allclose(padded, alone, atol=1e-4)
+
+
+def test_missing_local_model_is_a_one_line_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_causal_lm(str(tmp_path / "nope"))
+    with pytest.raises(InputError, match="unknown dtype"):
+        load_causal_lm(str(tmp_path), dtype="float8")
+
+
+def test_warmup_cache_key_tracks_every_setting():
+    assert toy.WarmupSpec().key() == toy.WarmupSpec().key()
+    assert toy.WarmupSpec(steps=10).key() != toy.WarmupSpec().key()
+    assert toy.WarmupSpec(task=TaskSpec(num_operands=4)).key() != toy.WarmupSpec().key()
