@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["extract_answer", "normalize_answer", "final_answer_part"]
+__all__ = ["extract_answer", "normalize_answer", "final_answer_part", "clean_answer", "assigned_name"]
 
 # Longest answer worth looking at; longer spans are scanning accidents (e.g. an unclosed box).
 MAX_ANSWER_CHARS = 2000
@@ -31,12 +31,17 @@ _ANSWER_PHRASE = re.compile(
     r"\b(?:final\s+answer|answer|(?:correct\s+)?(?:option|choice))\b(?:\s*(?:is\b|:))?\s*:?",
     re.IGNORECASE,
 )
+_CONTINUATION = re.compile(r"\n[ \t]*Problem:|<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>")
 _GSM8K = re.compile(r"####\s*([^\n]+)")
 _MATH_ENV = re.compile(
     r"\$\$(.{1,1000}?)\$\$|(?<![\\$])\$([^$\n]{1,500}?)(?<!\\)\$|\\\((.{1,500}?)\\\)|\\\[(.{1,1000}?)\\\]",
     re.DOTALL,
 )
-_NUMBER = re.compile(r"-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?")
+_ENV_LINK = re.compile(r"\s*(?:,\s*)?(?:and|or|,)\s*")
+_NUMBER = re.compile(
+    r"-?\\[dt]?frac\{-?\d+(?:\.\d+)?\}\{-?\d+(?:\.\d+)?\}"
+    r"|(?<![A-Za-z_\d])-?(?:\d{1,3}(?: \d{3})+(?![\d,.])|\d[\d,]*(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?"
+)
 _OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 
 
@@ -115,13 +120,17 @@ def _boxed_answer(text: str) -> str | None:
 
 
 def _math_env_at(text: str, start: int) -> tuple[str, int] | None:
-    """(content, end) of the math environment opening exactly at ``start``."""
+    """(content, end) of the math environment opening exactly at ``start`` (``\\$`` is not a closer)."""
     for opener, closer in _OPENERS:
         if text.startswith(opener, start):
-            close = text.find(closer, start + len(opener), start + len(opener) + MAX_ANSWER_CHARS)
-            if close < 0:
-                return None
-            return text[start + len(opener) : close], close + len(closer)
+            begin = close = start + len(opener)
+            while True:
+                close = text.find(closer, close, begin + MAX_ANSWER_CHARS)
+                if close < 0:
+                    return None
+                if closer.startswith("\\") or text[close - 1] != "\\":
+                    return text[begin:close], close + len(closer)
+                close += 1
     return None
 
 
@@ -164,6 +173,9 @@ def _answer_from_tail(tail: str, explicit: bool) -> str | None:
         joined = _joined_math_envs(sentence)
         if joined is not None:
             return joined
+    if len(re.findall(r"[A-Za-z]{2,}", sentence)) >= 3:
+        # "Final Answer: Jane started growing Sphere 3 hours ago" -> "3"
+        return _last_formula_or_number(sentence) or sentence
     return sentence or None
 
 
@@ -180,29 +192,32 @@ def _phrase_answer(text: str) -> str | None:
 
 
 def _minerva_answer(text: str) -> str | None:
-    """Minerva's "final answer is $x$. I hope it is correct." (the first one, as Minerva and Qwen read it)."""
-    match = _MINERVA.search(text)
-    if match is None:
-        return None
-    close = text.find("$", match.end(), match.end() + MAX_ANSWER_CHARS)
-    if close < 0 or not re.match(r"\s*\.?\s*I hope", text[close + 1 : close + 40]):
-        return None
-    return text[match.end() : close].strip()
+    """The last Minerva-style "final answer is $x$. I hope it is correct." in the text."""
+    window_start = max(0, len(text) - 50 * MAX_ANSWER_CHARS)
+    for match in reversed(list(_MINERVA.finditer(text, window_start))[-_MAX_CANDIDATES:]):
+        close = text.find("$", match.end(), match.end() + MAX_ANSWER_CHARS)
+        if close >= 0 and re.match(r"\s*\.?\s*I hope", text[close + 1 : close + 40]):
+            return text[match.end() : close].strip()
+    return None
 
 
 def _last_formula_or_number(text: str) -> str | None:
     """The last math environment or number, whichever ends later."""
-    window = text[max(0, len(text) - 20 * MAX_ANSWER_CHARS) :]
-    env = None
-    for env in _MATH_ENV.finditer(window):
-        pass
+    window = text[max(0, len(text) - 5 * MAX_ANSWER_CHARS) :]
+    envs = list(_MATH_ENV.finditer(window))[-_MAX_CANDIDATES:]
+    env = envs[-1] if envs else None
     number = None
     for number in _NUMBER.finditer(window):
         pass
     if env is not None and (number is None or env.end() >= number.end()):
-        content = next(g for g in env.groups() if g is not None).strip()
-        if content:
-            return content
+        chain = [env]
+        for earlier in reversed(envs[:-1]):
+            if len(chain) == 8 or not _ENV_LINK.fullmatch(window[earlier.end() : chain[-1].start()]):
+                break
+            chain.append(earlier)
+        contents = [next(g for g in e.groups() if g is not None).strip() for e in reversed(chain)]
+        if all(contents):
+            return ", ".join(contents)
     if number is not None:
         return number.group().rstrip(",")
     return None
@@ -217,6 +232,10 @@ def extract_answer(text: str) -> str | None:
     """
     if not text:
         return None
+    # A few-shot continuation ("\n\nProblem: ...", a new chat turn) belongs to another problem.
+    continuation = _CONTINUATION.search(text)
+    if continuation is not None and continuation.start() > 0:
+        text = text[: continuation.start()]
     for finder in (_minerva_answer, _boxed_answer, _phrase_answer):
         answer = finder(text)
         if answer:
@@ -229,16 +248,31 @@ def extract_answer(text: str) -> str | None:
     return _last_formula_or_number(text)
 
 
-def final_answer_part(text: str) -> str:
-    r"""``text`` reduced to its answer when it carries an answer marker, else ``text`` itself.
+def _looks_like_prose(text: str) -> bool:
+    """True for a sentence around an answer ("the number is 1,000.99"), False for a bare answer
+    ("5 \\text{ cm}", "12 and 13", "x \\in [0, 1]", "\\text{Evelyn}")."""
+    if len(text) > 5 * MAX_ANSWER_CHARS:
+        return True
+    stripped = text.strip()
+    env = _math_env_at(stripped, 0)
+    if env is not None and env[1] == len(stripped):
+        return False
+    if _MATH_ENV.search(text):
+        return True
+    plain = re.sub(r"\\[A-Za-z]+(?:\s*\{[^{}]*\})?", " ", text)
+    words = {w.lower() for w in re.findall(r"[A-Za-z]{3,}", plain)} - _MATH_WORDS - _NUMBER_WORDS
+    return bool(words) and bool(re.search(r"\d", plain))
 
-    Gold answers are usually bare ("$\frac{1}{2}$") but are sometimes a full solution with a
-    box or ``####``; this keeps bare answers intact (no last-number guessing) while still
-    reading the marked answer out of a solution.
+
+def final_answer_part(text: str) -> str:
+    r"""``text`` reduced to its answer when it is a response rather than a bare answer.
+
+    Gold answers are usually bare ("$\frac{1}{2}$", "12 and 13") and are kept as they are (no
+    last-number guessing); a solution with a box or ``####``, or a sentence around the answer,
+    is reduced with ``extract_answer``.
     """
-    if _BOX.search(text) or "####" in text or _MINERVA.search(text) or re.search(
-        r"(?i)\banswer\s*(?:is|:)", text
-    ):
+    marked = _BOX.search(text) or "####" in text or _MINERVA.search(text)
+    if marked or re.search(r"(?i)\banswer\s*(?:is|:)", text) or _looks_like_prose(text):
         return extract_answer(text) or text
     return text
 
@@ -252,14 +286,15 @@ _UNICODE = {
     "\u222a": "\\cup ", "\u2229": "\\cap ", "\u221a": "\\sqrt", "\u00b0": "^\\circ", "\u2205": "\\emptyset ",
     "\u00a0": " ", "\t": " ", "\r": " ", "\n": " ", "\x00": "",
 }
+_UNICODE_TABLE = str.maketrans(_UNICODE)
 _SUBSTITUTIONS = [
     (re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?:\.|(?![A-Za-z]))"), ""),
     (re.compile(r"\\[dtc]frac(?![A-Za-z])"), r"\\frac"),
     (re.compile(r"\\(?:displaystyle|textstyle)(?![A-Za-z])"), ""),
     (re.compile(r"\{,\}"), ""),  # 10{,}000
     (re.compile(r"(?<=\d),\\!\s*(?=\d{3})"), ""),  # 10,\!000
-    (re.compile(r"\\!"), ""),
-    (re.compile(r"\\(?:[,;: ]|quad|qquad)(?![A-Za-z])|~"), " "),
+    (re.compile(r"(?<!\\)\\!"), ""),
+    (re.compile(r"(?<!\\)\\(?:[,;: ]|quad|qquad)(?![A-Za-z])|~"), " "),
     (re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![A-Za-z])|\\degree(?![A-Za-z])"), ""),
     (re.compile(r"\\(?:neq|ne)(?![A-Za-z])|!="), r"\\ne "),
     (re.compile(r"\\(?:leq|le|leqslant)(?![A-Za-z])|<="), r"\\le "),
@@ -285,7 +320,8 @@ _MATH_WORDS = {
     "pmod", "infty", "sqrt", "frac", "cdot", "times", "le", "ge", "ne", "cup", "cap", "to", "in",
     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "det", "gcd", "lcm", "max", "min",
 }
-_UNIT_WORDS = re.compile(r"^(.*[\d}])\s+((?:[A-Za-z]{2,}\.?\s*){1,3})(?:\^\s*\{?\s*\d\s*\}?)?$")
+_NUMBER_WORDS = {"thousand", "million", "billion", "trillion", "percent", "percentage", "pct"}
+_UNIT_WORDS = re.compile(r"^(.*[\d}]) ([A-Za-z]{2,}(?:\.? [A-Za-z]{2,}){0,2}\.?) ?(?:\^ ?\{? ?\d ?\}?)?$")
 _SIMPLE_LHS = (
     r"(?:[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?'?|\\[A-Za-z]+(?:_\{?[A-Za-z0-9]+\}?)?"
     r"|[A-Za-z]{1,2}\([A-Za-z]\)|\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])*\s*\))"
@@ -298,8 +334,8 @@ _NUMBER_TOKEN = re.compile(r"(?<![\d.A-Za-z_])(\d+)(?:\.(\d*))?(?![\d])|(?<![\d.
 
 
 def _strip_delimiters(s: str) -> str:
-    """Remove enclosing ``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]`` (repeatedly)."""
-    while True:
+    """Remove enclosing ``$...$``, ``$$...$$``, ``\\(...\\)``, ``\\[...\\]`` (a few layers)."""
+    for _ in range(4):
         s = s.strip()
         for opener, closer in (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$")):
             if len(s) >= len(opener) + len(closer) and s.startswith(opener) and s.endswith(closer):
@@ -307,6 +343,7 @@ def _strip_delimiters(s: str) -> str:
                 break
         else:
             return s
+    return s.strip()
 
 
 def _unwrap_whole_box(s: str) -> str:
@@ -330,6 +367,44 @@ def _unwrap_text_commands(s: str) -> str:
             return s[: match.start()] + s[match.end() :]
         s = s[: match.start()] + " " + s[match.end() : end - 1] + " " + s[end:]
     return s
+
+
+def _repeating_decimal(match: re.Match) -> str:
+    """``0.\\overline{3}`` -> ``\\frac{1}{3}`` (exact value of a repeating decimal)."""
+    integer, fixed, repeat = match.group(1) or "0", match.group(2), match.group(3)
+    denominator = (10 ** len(repeat) - 1) * 10 ** len(fixed)
+    numerator = int(integer + fixed + repeat) - int(integer + fixed or "0")
+    return rf"\frac{{{numerator}}}{{{denominator}}}"
+
+
+def _matching_paren(s: str, open_index: int) -> int | None:
+    depth = 0
+    for i in range(open_index, min(len(s), open_index + MAX_ANSWER_CHARS)):
+        depth += {"(": 1, ")": -1}.get(s[i], 0)
+        if depth == 0:
+            return i
+    return None
+
+
+def _plain_to_latex(s: str) -> str:
+    r"""Plain-text math as LaTeX: ``sqrt(2)`` -> ``\sqrt{2}``, ``pi`` -> ``\pi``, ``x**2`` -> ``x^2``,
+    ``3 million`` -> ``3\times10^{6}``, ``7 3/4`` -> ``7\frac{3}{4}``, ``0.\overline{3}``."""
+    s = re.sub(r"^\*\*(.*)\*\*$", r"\1", s.strip())  # markdown bold
+    s = re.sub(r"(?<=[\w)}])\s*\*\*\s*(?=[\w({-])", "^", s)
+    s = re.sub(r"(?<![\\A-Za-z])pi(?![A-Za-z])", r"\\pi ", s)
+    for _ in range(10):
+        match = re.search(r"(?<![\\A-Za-z])sqrt\s*\(", s)
+        close = _matching_paren(s, match.end() - 1) if match else None
+        if close is None:
+            break
+        s = s[: match.start()] + r"\sqrt{" + s[match.end() : close] + "}" + s[close + 1 :]
+    scales = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+    s = re.sub(
+        r"(\d)\s*(thousand|million|billion|trillion)\b", lambda m: rf"{m.group(1)}\times10^{{{scales[m.group(2)]}}}", s
+    )
+    s = re.sub(r"^(-?\d+)\s+(\d+)\s*/\s*(\d+)$", r"\1\\frac{\2}{\3}", s.strip())
+    s = re.sub(r"(?<![\d.])(\d*)\.(\d*)\\overline\{(\d+)\}", _repeating_decimal, s)
+    return re.sub(r"\^\s*\{?\s*\\(?:text|mathrm)\s*\{\s*(?:st|nd|rd|th)\s*\}\s*\}?", "", s)
 
 
 def _strip_units(s: str) -> str:
@@ -362,11 +437,20 @@ def _split_top_level(s: str, separators: str = ",") -> list[str]:
 
 def _strip_assignment(element: str) -> str:
     r"""``x = 3`` -> ``3``, ``x = 1 + 2 = 3`` -> ``3``, ``x \in [0, 1]`` -> ``[0, 1]``, ``x \approx 3`` -> ``3``."""
-    element = re.sub(r"^.*\\approx(?![A-Za-z])", "", element)
+    approximation = re.split(r"\\approx(?![A-Za-z])", element)
+    if len(approximation) > 1:  # "x \approx 3" -> "3", but "1/3 \approx 0.33" -> "1/3"
+        name_only = re.fullmatch(rf"\s*{_SIMPLE_LHS}\s*", approximation[0])
+        element = approximation[-1] if name_only else approximation[0]
     if _ASSIGNMENT.match(element):
         pieces = re.split(r"(?<![<>!\\])=(?!=)", element)
         return pieces[-1]
     return _MEMBERSHIP.sub("", element, count=1)
+
+
+def assigned_name(answer: str) -> str | None:
+    """The variable an answer assigns (``"x"`` for ``x = 3``), or None."""
+    match = _ASSIGNMENT.match(clean_answer(answer))
+    return re.sub(r"\s+", "", match.group()[:-1]) if match else None
 
 
 def _compact_spaces(s: str) -> str:
@@ -398,15 +482,19 @@ def clean_answer(answer: str) -> str:
     r"""Presentation-free LaTeX that keeps the mathematical content (``x =``, spacing kept).
 
     This is what the symbolic step parses; ``normalize_answer`` goes further for string matching.
+    Text longer than any answer (``10 * MAX_ANSWER_CHARS``) only loses its whitespace.
     """
-    s = answer.translate(str.maketrans(_UNICODE)) if not answer.isascii() else answer
-    s = s.replace("\n", " ").replace("\r", " ").replace("\t", " ").replace("\x00", "")
+    if len(answer) > 10 * MAX_ANSWER_CHARS:
+        return re.sub(r"\s+", "", answer)
+    s = answer.translate(_UNICODE_TABLE) if not answer.isascii() else answer
+    s = re.sub(r"\s+", " ", s.replace("\x00", ""))
     s = _unwrap_whole_box(_strip_delimiters(s))
     s = _strip_delimiters(s)
     for pattern, replacement in _SUBSTITUTIONS:
         s = pattern.sub(replacement, s)
+    s = _plain_to_latex(s)
     s = _strip_units(s)
-    s = _unwrap_text_commands(s)
+    s = re.sub(r"\s+", " ", _unwrap_text_commands(s))
     s = _strip_units(s)
     s = re.sub(r"(?i)\s*,?\s*\b(?:and|or)\b\s*", ", ", s)
     s = s.strip().rstrip(".").strip()
@@ -430,8 +518,6 @@ def normalize_answer(answer: str) -> str:
     s = clean_answer(answer)
     s = ",".join(_strip_assignment(part) for part in _split_top_level(s))
     s = _compact_spaces(s)
-    if _THOUSANDS.match(s):
-        s = s.replace(",", "")
     s = _fix_shorthand(s)
     s = re.sub(r"\+?\\infty", r"\\infty", s)
     s = _NUMBER_TOKEN.sub(_canonical_number, s)

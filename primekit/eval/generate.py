@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,21 @@ class TransformersGenerator:
             batch = jobs[start:start + self.batch_size]
             encoded = self.tokenizer([prompt for _, prompt in batch], return_tensors="pt",
                                      padding=True, add_special_tokens=False).to(device)
-            sampling = ({"do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p,
-                         "top_k": None} if spec.temperature > 0 else {"do_sample": False})
-            output = self.model.generate(**encoded, max_new_tokens=spec.max_new_tokens,
-                                         pad_token_id=self.tokenizer.pad_token_id,
-                                         eos_token_id=eos_ids, **sampling)
+            output = self.model.generate(**encoded, generation_config=self._config(spec, eos_ids))
             new_tokens = output[:, encoded["input_ids"].shape[1]:]
             for (index, _), tokens in zip(batch, new_tokens):
                 results[index].append(_completion(tokens.tolist(), eos_ids, self.tokenizer))
         return results
+
+    def _config(self, spec: SamplingSpec, eos_ids: list[int]) -> GenerationConfig:
+        """A complete decoding config, so that a checkpoint's own generation defaults (Qwen2.5-Math
+        ships repetition_penalty 1.05, top_k 20, top_p 0.8) never change an evaluation: greedy
+        is plain argmax, and sampling is temperature + top-p only, as vLLM does it."""
+        sampling = ({"do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p,
+                     "top_k": 0} if spec.temperature > 0 else {"do_sample": False})
+        return GenerationConfig(max_new_tokens=spec.max_new_tokens, repetition_penalty=1.0,
+                                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos_ids,
+                                **sampling)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

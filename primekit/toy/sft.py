@@ -27,10 +27,10 @@ class WarmupSpec:
     """Everything that determines the warm-up policy (and so its cache key)."""
 
     task: TaskSpec = field(default_factory=TaskSpec)
-    skip_rate: float = 0.3
-    slip_rate: float = 0.15
+    skip_rate: float = 0.2
+    slip_rate: float = 0.1
     num_train_problems: int = 20_000
-    steps: int = 1500
+    steps: int = 2200
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 0

@@ -1,0 +1,112 @@
+"""Scoring throughput of ImplicitPRM against the cost floor and against a naive loop.
+
+Three ways to get the same token rewards for the same responses, timed side by side in one run:
+
+* ``ImplicitPRM.rewards``: strings in, token / step / sequence rewards out (tokenization, length
+  sorting, padding, both forward passes, log-softmax, step mapping);
+* floor: only the two forward passes (PRM and reference) on the very batches ImplicitPRM builds,
+  already tokenized and padded -- what any implementation has to pay;
+* naive: one response at a time, two full forward passes and a full log-softmax each.
+
+Throughput is response tokens per second. Run it on an otherwise idle machine:
+
+    .venv/bin/python benchmarks/prm_bench.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import Qwen2ForCausalLM
+
+from primekit import toy
+from primekit.prm.data import encode_response, join_right_padded
+from primekit.prm.implicit import ImplicitPRM
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COMMAND = ".venv/bin/python benchmarks/prm_bench.py"
+NUM_RESPONSES, BATCH_SIZE, REPEATS = 512, 64, 5
+SIZES = [(128, 2), (384, 6)]  # (hidden size, layers): the toy model, and a wider, deeper one
+
+
+def build_model(hidden: int, layers: int, seed: int) -> Qwen2ForCausalLM:
+    config = toy.tiny_qwen2_config()
+    config.hidden_size, config.num_hidden_layers, config.intermediate_size = hidden, layers, 4 * hidden
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(config).eval()
+
+
+def best_of(repeats: int, run) -> float:
+    """Median wall time of ``run()`` over ``repeats`` runs, after one warm-up run."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(prm, ref, prompts: list[str], responses: list[str]) -> dict[str, float]:
+    tokenizer = toy.build_tokenizer()
+    reader = ImplicitPRM(prm, ref, tokenizer, batch_size=BATCH_SIZE)
+    encoded = [encode_response(tokenizer, p, r, append_eos=True) for p, r in zip(prompts, responses)]
+    n_tokens = sum(len(e.response_ids) for e in encoded)
+    order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i].prompt_ids) + len(encoded[i].response_ids)))
+    batches = [join_right_padded([encoded[i].prompt_ids for i in chunk], [encoded[i].response_ids for i in chunk],
+                                 tokenizer.pad_token_id)
+               for chunk in (order[s:s + BATCH_SIZE] for s in range(0, len(order), BATCH_SIZE))]
+
+    def floor() -> None:
+        with torch.no_grad():
+            for batch in batches:
+                prm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    def naive() -> None:
+        with torch.no_grad():
+            for item in encoded:
+                ids = torch.tensor([item.prompt_ids + item.response_ids])
+                targets = ids[0, len(item.prompt_ids):]
+                logps = [model(ids).logits[0, len(item.prompt_ids) - 1:-1].log_softmax(-1)
+                         .gather(-1, targets.unsqueeze(-1)).squeeze(-1) for model in (prm, ref)]
+                (reader.beta * (logps[0] - logps[1])).tolist()
+
+    seconds = {"ImplicitPRM": best_of(REPEATS, lambda: reader.rewards(prompts, responses)),
+               "two forwards": best_of(REPEATS, floor),
+               "naive loop": best_of(max(1, REPEATS // 2), naive)}
+    return {name: n_tokens / value for name, value in seconds.items()}
+
+
+def main() -> int:
+    torch.set_num_threads(2)
+    problems = toy.test_problems(NUM_RESPONSES)
+    prompts, responses = [p.prompt for p in problems], [p.solution for p in problems]
+    lines = ["## Implicit PRM scoring throughput", "",
+             f"`{COMMAND}`. {NUM_RESPONSES} toy solutions (about 20 response tokens each, 3 steps), "
+             f"batch size {BATCH_SIZE}, random Qwen2 PRM and reference of the size shown, CPU, "
+             f"{torch.get_num_threads()} threads; median of {REPEATS} timed runs after a warm-up. "
+             "Throughput in response tokens per second; *two forwards* is the floor: the PRM and "
+             "reference forward passes alone on the same padded batches.", "",
+             "| model | ImplicitPRM tok/s | two forwards tok/s | naive loop tok/s "
+             "| ImplicitPRM / two forwards | ImplicitPRM / naive |",
+             "|---|---|---|---|---|---|"]
+    for hidden, layers in SIZES:
+        prm, ref = build_model(hidden, layers, 1), build_model(hidden, layers, 2)
+        millions = sum(p.numel() for p in prm.parameters()) / 1e6
+        tps = measure(prm, ref, prompts, responses)
+        lines.append(f"| {millions:.1f}M params ({layers} x {hidden}) | {tps['ImplicitPRM']:,.0f} | {tps['two forwards']:,.0f} | "
+                     f"{tps['naive loop']:,.0f} | {tps['ImplicitPRM'] / tps['two forwards']:.2f} | "
+                     f"{tps['ImplicitPRM'] / tps['naive loop']:.1f}x |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "prm_bench.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

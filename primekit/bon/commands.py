@@ -1,0 +1,355 @@
+"""``prime-bon sample`` and ``prime-bon rerank`` (and, with no arguments, the toy demonstration).
+
+``prime-bon sample`` draws N candidates per benchmark problem through the evaluation runner's
+resumable generate-and-grade loop and writes them in the standard candidates layout.
+``prime-bon rerank FILE`` scores the candidates (cached), then reports Best-of-N accuracy against N
+for every reward model and baseline: a Markdown table, a PNG plot, a JSON summary and the
+reranked JSONL. ``prime-bon rerank`` with no arguments runs the whole toy pipeline: the toy policy
+samples 16 candidates per toy test problem, the toy implicit PRM reranks them, and a table
+compares PRM Best-of-N with majority vote and the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from primekit.config import parse_config
+from primekit.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+RERANK_DESCRIPTION = ("Score Best-of-N candidates once (cached next to the input) and report "
+                      "accuracy vs N for PRM / ORM reranking, majority and weighted votes, and the "
+                      "oracle. Without arguments: the toy demonstration.")
+SAMPLE_DESCRIPTION = "Generate N candidates per benchmark problem (resumable)."
+TOY_OUT = "runs/bon-toy"
+TOY_PRM = "runs/prm"  # where `prime-prm train` without options saves the toy PRM
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class RerankArguments:
+    """Options of ``prime-bon rerank``."""
+
+    input: str | None = field(default=None, metadata=_help(
+        "candidates JSONL (standard layout or Qwen's RM@N layout); may also be given first, "
+        "without --input"))
+    out: str = field(default="runs/bon", metadata=_help(
+        "output folder: table.md, curve.png, summary.json, reranked.jsonl"))
+    prm: str | None = field(default=None, metadata=_help("implicit PRM (hub name or local path)"))
+    ref: str | None = field(default=None, metadata=_help(
+        "the implicit PRM's reference model; default: the one recorded with the PRM"))
+    beta: float | None = field(default=None, metadata=_help(
+        "implicit reward scale; default: the PRM's recorded beta, else 0.05"))
+    aggregate: str = field(default="min", metadata=_help(
+        "how step scores rank a response: min, last, mean, sum, or a comma list (min,last)"))
+    steps: str = field(default="auto", metadata=_help(
+        "step splitting: auto ('Step k:' markers, else blank lines, else newlines), "
+        "step_markers, blank_lines, newlines"))
+    step_prm: str | None = field(default=None, metadata=_help(
+        "discriminative step-label PRM (a token-classification model)"))
+    step_prm_label: int = field(default=1, metadata=_help("the step PRM's 'correct step' label"))
+    step_separator: str = field(default="\n", metadata=_help(
+        "text that ends each step for the step PRM (escapes \\n and \\t are understood)"))
+    orm: str | None = field(default=None, metadata=_help(
+        "outcome reward model (a sequence-classification model)"))
+    orm_label: int = field(default=1, metadata=_help(
+        "the ORM's 'correct' label when it has several outputs"))
+    shipped: bool = field(default=True, metadata=_help(
+        "also rank by the scores shipped with the file ('scores' / Qwen's 'pred_score')"))
+    n_max: int | None = field(default=None, metadata=_help(
+        "largest N; default: the fewest candidates any problem has"))
+    trials: int = field(default=256, metadata=_help(
+        "random N-subsets per problem and N (all of them when there are fewer)"))
+    bootstrap: int = field(default=1000, metadata=_help("bootstrap resamples for the intervals"))
+    seed: int = field(default=0, metadata=_help("seed of the subsets and the bootstrap"))
+    regrade: bool = field(default=False, metadata=_help(
+        "grade candidates with primekit's grader even when the file has correctness labels"))
+    batch_size: int = field(default=16, metadata=_help("candidates per forward pass"))
+    dtype: str = field(default="auto", metadata=_help("model dtype: auto, float32, bfloat16, float16"))
+    device: str | None = field(default=None, metadata=_help("device; default: cuda if available"))
+    cache_dir: str | None = field(default=None, metadata=_help(
+        "where score caches go when the input's folder is not writable; default: the output folder"))
+
+    def __post_init__(self) -> None:
+        from primekit.bon.scorers import AGGREGATIONS, STEP_MODES
+
+        self.step_separator = self.step_separator.replace("\\n", "\n").replace("\\t", "\t")
+        self.aggregates = [how.strip() for how in self.aggregate.split(",") if how.strip()]
+        for how in self.aggregates or [""]:
+            if how not in AGGREGATIONS:
+                raise ValueError(f"unknown aggregate '{how}' (choose from {', '.join(AGGREGATIONS)})")
+        if self.steps not in STEP_MODES:
+            raise ValueError(f"unknown steps mode '{self.steps}' (choose from {', '.join(STEP_MODES)})")
+        for name in ("trials", "bootstrap", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_max is not None and self.n_max < 1:
+            raise ValueError(f"n_max must be >= 1, got {self.n_max}")
+        if not self.step_separator:
+            raise ValueError("step_separator must not be empty")
+
+
+@dataclass
+class SampleArguments:
+    """Options of ``prime-bon sample``."""
+
+    out: str | None = field(default=None, metadata=_help(
+        "candidates JSONL to write; its progress lives in <out>.parts/ so a killed run resumes"))
+    model: str | None = field(default=None, metadata=_help("policy: hub name or path; default: the toy policy"))
+    benchmark: str = field(default="toy", metadata=_help(
+        "registered benchmark (math500, aime2024, amc, ..., toy), a .jsonl/.json file or a datasets name"))
+    n: int = field(default=16, metadata=_help("candidates per problem"))
+    limit: int | None = field(default=None, metadata=_help("only the first problems"))
+    temperature: float = field(default=1.0, metadata=_help("sampling temperature"))
+    top_p: float = field(default=1.0, metadata=_help("nucleus sampling threshold"))
+    max_new_tokens: int = field(default=1024, metadata=_help("longest candidate, in tokens"))
+    template: str = field(default="auto", metadata=_help(
+        "prompt template: auto, raw, qwen25-math-cot, eurus (see prime-eval run --help)"))
+    seed: int = field(default=0, metadata=_help("sampling seed"))
+    backend: str = field(default="transformers", metadata=_help("transformers or vllm"))
+    batch_size: int = field(default=32, metadata=_help("sequences per generate call (transformers)"))
+    dtype: str = field(default="auto", metadata=_help("model dtype"))
+    device: str | None = field(default=None, metadata=_help("device; default: cuda if available"))
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            raise ValueError("--out is required (the candidates JSONL to write)")
+        if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("n, batch_size and max_new_tokens must be >= 1")
+        if self.temperature <= 0:
+            raise ValueError("Best-of-N needs different candidates: set a temperature > 0")
+
+
+# ----------------------------------------------------------------------------------------------
+# sample
+
+
+def _parts_dir(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def sample(argv: list[str]) -> int:
+    args, *_ = parse_config([SampleArguments], argv, prog="prime-bon sample",
+                           description=SAMPLE_DESCRIPTION)
+    path = sample_candidates(args)
+    print(f"candidates -> {path}")
+    return 0
+
+
+def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path:
+    """Generate (only what is missing) and write the candidates file in the standard layout."""
+    from primekit.eval import runner
+    from primekit.eval.benchmarks import check_template, load_benchmark, render_prompt
+    from primekit.eval.generate import SamplingSpec, make_generator
+    from primekit.io import atomic_write_jsonl
+    from primekit.models import load_tokenizer, resolve_model_name
+
+    check_template(args.template)
+    problems = load_benchmark(args.benchmark, limit=args.limit)
+    model = resolve_model_name(args.model)
+    tokenizer = load_tokenizer(model)
+    prompts = {p.id: render_prompt(p, args.template, tokenizer) for p in problems}
+    parts = _parts_dir(args.out)
+    runner.check_settings(parts, {
+        "model": model, "benchmark": args.benchmark, "template": args.template,
+        "temperature": args.temperature, "top_p": args.top_p,
+        "max_new_tokens": args.max_new_tokens, "seed": args.seed})
+    samples = runner.open_samples(parts)
+    spec = SamplingSpec(n=args.n, temperature=args.temperature, top_p=args.top_p,
+                        max_new_tokens=args.max_new_tokens, seed=args.seed)
+    if runner.missing_samples(problems, args.n, samples.done):
+        generator = make_generator(model, args.backend, dtype=args.dtype, device=args.device,
+                                   batch_size=args.batch_size, show_progress=False)
+        runner.generate_and_grade(problems, prompts, generator, spec, samples,
+                                  show_progress=show_progress)
+    atomic_write_jsonl(args.out, candidate_records(problems, prompts, samples.records.values(), args.n))
+    return Path(args.out)
+
+
+def candidate_records(problems, prompts: dict[str, str], samples, n: int) -> list[dict]:
+    """One standard-layout record per problem from the runner's per-sample records (the first
+    ``n`` samples, in sample order)."""
+    by_problem: dict[tuple[str, str], dict[int, dict]] = {}
+    for record in samples:
+        by_problem.setdefault((record["benchmark"], str(record["problem_id"])), {})[
+            int(record["sample_index"])] = record
+    rows = []
+    for problem in problems:
+        found = by_problem.get((problem.benchmark, problem.id), {})
+        ordered = [found[index] for index in range(n)]
+        rows.append({"id": problem.id, "problem": problem.problem, "prompt": prompts[problem.id],
+                     "answer": problem.answer,
+                     "candidates": [r["completion"] for r in ordered],
+                     "preds": [r["pred"] for r in ordered],
+                     "correct": [bool(r["correct"]) for r in ordered],
+                     "finished": [bool(r["finished"]) for r in ordered]})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# rerank
+
+
+def _split_positional(argv: list[str]) -> list[str]:
+    """``prime-bon rerank cands.jsonl --prm P`` means ``--input cands.jsonl --prm P``."""
+    if argv and not argv[0].startswith("-"):
+        return ["--input", argv[0], *argv[1:]]
+    return argv
+
+
+def _check_model_path(value: str | None, option: str) -> None:
+    """A model that is neither a local path nor a hub-style ``org/name`` is a typo: say so in one
+    line before anything is loaded."""
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    looks_like_hub = value.count("/") == 1 and not value.startswith((".", "/", "~"))
+    if not path.exists() and not looks_like_hub:
+        raise InputError(f"{option}: model path does not exist", path=value)
+
+
+def build_scorers(args: RerankArguments, has_shipped_scores: bool) -> list:
+    """The reward models asked for; they load their weights only when a score is missing from the
+    cache."""
+    from primekit.bon import scorers
+
+    for value, option in ((args.prm, "--prm"), (args.ref, "--ref"), (args.step_prm, "--step_prm"),
+                          (args.orm, "--orm")):
+        _check_model_path(value, option)
+    chosen = []
+    if args.prm is not None:
+        chosen.append(scorers.ImplicitPRMScorer.from_pretrained(
+            args.prm, args.ref, beta=args.beta, step_mode=args.steps, dtype=args.dtype,
+            device=args.device, batch_size=args.batch_size))
+    if args.step_prm is not None:
+        chosen.append(scorers.TokenClassificationPRMScorer.from_pretrained(
+            args.step_prm, dtype=args.dtype, device=args.device, step_mode=args.steps,
+            separator=args.step_separator, positive_label=args.step_prm_label,
+            batch_size=args.batch_size))
+    if args.orm is not None:
+        chosen.append(scorers.SequenceClassificationORMScorer.from_pretrained(
+            args.orm, dtype=args.dtype, device=args.device, positive_label=args.orm_label,
+            batch_size=args.batch_size))
+    if args.shipped and has_shipped_scores:
+        chosen.append(scorers.ShippedScores())
+    return chosen
+
+
+def rerank(argv: list[str]) -> int:
+    if not argv:
+        return toy_demo()
+    args, *_ = parse_config([RerankArguments], _split_positional(argv), prog="prime-bon rerank",
+                           description=RERANK_DESCRIPTION)
+    if args.input is None:
+        raise InputError("give a candidates file: prime-bon rerank cands.jsonl [options]")
+    result = run_rerank(args)
+    _print_result(result)
+    return 0
+
+
+@dataclass
+class RerankResult:
+    summary: dict
+    methods: list
+    ns: list[int]
+    curves: dict
+    out: Path
+    title: str
+
+
+def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResult:
+    """Load, score (cached), evaluate every rule, and write the output folder."""
+    from primekit.bon import rerank as rr
+    from primekit.bon import report
+    from primekit.bon.data import load_problems
+    from primekit.eval.metrics import default_ks
+    from primekit.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
+
+    problems = load_problems(args.input)
+    has_shipped = all(p.scores is not None for p in problems)
+    chosen = build_scorers(args, has_shipped)
+    outcomes = rr.problem_outcomes(problems, regrade=args.regrade)
+    fewest, most = rr.candidate_counts(outcomes)
+    n_max = args.n_max or fewest
+    if n_max > fewest:
+        raise InputError(f"n_max {n_max} is more than the {fewest} candidates of the smallest problem")
+    out = Path(args.out)
+    methods = list(rr.BASELINES)
+    step_scores: dict[str, list] = {}
+    for scorer in chosen:
+        cache = None
+        if not hasattr(scorer, "precomputed"):
+            cache = rr.ScoreCache(rr.default_cache_path(args.input, scorer.name, scorer.identity(),
+                                                        args.cache_dir or out), scorer.identity())
+        step_scores[scorer.name] = rr.score_problems(problems, scorer, cache,
+                                                     batch_size=args.batch_size,
+                                                     show_progress=show_progress)
+        methods += rr.scorer_methods(scorer, step_scores[scorer.name], args.aggregates)
+    ns = default_ks(n_max)
+    curves = rr.bon_curves(outcomes, methods, ns, trials=args.trials, seed=args.seed)
+    summary = rr.curve_summary(curves, n_resamples=args.bootstrap, seed=args.seed)
+    title = f"Best-of-N on {Path(args.input).name} ({len(problems)} problems)"
+    counts = f"{fewest}" if fewest == most else f"{fewest}-{most}"
+    atomic_write_text(out / "table.md", f"{title}, {counts} candidates each; accuracy % "
+                      f"[95% bootstrap interval over problems]\n\n"
+                      + report.markdown_table(summary, methods, ns) + "\n")
+    report.plot_curves(summary, methods, ns, out / "curve.png", title)
+    atomic_write_json(out / "summary.json", {
+        "input": str(args.input), "num_problems": len(problems), "candidates": [fewest, most],
+        "ns": ns, "trials": args.trials, "seed": args.seed, "regrade": args.regrade,
+        "scorers": {s.name: s.identity() for s in chosen},
+        "methods": {m.key: {"label": m.label, "by_n": {str(n): summary[m.key][n] for n in ns}}
+                    for m in methods}})
+    picks = rr.selections(outcomes, methods)
+    atomic_write_jsonl(out / "reranked.jsonl", [
+        {**problem.to_record(), "preds": outcome.preds,
+         "correct": [bool(c) for c in outcome.correct],
+         "step_scores": {name: steps[index] for name, steps in step_scores.items()},
+         "selected": pick, "selected_correct": {key: bool(outcome.correct[i]) for key, i in pick.items()}}
+        for index, (problem, outcome, pick) in enumerate(zip(problems, outcomes, picks))])
+    return RerankResult(summary, methods, ns, curves, out, title)
+
+
+def _print_result(result: RerankResult) -> None:
+    from primekit.bon import report
+
+    report.print_table(result.summary, result.methods, result.ns, result.title)
+    print(f"table, plot, summary and reranked candidates -> {result.out}/")
+
+
+# ----------------------------------------------------------------------------------------------
+# the toy demonstration
+
+
+def toy_prm_path() -> Path:
+    """The toy implicit PRM: the one ``prime-prm train`` (no options) saved, trained first if
+    there is none yet."""
+    path = Path(TOY_PRM)
+    if not (path / "implicit_prm.json").is_file():
+        from primekit.prm.commands import train
+
+        logger.warning("no toy PRM in %s yet: training it once (prime-prm train)", path)
+        train([])
+    return path
+
+
+def toy_demo(out: str = TOY_OUT, num_problems: int = 200, n: int = 16) -> int:
+    """Toy policy samples ``n`` candidates per toy test problem, the toy PRM reranks them."""
+    candidates = Path(out) / "candidates.jsonl"
+    sample_candidates(SampleArguments(out=str(candidates), benchmark="toy", n=n,
+                                      limit=num_problems, max_new_tokens=64, batch_size=256,
+                                      dtype="float32"))
+    args = RerankArguments(input=str(candidates), out=out, prm=str(toy_prm_path()),
+                           aggregate="min,last", dtype="float32", batch_size=64)
+    result = run_rerank(args)
+    _print_result(result)
+    return 0

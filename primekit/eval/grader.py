@@ -1,0 +1,344 @@
+r"""Is a predicted answer equivalent to the gold answer?
+
+Three steps, cheapest first:
+
+1. **string**: equal normal forms (``normalize_answer``), case-insensitively; a gold choice
+   letter (A-E) is compared with the choice the prediction names;
+2. **numbers and shapes**: both sides evaluated exactly (``_numeric``: fractions, decimals,
+   scientific notation, radicals, pi, percentages read either as a number or as a hundredth),
+   also element-wise for tuples, intervals, sets, unions of intervals and matrices;
+3. **symbolic**: math-verify's ``parse`` + ``verify`` (expressions, equations, relations, sets,
+   matrices), in a worker process under a hard time and memory limit (``_sandbox``).
+
+Steps 1-2 run in-process in microseconds and settle most pairs, including almost all wrong
+numeric answers, so this is faster than calling math-verify on every pair. Model output is
+never executed: steps 1-2 are regular expressions and a small arithmetic parser, and step 3
+hands LaTeX to latex2sympy's grammar-based parser (no ``eval``/``sympify``/``parse_expr``).
+Any timeout or error means "not equivalent", never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from primekit.eval import _sandbox
+from primekit.eval._numeric import Number, evaluate, nesting, numbers_equal
+from primekit.eval.answer import (
+    MAX_ANSWER_CHARS,
+    assigned_name,
+    clean_answer,
+    extract_answer,
+    final_answer_part,
+    normalize_answer,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "is_equivalent", "grade", "grade_many"]
+
+# Seconds for the symbolic step, including (once per process) the worker's start-up of about
+# a second, which can take several on a busy machine.
+DEFAULT_TIMEOUT = 10.0
+MAX_SYMBOLIC_CHARS = 1000
+MAX_NESTING = 12  # latex2sympy's parser slows down sharply with deeper bracket nesting
+MAX_GROUP_ITEMS = 64
+_PERCENT = re.compile(r"%|\bpercent(?:age)?\b|\bpct\b", re.IGNORECASE)
+_DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
+_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def _as_text(value: object) -> str | None:
+    """Answers may arrive as numbers (AMC gold answers are floats such as 27.0)."""
+    if value is None or isinstance(value, bool):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# step 2: numbers and shapes
+
+
+def _number(text: str, other: str) -> Number | None:
+    """Value of a normalised answer; "1,22" is read as 1.22 when the other side is one value."""
+    value = evaluate(text)
+    if value is None and _DECIMAL_COMMA.fullmatch(text) and "," not in other:
+        value = evaluate(text.replace(",", "."))
+    return value
+
+
+def _hundredth(number: Number) -> Number:
+    place = number.last_place / 100 if number.last_place is not None else None
+    return Number(number.value / 100, number.significant_digits, place)
+
+
+def _numbers_match(pred: Number, gold: Number, pred_percent: bool, gold_percent: bool) -> bool:
+    """Equal values; a side written with % may also be read as a hundredth (50% = 0.5)."""
+    pred_readings = [pred, _hundredth(pred)] if pred_percent else [pred]
+    gold_readings = [gold, _hundredth(gold)] if gold_percent else [gold]
+    return any(numbers_equal(p, g) for p in pred_readings for g in gold_readings)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A bracketed list of items: tuple/interval ``(a,b]``, set ``{a,b}``, bare ``a,b``,
+    matrix (items are rows) or matrix row (items are cells)."""
+
+    opener: str
+    closer: str
+    items: tuple[str, ...]
+
+
+def _split_top_level(text: str, separator: str) -> list[str] | None:
+    """Split at separators outside brackets; None if the brackets do not balance."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(text):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif c == separator and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts if depth == 0 else None
+
+
+def _encloses(text: str) -> bool:
+    """True if the bracket opening at text[0] closes only at the last character."""
+    depth = 0
+    for i, c in enumerate(text):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0 and i < len(text) - 1:
+                return False
+    return depth == 0
+
+
+def _group(text: str) -> _Group | None:
+    matrix = re.fullmatch(r"\\begin\{pmatrix\}(.*)\\end\{pmatrix\}", text)
+    if matrix and "pmatrix" not in matrix.group(1):
+        rows = [row for row in matrix.group(1).split("\\\\") if row]
+        return _Group("matrix", "", tuple(rows))
+    if len(text) >= 2 and text[0] in "([{" and text[-1] in ")]}" and _encloses(text):
+        items = _split_top_level(text[1:-1], ",")
+        if items is None or (len(items) == 1 and text[0] != "{"):
+            return None
+        return _Group(text[0], text[-1], tuple(items))
+    items = _split_top_level(text, ",")
+    if items is not None and len(items) > 1:
+        return _Group("", "", tuple(items))
+    return None
+
+
+def _compare_items(a: str, b: str) -> bool | None:
+    if a.casefold() == b.casefold():
+        return True
+    na, nb = evaluate(a), evaluate(b)
+    if na is not None and nb is not None:
+        return numbers_equal(na, nb)
+    ga, gb = _group(a), _group(b)
+    if ga is not None and gb is not None:
+        return _compare_groups(ga, gb)
+    return None
+
+
+def _match_ordered(xs: tuple[str, ...], ys: tuple[str, ...], same: Callable) -> bool | None:
+    if len(xs) != len(ys):
+        return False
+    verdicts = [same(x, y) for x, y in zip(xs, ys)]
+    if False in verdicts:
+        return False
+    return True if all(verdicts) else None
+
+
+def _match_unordered(xs, ys, same: Callable) -> bool | None:
+    """Multiset equality under ``same``; None when some comparison is undecided."""
+    if len(xs) != len(ys):
+        return False if all(evaluate(v) is not None for v in (*xs, *ys)) else None
+    unused = list(ys)
+    for x in xs:
+        verdicts = [same(x, y) for y in unused]
+        if True in verdicts:
+            unused.pop(verdicts.index(True))
+        elif None in verdicts:
+            return None
+        else:
+            return False
+    return True
+
+
+def _compare_rows(a: str, b: str) -> bool | None:
+    return _match_ordered(tuple(a.split("&")), tuple(b.split("&")), _compare_items)
+
+
+def _compare_groups(a: _Group, b: _Group) -> bool | None:
+    if max(len(a.items), len(b.items)) > MAX_GROUP_ITEMS:
+        return None
+    if "matrix" in (a.opener, b.opener):
+        return _match_ordered(a.items, b.items, _compare_rows) if a.opener == b.opener else None
+    unordered = ("", "{")
+    if a.opener in unordered and b.opener in unordered:
+        return _match_unordered(a.items, b.items, _compare_items)
+    if (a.opener, a.closer) == (b.opener, b.closer) or a.opener in unordered or b.opener in unordered:
+        return _match_ordered(a.items, b.items, _compare_items)
+    return False  # different interval ends: [0,1) is not [0,1]
+
+
+def _compare_shapes(pred: str, gold: str) -> bool | None:
+    """Element-wise comparison of tuples, intervals, sets, unions and matrices."""
+    pred_union, gold_union = pred.split("\\cup"), gold.split("\\cup")
+    if len(pred_union) > 1 or len(gold_union) > 1:
+        if len(pred_union) != len(gold_union) or len(pred_union) > MAX_GROUP_ITEMS:
+            return None
+        return _match_unordered(pred_union, gold_union, _compare_items)
+    pred_group, gold_group = _group(pred), _group(gold)
+    if pred_group is None or gold_group is None:
+        return None
+    return _compare_groups(pred_group, gold_group)
+
+
+# ----------------------------------------------------------------------------------------------
+# steps 1-2 together
+
+
+def _choice_letter(raw: str, normalized: str) -> str | None:
+    """The option a prediction names: "C", "(C)", "\\text{(C)}", "(C) 12", "C: 12"."""
+    if re.fullmatch(r"[A-E]", normalized):
+        return normalized
+    cleaned = clean_answer(raw)
+    letters = re.findall(r"\(([A-E])\)|(?<![A-Za-z\\])([A-E])(?![A-Za-z])", cleaned)
+    return (letters[-1][0] or letters[-1][1]) if letters else None
+
+
+def _fast_verdict(pred: str, gold: str) -> bool | None:
+    """Verdict from strings and numbers alone, or None when symbolic comparison is needed."""
+    pred, gold = pred.strip(), gold.strip()
+    if not pred or not gold:
+        return False
+    if len(pred) > MAX_ANSWER_CHARS or len(gold) > MAX_ANSWER_CHARS:
+        return pred == gold
+    p, g = normalize_answer(pred), normalize_answer(gold)
+    if not p or not g:
+        return p == g and clean_answer(pred) == clean_answer(gold)
+    if max(nesting(p), nesting(g)) > MAX_NESTING:  # too deep for any parser: strings only
+        return p.casefold() == g.casefold()
+    names = assigned_name(pred), assigned_name(gold)
+    same_target = None in names or names[0].casefold() == names[1].casefold()
+    if not same_target:
+        return None  # "x = 3" vs "y = 3": leave it to math-verify's equation rules
+    if p.casefold() == g.casefold():
+        return True
+    if re.fullmatch(r"[A-E]", g):
+        return _choice_letter(pred, p) == g
+    pred_number, gold_number = _number(p, g), _number(g, p)
+    if pred_number is not None and gold_number is not None:
+        return _numbers_match(pred_number, gold_number, bool(_PERCENT.search(pred)), bool(_PERCENT.search(gold)))
+    shapes = _compare_shapes(p, g)
+    if shapes is not None:
+        return shapes
+    if (pred_number is not None and _WORD.fullmatch(g)) or (gold_number is not None and _WORD.fullmatch(p)):
+        return False  # a number never equals a word answer such as "Evelyn"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# step 3 and the public API
+
+
+def _symbolic_verdict(pred: str, gold: str, deadline: float) -> bool:
+    p, g = clean_answer(pred), clean_answer(gold)
+    for text in (p, g):
+        if not text or len(text) > MAX_SYMBOLIC_CHARS or nesting(text) > MAX_NESTING:
+            return False
+    return _sandbox.compare(p, g, deadline)
+
+
+def _judge(pred: str, gold: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    try:
+        verdict = _fast_verdict(pred, gold)
+        return verdict if verdict is not None else _symbolic_verdict(pred, gold, deadline)
+    except Exception:  # untrusted input must never crash grading
+        return False
+
+
+def _answers(response: object, gold: object) -> tuple[str, str] | None:
+    """(predicted answer, gold answer) for a full response and a gold answer or solution."""
+    response_text, gold_text = _as_text(response), _as_text(gold)
+    if response_text is None or gold_text is None:
+        return None
+    pred = extract_answer(response_text)
+    return None if pred is None else (pred, final_answer_part(gold_text))
+
+
+def is_equivalent(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    r"""True if the predicted answer equals the gold answer mathematically.
+
+    Both are answers (``"\frac{1}{2}"``, ``"$x=3$"``); a side that is really a response (an
+    answer marker such as ``\boxed{}``/``####``/"the answer is", or a sentence around the
+    answer) is reduced to its answer first. The symbolic step gets at most ``timeout``
+    seconds (plus a short grace); running out means False.
+    """
+    pred_text, gold_text = _as_text(pred), _as_text(gold)
+    if pred_text is None or gold_text is None:
+        return False
+    try:
+        pred_answer, gold_answer = final_answer_part(pred_text), final_answer_part(gold_text)
+    except Exception:
+        return False
+    return _judge(pred_answer, gold_answer, timeout)
+
+
+def grade(response: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """True if the final answer extracted from a full model response equals ``gold``."""
+    try:
+        answers = _answers(response, gold)
+    except Exception:
+        return False
+    return answers is not None and _judge(*answers, timeout)
+
+
+def _symbolic_or_false(answers: tuple[str, str], timeout: float) -> bool:
+    pred, gold = answers
+    try:
+        return _symbolic_verdict(pred, gold, time.monotonic() + timeout)
+    except Exception:
+        return False
+
+
+def grade_many(
+    pairs: Iterable[tuple[str, str]], processes: int | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> list[bool]:
+    """``grade`` over (response, gold) pairs; symbolic steps run in parallel worker processes.
+
+    String and number checks run here (they are cheap); the pairs left for math-verify are
+    spread over ``processes`` workers (default: one per CPU), each with its own time limit.
+    """
+    workers = max(1, processes or os.cpu_count() or 1)
+    results: list[bool] = []
+    pending: dict[tuple[str, str], list[int]] = {}  # identical answer pairs are judged once
+    for response, gold in pairs:
+        try:
+            answers = _answers(response, gold)
+            verdict = False if answers is None else _fast_verdict(*answers)
+        except Exception:
+            verdict = False
+        if verdict is None:
+            if not pending:
+                _sandbox.prestart(workers)  # they load while the remaining pairs are checked
+            pending.setdefault(answers, []).append(len(results))
+        results.append(bool(verdict))
+    if pending:
+        with ThreadPoolExecutor(min(workers, len(pending))) as executor:
+            verdicts = executor.map(_symbolic_or_false, pending, [timeout] * len(pending))
+            for indices, verdict in zip(pending.values(), verdicts):
+                for index in indices:
+                    results[index] = verdict
+    return results

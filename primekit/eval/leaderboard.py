@@ -1,0 +1,328 @@
+"""Leaderboard from run folders: a Markdown table, a self-contained HTML page and PNG charts.
+
+Input is the ``summary.json`` of each ``prime-eval run`` / ``prime-eval grade`` folder. The main
+table has one row per run and one column per benchmark (pass@1, %), next to reference rows with
+the published numbers of PRIME's results table (marked "reported"). A second table lists every
+metric of every run with its bootstrap interval; metrics other tools add to a summary (for
+example ``bon@16``, Best-of-16 accuracy after PRM reranking) get their own columns there.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from primekit.errors import InputError
+from primekit.eval.benchmarks import PRIME_BENCHMARKS, benchmark_title
+from primekit.eval.runner import SUMMARY_FILE
+from primekit.io import atomic_write_text
+
+# PRIME's results table (greedy pass@1, %): "AIME 2024" is the 2024 rows of aimo_validation_aime
+# and "AMC" all of aimo_validation_amc, i.e. the aime2024 and amc benchmarks here.
+REPORTED: dict[str, dict[str, float]] = {
+    "Eurus-2-7B-PRIME": {"aime2024": 26.7, "math500": 79.2, "amc": 57.8, "minerva_math": 38.6,
+                         "olympiadbench": 42.1},
+    "Eurus-2-7B-SFT": {"aime2024": 3.3, "math500": 65.1, "amc": 30.1, "minerva_math": 32.7,
+                       "olympiadbench": 29.8},
+    "Qwen2.5-Math-7B-Instruct": {"aime2024": 13.3, "math500": 79.8, "amc": 50.6,
+                                 "minerva_math": 34.6, "olympiadbench": 40.7},
+    "Llama-3.1-70B-Instruct": {"aime2024": 16.7, "math500": 64.6, "amc": 30.1,
+                               "minerva_math": 35.3, "olympiadbench": 31.9},
+    "GPT-4o": {"aime2024": 9.3, "math500": 76.4, "amc": 45.8, "minerva_math": 36.8,
+               "olympiadbench": 43.3},
+}
+# The published "Avg." where it is not the mean of the five numbers above (GPT-4o: 42.3).
+REPORTED_AVG_NOTE = {"GPT-4o": 43.3}
+MAIN_METRIC = "pass@1"
+AVERAGE = "PRIME avg"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One leaderboard row: ``values`` maps benchmark to pass@1 in percent."""
+
+    label: str
+    reported: bool
+    values: dict[str, float]
+    model: str = ""
+
+
+def load_summary(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """``(label, summary)`` of a run folder (label = folder name) or of a summary JSON file."""
+    path = Path(path)
+    file = path / SUMMARY_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise InputError("no summary here (run `prime-eval run` or `prime-eval grade` first)",
+                         path=file)
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"malformed JSON ({err.msg})", path=file, line=err.lineno) from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("benchmarks"), dict):
+        raise InputError("not a prime-eval summary", path=file, field="benchmarks")
+    for name, entry in summary["benchmarks"].items():
+        metrics = entry.get("metrics") if isinstance(entry, dict) else None
+        if not isinstance(metrics, dict) or not all(
+                isinstance(m, dict) and isinstance(m.get("value"), (int, float))
+                for m in metrics.values()):
+            raise InputError(f"benchmark '{name}' has no metrics of the form "
+                             "{name: {value, ci_low, ci_high}}", path=file, field="benchmarks")
+    label = summary.get("label") or (path.name if path.is_dir() else path.parent.name)
+    return str(label), summary
+
+
+def run_rows(summaries: list[tuple[str, dict[str, Any]]]) -> list[Row]:
+    return [Row(label, False, {name: 100 * entry["metrics"][MAIN_METRIC]["value"]
+                               for name, entry in summary["benchmarks"].items()
+                               if MAIN_METRIC in entry["metrics"]},
+                str(summary.get("model", "")))
+            for label, summary in summaries]
+
+
+def reported_rows() -> list[Row]:
+    return [Row(model, True, dict(values), model) for model, values in REPORTED.items()]
+
+
+def benchmark_columns(rows: list[Row]) -> list[str]:
+    """PRIME's five benchmarks first (when any row has one), then the others in first-seen order."""
+    seen = [name for row in rows for name in row.values]
+    ordered = [name for name in PRIME_BENCHMARKS if name in seen]
+    return ordered + list(dict.fromkeys(name for name in seen if name not in PRIME_BENCHMARKS))
+
+
+def prime_average(row: Row) -> float | None:
+    """Mean over PRIME's five benchmarks, only for rows that have all five (the published Avg.)."""
+    if not all(name in row.values for name in PRIME_BENCHMARKS):
+        return None
+    return sum(row.values[name] for name in PRIME_BENCHMARKS) / len(PRIME_BENCHMARKS)
+
+
+_METRIC = re.compile(r"(?P<family>[A-Za-z_]+)@(?P<k>\d+)")
+_FAMILY_ORDER = {"avg": 1, "pass": 2, "maj": 3}
+
+
+def metric_sort_key(name: str) -> tuple:
+    """pass@1 first, then avg@n, pass@k, maj@k by k, then any other family (bon@k, ...)."""
+    match = _METRIC.fullmatch(name)
+    if match is None:
+        return (9, name, 0)
+    family, k = match["family"], int(match["k"])
+    if name == MAIN_METRIC:
+        return (0, "", 0)
+    return (_FAMILY_ORDER.get(family, 4), family, k)
+
+
+def metric_columns(summaries: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    names = {metric for _, summary in summaries for entry in summary["benchmarks"].values()
+             for metric in entry["metrics"]}
+    return sorted(names, key=metric_sort_key)
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _with_ci(metric: dict[str, float] | None) -> str:
+    if metric is None:
+        return "–"
+    text = f"{100 * metric['value']:.1f}"
+    if "ci_low" in metric and "ci_high" in metric:
+        text += f" ({100 * metric['ci_low']:.1f}–{100 * metric['ci_high']:.1f})"
+    return text
+
+
+def main_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the pass@1 table (labels of reported rows end in " (reported)")."""
+    columns = benchmark_columns(rows)
+    header = ["Model", *(benchmark_title(name) for name in columns), AVERAGE]
+    body = [[row.label + (" (reported)" if row.reported else ""),
+             *(_percent(row.values.get(name)) for name in columns), _percent(prime_average(row))]
+            for row in rows]
+    return header, body
+
+
+def details_table(summaries: list[tuple[str, dict[str, Any]]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the all-metrics table: one row per run and benchmark."""
+    metrics = metric_columns(summaries)
+    header = ["Run", "Benchmark", "Problems", "n", *metrics, "Truncated %"]
+    body = []
+    for label, summary in summaries:
+        for name, entry in summary["benchmarks"].items():
+            truncated = entry.get("truncated_rate")
+            body.append([label, benchmark_title(name), str(entry.get("num_problems", "–")),
+                         str(entry.get("samples_per_problem", "–")),
+                         *(_with_ci(entry["metrics"].get(metric)) for metric in metrics),
+                         _percent(None if truncated is None else 100 * truncated)])
+    return header, body
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(header), line(["---"] * len(header)), *map(line, body)])
+
+
+def _footnote() -> str:
+    notes = ", ".join(f"{model}: {value}" for model, value in REPORTED_AVG_NOTE.items())
+    return (f"Reported rows: PRIME's published greedy pass@1 (%). {AVERAGE} is the mean over "
+            f"AIME 2024, MATH-500, AMC, Minerva Math and OlympiadBench, shown for rows that have all "
+            f"five; the published Avg. differs for {notes}. Run rows: pass@1 (%) of our runs; "
+            f"intervals are 95% bootstrap intervals over problems.")
+
+
+def markdown_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
+                    charts: dict[str, bytes]) -> str:
+    parts = ["# Leaderboard", "", "## pass@1 (%)", "", markdown_table(*main_table(rows)), "",
+             _footnote(), "", "## All metrics (%, 95% CI)", "",
+             markdown_table(*details_table(summaries)), ""]
+    parts += [f"![{name}]({name})" for name in charts]
+    return "\n".join(parts) + "\n"
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child, #metrics td:nth-child(2) { text-align: left; }
+thead th { background: #f0f0f0; }
+tr.reported td { color: #666; font-style: italic; background: #fafafa; }
+span.tag { font-size: 11px; border: 1px solid #999; border-radius: 3px; padding: 0 4px;
+  margin-left: 6px; font-style: normal; }
+p.note { color: #555; max-width: 60em; }
+img { max-width: 100%; display: block; margin: 1em 0; }
+"""
+
+
+def _html_table(header: list[str], body: list[list[str]], reported: list[bool] | None = None,
+                table_id: str = "") -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    lines = []
+    for index, cells in enumerate(body):
+        is_reported = bool(reported and reported[index])
+        first = html.escape(cells[0].removesuffix(" (reported)"))
+        if is_reported:
+            first += '<span class="tag">reported</span>'
+        tds = f"<td>{first}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells[1:])
+        lines.append(f'<tr class="{"reported" if is_reported else "run"}">{tds}</tr>')
+    return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(lines)}</tbody></table>')
+
+
+def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
+                charts: dict[str, bytes]) -> str:
+    """One HTML file with everything inline (CSS and base64 PNGs), so it can be mailed or archived."""
+    images = "".join(f'<img alt="{html.escape(name)}" '
+                     f'src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+                     for name, data in charts.items())
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>primekit leaderboard</title><style>{_CSS}</style></head><body>"
+            "<h1>Leaderboard</h1><h2>pass@1 (%)</h2>"
+            + _html_table(*main_table(rows), reported=[row.reported for row in rows],
+                          table_id="leaderboard")
+            + f'<p class="note">{html.escape(_footnote())}</p>'
+            + "<h2>All metrics (%, 95% CI)</h2>"
+            + _html_table(*details_table(summaries), table_id="metrics")
+            + images + "</body></html>\n")
+
+
+def _png(figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def pass1_chart(rows: list[Row]) -> bytes:
+    """Grouped bars of pass@1 per benchmark, one bar per row; reported rows are hatched."""
+    from matplotlib.figure import Figure
+
+    columns = benchmark_columns(rows)
+    figure = Figure(figsize=(max(6.0, 1.6 * len(columns) + 2), 4.2))
+    axes = figure.add_subplot()
+    width = 0.8 / max(1, len(rows))
+    colors = [f"C{index % 10}" for index in range(len(rows))]
+    for index, row in enumerate(rows):
+        positions = [c + (index - (len(rows) - 1) / 2) * width for c in range(len(columns))]
+        heights = [row.values.get(name, 0.0) for name in columns]
+        axes.bar(positions, heights, width, label=row.label + (" (reported)" if row.reported else ""),
+                 color=colors[index], alpha=0.55 if row.reported else 0.95,
+                 hatch="//" if row.reported else None, edgecolor="white")
+    axes.set_xticks(range(len(columns)), [benchmark_title(name) for name in columns])
+    axes.set_ylabel("pass@1 (%)")
+    axes.set_ylim(0, 100)
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=7, ncols=2, loc="upper right")
+    return _png(figure)
+
+
+def scaling_chart(summaries: list[tuple[str, dict[str, Any]]]) -> bytes | None:
+    """Metric vs k (pass@k, maj@k, and families such as bon@k) for runs with several samples;
+    ``None`` when no run has a metric at two or more k."""
+    from matplotlib.figure import Figure
+
+    curves = []
+    for label, summary in summaries:
+        for name, entry in summary["benchmarks"].items():
+            families: dict[str, list[tuple[int, float]]] = {}
+            for metric, value in entry["metrics"].items():
+                match = _METRIC.fullmatch(metric)
+                if match and match["family"] != "avg":
+                    families.setdefault(match["family"], []).append((int(match["k"]), value["value"]))
+            for family, points in families.items():
+                if len(points) >= 2:
+                    curves.append((f"{label} · {benchmark_title(name)} · {family}@k", sorted(points)))
+    if not curves:
+        return None
+    figure = Figure(figsize=(7, 4.2))
+    axes = figure.add_subplot()
+    for title, points in curves:
+        axes.plot([k for k, _ in points], [100 * v for _, v in points], marker="o", label=title)
+    ks = sorted({k for _, points in curves for k, _ in points})
+    axes.set_xscale("log", base=2)
+    axes.set_xticks(ks, [str(k) for k in ks])
+    axes.set_ylim(0, 100)
+    axes.set_xlabel("k (samples)")
+    axes.set_ylabel("accuracy (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7)
+    return _png(figure)
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_bytes(data)
+    os.replace(staging, path)
+
+
+def write_leaderboard(run_paths: list[str], out_dir: str | os.PathLike, *,
+                      include_reported: bool = True) -> dict[str, Path]:
+    """Write ``leaderboard.md``, ``leaderboard.html`` and the chart PNGs; returns their paths."""
+    if not run_paths:
+        raise InputError("give at least one run folder or summary.json")
+    summaries = [load_summary(path) for path in run_paths]
+    rows = run_rows(summaries) + (reported_rows() if include_reported else [])
+    charts = {"pass1.png": pass1_chart(rows)}
+    scaling = scaling_chart(summaries)
+    if scaling is not None:
+        charts["scaling.png"] = scaling
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, data in charts.items():
+        _write_bytes(out / name, data)
+        written[name] = out / name
+    atomic_write_text(out / "leaderboard.md", markdown_report(rows, summaries, charts))
+    atomic_write_text(out / "leaderboard.html", html_report(rows, summaries, charts))
+    written["leaderboard.md"] = out / "leaderboard.md"
+    written["leaderboard.html"] = out / "leaderboard.html"
+    return written

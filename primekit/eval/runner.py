@@ -1,0 +1,191 @@
+"""The resumable generate-and-grade loop behind ``prime-eval run`` and ``prime-eval grade``.
+
+A run folder holds ``samples.jsonl`` (one graded sample per line, keyed by benchmark, problem id
+and sample index, appended as soon as its chunk is graded), ``settings.json`` (what the samples
+were generated with) and ``summary.json`` (metrics per benchmark, rewritten atomically at the
+end). A killed run keeps every finished chunk; running the same command again generates only the
+samples that are missing, so no finished sample is ever generated twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from primekit.errors import InputError
+from primekit.eval.benchmarks import BenchmarkProblem
+from primekit.eval.generate import Completion, SamplingSpec
+from primekit.eval.metrics import Equivalent, default_ks, summarize
+from primekit.io import ResumableJsonl, atomic_write_json
+
+SAMPLES_FILE = "samples.jsonl"
+SETTINGS_FILE = "settings.json"
+SUMMARY_FILE = "summary.json"
+
+# grade(responses, golds) -> (extracted answer or None, correct) per response
+GradeFn = Callable[[Sequence[str], Sequence[str]], list[tuple[str | None, bool]]]
+
+
+class Generator(Protocol):
+    def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[list[Completion]]: ...
+
+
+def grade_responses(responses: Sequence[str], golds: Sequence[str], processes: int | None = None
+                    ) -> list[tuple[str | None, bool]]:
+    """Extracted answer and correctness of each response, with the project grader."""
+    from primekit.eval.answer import extract_answer
+    from primekit.eval.grader import grade_many
+
+    correct = grade_many(list(zip(responses, golds, strict=True)), processes=processes)
+    return [(extract_answer(response), bool(ok)) for response, ok in zip(responses, correct)]
+
+
+def sample_key(record: dict[str, Any]) -> str:
+    """The identity of a sample: benchmark, problem id and sample index."""
+    return json.dumps([record["benchmark"], str(record["problem_id"]), int(record["sample_index"])])
+
+
+def open_samples(run_dir: str | Path) -> ResumableJsonl:
+    return ResumableJsonl(Path(run_dir) / SAMPLES_FILE, key=sample_key)
+
+
+def check_settings(run_dir: str | Path, settings: dict[str, Any]) -> None:
+    """Refuse to add samples to a run folder made with different generation settings (mixing them
+    would silently corrupt every metric); record the settings of a new run."""
+    path = Path(run_dir) / SETTINGS_FILE
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in settings.items():
+            if key in previous and previous[key] != value:
+                raise InputError(f"this run folder was made with {key}={previous[key]!r}, not "
+                                 f"{value!r}; choose a new --out to change it", path=path)
+    atomic_write_json(path, settings)
+
+
+def missing_samples(problems: Sequence[BenchmarkProblem], n: int, done: set[str]
+                    ) -> list[tuple[BenchmarkProblem, list[int]]]:
+    """For each problem that still lacks some of its ``n`` samples, the indices it lacks."""
+    missing = []
+    for problem in problems:
+        indices = [index for index in range(n) if sample_key(
+            {"benchmark": problem.benchmark, "problem_id": problem.id, "sample_index": index})
+            not in done]
+        if indices:
+            missing.append((problem, indices))
+    return missing
+
+
+def chunk_seed(seed: int, problem: BenchmarkProblem, first_index: int) -> int:
+    """A seed that depends on where a chunk starts, so a resumed chunk does not replay the random
+    stream of the chunk before it, and the same command gives the same chunks' seeds again."""
+    tag = f"{problem.benchmark}\t{problem.id}\t{first_index}".encode()
+    return (seed + zlib.crc32(tag)) % (2**31)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def generate_and_grade(problems: Sequence[BenchmarkProblem], prompts: dict[str, str],
+                       generator: Generator, spec: SamplingSpec, samples: ResumableJsonl, *,
+                       grade: GradeFn = grade_responses, chunk_size: int = 64,
+                       show_progress: bool = True) -> int:
+    """Generate and grade every missing sample of ``problems`` (``spec.n`` per problem), a chunk
+    of ``chunk_size`` problems at a time, appending each graded chunk to ``samples``. ``prompts``
+    maps problem id to the rendered prompt. Returns how many samples were generated."""
+    missing = missing_samples(problems, spec.n, samples.done)
+    total = sum(len(indices) for _, indices in missing)
+    name = problems[0].benchmark if problems else ""
+    with tqdm(total=total, desc=f"{name} samples", unit="sample", disable=not show_progress) as bar:
+        for chunk in _chunks(missing, max(1, chunk_size)):
+            # problems missing the same number of samples share one generate call
+            by_count: dict[int, list[tuple[BenchmarkProblem, list[int]]]] = {}
+            for problem, indices in chunk:
+                by_count.setdefault(len(indices), []).append((problem, indices))
+            records = []
+            for count, group in by_count.items():
+                first_problem, first_indices = group[0]
+                call_spec = dataclasses.replace(
+                    spec, n=count, seed=chunk_seed(spec.seed, first_problem, first_indices[0]))
+                outputs = generator.generate([prompts[p.id] for p, _ in group], call_spec)
+                for (problem, indices), completions in zip(group, outputs, strict=True):
+                    records += [_sample_record(problem, prompts[problem.id], index, completion)
+                                for index, completion in zip(indices, completions, strict=True)]
+            _grade_into(records, samples, grade)
+            bar.update(len(records))
+    return total
+
+
+def _sample_record(problem: BenchmarkProblem, prompt: str, index: int,
+                   completion: Completion) -> dict[str, Any]:
+    return {"benchmark": problem.benchmark, "problem_id": problem.id, "sample_index": index,
+            "prompt": prompt, "completion": completion.text, "finished": completion.finished,
+            "num_tokens": completion.num_tokens, "answer": problem.answer}
+
+
+def _grade_into(records: list[dict[str, Any]], samples: ResumableJsonl, grade: GradeFn) -> None:
+    graded = grade([r["completion"] for r in records], [r["answer"] for r in records])
+    for record, (pred, correct) in zip(records, graded, strict=True):
+        samples.append({**record, "pred": pred, "correct": bool(correct)})
+
+
+def grade_pending(records: Sequence[dict[str, Any]], samples: ResumableJsonl, *,
+                  grade: GradeFn = grade_responses, chunk_size: int = 256,
+                  show_progress: bool = True) -> int:
+    """Grade the ``records`` (each with benchmark, problem_id, sample_index, completion and
+    answer) that ``samples`` does not hold yet, a chunk at a time. Returns how many were graded."""
+    pending = [record for record in records if sample_key(record) not in samples.done]
+    with tqdm(total=len(pending), desc="grade", unit="sample", disable=not show_progress) as bar:
+        for chunk in _chunks(pending, max(1, chunk_size)):
+            _grade_into(chunk, samples, grade)
+            bar.update(len(chunk))
+    return len(pending)
+
+
+def benchmark_summary(problem_ids: Sequence[str], records: Sequence[dict[str, Any]], n: int | None,
+                      *, ks: Sequence[int] | None = None, equivalent: Equivalent | None = None,
+                      confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
+                      ) -> dict[str, Any]:
+    """Metrics of one benchmark from its graded sample records.
+
+    Only the first ``n`` samples of each listed problem count (``None``: all of them), so a run
+    folder that once held more samples, or more problems, still reports what was asked.
+    """
+    by_problem: dict[str, dict[int, dict[str, Any]]] = {str(pid): {} for pid in problem_ids}
+    for record in records:
+        samples_of = by_problem.get(str(record["problem_id"]))
+        if samples_of is not None and (n is None or record["sample_index"] < n):
+            samples_of[int(record["sample_index"])] = record
+    ordered = [[samples_of[index] for index in sorted(samples_of)] for samples_of in by_problem.values()]
+    if not ordered or any(not samples_of for samples_of in ordered):
+        raise InputError("some problems have no graded samples yet; run the command again to "
+                         "finish them")
+    fewest = min(len(samples_of) for samples_of in ordered)
+    usable_ks = [k for k in (ks or default_ks(fewest)) if k <= fewest] or [1]
+    metrics = summarize([[bool(r["correct"]) for r in s] for s in ordered],
+                        [[r.get("pred") for r in s] for s in ordered], usable_ks,
+                        equivalent=equivalent, confidence=confidence, n_resamples=n_resamples,
+                        seed=seed)
+    flat = [record for samples_of in ordered for record in samples_of]
+    with_finish = [record for record in flat if "finished" in record]
+    return {
+        "num_problems": len(ordered),
+        "samples_per_problem": fewest,
+        "no_answer_rate": sum(record.get("pred") is None for record in flat) / len(flat),
+        "truncated_rate": (sum(not record["finished"] for record in with_finish) / len(with_finish)
+                           if with_finish else None),
+        "metrics": {name: value.to_json() for name, value in metrics.items()},
+    }
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+    path = Path(run_dir) / SUMMARY_FILE
+    atomic_write_json(path, summary)
+    return path

@@ -1,0 +1,74 @@
+r"""Outcome-labelled toy data for training an implicit PRM, sampled from the toy policy.
+
+This is how EurusPRM's Stage-1 data is made, at toy scale: sample the policy at temperature 1 on
+training problems, grade each final answer against the gold one, and keep (prompt, completion,
+label) triples. Wrong samples are the policy's own mistakes (skipped steps with a guessed answer,
+an arithmetic slip in one step carried to the end), which is what a PRM has to learn to spot. A
+held-out set comes from the toy *test* problems. Both files are cached on disk, keyed by
+everything that determines them, so a second run reuses them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from primekit.io import atomic_write_jsonl
+from primekit.paths import cache_dir
+
+
+@dataclass(frozen=True)
+class ToyPRMDataSpec:
+    """How many samples to draw, and how."""
+
+    num_train_problems: int = 2000
+    num_eval_problems: int = 500
+    samples_per_problem: int = 4
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    seed: int = 0
+
+    def key(self, policy: str) -> str:
+        blob = json.dumps({"spec": asdict(self), "policy": str(policy)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _sample_and_grade(policy: str, problems, spec: ToyPRMDataSpec, seed: int) -> list[dict]:
+    from primekit.eval.generate import SamplingSpec, TransformersGenerator
+    from primekit.eval.grader import grade_many
+    from primekit.models import load_causal_lm, load_tokenizer
+
+    generator = TransformersGenerator(load_causal_lm(policy, dtype="float32"), load_tokenizer(policy),
+                                      batch_size=256)
+    sampling = SamplingSpec(n=spec.samples_per_problem, temperature=spec.temperature,
+                            max_new_tokens=spec.max_new_tokens, seed=seed)
+    outputs = generator.generate([problem.prompt for problem in problems], sampling)
+    samples = [(problem, sample.text) for problem, completions in zip(problems, outputs)
+               for sample in completions if sample.text.strip()]  # an empty one has no step to judge
+    labels = grade_many([(text, problem.answer) for problem, text in samples])
+    return [{"prompt": problem.prompt, "completion": text, "label": int(label), "answer": problem.answer}
+            for (problem, text), label in zip(samples, labels)]
+
+
+def toy_prm_data(policy: str | Path, spec: ToyPRMDataSpec = ToyPRMDataSpec()) -> tuple[Path, Path]:
+    """Paths of the cached ``train.jsonl`` and ``eval.jsonl`` (prompt, completion, label, answer)
+    sampled from ``policy``; drawn on first use (under a file lock, written atomically)."""
+    from primekit import toy
+
+    policy = str(policy)
+    directory = cache_dir() / "toy" / f"prm-data-{spec.key(policy)}"
+    train_path, eval_path = directory / "train.jsonl", directory / "eval.jsonl"
+    if eval_path.exists():
+        return train_path, eval_path
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's samples
+        if not eval_path.exists():
+            train = toy.train_problems()[:spec.num_train_problems]
+            atomic_write_jsonl(train_path, _sample_and_grade(policy, train, spec, spec.seed))
+            held_out = toy.test_problems(spec.num_eval_problems)
+            atomic_write_jsonl(eval_path, _sample_and_grade(policy, held_out, spec, spec.seed + 1))
+    return train_path, eval_path

@@ -1,0 +1,212 @@
+"""``prime-rl train``: PRIME online RL (or its RLOO / frozen-PRM baselines) on TRL.
+
+With no arguments it runs the toy recipe (``recipes/toy_prime.yaml``): PRIME on the embedded
+arithmetic world, on CPU, in a few minutes, with held-out accuracy before and after. Any recipe or
+option can be given as ``--config FILE`` and ``--key value``; every PrimeConfig / GRPOConfig /
+TrainingArguments field is an option (``prime-rl train --help``). Multi-GPU runs go through
+accelerate like TRL's own scripts::
+
+    accelerate launch --config_file recipes/accelerate/multi_gpu_8.yaml \\
+        -m primekit.rl.commands --config recipes/eurus_2_7b_prime.yaml
+
+Everything the user can get wrong (an unknown key, a band outside [0, 1], n < 2, a missing data
+field) is reported in one line before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from primekit.config import parse_config
+from primekit.errors import InputError
+from primekit.paths import REPO_ROOT
+from primekit.rl.config import PrimeConfig
+
+DEFAULT_RECIPE = REPO_ROOT / "recipes" / "toy_prime.yaml"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass
+class RunArguments:
+    """What to train on and how to report it; the algorithm's options are PrimeConfig's."""
+
+    model: str | None = field(default=None, metadata=_help(
+        "policy to train: a hub name or a local folder (default: the toy policy, trained once and cached)"))
+    dataset: str = field(default="toy", metadata=_help(
+        "training prompts: 'toy', a .jsonl/.json file, or a datasets name (e.g. PRIME-RL/Eurus-2-RL-Data)"))
+    dataset_split: str = field(default="train", metadata=_help("split of a datasets name"))
+    prompt_field: str = field(default="prompt", metadata=_help(
+        "field holding the problem (a string, or a list of chat messages); dotted for nested fields"))
+    answer_field: str = field(default="answer", metadata=_help(
+        "field holding the gold answer; dotted for nested fields (e.g. reward_model.ground_truth)"))
+    prompt_template: str = field(default="{problem}", metadata=_help(
+        "str.format pattern turning a problem string into the prompt ({problem} is the slot)"))
+    chat: bool = field(default=False, metadata=_help(
+        "wrap string prompts as a user message so the tokenizer's chat template is applied"))
+    system_prompt: str | None = field(default=None, metadata=_help("system message for chat prompts"))
+    max_train_prompts: int | None = field(default=None, metadata=_help("use only the first N prompts"))
+    heldout: str | None = field(default="toy", metadata=_help(
+        "held-out problems scored before, during and after training: 'toy', a .jsonl/.json file "
+        "(same fields as the dataset), or 'none'"))
+    heldout_size: int = field(default=1000, metadata=_help("held-out problems to score"))
+    heldout_every_steps: int = field(default=0, metadata=_help(
+        "also score the held-out problems every N optimizer steps (0: only before and after)"))
+
+    def __post_init__(self) -> None:
+        if self.heldout_size < 1:
+            raise ValueError(f"heldout_size must be >= 1; got {self.heldout_size}")
+        if self.heldout_every_steps < 0:
+            raise ValueError(f"heldout_every_steps must be >= 0; got {self.heldout_every_steps}")
+        if self.max_train_prompts is not None and self.max_train_prompts < 1:
+            raise ValueError(f"max_train_prompts must be >= 1; got {self.max_train_prompts}")
+        if "{problem}" not in self.prompt_template:
+            raise ValueError("prompt_template needs a {problem} slot")
+        if self.heldout in ("none", ""):
+            self.heldout = None
+
+
+def parse_train_args(argv: Sequence[str]) -> tuple[RunArguments, PrimeConfig]:
+    """Options of ``prime-rl train``; without ``--config`` the toy recipe sets the defaults."""
+    args = list(argv)
+    if "--config" not in args and not {"-h", "--help"} & set(args):
+        if not DEFAULT_RECIPE.is_file():
+            raise InputError("no --config given and the default toy recipe is missing", path=DEFAULT_RECIPE)
+        args = ["--config", str(DEFAULT_RECIPE), *args]
+    run, config, *_ = parse_config([RunArguments, PrimeConfig], args, prog="prime-rl train",
+                                   description="PRIME online RL with implicit process rewards (TRL GRPOTrainer)")
+    return run, config
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest *complete* ``checkpoint-N`` folder (its trainer state is written last)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    complete = [(int(match.group(1)), path) for path in folder.iterdir()
+                if (match := _CHECKPOINT.match(path.name)) and (path / "trainer_state.json").is_file()]
+    return max(complete)[1] if complete else None
+
+
+def resume_target(config: PrimeConfig) -> str | None:
+    """``resume_from_checkpoint``: a folder, or true/last for the newest complete checkpoint."""
+    value = config.resume_from_checkpoint
+    if value is None or str(value).lower() in ("false", "no", ""):
+        return None
+    if str(value).lower() in ("true", "last", "latest"):
+        found = latest_checkpoint(config.output_dir)
+        return str(found) if found else None
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise InputError("not a complete checkpoint folder (no trainer_state.json)", path=value)
+    return str(value)
+
+
+def _heldout(run: RunArguments, tokenizer: Any) -> tuple[list[str], list[str]] | None:
+    from primekit.rl.data import PromptFormat, load_prompt_dataset, toy_dataset
+
+    if run.heldout is None:
+        return None
+    prompt_format = PromptFormat(run.prompt_template, run.chat, run.system_prompt)
+    if run.heldout == "toy":
+        from primekit import toy
+
+        data = toy_dataset(toy.test_problems(run.heldout_size), prompt_format)
+    else:
+        data = load_prompt_dataset(run.heldout, prompt_field=run.prompt_field, answer_field=run.answer_field,
+                                   prompt_format=prompt_format, limit=run.heldout_size)
+    prompts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+               for p in data["prompt"]]
+    return prompts, list(data["answer"])
+
+
+def _variant(config: PrimeConfig) -> str:
+    if not config.uses_prm:
+        return "RLOO (outcome reward only)"
+    return "PRIME with a frozen PRM" if config.prm_update == "none" else f"PRIME (PRM update {config.prm_update})"
+
+
+def train(argv: Sequence[str]) -> int:
+    run, config = parse_train_args(argv)
+    resume = resume_target(config)
+
+    from primekit.models import load_tokenizer, resolve_model_name
+    from primekit.rl.data import PromptFormat, load_prompt_dataset
+    from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
+    from primekit.rl.trainer import PRM_DIR, PrimeTrainer
+
+    prompt_format = PromptFormat(run.prompt_template, run.chat, run.system_prompt)
+    dataset = load_prompt_dataset(run.dataset, prompt_field=run.prompt_field, answer_field=run.answer_field,
+                                  prompt_format=prompt_format, split=run.dataset_split, limit=run.max_train_prompts)
+    model_path = resolve_model_name(run.model)
+    tokenizer = load_tokenizer(model_path)
+    heldout = _heldout(run, tokenizer)
+    callbacks = []
+    if heldout is not None:
+        callbacks.append(HeldOutAccuracy(
+            *heldout, tokenizer, temperature=config.temperature, max_new_tokens=config.max_completion_length,
+            responses_per_step=config.generation_batch_size * config.gradient_accumulation_steps
+            // config.steps_per_generation, every_steps=run.heldout_every_steps))
+
+    started = time.perf_counter()
+    trainer = PrimeTrainer(model=model_path, args=config, train_dataset=dataset, processing_class=tokenizer,
+                           callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(config.output_dir)
+    elapsed = time.perf_counter() - started
+    if not trainer.accelerator.is_main_process:
+        return 0
+
+    output = Path(config.output_dir)
+    history = callbacks[0].history if callbacks else []
+    curve = output / "training_curve.png"
+    plot_training_curve(curve, history, trainer.state.log_history, f"{_variant(config)} on {run.dataset}")
+    summary = {"variant": _variant(config), "steps": trainer.state.global_step, "seconds": round(elapsed, 1),
+               "heldout": [point.__dict__ for point in history], "resumed_from": resume,
+               "model": model_path, "prm": str(output / PRM_DIR) if trainer.prm is not None else None}
+    from primekit.io import atomic_write_json
+
+    atomic_write_json(output / "summary.json", summary)
+    _print_summary(summary, history, curve, output, config)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], history: list, curve: Path, output: Path, config: PrimeConfig) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"prime-rl train: {summary['variant']}")
+    table.add_column("", style="bold")
+    table.add_column("value")
+    if history:
+        first, last = history[0], history[-1]
+        table.add_row(f"held-out accuracy, start (T={config.temperature}, {first.num_problems} problems)",
+                      f"{first.accuracy:.3f} ± {first.standard_error:.3f}")
+        table.add_row(f"held-out accuracy, end (step {last.step})", f"{last.accuracy:.3f} ± {last.standard_error:.3f}")
+    table.add_row("optimizer steps", str(summary["steps"]))
+    table.add_row("wall time", f"{summary['seconds']:.0f} s")
+    table.add_row("policy", str(output))
+    if summary["prm"]:
+        table.add_row("implicit PRM", summary["prm"])
+    table.add_row("training curve", str(curve))
+    table.add_row("summary", str(output / "summary.json"))
+    Console(stderr=False).print(table)
+
+
+def main() -> None:
+    """``python -m primekit.rl.commands`` (the accelerate entry point) behaves like ``prime-rl train``."""
+    from primekit.cli import dispatch
+
+    sys.exit(dispatch("prime-rl", ["train", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    main()

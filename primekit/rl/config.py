@@ -1,0 +1,197 @@
+"""``PrimeConfig``: TRL's ``GRPOConfig`` plus every knob of the PRIME online loop.
+
+Defaults are the official PRIME recipe for verl (``prime_trainer.yaml`` / ``run_prime_qwen.sh``),
+so a config that only names the model and data runs PRIME as published. The few places where the
+official sources disagree are fields too; their help text says which default was picked and why.
+
+Batch sizes keep TRL's meaning for the *trained* batch: ``per_device_train_batch_size`` completions
+per device and micro-step, ``gradient_accumulation_steps`` micro-steps per optimizer step. PRIME
+samples ``oversample_factor`` times more prompts than it trains on and keeps the ones the
+accuracy / truncation filter prefers, so ``generation_batch_size`` is derived here (trained batch x
+oversample_factor) and must not be set by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+__all__ = ["PrimeConfig", "PRM_UPDATE_MODES", "REWARD_GRANULARITIES", "PRIME_NORMS", "PER_TOKEN_LOSS_TYPES"]
+
+PRM_UPDATE_MODES = ("before", "after", "none")
+REWARD_GRANULARITIES = ("token", "whole")
+PRIME_NORMS = ("batch_norm", "none")
+#: TRL loss types whose per-token surrogate accepts PRIME's (B, T) advantages unchanged.
+PER_TOKEN_LOSS_TYPES = ("dapo", "bnpo", "grpo", "dr_grpo")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got '{value}'")
+
+
+@dataclass
+class PrimeConfig(GRPOConfig):
+    """Configuration of :class:`primekit.rl.trainer.PrimeTrainer` (see the module docstring)."""
+
+    # --- overridden GRPOConfig defaults -------------------------------------------------------
+    learning_rate: float = field(
+        default=5e-7,
+        metadata={"help": "Policy learning rate (AdamW). PRIME's official value is 5e-7 for a 7B policy; "
+                          "a tiny toy policy needs about 1e-4."})
+    num_generations: int | None = field(
+        default=4,
+        metadata={"help": "Responses sampled per prompt (n). The leave-one-out baseline needs n >= 2; "
+                          "PRIME uses 4."})
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of the rollouts (PRIME: 1.0)."})
+    scale_rewards: str = field(
+        default="none",
+        metadata={"help": "TRL's own group-std scaling of its outcome advantages. PRIME replaces those "
+                          "advantages with its whitened per-token ones, so this only affects TRL's "
+                          "logged reward statistics; keep 'none'."})
+    loss_type: str = field(
+        default="dapo",
+        metadata={"help": "How the clipped per-token surrogate is averaged. 'dapo' (default) divides the sum "
+                          "over every response token of the global batch by their number, which is the "
+                          "official recipe's token-mean; the token count is recomputed after filtering. "
+                          f"Allowed: {', '.join(PER_TOKEN_LOSS_TYPES)}."})
+
+    # --- the implicit PRM ----------------------------------------------------------------------
+    prm_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Initial weights of the implicit PRM (a causal LM). Default: the policy's own "
+                          "weights (the SFT model), as in PRIME."})
+    prm_ref_model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Frozen reference of the implicit PRM: q_t = log pi_prm - log pi_ref. Default: the "
+                          "policy's initial weights (the SFT model). When it equals the policy and TRL's KL "
+                          "reference is loaded (beta > 0) at temperature 1, that model is shared."})
+    prm_beta: float = field(
+        default=0.05,
+        metadata={"help": "beta of the implicit reward r = beta * log(pi_prm / pi_ref) (PRIME: 0.05)."})
+    prm_learning_rate: float = field(
+        default=1e-6, metadata={"help": "PRM learning rate (AdamW, constant schedule; PRIME: 1e-6)."})
+    prm_weight_decay: float = field(
+        default=0.0, metadata={"help": "PRM AdamW weight decay (PRIME: 0)."})
+    prm_grad_clip: float = field(
+        default=10.0, metadata={"help": "Max global gradient norm of a PRM update (PRIME: 10)."})
+    prm_update: str = field(
+        default="before",
+        metadata={"help": "When the PRM learns from the batch's outcome labels: 'before' scoring it (verl "
+                          "recipe default), 'after' scoring it (the PRIME repository's run), or 'none' "
+                          "(frozen PRM baseline)."})
+    prm_mini_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Completions per PRM optimizer step, over all processes. Default: the whole "
+                          "trained batch in one step (PRIME: one pass, one step per training step)."})
+    prm_micro_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Completions per PRM forward/backward on one device (gradient accumulation inside "
+                          "a mini-batch). Default: per_device_train_batch_size."})
+
+    # --- rewards and advantages ----------------------------------------------------------------
+    reward_granularity: str = field(
+        default="token",
+        metadata={"help": "'token': every response token gets r_t = beta*q_t (the last one 0, as in the "
+                          "official code); 'whole': the sequence reward sum_t r_t on the last token only."})
+    prime_norm: str = field(
+        default="batch_norm",
+        metadata={"help": "'batch_norm' divides the token rewards by the largest |return-to-go| they give in "
+                          "the batch (official default; makes the result independent of beta); 'none' "
+                          "keeps beta*q."})
+    process_reward_coef: float = field(
+        default=5.0,
+        metadata={"help": "Weight of the RLOO-centred process (implicit PRM) rewards (PRIME: 5). 0 gives the "
+                          "plain RLOO outcome-only baseline: no PRM is loaded or trained."})
+    outcome_reward_coef: float = field(
+        default=5.0, metadata={"help": "Weight of the RLOO-centred verifier reward (PRIME: 5)."})
+
+    # --- filtering and oversampling ------------------------------------------------------------
+    oversample_factor: float = field(
+        default=4.0,
+        metadata={"help": "Prompts sampled per trained prompt (PRIME: 4, i.e. 256 sampled for 64 trained). "
+                          "The filter keeps the trained number of groups, preferring those that pass."})
+    filter_accuracy: bool = field(
+        default=True,
+        metadata={"help": "Prefer prompts whose group accuracy lies in [accuracy_lower, accuracy_upper]."})
+    accuracy_lower: float = field(
+        default=0.2, metadata={"help": "Lower edge (inclusive) of the accuracy band (PRIME: 0.2)."})
+    accuracy_upper: float = field(
+        default=0.8, metadata={"help": "Upper edge (inclusive) of the accuracy band (PRIME: 0.8)."})
+    filter_truncated: bool = field(
+        default=True,
+        metadata={"help": "Treat a group holding a truncated response (no EOS within max_completion_length) "
+                          "as failing the filter (PRIME: filter_truncate)."})
+    train_on_failing: bool = field(
+        default=True,
+        metadata={"help": "When fewer groups pass than are trained on, the batch is filled with failing "
+                          "groups. True trains on them like the rest (official recipe); False gives them zero "
+                          "weight (their completion mask is zeroed, so neither the PRM nor the policy learns "
+                          "from them)."})
+
+    def __post_init__(self) -> None:
+        self._check_prime_fields()
+        if self.generation_batch_size is not None:
+            raise ValueError("generation_batch_size is derived from the trained batch and oversample_factor; "
+                             "set per_device_train_batch_size / gradient_accumulation_steps instead")
+        super().__post_init__()
+        self._derive_generation_batch()
+
+    def _check_prime_fields(self) -> None:
+        if self.num_generations is None or self.num_generations < 2:
+            raise ValueError(f"num_generations must be >= 2 (the leave-one-out baseline needs two responses "
+                             f"per prompt); got {self.num_generations}")
+        for name in ("accuracy_lower", "accuracy_upper"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]; got {value}")
+        if self.accuracy_lower > self.accuracy_upper:
+            raise ValueError(f"accuracy_lower ({self.accuracy_lower}) is above accuracy_upper ({self.accuracy_upper})")
+        _choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
+        _choice("reward_granularity", self.reward_granularity, REWARD_GRANULARITIES)
+        _choice("prime_norm", self.prime_norm, PRIME_NORMS)
+        _choice("loss_type", self.loss_type, PER_TOKEN_LOSS_TYPES)
+        if self.process_reward_coef < 0 or self.outcome_reward_coef < 0:
+            raise ValueError("process_reward_coef and outcome_reward_coef must be >= 0")
+        if self.process_reward_coef == 0 and self.outcome_reward_coef == 0:
+            raise ValueError("process_reward_coef and outcome_reward_coef are both 0: nothing to learn from")
+        if self.oversample_factor < 1:
+            raise ValueError(f"oversample_factor must be >= 1; got {self.oversample_factor}")
+        if self.prm_beta <= 0:
+            raise ValueError(f"prm_beta must be > 0; got {self.prm_beta}")
+        if self.prm_learning_rate < 0 or self.prm_grad_clip <= 0:
+            raise ValueError("prm_learning_rate must be >= 0 and prm_grad_clip > 0")
+        for name in ("prm_mini_batch_size", "prm_micro_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1; got {value}")
+
+    def _derive_generation_batch(self) -> None:
+        """Scale TRL's generation batch (= the trained batch here) by ``oversample_factor``."""
+        trained = self.generation_batch_size
+        if trained % self.num_generations:
+            raise ValueError(f"the trained batch ({trained} completions over all devices and steps_per_generation) "
+                             f"must hold whole groups of num_generations={self.num_generations}")
+        per_device = self.per_device_train_batch_size * self.oversample_factor
+        groups = trained // self.num_generations * self.oversample_factor
+        if per_device != int(per_device) or groups != int(groups):
+            raise ValueError(f"oversample_factor {self.oversample_factor} must turn the per-device batch "
+                             f"({self.per_device_train_batch_size}) and the trained prompts "
+                             f"({trained // self.num_generations}) into whole numbers")
+        self.generation_batch_size = int(trained * self.oversample_factor)
+        if self.prm_mini_batch_size is not None and (trained % self.prm_mini_batch_size
+                                                     or self.prm_mini_batch_size % self.world_size):
+            raise ValueError(f"prm_mini_batch_size ({self.prm_mini_batch_size}) must divide the trained batch "
+                             f"({trained}) and be a multiple of the number of processes ({self.world_size})")
+
+    @property
+    def trained_batch_size(self) -> int:
+        """Completions trained on per generation, over all processes."""
+        return round(self.generation_batch_size / self.oversample_factor)
+
+    @property
+    def uses_prm(self) -> bool:
+        """False for the outcome-only RLOO baseline, which needs no PRM at all."""
+        return self.process_reward_coef != 0

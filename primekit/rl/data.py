@@ -1,0 +1,128 @@
+"""Training prompts for PRIME: a ``datasets.Dataset`` with a ``prompt`` and an ``answer`` column.
+
+TRL's ``GRPOTrainer`` samples from the ``prompt`` column (a string, or a list of chat messages that
+it renders with the tokenizer's chat template) and hands every other column to the reward
+function, which is how the verifier gets the gold ``answer``. Sources:
+
+- ``"toy"``: the embedded arithmetic world (:func:`primekit.toy.train_problems`);
+- a local ``.jsonl`` / ``.json`` file (e.g. a benchmark file from the shared data), with the
+  problem and answer read from configurable fields, so a missing field is reported as
+  ``file:line: field 'x': missing``;
+- anything else is a dataset name for ``datasets.load_dataset`` (e.g. ``PRIME-RL/Eurus-2-RL-Data``),
+  whose nested answer fields are reached with a dotted name (``reward_model.ground_truth``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from primekit.errors import InputError
+from primekit.io import iter_jsonl, read_json_or_jsonl
+
+__all__ = ["PromptFormat", "toy_dataset", "load_prompt_dataset"]
+
+Prompt = str | list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a raw problem becomes the ``prompt`` the policy sees.
+
+    ``template`` is a ``str.format`` pattern with a ``{problem}`` slot; with ``chat`` the result is
+    wrapped as a user message (after an optional system message) so that TRL applies the
+    tokenizer's chat template. A prompt that already is a list of messages is left as it is.
+    """
+
+    template: str = "{problem}"
+    chat: bool = False
+    system_prompt: str | None = None
+
+    def render(self, problem: Prompt) -> Prompt:
+        if isinstance(problem, list):
+            return problem
+        text = self.template.format(problem=problem)
+        if not self.chat:
+            return text
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return system + [{"role": "user", "content": text}]
+
+
+def toy_dataset(problems: list[Any], prompt_format: PromptFormat = PromptFormat()) -> Dataset:
+    """Dataset of toy problems (``toy.Problem`` objects with ``prompt`` and ``answer``)."""
+    return Dataset.from_dict({"prompt": [prompt_format.render(p.prompt) for p in problems],
+                              "answer": [p.answer for p in problems]})
+
+
+def _nested(record: dict[str, Any], dotted: str, *, path: str, line: int | None) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or value.get(part) is None:
+            raise InputError("missing", path=path, line=line, field=dotted)
+        value = value[part]
+    return value
+
+
+def _gold(value: Any, *, path: str, line: int | None, field: str) -> str:
+    """A gold answer as text; a list (e.g. OlympiadBench's ``final_answer``) gives its first entry."""
+    if isinstance(value, list):
+        if not value:
+            raise InputError("empty list of answers", path=path, line=line, field=field)
+        value = value[0]
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise InputError(f"expected a string or number, got {type(value).__name__}", path=path, line=line,
+                     field=field)
+
+
+def _problem(value: Any, *, path: str, line: int | None, field: str) -> Prompt:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+        return value
+    raise InputError("expected a non-empty string or a list of chat messages", path=path, line=line,
+                     field=field)
+
+
+def _records(source: str, split: str) -> list[tuple[int | None, dict[str, Any]]]:
+    path = Path(source)
+    if path.suffix == ".jsonl":
+        return list(iter_jsonl(path))
+    if path.suffix == ".json":
+        return [(None, record) for record in read_json_or_jsonl(path)]
+    if path.exists():
+        raise InputError("expected a .jsonl or .json file of problems", path=source)
+    try:
+        from datasets import load_dataset
+
+        hub = load_dataset(source, split=split)
+    except Exception as err:  # datasets raises many types for a missing / offline dataset
+        raise InputError(f"cannot load dataset ({str(err).splitlines()[0][:200]})", path=source) from None
+    return [(None, dict(row)) for row in hub]
+
+
+def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_field: str = "answer",
+                        prompt_format: PromptFormat = PromptFormat(), split: str = "train",
+                        limit: int | None = None) -> Dataset:
+    """The ``prompt`` / ``answer`` dataset from ``source`` (see the module docstring)."""
+    if source == "toy":
+        from primekit import toy
+
+        problems = toy.train_problems()
+        return toy_dataset(problems[:limit] if limit else problems, prompt_format)
+    prompts: list[Prompt] = []
+    answers: list[str] = []
+    for line, record in _records(source, split):
+        prompts.append(prompt_format.render(
+            _problem(_nested(record, prompt_field, path=source, line=line), path=source, line=line,
+                     field=prompt_field)))
+        answers.append(_gold(_nested(record, answer_field, path=source, line=line), path=source, line=line,
+                             field=answer_field))
+        if limit is not None and len(prompts) >= limit:
+            break
+    if not prompts:
+        raise InputError("no problems found", path=source)
+    return Dataset.from_dict({"prompt": prompts, "answer": answers})

@@ -1,0 +1,430 @@
+"""``PrimeTrainer``: PRIME online RL as an extension of TRL's ``GRPOTrainer``.
+
+TRL keeps everything it already does well: sampling (transformers or vLLM), the verifier call,
+the KL reference, the clipped per-token surrogate, the optimizer, logging and checkpoints. PRIME
+changes what happens between sampling and the policy loss, so the one method it overrides is
+``_generate_and_score_completions``; after TRL has generated and verified the batch it
+
+1. gathers the batch of every process (TRL's ``gather`` of the rewards already holds the 0/1
+   outcome of each response; token ids and masks are padded and gathered here);
+2. filters whole groups on the global batch (accuracy band, truncation) and keeps the trained
+   number of them (oversampling: the generation batch is ``oversample_factor`` times larger);
+   the kept rows are then split evenly over the processes (:func:`primekit.rl.batch.row_assignment`),
+   so every process trains on the same number of rows and the policy never spends compute on a
+   dropped group;
+3. trains the implicit PRM with the cross-entropy of sigmoid(beta * sum_t q_t) against the
+   outcome, before or after scoring (``prm_update``), data-parallel over the processes;
+4. scores the kept responses: q_t = log pi_prm - log pi_prm_ref from TRL's own
+   ``_get_per_token_logps_and_entropies`` (the PRM models get TRL's fused log-prob head at
+   temperature 1: the PRM is a density ratio, not a sampler);
+5. turns q and the outcome into per-token advantages (:func:`primekit.rl.advantages.prime_advantages`)
+   and returns them as TRL's ``advantages`` (B, T), which its ``_compute_loss`` accepts as is.
+
+Groups that the filter keeps only to fill the batch (fewer groups passed than are trained on)
+are trained on by default, like the official recipe; with ``train_on_failing=False`` their
+completion mask is zeroed instead, which drops them from the PRM loss, the policy loss and the
+token count that normalises it (``num_items_in_batch``), while the batch keeps TRL's fixed shape.
+
+Supported parallelism for a *trained* PRM: one process or DDP (``accelerate``'s MULTI_GPU /
+MULTI_CPU, verified on two CPU processes). DeepSpeed and FSDP would need a second engine for the
+PRM and are refused at start-up; the frozen-PRM and outcome-only baselines run under any backend
+TRL supports, since their extra models are only evaluated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import DistributedType
+from safetensors.torch import load_model, save_model
+from trl import GRPOTrainer
+from trl.models import prepare_deepspeed, prepare_fsdp
+from trl.trainer.utils import add_fused_lm_head, create_model_from_path, disable_dropout_in_model, get_config_model_id
+
+from primekit.prm.losses import ce_loss, pairwise_accuracy, reward_accuracy, sequence_rewards
+from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
+from primekit.rl.batch import PROMPT_KEYS, row_assignment, trim_columns, truncated_rows
+from primekit.rl.config import PrimeConfig
+from primekit.rl.filtering import GroupSelection, filter_groups
+from primekit.rl.verifier import outcome_accuracy
+
+__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_FILE"]
+
+#: Sub-folder of a checkpoint (and of the final output) holding the PRM as a loadable model.
+PRM_DIR = "prm"
+#: The PRM's optimizer state inside a checkpoint folder.
+PRM_OPTIMIZER_FILE = "prm_optimizer.pt"
+_PRM_WEIGHTS_FILE = "model.safetensors"
+_DDP_TYPES = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+
+
+class PrimeTrainer(GRPOTrainer):
+    """GRPOTrainer whose advantages come from PRIME (implicit process rewards + outcome RLOO).
+
+    ``model`` is the policy (a path or a loaded model saved with ``save_pretrained``; the PRM and
+    its reference default to the same weights), ``reward_funcs`` the single outcome verifier
+    (default :func:`primekit.rl.verifier.outcome_accuracy`, reading the dataset's ``answer``
+    column). Other arguments are GRPOTrainer's.
+    """
+
+    _tag_names = ["trl", "grpo", "prime"]
+    _name = "PRIME"
+
+    def __init__(self, model: Any, args: PrimeConfig, reward_funcs: Callable | None = None, **kwargs: Any):
+        if not isinstance(args, PrimeConfig):
+            raise TypeError(f"PrimeTrainer needs a PrimeConfig, got {type(args).__name__}")
+        super().__init__(model=model, reward_funcs=reward_funcs or outcome_accuracy, args=args, **kwargs)
+        if len(self.reward_funcs) != 1:
+            raise ValueError("PRIME's outcome reward is a single 0/1 verifier; pass one reward function")
+        self.prm: torch.nn.Module | None = None
+        self.prm_ref: torch.nn.Module | None = None
+        self.prm_optimizer: torch.optim.Optimizer | None = None
+        self._prm_ref_is_kl_ref = False
+        self._outcome_rewards: torch.Tensor | None = None
+        if args.uses_prm:
+            self._load_prm()
+
+    # ------------------------------------------------------------------------------------------
+    # set-up
+
+    def _model_init_kwargs(self) -> dict[str, Any]:
+        """The policy's loading options (dtype, attention kernel, ...), as TRL uses for its reference."""
+        kwargs = dict(self.args.model_init_kwargs or {})
+        if self.args.distributed_state.distributed_type in (DistributedType.MULTI_GPU, DistributedType.DEEPSPEED):
+            kwargs["device_map"] = None
+        kwargs.setdefault("trust_remote_code", self.args.trust_remote_code)
+        kwargs.setdefault("dtype", self.model.dtype)
+        kwargs.setdefault("attn_implementation", self.model.config._attn_implementation)
+        return kwargs
+
+    def _load_prm(self) -> None:
+        args = self.args
+        trains_prm = args.prm_update != "none"
+        kind = self.accelerator.distributed_type
+        if trains_prm and kind not in _DDP_TYPES:
+            raise ValueError(f"training the PRM under {kind.value} is not supported (it needs its own engine); "
+                             "use DDP (accelerate multi-GPU) or prm_update: none")
+        if trains_prm and args.fp16:
+            raise ValueError("fp16 needs a loss scaler that the PRM update does not have; use bf16")
+        policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
+        if not policy_id and not (args.prm_model_name_or_path and args.prm_ref_model_name_or_path):
+            raise ValueError("the policy was not loaded from a path, so the PRM cannot default to it; set "
+                             "prm_model_name_or_path and prm_ref_model_name_or_path")
+        init_kwargs = self._model_init_kwargs()
+
+        prm = create_model_from_path(args.prm_model_name_or_path or policy_id, **init_kwargs)
+        add_fused_lm_head(prm, temperature=1.0, cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)
+        if args.disable_dropout:
+            disable_dropout_in_model(prm)
+        if trains_prm:
+            prm.train()
+            # A plain torch optimizer: accelerate's wrapper would skip steps taken while the policy is
+            # between gradient-accumulation boundaries, which is exactly when the PRM learns.
+            self.prm_optimizer = torch.optim.AdamW(prm.parameters(), lr=args.prm_learning_rate,
+                                                   weight_decay=args.prm_weight_decay)
+            self.prm = self.accelerator.prepare_model(prm)
+        else:
+            prm.requires_grad_(False)
+            self.prm = self._prepare_frozen(prm)
+
+        ref_id = args.prm_ref_model_name_or_path or policy_id
+        self._prm_ref_is_kl_ref = (self.ref_model is not None and ref_id == policy_id
+                                   and args.temperature == 1.0)
+        if self._prm_ref_is_kl_ref:
+            self.prm_ref = self.ref_model  # TRL's KL reference: same weights, head at temperature 1
+        else:
+            prm_ref = create_model_from_path(ref_id, **init_kwargs)
+            add_fused_lm_head(prm_ref, temperature=1.0, cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)
+            prm_ref.requires_grad_(False)
+            self.prm_ref = self._prepare_frozen(prm_ref)
+
+    def _prepare_frozen(self, model: torch.nn.Module) -> torch.nn.Module:
+        """An evaluation-only model placed like TRL places its KL reference."""
+        model.eval()
+        if self.is_deepspeed_enabled:
+            return prepare_deepspeed(model, self.accelerator)
+        if self.is_fsdp_enabled:
+            return prepare_fsdp(model, self.accelerator)
+        return self.accelerator.prepare_model(model, evaluation_mode=True)
+
+    def get_train_dataloader(self):
+        """TRL's loader, with batches ``oversample_factor`` times the trained size: the extra prompts
+        are what the filter chooses from. (``generation_batch_size`` was scaled in PrimeConfig.)"""
+        trained = self._train_batch_size
+        self._train_batch_size = round(trained * self.args.oversample_factor)
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self._train_batch_size = trained
+
+    # ------------------------------------------------------------------------------------------
+    # the PRIME step
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's verifier call; keeps the gathered (B_global, 1) outcome for the PRIME step."""
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._outcome_rewards = rewards[:, 0]
+        return rewards
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        start = time.perf_counter()
+        output = super()._generate_and_score_completions(inputs)
+        if not self.model.training:  # evaluation keeps TRL's outcome-only advantages
+            return output
+        timings = {"generate_and_verify": time.perf_counter() - start}
+        outcome = torch.nan_to_num(self._outcome_rewards, nan=0.0)
+        batch = self._gather_rows(output)
+        truncated = truncated_rows(batch["completion_ids"], batch["completion_mask"], self.eos_token_ids)
+        selection = filter_groups(
+            outcome, self.num_generations, self.args.trained_batch_size // self.num_generations,
+            truncated=truncated if self.args.filter_truncated else None,
+            low=self.args.accuracy_lower, high=self.args.accuracy_upper,
+            filter_accuracy=self.args.filter_accuracy, train_on_failing=self.args.train_on_failing)
+        kept = {key: value[selection.row_indices] for key, value in batch.items()}
+        acc = outcome[selection.row_indices]
+        weights = selection.row_weights.to(acc.dtype)
+
+        assignment = row_assignment(len(acc), self._prm_mini_batch_size(), self.accelerator.num_processes)
+        mine = assignment[self.accelerator.process_index].to(acc.device)
+        local = trim_columns({key: value[mine] for key, value in kept.items()})
+
+        process_rewards = torch.zeros_like(kept["completion_mask"], dtype=torch.float32)
+        if self.prm is not None:
+            q_local, predicted, prm_metrics = self._prm_step(local, acc[mine], weights[mine], timings)
+            q = self._gather_in_order(q_local, assignment, kept["completion_mask"].shape[1])
+            prm_metrics.update(_prm_accuracy(self._gather_in_order(predicted, assignment), acc, weights,
+                                             self.num_generations))
+            trained_mask = kept["completion_mask"] * weights.unsqueeze(1).to(kept["completion_mask"].dtype)
+            tokens = implicit_token_rewards(q, trained_mask, self.args.prm_beta, self.args.reward_granularity)
+            process_rewards = normalize_token_rewards(tokens, trained_mask, self.args.prime_norm)
+            prm_metrics.update(_process_reward_stats(process_rewards, trained_mask))
+        else:
+            prm_metrics = {}
+
+        start = time.perf_counter()
+        advantages, _ = prime_advantages(
+            process_rewards, acc, kept["completion_mask"], self.num_generations,
+            process_coef=self.args.process_reward_coef, outcome_coef=self.args.outcome_reward_coef,
+            valid_rows=weights > 0)
+        timings["advantages"] = time.perf_counter() - start
+
+        local["completion_mask"] = local["completion_mask"] * weights[mine].unsqueeze(1).to(local["completion_mask"].dtype)
+        local["advantages"] = advantages[mine][:, : local["completion_mask"].shape[1]]
+        loss_mask = kept["completion_mask"] * weights.unsqueeze(1).to(kept["completion_mask"].dtype)
+        if "tool_mask" in kept:
+            loss_mask = loss_mask * kept["tool_mask"]
+        local["num_items_in_batch"] = loss_mask.sum()
+        self._log_prime_metrics(selection, acc, weights, prm_metrics, timings)
+        return local
+
+    def _prm_mini_batch_size(self) -> int:
+        return self.args.prm_mini_batch_size or self.args.trained_batch_size
+
+    def _gather_rows(self, output: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Every per-response tensor of TRL's output, padded and gathered over the processes."""
+        rows = output["prompt_ids"].shape[0]
+        gathered = {}
+        for key, value in output.items():
+            if key in ("advantages", "num_items_in_batch"):
+                continue
+            if not (isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows):
+                raise ValueError(f"PRIME regroups text batches only; cannot regroup the field '{key}'")
+            pad = self._tokenizer.pad_token_id if key in ("prompt_ids", "completion_ids") else 0
+            if value.dim() >= 2:
+                value = self.accelerator.pad_across_processes(value, dim=1, pad_index=pad,
+                                                              pad_first=key in PROMPT_KEYS)
+            gathered[key] = self.accelerator.gather(value)
+        return gathered
+
+    def _gather_in_order(self, local: torch.Tensor, assignment: torch.Tensor, width: int | None = None) -> torch.Tensor:
+        """Gather each process's rows (right-padded to ``width`` columns) back into kept-batch order."""
+        if width is not None:
+            local = torch.nn.functional.pad(local, (0, width - local.shape[1]))
+        gathered = self.accelerator.gather(local)
+        result = torch.empty_like(gathered)
+        result[assignment.reshape(-1).to(gathered.device)] = gathered
+        return result
+
+    # ------------------------------------------------------------------------------------------
+    # the implicit PRM
+
+    def _completion_logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                          rows: slice = slice(None)) -> torch.Tensor:
+        """log pi_model(y_t | x, y_<t) on the completion tokens of ``batch[rows]``, 0 on padding."""
+        input_ids = torch.cat([batch["prompt_ids"][rows], batch["completion_ids"][rows]], dim=1)
+        attention = torch.cat([batch["prompt_mask"][rows], batch["completion_mask"][rows]], dim=1)
+        logps, _, _ = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention, batch["completion_ids"].shape[1], batch_size=self._prm_micro_batch_size())
+        return logps.float() * batch["completion_mask"][rows]
+
+    def _prm_micro_batch_size(self) -> int:
+        return self.args.prm_micro_batch_size or self.args.per_device_train_batch_size
+
+    def _prm_step(self, local: dict[str, torch.Tensor], acc: torch.Tensor, weights: torch.Tensor,
+                  timings: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+        """Update (per ``prm_update``) and score this process's rows.
+
+        Returns q (rows, T), the sequence rewards the PRM gave each row *before* learning from it
+        (a genuine prediction, for the accuracy metrics) and the update's loss metrics.
+        """
+        start = time.perf_counter()
+        with torch.no_grad():
+            if self._prm_ref_is_kl_ref and "ref_per_token_logps" in local:
+                ref_logps = local["ref_per_token_logps"].float() * local["completion_mask"]
+            else:
+                ref_logps = self._completion_logps(self.prm_ref, local)
+        timings["prm_reference"] = time.perf_counter() - start
+        mode = self.args.prm_update
+        q = predicted = None
+        metrics: dict[str, float] = {}
+        if mode in ("after", "none"):
+            start = time.perf_counter()
+            q = self._score(local, ref_logps)
+            predicted = sequence_rewards(q, local["completion_mask"], self.args.prm_beta)
+            timings["prm_score"] = time.perf_counter() - start
+        if mode != "none":
+            start = time.perf_counter()
+            seen, metrics = self._update_prm(local, ref_logps, acc, weights)
+            predicted = seen if predicted is None else predicted
+            timings["prm_update"] = time.perf_counter() - start
+        if q is None:
+            start = time.perf_counter()
+            q = self._score(local, ref_logps)
+            timings["prm_score"] = time.perf_counter() - start
+        return q, predicted, metrics
+
+    @torch.no_grad()
+    def _score(self, local: dict[str, torch.Tensor], ref_logps: torch.Tensor) -> torch.Tensor:
+        return self._completion_logps(self.prm, local) - ref_logps
+
+    def _update_prm(self, local: dict[str, torch.Tensor], ref_logps: torch.Tensor, acc: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """One pass over the rows in mini-batches: CE(sigmoid(beta * sum_t q_t), outcome), AdamW.
+
+        Each mini-batch's loss is the mean over its trained rows on *all* processes: a process
+        scales its sum by P / (global count), and DDP's gradient average divides by P again.
+        Returns the sequence reward each row had just before its mini-batch's step, and the
+        loss / gradient-norm metrics.
+        """
+        processes = self.accelerator.num_processes
+        mini = self._prm_mini_batch_size() // processes
+        micro = self._prm_micro_batch_size()
+        seen = torch.full_like(acc, float("nan"))
+        losses, norms = [], []
+        for begin in range(0, len(acc), mini):
+            end = begin + mini
+            total = self.accelerator.gather((weights[begin:end] > 0).sum().reshape(1)).sum()
+            if total == 0:  # every process sees the same total, so all skip together
+                continue
+            chunks = [slice(s, min(s + micro, end)) for s in range(begin, end, micro)]
+            loss_value = torch.zeros((), device=acc.device)
+            for index, rows in enumerate(chunks):
+                last = index == len(chunks) - 1
+                with contextlib.nullcontext() if last else self.accelerator.no_sync(self.prm):
+                    q = self._completion_logps(self.prm, local, rows) - ref_logps[rows]
+                    rewards = sequence_rewards(q, local["completion_mask"][rows], self.args.prm_beta)
+                    seen[rows] = rewards.detach()
+                    chosen = weights[rows] > 0
+                    if chosen.any():
+                        loss = ce_loss(rewards[chosen], acc[rows][chosen]) * chosen.sum() * processes / total
+                    else:  # a backward all the same keeps DDP's gradient hooks in step across processes
+                        loss = rewards.sum() * 0.0
+                    loss.backward()
+                loss_value += loss.detach() / processes
+            norms.append(float(torch.nn.utils.clip_grad_norm_(self.prm.parameters(), self.args.prm_grad_clip)))
+            self.prm_optimizer.step()
+            self.prm_optimizer.zero_grad(set_to_none=True)
+            losses.append(float(self.accelerator.reduce(loss_value, reduction="sum")))
+        if not losses:
+            return seen, {}
+        return seen, {"prm/loss": sum(losses) / len(losses), "prm/grad_norm": sum(norms) / len(norms)}
+
+    # ------------------------------------------------------------------------------------------
+    # logging
+
+    def _log_prime_metrics(self, selection: GroupSelection, acc: torch.Tensor, weights: torch.Tensor,
+                           prm_metrics: dict[str, float], timings: dict[str, float]) -> None:
+        metrics = self._metrics["train"]
+        for key, value in selection.stats.as_metrics(prefix="prime/filter/").items():
+            metrics[key].append(value)
+        trained = weights > 0
+        metrics["prime/trained_accuracy"].append(float(acc[trained].mean()) if trained.any() else float("nan"))
+        metrics["prime/trained_fraction"].append(float(trained.float().mean()))
+        for key, value in prm_metrics.items():
+            metrics[key].append(value)
+        for phase, seconds in timings.items():
+            metrics[f"time/{phase}"].append(seconds)
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints: the PRM weights and optimizer travel with TRL's checkpoint
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """TRL's save, plus the PRM as a loadable model in ``<output_dir>/prm``."""
+        super().save_model(output_dir, _internal_call)
+        if self.prm is not None and self.args.should_save:
+            self._save_prm(Path(output_dir or self.args.output_dir) / PRM_DIR)
+
+    def _save_prm(self, target: Path) -> None:
+        """Write to a temporary folder and rename it into place, so a kill never leaves half a PRM."""
+        staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        model = self.accelerator.unwrap_model(self.prm)
+        model.config.save_pretrained(staging)
+        save_model(model, str(staging / _PRM_WEIGHTS_FILE), metadata={"format": "pt"})
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(staging)
+        previous = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if target.exists():
+            os.replace(target, previous)
+        os.replace(staging, target)
+        shutil.rmtree(previous, ignore_errors=True)
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.prm_optimizer is not None and self.args.should_save:
+            path = Path(output_dir) / PRM_OPTIMIZER_FILE
+            staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            torch.save(self.prm_optimizer.state_dict(), staging)
+            os.replace(staging, path)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """TRL's resume hook; restores the PRM weights and optimizer written with the checkpoint."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is None or self.prm is None:
+            return
+        weights = Path(checkpoint) / PRM_DIR / _PRM_WEIGHTS_FILE
+        if not weights.is_file():
+            raise ValueError(f"{checkpoint} holds no PRM ({PRM_DIR}/{_PRM_WEIGHTS_FILE}); resume it with the "
+                             "settings it was written with")
+        load_model(self.accelerator.unwrap_model(self.prm), str(weights), device=str(self.accelerator.device))
+        if self.prm_optimizer is not None:
+            state = torch.load(Path(checkpoint) / PRM_OPTIMIZER_FILE, map_location=self.accelerator.device,
+                               weights_only=True)
+            self.prm_optimizer.load_state_dict(state)
+
+
+def _prm_accuracy(predicted: torch.Tensor, acc: torch.Tensor, weights: torch.Tensor,
+                  group_size: int) -> dict[str, float]:
+    """How well the PRM's sequence rewards predicted the outcomes of the trained rows, before it
+    learned from them: sign accuracy, and ranking accuracy within each prompt's group."""
+    trained = weights > 0
+    if not trained.any():
+        return {}
+    return {"prm/accuracy": float(reward_accuracy(predicted[trained], acc[trained])),
+            "prm/pairwise_accuracy": float(pairwise_accuracy(predicted[trained], acc[trained], group_size)),
+            "prm/sequence_reward_mean": float(predicted[trained].mean())}
+
+
+def _process_reward_stats(rewards: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    values = rewards[mask.bool()]
+    if values.numel() < 2:
+        return {}
+    return {"prime/process_reward_mean": float(values.mean()), "prime/process_reward_std": float(values.std())}

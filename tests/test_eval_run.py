@@ -1,0 +1,244 @@
+"""``prime-eval run`` / ``grade`` end to end on a tiny random model, resuming after a kill, and the
+runner's pieces with fake generators and graders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from primekit import toy
+from primekit.cli import dispatch
+from primekit.errors import InputError
+from primekit.eval import commands, runner
+from primekit.eval.benchmarks import BenchmarkProblem
+from primekit.eval.generate import Completion, SamplingSpec
+from primekit.io import read_jsonl
+
+REAL_MAKE_GENERATOR = commands.make_generator
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained tiny Qwen2 + toy tokenizer saved like any local model."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    toy.random_model(seed=0).save_pretrained(path)
+    toy.build_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+class CountingGenerator:
+    """Wraps a generator; counts generated samples and can stop the run like Ctrl-C after
+    ``interrupt_after`` generate calls."""
+
+    def __init__(self, inner, interrupt_after: int | None = None):
+        self.inner, self.interrupt_after = inner, interrupt_after
+        self.calls, self.samples = 0, 0
+
+    def generate(self, prompts, spec):
+        if self.interrupt_after is not None and self.calls == self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.samples += len(prompts) * spec.n
+        return self.inner.generate(prompts, spec)
+
+
+def patch_generator(monkeypatch, interrupt_after=None) -> list[CountingGenerator]:
+    made: list[CountingGenerator] = []
+
+    def make(*args, **kwargs):
+        made.append(CountingGenerator(REAL_MAKE_GENERATOR(*args, **kwargs), interrupt_after))
+        return made[-1]
+
+    monkeypatch.setattr(commands, "make_generator", make)
+    return made
+
+
+def run_cli(*argv: str) -> int:
+    return dispatch("prime-eval", list(argv))
+
+
+def test_run_on_real_benchmarks_resumes_without_regenerating(tiny_model, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    argv = ["run", "--model", tiny_model, "--benchmarks", "gsm8k,math500", "--limit", "3",
+            "--n", "2", "--temperature", "1", "--max-new-tokens", "4", "--chunk-size", "1",
+            "--out", str(out)]
+    # killed after 2 generate calls = 2 chunks of one problem x 2 samples
+    made = patch_generator(monkeypatch, interrupt_after=2)
+    assert run_cli(*argv) == 130
+    kept = read_jsonl(out / runner.SAMPLES_FILE)
+    assert len(kept) == 4 and made[0].samples == 4
+    assert not (out / runner.SUMMARY_FILE).exists()
+
+    made = patch_generator(monkeypatch)
+    assert run_cli(*argv) == 0
+    assert made[0].samples == 2 * 3 * 2 - 4  # only the missing 8 samples
+    records = read_jsonl(out / runner.SAMPLES_FILE)
+    assert records[:4] == kept
+    assert len({runner.sample_key(r) for r in records}) == 12
+    assert {(r["benchmark"], r["problem_id"]) for r in records} >= {("gsm8k", "0"), ("gsm8k", "2")}
+    assert all(isinstance(r["correct"], bool) and "pred" in r for r in records)
+    summary = json.loads((out / runner.SUMMARY_FILE).read_text())
+    assert list(summary["benchmarks"]) == ["gsm8k", "math500"]
+    for entry in summary["benchmarks"].values():
+        assert entry["num_problems"] == 3 and entry["samples_per_problem"] == 2
+        assert {"pass@1", "avg@2", "pass@2", "maj@1", "maj@2"} <= set(entry["metrics"])
+
+    # a third run has nothing left to generate and never loads the model
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although every sample exists")
+
+    monkeypatch.setattr(commands, "make_generator", no_model)
+    assert run_cli(*argv) == 0
+
+
+def test_without_model_runs_the_toy_policy_on_the_toy_benchmark(tiny_model, tmp_path, monkeypatch):
+    import primekit.models
+
+    asked = []
+    real = primekit.models.resolve_model_name
+
+    def resolve(name):
+        asked.append(name)
+        return tiny_model if name is None else real(name)
+
+    monkeypatch.setattr(primekit.models, "resolve_model_name", resolve)
+    out = tmp_path / "toy-run"
+    assert run_cli("run", "--limit", "2", "--out", str(out)) == 0
+    assert asked[0] is None  # (later calls resolve the returned path again)
+    records = read_jsonl(out / runner.SAMPLES_FILE)
+    assert [r["prompt"] for r in records] == [p.prompt for p in toy.test_problems()[:2]]
+    assert {r["benchmark"] for r in records} == {"toy"}
+    settings = json.loads((out / runner.SETTINGS_FILE).read_text())
+    assert settings["max_new_tokens"] == commands.TOY_MAX_NEW_TOKENS
+    assert json.loads((out / runner.SUMMARY_FILE).read_text())["model"] == "toy"
+
+
+def problem(pid: str, answer: str = "7") -> BenchmarkProblem:
+    return BenchmarkProblem(id=pid, problem=f"q{pid}", answer=answer, benchmark="unit")
+
+
+class EchoGenerator:
+    """Completion text = the prompt's problem id boxed, with the call's seed; no model."""
+
+    def __init__(self):
+        self.specs: list[SamplingSpec] = []
+
+    def generate(self, prompts, spec):
+        self.specs.append(spec)
+        return [[Completion(f"\\boxed{{{p}}} seed {spec.seed}", True, 3) for _ in range(spec.n)]
+                for p in prompts]
+
+
+def exact_grade(responses, golds):
+    preds = [r.split("{")[1].split("}")[0] for r in responses]
+    return [(pred, pred == gold) for pred, gold in zip(preds, golds)]
+
+
+def test_generate_and_grade_fills_only_missing_samples(tmp_path):
+    problems = [problem("a", "a"), problem("b"), problem("c")]
+    samples = runner.open_samples(tmp_path)
+    samples.append({"benchmark": "unit", "problem_id": "b", "sample_index": 0, "completion": "x",
+                    "answer": "7", "pred": None, "correct": False})
+    assert runner.missing_samples(problems, 2, samples.done) == [
+        (problems[0], [0, 1]), (problems[1], [1]), (problems[2], [0, 1])]
+    generator = EchoGenerator()
+    prompts = {p.id: p.id for p in problems}
+    spec = SamplingSpec(n=2, temperature=1.0, seed=5)
+    assert runner.generate_and_grade(problems, prompts, generator, spec, samples,
+                                     grade=exact_grade, chunk_size=2, show_progress=False) == 5
+    # chunk 1 (a, b): a lacks 2 samples and b 1, so two calls; chunk 2 (c): one call
+    assert [s.n for s in generator.specs] == [2, 1, 2]
+    assert len({s.seed for s in generator.specs}) == 3
+    reopened = runner.open_samples(tmp_path)
+    assert len(reopened.records) == 6
+    a0 = reopened.records[json.dumps(["unit", "a", 0])]
+    assert (a0["pred"], a0["correct"], a0["prompt"], a0["finished"]) == ("a", True, "a", True)
+    assert runner.generate_and_grade(problems, prompts, generator, spec, reopened,
+                                     grade=exact_grade, show_progress=False) == 0
+
+
+def record(pid: str, index: int, correct: bool, pred: str | None, finished: bool = True) -> dict:
+    return {"benchmark": "unit", "problem_id": pid, "sample_index": index, "correct": correct,
+            "pred": pred, "finished": finished}
+
+
+def test_benchmark_summary_hand_example():
+    records = [record("p", 0, True, "1"), record("p", 1, False, "2", finished=False),
+               record("q", 0, False, None), record("q", 1, False, "3"),
+               record("q", 2, True, "9")]  # a third sample beyond n=2 is ignored
+    summary = runner.benchmark_summary(["p", "q"], records, 2, n_resamples=50)
+    metrics = {name: value["value"] for name, value in summary["metrics"].items()}
+    # pass@1 = (1/2 + 0) / 2; pass@2 = (1 + 0) / 2; maj@2: p ties 1-1, first ("1") is right; q's
+    # only answer "3" is wrong -> 1/2; maj@1 = first samples (right, no answer) -> 1/2
+    assert metrics == pytest.approx({"pass@1": 0.25, "avg@2": 0.25, "pass@2": 0.5, "maj@1": 0.5,
+                                     "maj@2": 0.5})
+    assert summary["no_answer_rate"] == 0.25 and summary["truncated_rate"] == 0.25
+    assert summary["num_problems"] == 2 and summary["samples_per_problem"] == 2
+    with pytest.raises(InputError, match="no graded samples"):
+        runner.benchmark_summary(["p", "missing"], records, 2)
+
+
+def test_settings_change_is_refused(tmp_path):
+    runner.check_settings(tmp_path, {"model": "m", "temperature": 0.0})
+    runner.check_settings(tmp_path, {"model": "m", "temperature": 0.0})
+    with pytest.raises(InputError, match="temperature=0.0, not 0.7"):
+        runner.check_settings(tmp_path, {"model": "m", "temperature": 0.7})
+
+
+def test_grade_command_on_outputs_of_any_model(tmp_path, monkeypatch):
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text("\n".join(json.dumps(r) for r in [
+        {"idx": 1, "gt": "4", "response": ["so \\boxed{4}", "\\boxed{5}", "\\boxed{4}"]},
+        {"idx": 2, "gt": 0.5, "response": ["\\boxed{\\frac{1}{2}}", "\\boxed{3}", "no idea"]},
+    ]) + "\n")
+    out = tmp_path / "graded"
+    argv = ["grade", str(outputs), "--response-field", "response", "--answer-field", "gt",
+            "--out", str(out)]
+    assert run_cli(*argv) == 0
+    graded = read_jsonl(out / runner.SAMPLES_FILE)
+    assert [r["correct"] for r in graded] == [True, False, True, True, False, False]
+    assert [r["pred"] for r in graded][:2] == ["4", "5"]
+    entry = json.loads((out / runner.SUMMARY_FILE).read_text())["benchmarks"]["outputs"]
+    metrics = {name: value["value"] for name, value in entry["metrics"].items()}
+    # problem 1: 2/3 right, maj "4" right; problem 2: 1/3 right, all answers differ -> first wins
+    # pass@1 = (2/3 + 1/3) / 2 = 0.5; pass@2 = (1 - C(1,2)/C(3,2) = 1, 1 - C(2,2)/C(3,2) = 2/3)
+    assert metrics["pass@1"] == pytest.approx(0.5)
+    assert metrics["pass@2"] == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics["maj@3"] == pytest.approx(1.0)
+    assert entry["truncated_rate"] is None
+
+    def no_grading(*args, **kwargs):
+        raise AssertionError("graded again")
+
+    monkeypatch.setattr(runner, "grade_responses", no_grading)
+    assert run_cli(*argv) == 0  # everything was graded already
+
+
+def one_line_error(capsys, *argv: str) -> str:
+    assert run_cli(*argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_bad_input_is_one_line(tmp_path, capsys, tiny_model):
+    out = str(tmp_path / "r")
+    assert "unknown benchmark 'gsm9k'" in one_line_error(
+        capsys, "run", "--model", tiny_model, "--benchmarks", "gsm9k", "--out", out)
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2"}\n')
+    assert f"{mine}:2: field 'answer': missing" in one_line_error(
+        capsys, "run", "--model", tiny_model, "--benchmarks", str(mine), "--out", out)
+    assert "field 'gold': missing" in one_line_error(
+        capsys, "run", "--model", tiny_model, "--benchmarks", str(mine), "--answer-field", "gold",
+        "--out", out)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"completion": "x", "answer": "1"}\n{"completion": \n')
+    assert f"{broken}:2: malformed JSON" in one_line_error(capsys, "grade", str(broken))
+    assert "field 'response': missing" in one_line_error(
+        capsys, "grade", str(mine), "--response-field", "response")
+    assert "--out is required" in one_line_error(capsys, "run", "--model", tiny_model)
+    assert "set --temperature > 0" in one_line_error(capsys, "run", "--n", "4", "--out", out)
+    assert "unknown prompt template" in one_line_error(capsys, "run", "--template", "x", "--out", out)
+    assert "--temprature" in one_line_error(capsys, "run", "--out", out, "--temprature", "1")

@@ -1,0 +1,130 @@
+"""Generation back ends on a tiny random Qwen2: determinism, n samples, finished/truncated flags,
+and a vLLM back end that is optional in every sense."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from primekit import toy
+from primekit.errors import InputError
+from primekit.eval.generate import (
+    Completion,
+    SamplingSpec,
+    TransformersGenerator,
+    VLLMGenerator,
+    _completion,
+    make_generator,
+)
+
+PROMPTS = ["Compute 12+34-5\n", "Compute 7+8\n", "Compute 99-1+2\n"]
+
+
+def spread_model(seed: int = 0):
+    """A random tiny Qwen2 with weights scaled up 5x: at the usual 0.02 init every prompt's greedy
+    continuation is just newlines; scaled, outputs differ between prompts and some end on EOS."""
+    model = toy.random_model(seed=seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.mul_(5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return spread_model()
+
+
+@pytest.fixture()
+def generator(model):
+    return TransformersGenerator(model, toy.build_tokenizer(), batch_size=2, show_progress=False)
+
+
+def test_completion_cuts_at_the_first_eos():
+    tokenizer = toy.build_tokenizer()
+    ids = tokenizer("12+3=15", add_special_tokens=False)["input_ids"]
+    eos = tokenizer.eos_token_id
+    # "12+3=15" EOS "7": text up to the EOS; the EOS counts as a generated token
+    assert _completion(ids + [eos] + ids[:1], [eos], tokenizer) == Completion("12+3=15", True, len(ids) + 1)
+    assert _completion(ids, [eos], tokenizer) == Completion("12+3=15", False, len(ids))
+
+
+def test_greedy_is_deterministic_and_batch_independent(model, generator):
+    spec = SamplingSpec(n=1, temperature=0.0, max_new_tokens=6)
+    first = generator.generate(PROMPTS, spec)
+    assert first == generator.generate(PROMPTS, spec)
+    assert len({c[0].text for c in first}) == len(PROMPTS)
+    alone = TransformersGenerator(model, toy.build_tokenizer(), batch_size=1, show_progress=False)
+    assert [c[0].text for c in alone.generate(PROMPTS, spec)] == [c[0].text for c in first]
+    # greedy equals the model's own argmax continuation of the unpadded prompt
+    tokenizer = toy.build_tokenizer()
+    ids = tokenizer(PROMPTS[1], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=tokenizer.eos_token_id)
+    expected = _completion(out[0, ids.shape[1]:].tolist(), [tokenizer.eos_token_id], tokenizer)
+    assert first[1][0] == expected
+
+
+def test_sampling_returns_n_completions_per_prompt_reproducibly(generator):
+    spec = SamplingSpec(n=3, temperature=1.0, max_new_tokens=5, seed=7)
+    outputs = generator.generate(PROMPTS[:2], spec)
+    assert [len(samples) for samples in outputs] == [3, 3]
+    assert all(1 <= c.num_tokens <= 5 for samples in outputs for c in samples)
+    assert outputs == generator.generate(PROMPTS[:2], spec)  # same seed, same samples
+    texts = {c.text for samples in outputs for c in samples}
+    assert len(texts) > 1  # temperature 1 on a random model does not repeat itself
+
+
+def test_finished_and_truncated_flags(model):
+    tokenizer = toy.build_tokenizer()
+    spec = SamplingSpec(n=1, temperature=0.0, max_new_tokens=6)
+    completions = [c[0] for c in TransformersGenerator(model, tokenizer, show_progress=False)
+                   .generate(PROMPTS, spec)]
+    for prompt, completion in zip(PROMPTS, completions):
+        ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            raw = model.generate(ids, max_new_tokens=6, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)[0, ids.shape[1]:].tolist()
+        ended_on_eos = tokenizer.eos_token_id in raw
+        assert completion.finished == ended_on_eos
+        assert completion.num_tokens == (raw.index(tokenizer.eos_token_id) + 1 if ended_on_eos else 6)
+    assert {c.finished for c in completions} == {True, False}  # this model gives both kinds
+
+    # a model whose first greedy token is declared an end-of-sequence token stops at once
+    first_token = tokenizer(completions[0].text, add_special_tokens=False)["input_ids"][0]
+    stopping = spread_model()
+    stopping.generation_config.eos_token_id = [tokenizer.eos_token_id, first_token]
+    stopped = TransformersGenerator(stopping, tokenizer, show_progress=False).generate(PROMPTS[:1], spec)
+    assert stopped[0][0] == Completion("", True, 1)
+
+
+def test_sampling_spec_checks():
+    with pytest.raises(ValueError, match="n must be"):
+        SamplingSpec(n=0)
+    with pytest.raises(ValueError, match="temperature > 0"):
+        SamplingSpec(n=2, temperature=0.0)
+
+
+def test_vllm_missing_is_a_clear_input_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # makes `import vllm` fail
+    with pytest.raises(InputError, match=r"pip install primekit\[vllm\]"):
+        VLLMGenerator("some/model")
+    with pytest.raises(InputError, match="vllm"):
+        make_generator("some/model", backend="vllm")
+
+
+def test_unknown_backend():
+    with pytest.raises(InputError, match="unknown generation backend 'tgi'"):
+        make_generator("some/model", backend="tgi")
+
+
+def test_importing_evaluation_never_imports_vllm():
+    code = ("import sys, primekit.eval.generate, primekit.eval.commands, primekit.eval.runner; "
+            "assert 'vllm' not in sys.modules, 'vllm imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

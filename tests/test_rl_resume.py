@@ -1,0 +1,100 @@
+"""A PRIME run killed with SIGKILL after a checkpoint resumes from it: same step, PRM weights and
+PRM optimizer restored from the checkpoint, and it runs to the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from primekit import toy
+from primekit.models import load_tokenizer
+from primekit.rl.commands import latest_checkpoint, parse_train_args, resume_target
+from primekit.rl.data import load_prompt_dataset
+from primekit.rl.trainer import PRM_DIR, PRM_OPTIMIZER_FILE, PrimeTrainer
+from rl_helpers import save_tiny_policy
+
+
+class _PRMAtStart(TrainerCallback):
+    """Records the PRM and its optimizer's step count when training (re)starts."""
+
+    def __init__(self):
+        self.trainer = None
+        self.weights: dict[str, torch.Tensor] = {}
+        self.optimizer_steps: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        prm = self.trainer.accelerator.unwrap_model(self.trainer.prm)
+        self.weights = {k: v.detach().clone() for k, v in prm.state_dict().items()}
+        self.optimizer_steps = float(self.trainer.prm_optimizer.state_dict()["state"][0]["step"])
+
+
+def _write_recipe(tmp_path: Path) -> Path:
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"prompt": p.prompt, "answer": p.answer}) + "\n"
+                                for p in toy.make_problems(64, seed=5)))
+    recipe = {"model": save_tiny_policy(tmp_path / "policy"), "dataset": str(problems), "heldout": "none",
+              "output_dir": str(tmp_path / "run"), "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+              "per_device_train_batch_size": 8, "num_generations": 4, "oversample_factor": 1,
+              "max_completion_length": 8, "learning_rate": 1e-4, "prm_learning_rate": 1e-3, "max_steps": 1000,
+              "save_strategy": "steps", "save_steps": 2, "logging_steps": 1, "report_to": "none", "seed": 0,
+              "disable_tqdm": True}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _run_until_checkpoint(recipe: Path, output_dir: Path, timeout: float = 180) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "primekit.rl.commands", "--config", str(recipe)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while latest_checkpoint(output_dir) is None:
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint written in time"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    recipe = _write_recipe(tmp_path)
+    output_dir = tmp_path / "run"
+    _run_until_checkpoint(recipe, output_dir)
+    checkpoint = latest_checkpoint(output_dir)
+    step = int(checkpoint.name.split("-")[1])
+    assert step >= 2 and (checkpoint / PRM_DIR / "model.safetensors").is_file()
+
+    run, config = parse_train_args(["--config", str(recipe), "--max_steps", str(step + 2),
+                                    "--resume_from_checkpoint", "true"])
+    dataset = load_prompt_dataset(run.dataset)
+    probe = _PRMAtStart()
+    trainer = PrimeTrainer(model=run.model, args=config, train_dataset=dataset,
+                           processing_class=load_tokenizer(run.model), callbacks=[probe])
+    probe.trainer = trainer
+    assert resume_target(config) == str(checkpoint)  # "true" means the newest complete checkpoint
+    trainer.train(resume_from_checkpoint=resume_target(config))
+
+    saved = load_file(str(checkpoint / PRM_DIR / "model.safetensors"))
+    assert saved.keys() <= probe.weights.keys()
+    for name, value in saved.items():
+        assert torch.equal(probe.weights[name], value), name
+    saved_optimizer = torch.load(checkpoint / PRM_OPTIMIZER_FILE, weights_only=True)
+    assert probe.optimizer_steps == float(saved_optimizer["state"][0]["step"]) == step
+    assert trainer.state.global_step == step + 2
+    # the resumed run continued the PRM (weights moved on from the checkpoint's)
+    final = trainer.accelerator.unwrap_model(trainer.prm).state_dict()
+    assert any(not torch.equal(final[name], value) for name, value in saved.items())
