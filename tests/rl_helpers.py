@@ -10,10 +10,12 @@ response is ``\\boxed{dd}`` + EOS, i.e. 5 tokens, so hand-computed advantages ar
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from datasets import Dataset
 
 from primekit import toy
@@ -86,3 +88,21 @@ def first_batch(trainer) -> dict[str, Any]:
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))
     return trainer._generate_and_score_completions(batch)
+
+
+def write_cli_recipe(folder: Path, **overrides: Any) -> Path:
+    """A `prime-rl train` recipe on the tiny policy and 64 toy problems in a JSONL file."""
+    problems = folder / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"prompt": p.prompt, "answer": p.answer}) + "\n"
+                                for p in toy.make_problems(64, seed=5)))
+    recipe = {"model": save_tiny_policy(folder / "policy"), "dataset": str(problems), "heldout": "none",
+              "output_dir": str(folder / "run"), "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
+              "per_device_train_batch_size": 8, "num_generations": 4, "oversample_factor": 1,
+              "max_completion_length": 8, "learning_rate": 1e-4, "prm_learning_rate": 1e-3, "max_steps": 2,
+              "save_strategy": "no", "logging_steps": 1, "report_to": "none", "seed": 0, "disable_tqdm": True,
+              **overrides}
+    if recipe.get("save_steps"):
+        recipe["save_strategy"] = "steps"
+    path = folder / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path

@@ -60,14 +60,35 @@ def test_greedy_is_deterministic_and_batch_independent(model, generator):
     assert len({c[0].text for c in first}) == len(PROMPTS)
     alone = TransformersGenerator(model, toy.build_tokenizer(), batch_size=1, show_progress=False)
     assert [c[0].text for c in alone.generate(PROMPTS, spec)] == [c[0].text for c in first]
-    # greedy equals the model's own argmax continuation of the unpadded prompt
+    # greedy is the argmax continuation of each unpadded prompt, token by token
     tokenizer = toy.build_tokenizer()
-    ids = tokenizer(PROMPTS[1], return_tensors="pt", add_special_tokens=False)["input_ids"]
+    for prompt, completion in zip(PROMPTS, first):
+        tokens = argmax_continuation(model, tokenizer, prompt, 6)
+        assert completion[0] == _completion(tokens, [tokenizer.eos_token_id], tokenizer)
+
+
+def argmax_continuation(model, tokenizer, prompt: str, steps: int) -> list[int]:
+    """Greedy decoding written out: append the most likely token until EOS or ``steps``."""
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    tokens: list[int] = []
     with torch.no_grad():
-        out = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                             eos_token_id=tokenizer.eos_token_id)
-    expected = _completion(out[0, ids.shape[1]:].tolist(), [tokenizer.eos_token_id], tokenizer)
-    assert first[1][0] == expected
+        while len(tokens) < steps and tokenizer.eos_token_id not in tokens:
+            tokens.append(int(model(ids).logits[0, -1].argmax()))
+            ids = torch.cat([ids, torch.tensor([[tokens[-1]]])], dim=1)
+    return tokens
+
+
+def test_checkpoint_generation_defaults_do_not_leak():
+    # e.g. Qwen2.5-Math-7B-Instruct ships repetition_penalty 1.05, top_k 20, top_p 0.8, sampling on
+    model, tokenizer = spread_model(), toy.build_tokenizer()
+    plain = TransformersGenerator(spread_model(), tokenizer, show_progress=False)
+    model.generation_config.update(repetition_penalty=3.0, top_k=1, top_p=0.5, do_sample=True,
+                                   temperature=0.2)
+    generator = TransformersGenerator(model, tokenizer, show_progress=False)
+    greedy = SamplingSpec(max_new_tokens=6)
+    assert generator.generate(PROMPTS, greedy) == plain.generate(PROMPTS, greedy)
+    sampled = SamplingSpec(n=3, temperature=1.0, max_new_tokens=6, seed=1)
+    assert generator.generate(PROMPTS, sampled) == plain.generate(PROMPTS, sampled)
 
 
 def test_sampling_returns_n_completions_per_prompt_reproducibly(generator):

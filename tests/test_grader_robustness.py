@@ -113,7 +113,7 @@ def _payloads(sentinel: Path) -> list[str]:
     return _injections(sentinel) + towers + factorials + big + nesting + unbalanced + long_inputs
 
 
-_VARIANTS = ("@", "-@", "@+1", r"\frac{@}{2}", "(@, @)", r"\{@\}", "x=@", r"@\%", "[@, 1)", r"\sqrt{@}")
+_VARIANTS = ("@", "-@", r"\frac{@}{2}", "(@, @)", "x=@", r"@\%")
 _WRAPPERS = (
     "@",
     "$@$",
@@ -126,7 +126,7 @@ _GOLDS = ("1", "x", r"\frac{1}{2}", "(1,2)", r"\text{Evelyn}")
 
 
 def adversarial_answers(sentinel: Path) -> list[str]:
-    """Every payload in several answer shapes: thousands of strings."""
+    """Every payload in several answer shapes (each then put in three response shapes)."""
     return [variant.replace("@", p) for p in _payloads(sentinel) for variant in _VARIANTS]
 
 
@@ -141,7 +141,7 @@ def test_adversarial_list_is_graded_without_harm(tmp_path: Path, warm_worker: No
     pairs = [
         (_WRAPPERS[(i + shift) % len(_WRAPPERS)].replace("@", answer), _GOLDS[i % len(_GOLDS)])
         for i, answer in enumerate(answers)
-        for shift in (0, 3)
+        for shift in range(0, len(_WRAPPERS), 2)
     ]
     assert len(set(pairs)) >= 2000
     start = time.monotonic()

@@ -86,6 +86,7 @@ def test_load_split_names_bad_records(tmp_path, monkeypatch):
         pb.load_split("math")
     with pytest.raises(InputError, match="not in the data folder"):
         pb.load_split("omnimath")
+    assert pb.available_splits() == ["math"]
 
 
 class FakePRM:

@@ -3,7 +3,6 @@ PRM optimizer restored from the checkpoint, and it runs to the end."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,16 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from primekit import toy
 from primekit.models import load_tokenizer
 from primekit.rl.commands import latest_checkpoint, parse_train_args, resume_target
 from primekit.rl.data import load_prompt_dataset
 from primekit.rl.trainer import PRM_DIR, PRM_OPTIMIZER_FILE, PrimeTrainer
-from rl_helpers import save_tiny_policy
+from rl_helpers import write_cli_recipe
 
 
 class _PRMAtStart(TrainerCallback):
@@ -37,21 +34,6 @@ class _PRMAtStart(TrainerCallback):
         prm = self.trainer.accelerator.unwrap_model(self.trainer.prm)
         self.weights = {k: v.detach().clone() for k, v in prm.state_dict().items()}
         self.optimizer_steps = float(self.trainer.prm_optimizer.state_dict()["state"][0]["step"])
-
-
-def _write_recipe(tmp_path: Path) -> Path:
-    problems = tmp_path / "problems.jsonl"
-    problems.write_text("".join(json.dumps({"prompt": p.prompt, "answer": p.answer}) + "\n"
-                                for p in toy.make_problems(64, seed=5)))
-    recipe = {"model": save_tiny_policy(tmp_path / "policy"), "dataset": str(problems), "heldout": "none",
-              "output_dir": str(tmp_path / "run"), "use_cpu": True, "bf16": False, "gradient_checkpointing": False,
-              "per_device_train_batch_size": 8, "num_generations": 4, "oversample_factor": 1,
-              "max_completion_length": 8, "learning_rate": 1e-4, "prm_learning_rate": 1e-3, "max_steps": 1000,
-              "save_strategy": "steps", "save_steps": 2, "logging_steps": 1, "report_to": "none", "seed": 0,
-              "disable_tqdm": True}
-    path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
-    return path
 
 
 def _run_until_checkpoint(recipe: Path, output_dir: Path, timeout: float = 180) -> None:
@@ -71,7 +53,7 @@ def _run_until_checkpoint(recipe: Path, output_dir: Path, timeout: float = 180) 
 
 @pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
-    recipe = _write_recipe(tmp_path)
+    recipe = write_cli_recipe(tmp_path, max_steps=1000, save_steps=2)
     output_dir = tmp_path / "run"
     _run_until_checkpoint(recipe, output_dir)
     checkpoint = latest_checkpoint(output_dir)

@@ -13,7 +13,11 @@ from primekit.errors import InputError
 from primekit.rl.batch import row_assignment, trim_columns, truncated_rows
 from primekit.rl.data import PromptFormat, load_prompt_dataset
 from primekit.rl.verifier import completion_text, outcome_accuracy
-from rl_helpers import RESPONSE_TOKENS, build_trainer, first_batch, save_tiny_policy
+from primekit import toy
+from primekit.cli import dispatch
+from primekit.models import load_tokenizer
+from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
+from rl_helpers import RESPONSE_TOKENS, build_trainer, first_batch, save_tiny_policy, write_cli_recipe
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +203,35 @@ def test_prompt_dataset_names_file_line_and_field(tmp_path):
     path.write_text(json.dumps({"prompt": "1+1", "answer": "2"}) + "\n" + json.dumps({"prompt": "2+2"}) + "\n")
     with pytest.raises(InputError, match=r"train.jsonl:2: field 'answer': missing"):
         load_prompt_dataset(str(path))
+
+
+def test_heldout_evaluation_leaves_training_untouched(tiny_policy, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_policy)
+    model.train()
+    problems = toy.test_problems(6)
+    callback = HeldOutAccuracy([p.prompt for p in problems], [p.answer for p in problems], load_tokenizer(tiny_policy),
+                               temperature=1.0, max_new_tokens=6, responses_per_step=32)
+    rng = torch.get_rng_state()
+    point = callback.evaluate(model, step=3)
+    assert torch.equal(rng, torch.get_rng_state()) and model.training
+    assert (point.step, point.responses_generated, point.num_problems) == (3, 96, 6)
+    assert 0.0 <= point.accuracy <= 1.0
+    plot_training_curve(tmp_path / "curve.png", callback.history,
+                        [{"step": 1, "rewards/outcome_accuracy/mean": 0.5}], "test")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_cli_trains_and_reports(tmp_path, capsys):
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(json.dumps({"prompt": p.prompt, "answer": p.answer}) + "\n" for p in toy.test_problems(8)))
+    recipe = write_cli_recipe(tmp_path, heldout=str(heldout), heldout_size=8)
+    assert dispatch("prime-rl", ["train", "--config", str(recipe)]) == 0
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 2 and [p["step"] for p in summary["heldout"]] == [0, 2]
+    assert (run / "training_curve.png").is_file() and (run / "prm" / "model.safetensors").is_file()
+    assert (run / "model.safetensors").is_file()
+    assert "held-out accuracy, end (step 2)" in capsys.readouterr().out

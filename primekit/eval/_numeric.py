@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["Number", "evaluate", "nesting", "numbers_equal"]
+__all__ = ["Number", "evaluate", "nesting", "numbers_equal", "has_huge_power"]
 
 MAX_CHARS = 300
 MAX_BITS = 20_000  # largest numerator/denominator kept exact
@@ -336,3 +336,88 @@ def numbers_equal(a: Number, b: Number) -> bool:
         return difference * 10 ** min(max(digits, 4), 12) <= size
     except OverflowError:
         return False
+
+
+# Largest exponent and factorial argument that the symbolic step may see. Bigger ones would
+# make sympy build numbers with more than ~10^4 digits, some of them while merely parsing
+# (an interval "(a, b)" compares its ends).
+MAX_EXPONENT_VALUE = 10_000
+MAX_FACTORIAL_ARGUMENT = 3_000
+MAX_TOWER_HEIGHT = 3
+_NUMERIC_TEXT = re.compile(r"(?:[\d\s.+\-*/^{}()!]|\\pi|\\cdot|\\times|\\frac|\\sqrt|(?<![A-Za-z\\])e(?![A-Za-z]))*")
+
+
+def _group_before(text: str, end: int) -> str:
+    """The operand that ends just before ``end``: a bracket group, a number, or a symbol."""
+    i = end
+    while i > 0 and text[i - 1] == "!":
+        i -= 1
+    while i > 0 and text[i - 1] == " ":
+        i -= 1
+    if i > 0 and text[i - 1] in ")}":
+        depth = 0
+        for j in range(i - 1, -1, -1):
+            depth += {")": 1, "}": 1, "(": -1, "{": -1}.get(text[j], 0)
+            if depth == 0:
+                return text[j:end]
+        return text[:end]
+    j = i
+    while j > 0 and (text[j - 1].isdigit() or text[j - 1] == "."):
+        j -= 1
+    return text[j:end] if j < i else text[max(0, i - 1) : end]
+
+
+def _group_after(text: str, start: int) -> str:
+    """The exponent or argument that starts at ``start``: a group, a number, or one token."""
+    i = start
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i < len(text) and text[i] in "{(":
+        opener, closer = text[i], "}" if text[i] == "{" else ")"
+        depth = 0
+        for j in range(i, len(text)):
+            depth += 1 if text[j] == opener else -1 if text[j] == closer else 0
+            if depth == 0:
+                return text[i + 1 : j]
+        return text[i + 1 :]
+    match = re.match(r"-?\d+(?:\.\d+)?|\\[A-Za-z]+|.", text[i:])
+    return match.group() if match else ""
+
+
+def _power_tower_height(text: str) -> int:
+    """Most exponents nested in one another (``x^{y^{z}}`` has 3)."""
+    stack: list[bool] = []  # per open brace: is it an exponent group?
+    highest = 0
+    for i, c in enumerate(text):
+        if c == "{":
+            stack.append(i > 0 and text[i - 1] == "^")
+        elif c == "}" and stack:
+            stack.pop()
+        elif c == "^":
+            highest = max(highest, sum(stack) + 1)
+    return highest
+
+
+def has_huge_power(text: str) -> bool:
+    r"""True if ``text`` raises to, or takes the factorial or Gamma of, a huge numeric value,
+    or stacks more than ``MAX_TOWER_HEIGHT`` exponents.
+
+    ``9^{9^{9^{9}}}``, ``x^{10^{100}}``, ``(10!)!``, ``\Gamma(10^{9})``, ``e^{e^{e^{e}}}`` and
+    ``x^{x^{x^{x}}}`` qualify; symbolic exponents (``2^{2^{n}}``) and moderate ones
+    (``2^{2023}``, ``10^{100}``) do not.
+    """
+    if _power_tower_height(text) > MAX_TOWER_HEIGHT:
+        return True
+    for match in re.finditer(r"\^|!(?!=)|\\Gamma(?![A-Za-z])", text):
+        if match.group() == "^":
+            operand, limit = _group_after(text, match.end()), MAX_EXPONENT_VALUE
+        elif match.group() == "!":
+            operand, limit = _group_before(text, match.start()), MAX_FACTORIAL_ARGUMENT
+        else:
+            operand, limit = _group_after(text, match.end()), MAX_FACTORIAL_ARGUMENT
+        if not operand.strip() or not _NUMERIC_TEXT.fullmatch(operand):
+            continue  # symbolic: sympy keeps it unevaluated
+        value = evaluate(re.sub(r"(?<![A-Za-z\\])e(?![A-Za-z])", "(2.718281828)", operand))
+        if value is None or abs(float(value.value)) > limit:
+            return True
+    return False

@@ -6,7 +6,9 @@ applies the time and memory limits. math-verify parses LaTeX with latex2sympy2_e
 ``verify`` then calls ``doit()``, ``evalf()`` and ``simplify()``, and sympy evaluates integer
 powers and factorials eagerly in C, where no signal can interrupt it. ``is_safe`` therefore
 bounds, before ``verify`` runs, the size of every number the tree could produce:
-``9^{9^{9^{9}}}``, ``(10^{10})!`` or ``\prod_{k=1}^{10^9} k`` are refused (never equal).
+``9^{9^{9^{9}}}``, ``((10!)!)!``, ``e^{e^{e^{e^{e}}}}`` or ``\prod_{k=1}^{10^9} k`` are refused
+(never equal). Constructs that evaluate while being parsed are screened earlier, on the text
+(``_numeric.has_huge_power``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import lru_cache
 from math_verify import parse, verify
 from math_verify.parser import LatexExtractionConfig
 from sympy import (
+    E,
     Add,
     Basic,
     Float,
@@ -27,9 +30,12 @@ from sympy import (
     Pow,
     Product,
     Rational,
+    Sum,
     binomial,
+    exp,
     factorial,
     factorial2,
+    gamma,
     subfactorial,
 )
 
@@ -38,8 +44,9 @@ __all__ = ["symbolic_equal", "is_safe"]
 MAX_DIGITS = 10_000  # largest exact number (in decimal digits) any node may produce
 MAX_EXPONENT = 1_000  # largest power of a symbolic base, e.g. (x+1)^1000
 MAX_NODES = 3_000
+MAX_RANGE = 10_000  # largest numeric bound of a sum or product, which doit() would iterate
 _LATEX_ONLY = [LatexExtractionConfig()]
-_FACTORIALS = (factorial, factorial2, subfactorial)
+_FACTORIALS = (factorial, factorial2, subfactorial, gamma)
 
 
 class _Unsafe(Exception):
@@ -68,14 +75,19 @@ def _value(node: Basic) -> float | None:
         for v in values:
             total = total + v if isinstance(node, Add) else total * v
         return total
-    if isinstance(node, Pow):
-        base, exponent = _value(node.base), _value(node.exp)
+    if isinstance(node, (Pow, exp)):
+        base, exponent = (_value(node.base), _value(node.exp)) if isinstance(node, Pow) else (math.e, _value(node.args[0]))
         if base is None or exponent is None:
             return None
         try:
             return math.inf if abs(exponent) > 1e6 else float(abs(base) ** exponent)
         except (OverflowError, ZeroDivisionError):
             return math.inf
+    if isinstance(node, _FACTORIALS):
+        n = _value(node.args[0])
+        if n is None:
+            return None
+        return math.inf if n > 170 else math.gamma(max(n, 0) + 1)
     return None
 
 
@@ -86,6 +98,8 @@ def _digits(node: Basic) -> float:
     if isinstance(node, Float):
         sign, mantissa, exponent, bits = node._mpf_
         return abs(exponent + bits) * 0.30103 + 1
+    if isinstance(node, exp):
+        node = Pow(E, node.args[0], evaluate=False)
     if isinstance(node, Pow):
         exponent = _value(node.exp)
         base_digits = _digits(node.base)
@@ -107,11 +121,11 @@ def _digits(node: Basic) -> float:
             if not (math.isfinite(n) and math.isfinite(k)):
                 raise _Unsafe("binomial")
             return min(abs(k), abs(n - k)) * math.log10(max(abs(n), 2)) + 1
-    if isinstance(node, Product):
-        for limits in node.limits[0][1:]:
-            bound = _value(limits)
-            if bound is not None and (not math.isfinite(bound) or abs(bound) > 10_000):
-                raise _Unsafe("product range")
+    if isinstance(node, (Sum, Product)):
+        for limits in node.limits:
+            for bound in map(_value, limits[1:]):
+                if bound is not None and (not math.isfinite(bound) or abs(bound) > MAX_RANGE):
+                    raise _Unsafe("summation range")
     child_digits = [_digits(arg) for arg in node.args]
     if isinstance(node, Mul):
         return sum(child_digits)

@@ -300,7 +300,8 @@ _SUBSTITUTIONS = [
     (re.compile(r"\\(?:leq|le|leqslant)(?![A-Za-z])|<="), r"\\le "),
     (re.compile(r"\\(?:geq|ge|geqslant)(?![A-Za-z])|>="), r"\\ge "),
     (re.compile(r"\\(?:varnothing|emptyset)(?![A-Za-z])|\\\{\s*\\\}"), r"\\emptyset "),
-    (re.compile(r"\\(?:infin|infty)(?![A-Za-z])|\binfinity\b"), r"\\infty "),
+    (re.compile(r"\\(?:infin|infty)(?![A-Za-z])|\binf(?:inity)?\b"), r"\\infty "),
+    (re.compile(r"\\mathbb\s*\{?R\}?"), r"(-\\infty, \\infty)"),
     (re.compile(r"\{(?:bmatrix|Bmatrix|vmatrix|matrix|smallmatrix)\}"), "{pmatrix}"),
     (re.compile(r"\\begin\{array\}\{[^{}]*\}"), r"\\begin{pmatrix}"),
     (re.compile(r"\\end\{array\}"), r"\\end{pmatrix}"),
@@ -317,8 +318,15 @@ _TRAILING_TEXT = re.compile(
 )
 _MATH_WORDS = {
     "and", "or", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "pi", "mod",
-    "pmod", "infty", "sqrt", "frac", "cdot", "times", "le", "ge", "ne", "cup", "cap", "to", "in",
+    "pmod", "infty", "inf", "infinity", "sqrt", "frac", "cdot", "times", "le", "ge", "ne", "cup", "cap", "to", "in",
     "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "det", "gcd", "lcm", "max", "min",
+}
+_NUMBER_NAMES = {
+    name: str(value)
+    for value, name in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
 }
 _NUMBER_WORDS = {"thousand", "million", "billion", "trillion", "percent", "percentage", "pct"}
 _UNIT_WORDS = re.compile(r"^(.*[\d}]) ([A-Za-z]{2,}(?:\.? [A-Za-z]{2,}){0,2}\.?) ?(?:\^ ?\{? ?\d ?\}?)?$")
@@ -398,6 +406,9 @@ def _plain_to_latex(s: str) -> str:
         if close is None:
             break
         s = s[: match.start()] + r"\sqrt{" + s[match.end() : close] + "}" + s[close + 1 :]
+    word = _NUMBER_NAMES.get(s.strip().lower())
+    if word is not None:
+        return word
     scales = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
     s = re.sub(
         r"(\d)\s*(thousand|million|billion|trillion)\b", lambda m: rf"{m.group(1)}\times10^{{{scales[m.group(2)]}}}", s

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from primekit.eval import _sandbox
-from primekit.eval._numeric import Number, evaluate, nesting, numbers_equal
+from primekit.eval._numeric import Number, evaluate, has_huge_power, nesting, numbers_equal
 from primekit.eval.answer import (
     MAX_ANSWER_CHARS,
     assigned_name,
@@ -255,7 +255,7 @@ def _fast_verdict(pred: str, gold: str) -> bool | None:
 def _symbolic_verdict(pred: str, gold: str, deadline: float) -> bool:
     p, g = clean_answer(pred), clean_answer(gold)
     for text in (p, g):
-        if not text or len(text) > MAX_SYMBOLIC_CHARS or nesting(text) > MAX_NESTING:
+        if not text or len(text) > MAX_SYMBOLIC_CHARS or nesting(text) > MAX_NESTING or has_huge_power(text):
             return False
     return _sandbox.compare(p, g, deadline)
 

@@ -112,22 +112,35 @@ class EncodedResponse:
     offsets: list[tuple[int, int]]
 
 
-def encode_response(tokenizer, prompt: Prompt, response: str, *, append_eos: bool) -> EncodedResponse:
-    """Tokenize prompt and response separately (no special tokens added; an EOS is appended to the
-    response when ``append_eos``, as a finished sample ends with one)."""
-    prompt_ids = tokenizer(render_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
+def encode_responses(tokenizer, prompts: Sequence[Prompt], responses: Sequence[str], *,
+                     append_eos: bool) -> list[EncodedResponse]:
+    """Tokenize prompts and responses separately, in two batched tokenizer calls (no special tokens
+    added; an EOS is appended to each response when ``append_eos``, as a finished sample ends so)."""
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     if not getattr(tokenizer, "is_fast", False):
         raise InputError("step rewards need a fast tokenizer (character offsets); "
                          f"{type(tokenizer).__name__} is not one")
-    encoded = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
-    response_ids = list(encoded["input_ids"])
-    offsets = [tuple(span) for span in encoded["offset_mapping"]]
-    if append_eos:
-        if tokenizer.eos_token_id is None:
-            raise InputError("append_eos is set but the tokenizer has no EOS token")
-        response_ids.append(tokenizer.eos_token_id)
-        offsets.append((len(response), len(response)))
-    return EncodedResponse(list(prompt_ids), response_ids, offsets)
+    if append_eos and tokenizer.eos_token_id is None:
+        raise InputError("append_eos is set but the tokenizer has no EOS token")
+    if not prompts:
+        return []
+    prompt_ids = tokenizer([render_prompt(tokenizer, p) for p in prompts], add_special_tokens=False)["input_ids"]
+    encoded = tokenizer(list(responses), add_special_tokens=False, return_offsets_mapping=True)
+    items = []
+    for ids, response_ids, offsets, response in zip(prompt_ids, encoded["input_ids"],
+                                                    encoded["offset_mapping"], responses):
+        response_ids, offsets = list(response_ids), [tuple(span) for span in offsets]
+        if append_eos:
+            response_ids.append(tokenizer.eos_token_id)
+            offsets.append((len(response), len(response)))
+        items.append(EncodedResponse(list(ids), response_ids, offsets))
+    return items
+
+
+def encode_response(tokenizer, prompt: Prompt, response: str, *, append_eos: bool) -> EncodedResponse:
+    """:func:`encode_responses` for a single response."""
+    return encode_responses(tokenizer, [prompt], [response], append_eos=append_eos)[0]
 
 
 def truncate(prompt_ids: list[int], completion_ids: list[int], max_length: int | None) -> list[int] | None:
@@ -142,12 +155,13 @@ def tokenize_outcome_samples(records: Sequence[dict], tokenizer, *, max_length: 
                              append_eos: bool) -> list[dict[str, Any]]:
     """``{prompt_ids, completion_ids, label}`` rows; samples whose prompt alone fills ``max_length``
     are dropped (with a warning), longer completions are cut at ``max_length``."""
+    encoded = encode_responses(tokenizer, [r["prompt"] for r in records], [r["completion"] for r in records],
+                               append_eos=append_eos)
     rows = []
-    for record in records:
-        encoded = encode_response(tokenizer, record["prompt"], record["completion"], append_eos=append_eos)
-        completion_ids = truncate(encoded.prompt_ids, encoded.response_ids, max_length)
+    for record, item in zip(records, encoded):
+        completion_ids = truncate(item.prompt_ids, item.response_ids, max_length)
         if completion_ids is not None:
-            rows.append({"prompt_ids": encoded.prompt_ids, "completion_ids": completion_ids,
+            rows.append({"prompt_ids": item.prompt_ids, "completion_ids": completion_ids,
                          "label": record["label"]})
     _warn_dropped(len(records) - len(rows), max_length)
     return rows
@@ -156,15 +170,15 @@ def tokenize_outcome_samples(records: Sequence[dict], tokenizer, *, max_length: 
 def tokenize_pairs(records: Sequence[dict], tokenizer, *, max_length: int | None,
                    append_eos: bool) -> list[dict[str, Any]]:
     """``{prompt_ids, chosen_ids, rejected_ids}`` rows (truncation as for outcome samples)."""
+    prompts = [r["prompt"] for r in records]
+    chosen = encode_responses(tokenizer, prompts, [r["chosen"] for r in records], append_eos=append_eos)
+    rejected = encode_responses(tokenizer, prompts, [r["rejected"] for r in records], append_eos=append_eos)
     rows = []
-    for record in records:
-        chosen = encode_response(tokenizer, record["prompt"], record["chosen"], append_eos=append_eos)
-        rejected = encode_response(tokenizer, record["prompt"], record["rejected"], append_eos=append_eos)
-        chosen_ids = truncate(chosen.prompt_ids, chosen.response_ids, max_length)
-        rejected_ids = truncate(chosen.prompt_ids, rejected.response_ids, max_length)
+    for good, bad in zip(chosen, rejected):
+        chosen_ids = truncate(good.prompt_ids, good.response_ids, max_length)
+        rejected_ids = truncate(good.prompt_ids, bad.response_ids, max_length)
         if chosen_ids is not None and rejected_ids is not None:
-            rows.append({"prompt_ids": chosen.prompt_ids, "chosen_ids": chosen_ids,
-                         "rejected_ids": rejected_ids})
+            rows.append({"prompt_ids": good.prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids})
     _warn_dropped(len(records) - len(rows), max_length)
     return rows
 

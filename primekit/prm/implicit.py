@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from trl.trainer.utils import selective_log_softmax
 
 from primekit.errors import InputError
-from primekit.prm.data import EncodedResponse, Prompt, encode_response, join_right_padded
+from primekit.prm.data import EncodedResponse, Prompt, encode_responses, join_right_padded
 
 __all__ = [
     "AGGREGATES",
@@ -158,14 +158,30 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+LOGPROB_CHUNK_ELEMENTS = 2**26  # float32 logits turned into log-probs at once (256 MiB)
+
+
+def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log_softmax(logits)[..., target] in float32, a few rows at a time.
+
+    Rows are grouped so that at most ``LOGPROB_CHUNK_ELEMENTS`` logits are upcast together: a
+    whole toy batch in one call, one row at a time for a 150K vocabulary and long responses.
+    """
+    batch, length, vocab = logits.shape
+    rows = max(1, LOGPROB_CHUNK_ELEMENTS // max(1, length * vocab))
+    parts = [selective_log_softmax(chunk.float().reshape(1, -1, vocab), target.reshape(1, -1)).reshape(target.shape)
+             for chunk, target in zip(logits.split(rows), targets.split(rows))]
+    return torch.cat(parts)
+
+
 def response_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       response_mask: torch.Tensor) -> torch.Tensor:
     """log pi(input_ids[b, t] | input_ids[b, :t]) at every response position, 0 elsewhere; (B, T).
 
     Works for any padding (left, right, or TRL's left-padded prompt + right-padded completion):
     positions are counted from the attention mask. Only the logits of the columns from the first
-    response token on are materialised (``logits_to_keep``), and the log-softmax is taken one row at
-    a time in float32, so a 150K vocabulary in bf16 neither blows up memory nor loses precision.
+    response token on are materialised (``logits_to_keep``), and the log-softmax is taken in float32
+    a few rows at a time, so a 150K vocabulary in bf16 neither blows up memory nor loses precision.
     Gradients flow (the trainer calls it on the PRM); wrap it in ``torch.no_grad()`` to score.
     """
     device = _model_device(model)
@@ -181,10 +197,7 @@ def response_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention
     position_ids = (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                    logits_to_keep=length - first + 1, use_cache=False).logits[:, :-1]
-    targets = input_ids[:, first:]
-    logps = torch.cat([selective_log_softmax(row.float(), target)
-                       for row, target in zip(logits.unsqueeze(1), targets.unsqueeze(1))])
-    logps = logps.masked_fill(~response_mask[:, first:], 0.0)
+    logps = _gather_logprobs(logits, input_ids[:, first:]).masked_fill(~response_mask[:, first:], 0.0)
     return torch.cat([logps.new_zeros(batch, first), logps], dim=1)
 
 
@@ -336,10 +349,7 @@ class ImplicitPRM:
 
     def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedResponse]:
         """Token ids (and character offsets) exactly as the PRM reads them."""
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-        return [encode_response(self.tokenizer, prompt, response, append_eos=self.append_eos)
-                for prompt, response in zip(prompts, responses)]
+        return encode_responses(self.tokenizer, prompts, responses, append_eos=self.append_eos)
 
     def _token_rewards(self, encoded: Sequence[EncodedResponse], show_progress: bool) -> list[torch.Tensor]:
         order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i].prompt_ids) + len(encoded[i].response_ids)))

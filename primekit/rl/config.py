@@ -170,10 +170,7 @@ class PrimeConfig(GRPOConfig):
 
     def _derive_generation_batch(self) -> None:
         """Scale TRL's generation batch (= the trained batch here) by ``oversample_factor``."""
-        trained = self.generation_batch_size
-        if trained % self.num_generations:
-            raise ValueError(f"the trained batch ({trained} completions over all devices and steps_per_generation) "
-                             f"must hold whole groups of num_generations={self.num_generations}")
+        trained = self.generation_batch_size  # TRL checked that it holds whole groups
         per_device = self.per_device_train_batch_size * self.oversample_factor
         groups = trained // self.num_generations * self.oversample_factor
         if per_device != int(per_device) or groups != int(groups):

@@ -201,7 +201,7 @@ class PrimeTrainer(GRPOTrainer):
             q = self._gather_in_order(q_local, assignment, kept["completion_mask"].shape[1])
             prm_metrics.update(_prm_accuracy(self._gather_in_order(predicted, assignment), acc, weights,
                                              self.num_generations))
-            trained_mask = kept["completion_mask"] * weights.unsqueeze(1).to(kept["completion_mask"].dtype)
+            trained_mask = _zero_rows(kept["completion_mask"], weights)
             tokens = implicit_token_rewards(q, trained_mask, self.args.prm_beta, self.args.reward_granularity)
             process_rewards = normalize_token_rewards(tokens, trained_mask, self.args.prime_norm)
             prm_metrics.update(_process_reward_stats(process_rewards, trained_mask))
@@ -215,9 +215,9 @@ class PrimeTrainer(GRPOTrainer):
             valid_rows=weights > 0)
         timings["advantages"] = time.perf_counter() - start
 
-        local["completion_mask"] = local["completion_mask"] * weights[mine].unsqueeze(1).to(local["completion_mask"].dtype)
+        local["completion_mask"] = _zero_rows(local["completion_mask"], weights[mine])
         local["advantages"] = advantages[mine][:, : local["completion_mask"].shape[1]]
-        loss_mask = kept["completion_mask"] * weights.unsqueeze(1).to(kept["completion_mask"].dtype)
+        loss_mask = _zero_rows(kept["completion_mask"], weights)
         if "tool_mask" in kept:
             loss_mask = loss_mask * kept["tool_mask"]
         local["num_items_in_batch"] = loss_mask.sum()
@@ -409,6 +409,11 @@ class PrimeTrainer(GRPOTrainer):
             state = torch.load(Path(checkpoint) / PRM_OPTIMIZER_FILE, map_location=self.accelerator.device,
                                weights_only=True)
             self.prm_optimizer.load_state_dict(state)
+
+
+def _zero_rows(mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``mask`` with the rows of zero weight (groups kept only to fill the batch) set to 0."""
+    return mask * (weights > 0).unsqueeze(1).to(mask.dtype)
 
 
 def _prm_accuracy(predicted: torch.Tensor, acc: torch.Tensor, weights: torch.Tensor,
