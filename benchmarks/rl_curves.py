@@ -24,11 +24,29 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = "flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/rl_curves.py"
-VARIANTS = {
-    "PRIME": [],
-    "RLOO (outcome only)": ["--process_reward_coef", "0"],
-    "PRIME, frozen PRM": ["--prm_update", "none"],
-}
+FROZEN = "PRIME, frozen offline PRM"
+
+
+def variants(offline_prm: Path, policy: str) -> dict[str, list[str]]:
+    """One flag apart. A frozen PRM that starts as the policy equals its reference and gives
+    q = 0, i.e. exactly RLOO (tests/test_rl_trainer.py checks this), so the frozen baseline uses
+    the paper's setting instead: a PRM trained offline (`prime-prm train`, toy recipe) on the
+    SFT policy's own graded samples, read against the SFT policy."""
+    return {"PRIME": [],
+            "RLOO (outcome only)": ["--process_reward_coef", "0"],
+            FROZEN: ["--prm_update", "none", "--prm_model_name_or_path", str(offline_prm),
+                     "--prm_ref_model_name_or_path", policy]}
+
+
+def train_offline_prm(root: Path) -> Path:
+    """The toy implicit PRM of `prime-prm train --config recipes/toy_prm.yaml`, trained once."""
+    folder = root / "offline-prm"
+    if not (folder / "config.json").is_file():
+        print(f"[rl_curves] offline PRM -> {folder}", file=sys.stderr, flush=True)
+        launcher = "import sys; from primekit.cli import dispatch; sys.exit(dispatch('prime-prm', sys.argv[1:]))"
+        subprocess.run([sys.executable, "-c", launcher, "train", "--config", "recipes/toy_prm.yaml",
+                        "--output_dir", str(folder), "--save_strategy", "no"], check=True, stdout=subprocess.DEVNULL)
+    return folder
 
 
 def run_dir(root: Path, variant: str, seed: int) -> Path:
@@ -36,13 +54,13 @@ def run_dir(root: Path, variant: str, seed: int) -> Path:
     return root / f"{slug}-seed{seed}"
 
 
-def train(variant: str, seed: int, steps: int, every: int, root: Path, extra: list[str]) -> dict:
+def train(variant: str, flags: list[str], seed: int, steps: int, every: int, root: Path, extra: list[str]) -> dict:
     folder = run_dir(root, variant, seed)
     summary = folder / "summary.json"
     if not summary.is_file():
         command = [sys.executable, "-m", "primekit.rl.commands", "--output_dir", str(folder), "--seed", str(seed),
                    "--max_steps", str(steps), "--heldout_every_steps", str(every), "--report_to", "none",
-                   "--save_strategy", "no", "--disable_tqdm", "true", *VARIANTS[variant], *extra]
+                   "--save_strategy", "no", "--disable_tqdm", "true", *flags, *extra]
         print(f"[rl_curves] {variant}, seed {seed}: {' '.join(command[3:])}", file=sys.stderr, flush=True)
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"})
     return json.loads(summary.read_text())
@@ -98,8 +116,9 @@ def report(curves: dict, summaries: dict[str, list[dict]], args: argparse.Namesp
     lines = ["## Toy-world training curves: PRIME vs RLOO vs frozen PRM", "",
              f"`{COMMAND} --steps {args.steps} --every {args.every} --seeds {' '.join(map(str, args.seeds))}"
              + (f" -- {flags}" if flags else "") + "`. Toy recipe (`recipes/toy_prime.yaml`): 64 prompts x 4 "
-             "responses trained per step out of 128 x 4 sampled; RLOO is `--process_reward_coef 0`, the frozen "
-             "PRM `--prm_update none`. Held-out accuracy on 1000 unseen problems, one sample each at T=1, "
+             "responses trained per step out of 128 x 4 sampled; RLOO is `--process_reward_coef 0`; the frozen "
+             "PRM is `--prm_update none` with a PRM trained offline by `prime-prm train --config "
+             "recipes/toy_prm.yaml` (CE on the SFT policy's graded samples), read against the SFT policy. Held-out accuracy on 1000 unseen problems, one sample each at T=1, "
              f"mean ± standard error over {len(args.seeds)} seeds (seed-to-seed spread; the binomial error of "
              "one evaluation is about ±0.016).", "",
              "| responses generated | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -131,8 +150,11 @@ def main() -> int:
     parser.add_argument("extra", nargs="*", help="options passed to every run (after --)")
     args = parser.parse_args()
     root = Path(args.runs)
-    summaries = {name: [train(name, seed, args.steps, args.every, root, args.extra) for seed in args.seeds]
-                 for name in VARIANTS}
+    from primekit import toy
+
+    runs = variants(train_offline_prm(root), str(toy.policy_path()))
+    summaries = {name: [train(name, flags, seed, args.steps, args.every, root, args.extra) for seed in args.seeds]
+                 for name, flags in runs.items()}
     curves = {name: mean_curve(runs) for name, runs in summaries.items()}
     RESULTS.mkdir(exist_ok=True)
     plot(RESULTS / "rl_curves.png", curves, args.steps, len(args.seeds))

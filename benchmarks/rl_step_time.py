@@ -64,7 +64,7 @@ def run(trainer_kind: str, model_path: str, steps: int) -> dict[str, list[float]
             trainer = GRPOTrainer(model=model_path, reward_funcs=outcome_accuracy, args=GRPOConfig(**_settings(scratch, steps)),
                                   train_dataset=dataset, processing_class=tokenizer)
         else:
-            config = PrimeConfig(**_settings(scratch, steps), oversample_factor=1, prm_learning_rate=1e-4)
+            config = PrimeConfig(**_settings(scratch, steps), oversample_factor=1, prm_learning_rate=1e-3)
             trainer = PrimeTrainer(model=model_path, args=config, train_dataset=dataset, processing_class=tokenizer)
         started = time.perf_counter()
         trainer.train()

@@ -121,13 +121,17 @@ class _Pool:
         self._lock = threading.Lock()
 
     def acquire(self) -> _Worker:
+        """An idle worker, preferring one that has finished starting; a new one if none."""
         with self._lock:
             self._busy += 1
-            while self._idle:
-                worker = self._idle.pop()
-                if worker.alive():
-                    return worker
+            for worker in [w for w in self._idle if not w.alive()]:
+                self._idle.remove(worker)
                 worker.kill()
+            if self._idle:
+                ready = [w for w in self._idle if w.ready]
+                worker = ready[-1] if ready else self._idle[-1]
+                self._idle.remove(worker)
+                return worker
         return _Worker()
 
     def release(self, worker: _Worker) -> None:

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["extract_answer", "normalize_answer", "final_answer_part", "clean_answer", "assigned_name"]
+__all__ = [
+    "extract_answer",
+    "normalize_answer",
+    "final_answer_part",
+    "clean_answer",
+    "assigned_name",
+    "split_top_level",
+]
 
 # Longest answer worth looking at; longer spans are scanning accidents (e.g. an unclosed box).
 MAX_ANSWER_CHARS = 2000
@@ -88,6 +95,8 @@ def _box_at(text: str, command: re.Match) -> tuple[int, int, str] | None:
 
 def _is_connector(gap: str) -> bool:
     """True if the text between two boxes joins them into one multi-part answer ("and", ",")."""
+    if len(gap) > 200:
+        return False
     gap = re.sub(r"\\(?:text|textbf|textnormal|mbox|mathrm)\s*\{([^{}]*)\}", r" \1 ", gap)
     gap = re.sub(r"\\(?:quad|qquad|[,;:! ]|\(|\)|\[|\])|\$", " ", gap)
     words = re.findall(r"[A-Za-z]+", gap)
@@ -104,7 +113,7 @@ def _boxed_answer(text: str) -> str | None:
         box = _box_at(text, command)
         if box is None:
             continue
-        if boxes and box[1] > boxes[-1][0]:  # nested in the box after it
+        if boxes and box[1] > boxes[-1][0]:  # it encloses the box found before: \boxed{\boxed{4}}
             continue
         boxes.append(box)
     if not boxes:
@@ -185,7 +194,7 @@ def _phrase_answer(text: str) -> str | None:
     phrases = list(_ANSWER_PHRASE.finditer(text, window_start))
     for phrase in reversed(phrases[-_MAX_CANDIDATES:]):
         explicit = bool(re.search(r"(?i)(?:\bis|:)\s*:?$", phrase.group()))
-        answer = _answer_from_tail(text[phrase.end() :], explicit)
+        answer = _answer_from_tail(text[phrase.end() : phrase.end() + 2 * MAX_ANSWER_CHARS], explicit)
         if answer:
             return answer
     return None
@@ -284,7 +293,7 @@ _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u00d7": "\\times ", "\u00b7": "\\cdot ", "\u22c5": "\\cdot ",
     "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u2264": "\\le ", "\u2265": "\\ge ", "\u2260": "\\ne ",
     "\u222a": "\\cup ", "\u2229": "\\cap ", "\u221a": "\\sqrt", "\u00b0": "^\\circ", "\u2205": "\\emptyset ",
-    "\u00a0": " ", "\t": " ", "\r": " ", "\n": " ", "\x00": "",
+    "\u00a0": " ",
 }
 _UNICODE_TABLE = str.maketrans(_UNICODE)
 _SUBSTITUTIONS = [
@@ -378,7 +387,7 @@ def _unwrap_text_commands(s: str) -> str:
 
 
 def _repeating_decimal(match: re.Match) -> str:
-    """``0.\\overline{3}`` -> ``\\frac{1}{3}`` (exact value of a repeating decimal)."""
+    """``0.\\overline{3}`` -> ``\\frac{3}{9}``, the exact value of a repeating decimal."""
     integer, fixed, repeat = match.group(1) or "0", match.group(2), match.group(3)
     denominator = (10 ** len(repeat) - 1) * 10 ** len(fixed)
     numerator = int(integer + fixed + repeat) - int(integer + fixed or "0")
@@ -431,19 +440,21 @@ def _strip_units(s: str) -> str:
     return s
 
 
-def _split_top_level(s: str, separators: str = ",") -> list[str]:
-    """Split at separators that are not inside brackets or braces."""
+def split_top_level(text: str, separator: str = ",") -> list[str] | None:
+    """Split at separators outside brackets and braces; None if the brackets do not balance."""
     parts, depth, start = [], 0, 0
-    for i, c in enumerate(s):
+    for i, c in enumerate(text):
         if c in "([{":
             depth += 1
         elif c in ")]}":
             depth -= 1
-        elif c in separators and depth == 0:
-            parts.append(s[start:i])
+            if depth < 0:
+                return None
+        elif c == separator and depth == 0:
+            parts.append(text[start:i])
             start = i + 1
-    parts.append(s[start:])
-    return parts
+    parts.append(text[start:])
+    return parts if depth == 0 else None
 
 
 def _strip_assignment(element: str) -> str:
@@ -527,7 +538,7 @@ def normalize_answer(answer: str) -> str:
     in parentheses, ``(B)``, becomes ``B``.
     """
     s = clean_answer(answer)
-    s = ",".join(_strip_assignment(part) for part in _split_top_level(s))
+    s = ",".join(_strip_assignment(part) for part in split_top_level(s) or [s])
     s = _compact_spaces(s)
     s = _fix_shorthand(s)
     s = re.sub(r"\+?\\infty", r"\\infty", s)

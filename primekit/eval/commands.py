@@ -83,8 +83,8 @@ class RunArguments:
     temperature: float = field(default=0.0, metadata=_help("sampling temperature; 0 = greedy"))
     top_p: float = field(default=1.0, metadata=_help("nucleus sampling top-p"))
     max_new_tokens: int | None = field(default=None, metadata=_help(
-        f"generation budget (default: {TOY_MAX_NEW_TOKENS} for the toy policy, {MAX_NEW_TOKENS} "
-        "otherwise, as in the PRIME evaluation)"))
+        f"generation budget (default: {TOY_MAX_NEW_TOKENS} for the toy policy or the toy "
+        f"benchmark, {MAX_NEW_TOKENS} otherwise, as in the PRIME evaluation)"))
     seed: int = field(default=0, metadata=_help("sampling seed"))
     template: str = field(default="auto", metadata=_help(
         "prompt template: " + "; ".join(f"{k}: {v}" for k, v in bench.TEMPLATES.items())))
@@ -180,7 +180,7 @@ def run(argv: list[str]) -> int:
         if problems[0].benchmark in problem_sets:
             raise InputError(f"two benchmarks are named '{problems[0].benchmark}'; rename a file")
         problem_sets[problems[0].benchmark] = problems
-    is_toy = args.model in (None, "toy")
+    is_toy = args.model in (None, "toy") or set(problem_sets) == {bench.TOY}
     spec = SamplingSpec(n=args.n, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                         max_new_tokens=args.max_new_tokens or (TOY_MAX_NEW_TOKENS if is_toy
                                                                else MAX_NEW_TOKENS))

@@ -35,6 +35,7 @@ from primekit.eval.answer import (
     extract_answer,
     final_answer_part,
     normalize_answer,
+    split_top_level,
 )
 
 __all__ = ["DEFAULT_TIMEOUT", "is_equivalent", "grade", "grade_many"]
@@ -91,23 +92,6 @@ class _Group:
     items: tuple[str, ...]
 
 
-def _split_top_level(text: str, separator: str) -> list[str] | None:
-    """Split at separators outside brackets; None if the brackets do not balance."""
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(text):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c == separator and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts if depth == 0 else None
-
-
 def _encloses(text: str) -> bool:
     """True if the bracket opening at text[0] closes only at the last character."""
     depth = 0
@@ -127,11 +111,11 @@ def _group(text: str) -> _Group | None:
         rows = [row for row in matrix.group(1).split("\\\\") if row]
         return _Group("matrix", "", tuple(rows))
     if len(text) >= 2 and text[0] in "([{" and text[-1] in ")]}" and _encloses(text):
-        items = _split_top_level(text[1:-1], ",")
+        items = split_top_level(text[1:-1], ",")
         if items is None or (len(items) == 1 and text[0] != "{"):
             return None
         return _Group(text[0], text[-1], tuple(items))
-    items = _split_top_level(text, ",")
+    items = split_top_level(text, ",")
     if items is not None and len(items) > 1:
         return _Group("", "", tuple(items))
     return None
