@@ -101,7 +101,11 @@ def report(grpo: dict, prime: dict, steps: int) -> str:
     ]
     for phase, seconds in prime_phases.items():
         lines.append(f"| {phase.replace('_', ' ')} | {seconds:.3f} | {seconds / prime_step:.0%} |")
+    prm_phases = sum(prime_phases[phase] for phase in ("prm_reference", "prm_update", "prm_score"))
     lines += [f"| policy update (rest of the step) | {prime_other:.3f} | {prime_other / prime_step:.0%} |", "",
+              f"Without generation, (policy update + PRM phases) / policy update = {(prime_other + prm_phases) / prime_other:.2f}"
+              f" (FLOP-ideal {IDEAL_RATIO_NO_GENERATION:.2f}); the PRM update alone costs "
+              f"{prime_phases['prm_update'] / prime_other:.2f} policy updates (ideal 1.00).", "",
               "FLOP-ideal ratio: GRPO = generate (2N per token) + policy forward+backward (6N) = 8N; PRIME adds the "
               "PRM reference forward (2N), the PRM update's forward+backward (6N) and the scoring forward (2N): "
               "18N / 8N = 2.25. With a KL reference (beta > 0) at temperature 1 the PRM reference is shared with "
