@@ -29,7 +29,7 @@ from primekit.prm.implicit import ImplicitPRM
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = "flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/bon_throughput.py"
-NUM_PROBLEMS, BATCH_SIZE, THREADS, REPEATS = 24, 16, 2, 2
+NUM_PROBLEMS, BATCH_SIZE, THREADS, REPEATS = 100, 16, 2, 2
 
 
 def byte_level_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -44,8 +44,8 @@ def byte_level_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
 
 def small_qwen2(vocab_size: int, seed: int) -> Qwen2ForCausalLM:
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=vocab_size, hidden_size=256, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=4, intermediate_size=1024,
+    config = Qwen2Config(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=4, intermediate_size=512,
                          max_position_embeddings=4096, tie_word_embeddings=True)
     return Qwen2ForCausalLM(config).eval()
 
@@ -84,17 +84,20 @@ def main() -> int:
     rate = {sort: tokens / min(times) for sort, times in seconds.items()}
     text = "\n".join([
         "## Best-of-N scoring throughput: length-sorted vs file-order batches", "",
-        f"`{COMMAND}`. {len(lengths)} candidates (the first {NUM_PROBLEMS} problems x 8 of the "
+        f"`{COMMAND}`. {len(lengths)} candidates ({NUM_PROBLEMS} problems x 8 of the "
         f"shipped Qwen best-of-8 set, {min(lengths)}-{max(lengths)} tokens, {tokens} in all) "
         f"scored by the implicit PRM reader (PRM + reference forward passes) on a random "
-        f"4-layer, 256-wide Qwen2 with a 2048-token byte-level BPE, CPU, {THREADS} threads, "
+        f"2-layer, 128-wide Qwen2 (the toy model's shape) with a 2048-token byte-level BPE, CPU, "
+        f"{THREADS} threads, "
         f"batch {BATCH_SIZE}; best of {REPEATS} alternating runs.", "",
         "| order | real / computed tokens | seconds | tokens/s |",
         "|---|---|---|---|",
         f"| file order | {in_file_order:.2f} | {min(seconds[False]):.1f} | {rate[False]:.0f} |",
         f"| longest first (default) | {longest_first:.2f} | {min(seconds[True]):.1f} | {rate[True]:.0f} |",
         "",
-        f"Sorting by length: **{rate[True] / rate[False]:.2f}x** the tokens/s of file order.", ""])
+        f"Sorting by length: **{rate[True] / rate[False]:.2f}x** the tokens/s of file order "
+        f"(the share of real tokens alone predicts {longest_first / in_file_order:.2f}x; attention "
+        "cost grows faster than linearly with the padded length).", ""])
     (RESULTS / "bon_throughput.md").write_text(text)
     print(text)
     return 0

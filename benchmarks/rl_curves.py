@@ -135,6 +135,10 @@ def report(curves: dict, summaries: dict[str, list[dict]], args: argparse.Namesp
         needed = responses_to_reach(*curves[name][:2], target)
         ratio = f"{reference / needed:.2f}" if needed and reference else "n/a"
         lines.append(f"| {name} | {needed:.0f} | {ratio} |" if needed is not None else f"| {name} | not reached | n/a |")
+    lines += ["", "Reading: the ± is the spread between training seeds only. Every evaluation uses the same "
+              "1000 problems and sampling seed, so it does not include the evaluation's own binomial error "
+              "(about ±0.016 for one policy); differences between variants smaller than that, and ratios "
+              "read off such curves, are not evidence either way."]
     seconds = {n: sum(s["seconds"] for s in summaries[n]) / len(summaries[n]) for n in names}
     lines += ["", "Mean wall time per run (s, including held-out evaluations): "
               + ", ".join(f"{n} {seconds[n]:.0f}" for n in names) + ".", ""]

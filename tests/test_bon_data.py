@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from primekit.bon.data import load_problems, parse_record
+from primekit.bon.data import load_problems, parse_record, problems_from_samples
 from primekit.errors import InputError
 from primekit.paths import data_dir
 
@@ -71,3 +71,16 @@ def test_duplicate_ids_and_empty_files(tmp_path):
                              {"id": "a", "problem": "q", "candidates": ["y"]}))
     with pytest.raises(InputError, match="no problems"):
         load_problems(_write(tmp_path))
+
+
+def test_eval_run_samples_become_problems():
+    records = [{"benchmark": "toy", "problem_id": pid, "sample_index": index, "prompt": f"P{pid}",
+                "completion": f"{pid}-{index}", "answer": "5", "pred": str(index),
+                "correct": index == 1}
+               for pid in ("a", "b") for index in (2, 0, 1)]  # out of order, as a resumed run writes
+    problems = problems_from_samples(records, n=2, problem_texts={"a": "question a"})
+    assert [p.id for p in problems] == ["a", "b"]
+    assert problems[0].candidates == ["a-0", "a-1"] and problems[0].correct == [False, True]
+    assert (problems[0].problem, problems[1].problem, problems[1].context) == ("question a", "Pb", "Pb")
+    with pytest.raises(InputError, match="fewer than 4"):
+        problems_from_samples(records, n=4)

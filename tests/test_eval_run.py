@@ -104,7 +104,9 @@ def test_without_model_runs_the_toy_policy_on_the_toy_benchmark(tiny_model, tmp_
 
     monkeypatch.setattr(primekit.models, "resolve_model_name", resolve)
     out = tmp_path / "toy-run"
-    assert run_cli("run", "--limit", "2", "--out", str(out)) == 0
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text(f"limit: 5\nout: {out}\n")
+    assert run_cli("run", "--config", str(recipe), "--limit", "2") == 0  # the command line wins
     assert asked[0] is None  # (later calls resolve the returned path again)
     records = read_jsonl(out / runner.SAMPLES_FILE)
     assert [r["prompt"] for r in records] == [p.prompt for p in toy.test_problems()[:2]]
@@ -242,3 +244,10 @@ def test_bad_input_is_one_line(tmp_path, capsys, tiny_model):
     assert "set --temperature > 0" in one_line_error(capsys, "run", "--n", "4", "--out", out)
     assert "unknown prompt template" in one_line_error(capsys, "run", "--template", "x", "--out", out)
     assert "--temprature" in one_line_error(capsys, "run", "--out", out, "--temprature", "1")
+
+
+def test_config_file_errors_name_the_line(tmp_path, capsys):
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text("limit: 5\ntemprature: 0.7\n")
+    assert f"{recipe}:2: unknown option 'temprature'" in one_line_error(capsys, "run", "--config",
+                                                                         str(recipe))

@@ -11,10 +11,9 @@ compares PRM Best-of-N with majority vote and the oracle.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from primekit.config import parse_config
@@ -76,7 +75,8 @@ class RerankArguments:
     dtype: str = field(default="auto", metadata=_help("model dtype: auto, float32, bfloat16, float16"))
     device: str | None = field(default=None, metadata=_help("device; default: cuda if available"))
     cache_dir: str | None = field(default=None, metadata=_help(
-        "where score caches go when the input's folder is not writable; default: the output folder"))
+        "folder for the score caches; default: next to the input (the output folder when the "
+        "input's folder is read-only)"))
 
     def __post_init__(self) -> None:
         from primekit.bon.scorers import AGGREGATIONS, STEP_MODES
@@ -147,6 +147,7 @@ def sample(argv: list[str]) -> int:
 
 def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path:
     """Generate (only what is missing) and write the candidates file in the standard layout."""
+    from primekit.bon.data import problems_from_samples
     from primekit.eval import runner
     from primekit.eval.benchmarks import check_template, load_benchmark, render_prompt
     from primekit.eval.generate import SamplingSpec, make_generator
@@ -171,28 +172,12 @@ def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path
                                    batch_size=args.batch_size, show_progress=False)
         runner.generate_and_grade(problems, prompts, generator, spec, samples,
                                   show_progress=show_progress)
-    atomic_write_jsonl(args.out, candidate_records(problems, prompts, samples.records.values(), args.n))
+    ids = {p.id for p in problems}
+    mine = [r for r in samples.records.values()
+            if r["benchmark"] == problems[0].benchmark and str(r["problem_id"]) in ids]
+    by_id = {p.id: p for p in problems_from_samples(mine, args.n, {p.id: p.problem for p in problems})}
+    atomic_write_jsonl(args.out, [by_id[p.id].to_record() for p in problems])
     return Path(args.out)
-
-
-def candidate_records(problems, prompts: dict[str, str], samples, n: int) -> list[dict]:
-    """One standard-layout record per problem from the runner's per-sample records (the first
-    ``n`` samples, in sample order)."""
-    by_problem: dict[tuple[str, str], dict[int, dict]] = {}
-    for record in samples:
-        by_problem.setdefault((record["benchmark"], str(record["problem_id"])), {})[
-            int(record["sample_index"])] = record
-    rows = []
-    for problem in problems:
-        found = by_problem.get((problem.benchmark, problem.id), {})
-        ordered = [found[index] for index in range(n)]
-        rows.append({"id": problem.id, "problem": problem.problem, "prompt": prompts[problem.id],
-                     "answer": problem.answer,
-                     "candidates": [r["completion"] for r in ordered],
-                     "preds": [r["pred"] for r in ordered],
-                     "correct": [bool(r["correct"]) for r in ordered],
-                     "finished": [bool(r["finished"]) for r in ordered]})
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -288,8 +273,9 @@ def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResul
     for scorer in chosen:
         cache = None
         if not hasattr(scorer, "precomputed"):
-            cache = rr.ScoreCache(rr.default_cache_path(args.input, scorer.name, scorer.identity(),
-                                                        args.cache_dir or out), scorer.identity())
+            path = rr.default_cache_path(args.input, scorer.name, scorer.identity(),
+                                         cache_dir=args.cache_dir, fallback_dir=out)
+            cache = rr.ScoreCache(path, scorer.identity())
         step_scores[scorer.name] = rr.score_problems(problems, scorer, cache,
                                                      batch_size=args.batch_size,
                                                      show_progress=show_progress)

@@ -18,11 +18,16 @@ object per problem:
 ``bon/qwen25math_math_cot_100.jsonl``), detected by its ``question`` + ``gt`` + ``code`` fields:
 ``question`` -> problem, ``code`` (or ``response``) -> candidates, ``gt`` -> answer, ``idx`` -> id,
 ``pred`` -> preds, ``score`` -> correct, ``pred_score`` (one-element lists) -> scores.
+
+**prime-eval run samples** (one graded sample per line) convert with :func:`problems_from_samples`;
+:meth:`BonProblem.to_record` writes the standard layout (``prime-bon sample`` writes its output
+that way, and ``reranked.jsonl`` is the standard layout plus scores and selections).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from numbers import Real
 from typing import Any
@@ -151,6 +156,31 @@ def parse_record(record: Record, *, path: str | os.PathLike | None = None,
         preds=_per_candidate(record, "preds", count, (str,), path, line, allow_none=True),
         correct=_per_candidate(record, "correct", count, (bool,), path, line),
         scores=None if scores is None else [float(s) for s in scores])
+
+
+def problems_from_samples(records: Iterable[Record], n: int | None = None,
+                          problem_texts: dict[str, str] | None = None) -> list[BonProblem]:
+    """Group the per-sample records of a ``prime-eval run`` folder (``problem_id``,
+    ``sample_index``, ``prompt``, ``completion``, ``answer``, ``pred``, ``correct``) into one
+    problem each, keeping the first ``n`` samples in sample order (all when ``n`` is None).
+
+    ``problem_texts`` maps problem ids to their text; without it the prompt stands in.
+    """
+    by_problem: dict[str, dict[int, Record]] = {}
+    for record in records:
+        by_problem.setdefault(str(record["problem_id"]), {})[int(record["sample_index"])] = record
+    problems = []
+    for problem_id, samples in by_problem.items():
+        ordered = [samples[index] for index in sorted(samples)][:n]
+        if n is not None and len(ordered) < n:
+            raise InputError(f"problem '{problem_id}' has {len(ordered)} samples, fewer than {n}")
+        first = ordered[0]
+        problems.append(BonProblem(
+            id=problem_id, problem=(problem_texts or {}).get(problem_id, first["prompt"]),
+            prompt=first["prompt"], answer=first.get("answer"),
+            candidates=[r["completion"] for r in ordered], preds=[r.get("pred") for r in ordered],
+            correct=[bool(r["correct"]) for r in ordered]))
+    return problems
 
 
 def load_problems(path: str | os.PathLike) -> list[BonProblem]:

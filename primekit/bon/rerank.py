@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +28,6 @@ from primekit.bon.data import BonProblem
 from primekit.bon.scorers import Context, StepScorer
 from primekit.errors import InputError
 from primekit.io import ResumableJsonl
-
-logger = logging.getLogger(__name__)
 
 IDENTITY_KEY = "__identity__"
 DEFAULT_TRIALS = 256
@@ -60,16 +57,22 @@ def identity_hash(identity: dict[str, Any]) -> str:
 
 
 def default_cache_path(input_path: str | os.PathLike, scorer_name: str, identity: dict[str, Any],
-                       cache_dir: str | os.PathLike | None = None) -> Path:
-    """``<input>.bon-cache/<scorer>-<hash of identity>.jsonl`` next to the input, or in
-    ``cache_dir``. An input folder that cannot be written (shared read-only data) falls back to
-    ``cache_dir`` when given, which the CLI sets to the output folder."""
+                       cache_dir: str | os.PathLike | None = None,
+                       fallback_dir: str | os.PathLike | None = None) -> Path:
+    """``<input>.bon-cache/<scorer>-<hash of identity>.jsonl`` next to the input; in ``cache_dir``
+    when one is given, and in ``fallback_dir`` when the input's folder cannot be written."""
     input_path = Path(input_path)
-    name = f"{scorer_name}-{identity_hash(identity)}.jsonl"
-    beside = input_path.parent / f"{input_path.name}.bon-cache"
-    if cache_dir is None or os.access(input_path.parent, os.W_OK):
-        return beside / name
-    return Path(cache_dir) / f"{input_path.name}.bon-cache" / name
+    folder = input_path.parent
+    if cache_dir is not None:
+        folder = Path(cache_dir)
+    elif fallback_dir is not None and not os.access(folder, os.W_OK):
+        folder = Path(fallback_dir)
+    return cache_file(folder / f"{input_path.name}.bon-cache", scorer_name, identity)
+
+
+def cache_file(folder: str | os.PathLike, scorer_name: str, identity: dict[str, Any]) -> Path:
+    """``<folder>/<scorer>-<hash of identity>.jsonl``: one file per scorer setting."""
+    return Path(folder) / f"{scorer_name}-{identity_hash(identity)}.jsonl"
 
 
 class ScoreCache:

@@ -49,11 +49,15 @@ def argmax_winners(scores: np.ndarray) -> np.ndarray:
 
 def vote_winners(classes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted majority vote: the candidates whose answer class has the largest total weight in
-    each row. ``classes`` and ``weights`` are (T, n); a plain majority vote has all weights 1."""
-    same = classes[:, :, None] == classes[:, None, :]
-    totals = (same * weights[:, None, :]).sum(axis=2)
-    best = totals.max(axis=1, keepdims=True)
-    return totals >= best - TIE_TOLERANCE * np.maximum(1.0, np.abs(best))
+    each row. ``classes`` and ``weights`` are (T, n); a plain majority vote has all weights 1.
+    Only classes present in a row compete, so negative weights work too."""
+    labels, dense = np.unique(classes, return_inverse=True)
+    dense = dense.reshape(classes.shape)
+    totals = np.zeros((classes.shape[0], len(labels)))
+    np.add.at(totals, (np.arange(classes.shape[0])[:, None], dense), weights)
+    own_total = np.take_along_axis(totals, dense, axis=1)
+    best = own_total.max(axis=1, keepdims=True)
+    return own_total >= best - TIE_TOLERANCE * np.maximum(1.0, np.abs(best))
 
 
 def oracle_winners(correct_in_subset: np.ndarray) -> np.ndarray:

@@ -288,6 +288,9 @@ def grade(argv: list[str]) -> int:
                                     description=grade.__doc__)
     records = read_outputs(args)
     out = Path(args.out) if args.out else Path(args.input).with_name(Path(args.input).stem + "-graded")
+    runner.check_settings(out, {"input": str(Path(args.input).resolve()),
+                                "response_field": args.response_field,
+                                "answer_field": args.answer_field})
     samples = runner.open_samples(out)
     runner.grade_pending(records, samples, grade=options.grader())
     graded = list(samples.records.values())
