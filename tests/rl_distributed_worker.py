@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from primekit.rl.batch import row_assignment  # noqa: E402
-from rl_helpers import build_trainer, first_batch  # noqa: E402
+from rl_support import build_trainer, first_batch  # noqa: E402
 
 # 8 groups sampled, 4 kept: the 3 inside the accuracy band and a failing one with zero weight
 PATTERNS = ["1000", "1111", "0110", "0000", "1111", "0000", "1101", "0000"]

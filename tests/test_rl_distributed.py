@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from rl_distributed_worker import run_step
-from rl_helpers import save_tiny_policy
+from rl_support import save_tiny_policy
 
 WORKER = Path(__file__).resolve().parent / "rl_distributed_worker.py"
 

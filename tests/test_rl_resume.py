@@ -19,7 +19,7 @@ from primekit.models import load_tokenizer
 from primekit.rl.commands import latest_checkpoint, parse_train_args, resume_target
 from primekit.rl.data import load_prompt_dataset
 from primekit.rl.trainer import PRM_DIR, PRM_OPTIMIZER_FILE, PrimeTrainer
-from rl_helpers import write_cli_recipe
+from rl_support import write_cli_recipe
 
 
 class _PRMAtStart(TrainerCallback):

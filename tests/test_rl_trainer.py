@@ -17,7 +17,7 @@ from primekit import toy
 from primekit.cli import dispatch
 from primekit.models import load_tokenizer
 from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
-from rl_helpers import RESPONSE_TOKENS, build_trainer, first_batch, save_tiny_policy, write_cli_recipe
+from rl_support import RESPONSE_TOKENS, build_trainer, first_batch, save_tiny_policy, write_cli_recipe
 
 
 @pytest.fixture(scope="module")

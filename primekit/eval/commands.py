@@ -152,7 +152,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
                       f"{100 * entry['no_answer_rate']:.1f}",
                       "–" if truncated is None else f"{100 * truncated:.1f}")
     console = Console()
-    console.width = max(console.width, 64 + 19 * len(metrics))  # keep "v [lo, hi]" on one line
+    console.width = max(console.width, 80 + 20 * len(metrics))  # keep "v [lo, hi]" on one line
     console.print(table)
 
 

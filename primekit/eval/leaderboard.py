@@ -190,8 +190,10 @@ def markdown_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]]
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
-th:first-child, td:first-child, #metrics td:nth-child(2) { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child, #metrics td:nth-child(2), #metrics th:nth-child(2) {
+  text-align: left; }
+div.wide { overflow-x: auto; }
 thead th { background: #f0f0f0; }
 tr.reported td { color: #666; font-style: italic; background: #fafafa; }
 span.tag { font-size: 11px; border: 1px solid #999; border-radius: 3px; padding: 0 4px;
@@ -212,8 +214,8 @@ def _html_table(header: list[str], body: list[list[str]], reported: list[bool] |
             first += '<span class="tag">reported</span>'
         tds = f"<td>{first}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells[1:])
         lines.append(f'<tr class="{"reported" if is_reported else "run"}">{tds}</tr>')
-    return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(lines)}</tbody></table>')
+    return (f'<div class="wide"><table id="{table_id}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(lines)}</tbody></table></div>')
 
 
 def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
@@ -245,23 +247,29 @@ def _png(figure) -> bytes:
 def pass1_chart(rows: list[Row]) -> bytes:
     """Grouped bars of pass@1 per benchmark, one bar per row; reported rows are hatched."""
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     columns = benchmark_columns(rows)
-    figure = Figure(figsize=(max(6.0, 1.6 * len(columns) + 2), 4.2))
+    figure = Figure(figsize=(max(6.0, 1.6 * len(columns) + 2), 4.8))
     axes = figure.add_subplot()
-    width = 0.8 / max(1, len(rows))
-    colors = [f"C{index % 10}" for index in range(len(rows))]
-    for index, row in enumerate(rows):
-        positions = [c + (index - (len(rows) - 1) / 2) * width for c in range(len(columns))]
-        heights = [row.values.get(name, 0.0) for name in columns]
-        axes.bar(positions, heights, width, label=row.label + (" (reported)" if row.reported else ""),
-                 color=colors[index], alpha=0.55 if row.reported else 0.95,
-                 hatch="//" if row.reported else None, edgecolor="white")
+    width = 0.8 / max(1, max(sum(name in row.values for row in rows) for name in columns))
+    for column, name in enumerate(columns):
+        present = [index for index, row in enumerate(rows) if name in row.values]
+        for slot, index in enumerate(present):  # each group holds only the rows that have it
+            row = rows[index]
+            axes.bar(column + (slot - (len(present) - 1) / 2) * width, row.values[name], width,
+                     color=f"C{index % 10}", alpha=0.55 if row.reported else 0.95,
+                     hatch="//" if row.reported else None, edgecolor="white")
+    handles = [Patch(facecolor=f"C{index % 10}", alpha=0.55 if row.reported else 0.95,
+                     hatch="//" if row.reported else None, edgecolor="white",
+                     label=row.label + (" (reported)" if row.reported else ""))
+               for index, row in enumerate(rows)]
     axes.set_xticks(range(len(columns)), [benchmark_title(name) for name in columns])
     axes.set_ylabel("pass@1 (%)")
     axes.set_ylim(0, 100)
     axes.grid(axis="y", alpha=0.3)
-    axes.legend(fontsize=7, ncols=2, loc="upper right")
+    axes.legend(handles=handles, fontsize=7, ncols=3, loc="upper center",
+                bbox_to_anchor=(0.5, -0.1), frameon=False)
     return _png(figure)
 
 
