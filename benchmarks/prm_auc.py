@@ -98,6 +98,7 @@ def main() -> int:
     skipped = np.array([c.lstrip().startswith("\\boxed") for c in completions])
     slips = [first_wrong_step(c) for c in completions]
     slipped = np.array([s is not None for s in slips])
+    loglik = reference_loglik(reader, prompts, completions)
     localised = [int(np.argmin(r.step_rewards)) == s for r, s in zip(results, slips) if s is not None]
 
     lines = [
@@ -117,9 +118,10 @@ def main() -> int:
         f"| implicit sequence reward r(y) | **{auc(labels, sequence)}** |",
         f"| min step reward | {auc(labels, step_min)} |",
         f"| mean step reward | {auc(labels, step_mean)} |",
-        f"| baseline: reference log-likelihood sum log pi_ref(y) | {auc(labels, reference_loglik(reader, prompts, completions))} |",
         f"| r(y), correct vs skipped-steps guesses only | {auc(labels, sequence, (labels == 1) | skipped)} |",
         f"| r(y), correct vs arithmetic slips only | {auc(labels, sequence, (labels == 1) | slipped)} |",
+        f"| no PRM: the policy's own log-likelihood sum log pi_ref(y) | {auc(labels, loglik)} |",
+        f"| no PRM, correct vs arithmetic slips only | {auc(labels, loglik, (labels == 1) | slipped)} |",
         "",
         f"Sign accuracy of r(y) (r > 0 predicts correct): {np.mean((np.array(sequence) > 0) == (labels == 1)):.3f}. "
         f"On the {len(localised)} slipped solutions, the lowest step reward is on the first wrong "

@@ -71,7 +71,7 @@ class ImplicitPRMConfig(TrainingArguments):
         "help": "kto: weight of the correct samples' loss (raise it when they are the minority)"})
     undesirable_weight: float = field(default=1.0, metadata={
         "help": "kto: weight of the incorrect samples' loss"})
-    toy_num_train_problems: int = field(default=2000, metadata={
+    toy_num_train_problems: int = field(default=4000, metadata={
         "help": "toy data: training problems to sample the toy policy on"})
     toy_samples_per_problem: int = field(default=4, metadata={
         "help": "toy data: samples per problem at temperature 1"})
@@ -81,12 +81,12 @@ class ImplicitPRMConfig(TrainingArguments):
     # TrainingArguments fields whose defaults suit an implicit PRM (and the toy world) better.
     output_dir: str | None = field(default="runs/prm", metadata={
         "help": "where checkpoints and the trained PRM (with implicit_prm.json) are written"})
-    learning_rate: float = field(default=1e-4, metadata={
+    learning_rate: float = field(default=5e-4, metadata={
         "help": "peak learning rate (the toy's default; EurusPRM used 5e-7 on a 7B model)"})
     num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the training data"})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "training batch per device"})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "evaluation batch per device"})
-    lr_scheduler_type: str = field(default="constant_with_warmup", metadata={
+    lr_scheduler_type: str = field(default="cosine", metadata={
         "help": "learning-rate schedule (transformers SchedulerType)"})
     warmup_steps: float = field(default=10, metadata={"help": "linear warm-up steps"})
     logging_steps: float = field(default=10, metadata={"help": "log the loss every N steps"})
