@@ -41,7 +41,8 @@ def main() -> None:
     lines = ["## Toy policy through `prime-eval run`", "",
              f"`{command}` — the SFT-warmed toy policy on the first {args.problems} toy test "
              "problems, greedy and sampled (T=1, 4 samples) in one run of this script. Accuracy in "
-             "%, [95% percentile-bootstrap interval over problems]; wall time includes grading.", "",
+             "%, [95% percentile-bootstrap interval over problems]; samples/s counts the whole command "
+             "(model loading and grading included).", "",
              "| setting | " + " | ".join(metrics) + " | samples/s |",
              "|---" * (len(metrics) + 2) + "|"]
     for name, summary in summaries.items():

@@ -379,7 +379,8 @@ def processbench(argv: list[str]) -> int:
     runner.check_settings(out, {"prm": args.prm, "ref": args.ref, "beta": args.beta,
                                 "template": args.template, "separator": args.separator})
     cache = ResumableJsonl(out / "step_rewards.jsonl", key=lambda r: f"{r['split']}/{r['id']}")
-    pending = [s for samples in data.values() for s in samples if f"{s.split}/{s.id}" not in cache.done]
+    done = cache.done
+    pending = [s for samples in data.values() for s in samples if f"{s.split}/{s.id}" not in done]
     if pending:
         from tqdm.auto import tqdm
 

@@ -141,7 +141,8 @@ def grade_pending(records: Sequence[dict[str, Any]], samples: ResumableJsonl, *,
                   show_progress: bool = True) -> int:
     """Grade the ``records`` (each with benchmark, problem_id, sample_index, completion and
     answer) that ``samples`` does not hold yet, a chunk at a time. Returns how many were graded."""
-    pending = [record for record in records if sample_key(record) not in samples.done]
+    done = samples.done
+    pending = [record for record in records if sample_key(record) not in done]
     with tqdm(total=len(pending), desc="grade", unit="sample", disable=not show_progress) as bar:
         for chunk in _chunks(pending, max(1, chunk_size)):
             _grade_into(chunk, samples, grade)
