@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from primekit import toy
 from primekit.prm.data import encode_response, join_right_padded
@@ -33,8 +33,9 @@ SIZES = [(128, 2), (384, 6)]  # (hidden size, layers): the toy model, and a wide
 
 
 def build_model(hidden: int, layers: int, seed: int) -> Qwen2ForCausalLM:
-    config = toy.tiny_qwen2_config()
-    config.hidden_size, config.num_hidden_layers, config.intermediate_size = hidden, layers, 4 * hidden
+    settings = {**toy.tiny_qwen2_config().to_dict(), "hidden_size": hidden, "num_hidden_layers": layers,
+                "intermediate_size": 4 * hidden, "layer_types": None}
+    config = Qwen2Config(**settings)
     torch.manual_seed(seed)
     return Qwen2ForCausalLM(config).eval()
 

@@ -97,3 +97,14 @@ def test_cli_usage_and_unknown_command(capsys):
     assert dispatch("prime-prm", ["fly"]) == 2
     assert capsys.readouterr().err.strip() == (
         "prime-prm: error: unknown command 'fly' (choose from train, score)")
+
+
+def test_atomic_writes_use_shareable_permissions(tmp_path):
+    import os
+    from primekit.io import atomic_write_bytes
+
+    atomic_write_bytes(tmp_path / "chart.png", b"\x89PNG")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "chart.png").read_bytes() == b"\x89PNG"
+    assert (tmp_path / "chart.png").stat().st_mode & 0o777 == 0o666 & ~umask

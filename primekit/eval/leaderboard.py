@@ -22,7 +22,7 @@ from typing import Any
 from primekit.errors import InputError
 from primekit.eval.benchmarks import PRIME_BENCHMARKS, benchmark_title
 from primekit.eval.runner import SUMMARY_FILE
-from primekit.io import atomic_write_text
+from primekit.io import atomic_write_bytes, atomic_write_text
 
 # PRIME's results table (greedy pass@1, %): "AIME 2024" is the 2024 rows of aimo_validation_aime
 # and "AMC" all of aimo_validation_amc, i.e. the aime2024 and amc benchmarks here.
@@ -306,12 +306,6 @@ def scaling_chart(summaries: list[tuple[str, dict[str, Any]]]) -> bytes | None:
     return _png(figure)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_bytes(data)
-    os.replace(staging, path)
-
-
 def write_leaderboard(run_paths: list[str], out_dir: str | os.PathLike, *,
                       include_reported: bool = True) -> dict[str, Path]:
     """Write ``leaderboard.md``, ``leaderboard.html`` and the chart PNGs; returns their paths."""
@@ -327,7 +321,7 @@ def write_leaderboard(run_paths: list[str], out_dir: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, data in charts.items():
-        _write_bytes(out / name, data)
+        atomic_write_bytes(out / name, data)
         written[name] = out / name
     atomic_write_text(out / "leaderboard.md", markdown_report(rows, summaries, charts))
     atomic_write_text(out / "leaderboard.html", html_report(rows, summaries, charts))
