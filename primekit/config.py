@@ -20,6 +20,11 @@ from trl import TrlParser
 from primekit.errors import InputError
 
 
+def help_text(text: str) -> dict[str, str]:
+    """Field metadata for a dataclass option: ``field(default=..., metadata=help_text("..."))``."""
+    return {"help": text}
+
+
 class _RaisingParser(TrlParser):
     """A TrlParser whose argparse errors raise :class:`InputError` instead of exiting."""
 

@@ -12,17 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from primekit.config import parse_config
+from primekit.config import help_text, parse_config
 from primekit.errors import InputError
 from primekit.eval import benchmarks as bench
 from primekit.eval.generate import SamplingSpec, make_generator
 from primekit.eval import runner
 
 TOY_MAX_NEW_TOKENS, MAX_NEW_TOKENS = 64, 4096
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 def _split_list(text: str | None) -> list[str]:
@@ -39,12 +35,12 @@ def _positional(argv: Sequence[str], option: str) -> list[str]:
 
 @dataclass
 class SummaryArguments:
-    ks: str | None = field(default=None, metadata=_help(
+    ks: str | None = field(default=None, metadata=help_text(
         "comma-separated k values for pass@k and maj@k (default: powers of two below n, and n)"))
-    confidence: float = field(default=0.95, metadata=_help("confidence level of the bootstrap "
+    confidence: float = field(default=0.95, metadata=help_text("confidence level of the bootstrap "
                                                            "intervals over problems"))
-    bootstrap_resamples: int = field(default=1000, metadata=_help("bootstrap resamples"))
-    grade_processes: int | None = field(default=None, metadata=_help(
+    bootstrap_resamples: int = field(default=1000, metadata=help_text("bootstrap resamples"))
+    grade_processes: int | None = field(default=None, metadata=help_text(
         "worker processes for grading (default: the grader's choice)"))
 
     def __post_init__(self) -> None:
@@ -70,45 +66,45 @@ class SummaryArguments:
 
 @dataclass
 class RunArguments:
-    model: str | None = field(default=None, metadata=_help(
+    model: str | None = field(default=None, metadata=help_text(
         "policy: a hub name or a local folder (default: the toy policy, trained once and cached)"))
-    benchmarks: str | None = field(default=None, metadata=_help(
+    benchmarks: str | None = field(default=None, metadata=help_text(
         "comma-separated benchmarks: registered names (" + ", ".join(bench.benchmark_names())
         + "), .jsonl/.json files or datasets names (default: toy without --model, else "
         + ",".join(bench.PRIME_BENCHMARKS) + ")"))
-    out: str | None = field(default=None, metadata=_help(
+    out: str | None = field(default=None, metadata=help_text(
         "run folder for samples.jsonl, settings.json and summary.json (required; re-running "
         "the same command resumes it)"))
-    n: int = field(default=1, metadata=_help("samples per problem"))
-    temperature: float = field(default=0.0, metadata=_help("sampling temperature; 0 = greedy"))
-    top_p: float = field(default=1.0, metadata=_help("nucleus sampling top-p"))
-    max_new_tokens: int | None = field(default=None, metadata=_help(
+    n: int = field(default=1, metadata=help_text("samples per problem"))
+    temperature: float = field(default=0.0, metadata=help_text("sampling temperature; 0 = greedy"))
+    top_p: float = field(default=1.0, metadata=help_text("nucleus sampling top-p"))
+    max_new_tokens: int | None = field(default=None, metadata=help_text(
         f"generation budget (default: {TOY_MAX_NEW_TOKENS} for the toy policy or the toy "
         f"benchmark, {MAX_NEW_TOKENS} otherwise, as in the PRIME evaluation)"))
-    seed: int = field(default=0, metadata=_help("sampling seed"))
-    template: str = field(default="auto", metadata=_help(
+    seed: int = field(default=0, metadata=help_text("sampling seed"))
+    template: str = field(default="auto", metadata=help_text(
         "prompt template: " + "; ".join(f"{k}: {v}" for k, v in bench.TEMPLATES.items())))
-    limit: int | None = field(default=None, metadata=_help("only the first N problems of each "
+    limit: int | None = field(default=None, metadata=help_text("only the first N problems of each "
                                                            "benchmark"))
-    backend: str = field(default="transformers", metadata=_help(
+    backend: str = field(default="transformers", metadata=help_text(
         "generation back end: transformers or vllm (pip install primekit[vllm])"))
-    dtype: str = field(default="auto", metadata=_help("model dtype: auto, bfloat16, float16, "
+    dtype: str = field(default="auto", metadata=help_text("model dtype: auto, bfloat16, float16, "
                                                       "float32"))
-    device: str | None = field(default=None, metadata=_help("device (default: cuda if available)"))
-    batch_size: int = field(default=32, metadata=_help("sequences per generate call "
+    device: str | None = field(default=None, metadata=help_text("device (default: cuda if available)"))
+    batch_size: int = field(default=32, metadata=help_text("sequences per generate call "
                                                        "(transformers back end)"))
-    chunk_size: int = field(default=64, metadata=_help(
+    chunk_size: int = field(default=64, metadata=help_text(
         "problems generated, graded and saved at a time (what a killed run can lose at most)"))
-    problem_field: str | None = field(default=None, metadata=_help(
+    problem_field: str | None = field(default=None, metadata=help_text(
         "problem field of .jsonl/.json/datasets benchmarks (default: problem or question)"))
-    answer_field: str | None = field(default=None, metadata=_help(
+    answer_field: str | None = field(default=None, metadata=help_text(
         "gold answer field of .jsonl/.json/datasets benchmarks (default: answer or "
         "expected_answer)"))
-    id_field: str | None = field(default=None, metadata=_help(
+    id_field: str | None = field(default=None, metadata=help_text(
         "problem id field of .jsonl/.json/datasets benchmarks (default: id, idx or the row "
         "number)"))
-    split: str = field(default="test", metadata=_help("split of datasets benchmarks"))
-    label: str | None = field(default=None, metadata=_help(
+    split: str = field(default="test", metadata=help_text("split of datasets benchmarks"))
+    label: str | None = field(default=None, metadata=help_text(
         "row name in leaderboards (default: the run folder's name)"))
 
     def __post_init__(self) -> None:
@@ -217,20 +213,20 @@ def run(argv: list[str]) -> int:
 
 @dataclass
 class GradeArguments:
-    input: str | None = field(default=None, metadata=_help(
+    input: str | None = field(default=None, metadata=help_text(
         "JSONL of model outputs (the first argument): one record per sample, or per problem with "
         "a list of samples"))
-    response_field: str = field(default="completion", metadata=_help(
+    response_field: str = field(default="completion", metadata=help_text(
         "field holding the response text, or a list of responses"))
-    answer_field: str = field(default="answer", metadata=_help("field holding the gold answer"))
-    id_field: str | None = field(default=None, metadata=_help(
+    answer_field: str = field(default="answer", metadata=help_text("field holding the gold answer"))
+    id_field: str | None = field(default=None, metadata=help_text(
         "problem id field (default: problem_id, id or idx, else the line number); records "
         "sharing an id are samples of one problem"))
-    benchmark_field: str | None = field(default=None, metadata=_help(
+    benchmark_field: str | None = field(default=None, metadata=help_text(
         "benchmark name field (default: benchmark if present, else the file name)"))
-    out: str | None = field(default=None, metadata=_help(
+    out: str | None = field(default=None, metadata=help_text(
         "output folder for the graded samples.jsonl and summary.json (default: <input>-graded)"))
-    label: str | None = field(default=None, metadata=_help("row name in leaderboards"))
+    label: str | None = field(default=None, metadata=help_text("row name in leaderboards"))
 
     def __post_init__(self) -> None:
         if self.input is None:
@@ -305,11 +301,11 @@ def grade(argv: list[str]) -> int:
 
 @dataclass
 class LeaderboardArguments:
-    runs: list[str] = field(default_factory=list, metadata=_help(
+    runs: list[str] = field(default_factory=list, metadata=help_text(
         "run folders (or summary.json files); given first, e.g. prime-eval leaderboard runs/*"))
-    out: str = field(default="report", metadata=_help(
+    out: str = field(default="report", metadata=help_text(
         "folder for leaderboard.md, leaderboard.html and the PNG charts"))
-    reported: bool = field(default=True, metadata=_help(
+    reported: bool = field(default=True, metadata=help_text(
         "add the published PRIME-paper rows (marked reported)"))
 
 
@@ -334,26 +330,26 @@ def leaderboard(argv: list[str]) -> int:
 
 @dataclass
 class ProcessBenchArguments:
-    prm: str | None = field(default=None, metadata=_help(
+    prm: str | None = field(default=None, metadata=help_text(
         "implicit PRM: hub name or local folder of a causal LM (required)"))
-    ref: str | None = field(default=None, metadata=_help(
+    ref: str | None = field(default=None, metadata=help_text(
         "reference model of the implicit PRM (default: the PRM's own choice)"))
-    beta: float = field(default=0.05, metadata=_help("implicit reward scale beta"))
-    splits: str | None = field(default=None, metadata=_help(
+    beta: float = field(default=0.05, metadata=help_text("implicit reward scale beta"))
+    splits: str | None = field(default=None, metadata=help_text(
         "comma-separated ProcessBench splits to report (default: every split in the data folder "
         "among gsm8k, math, olympiadbench, omnimath)"))
-    tune_split: str = field(default="gsm8k", metadata=_help(
+    tune_split: str = field(default="gsm8k", metadata=help_text(
         "split the threshold is tuned on (ProcessBench practice: GSM8K)"))
-    threshold: float | None = field(default=None, metadata=_help(
+    threshold: float | None = field(default=None, metadata=help_text(
         "use this threshold instead of tuning one"))
-    aggregation: str = field(default="step", metadata=_help(
+    aggregation: str = field(default="step", metadata=help_text(
         "compare each step's reward (step) or the running implicit Q, the sum so far (q)"))
-    separator: str = field(default="\n\n", metadata=_help("text placed between steps"))
-    template: str = field(default="qwen25-math-cot", metadata=_help(
+    separator: str = field(default="\n\n", metadata=help_text("text placed between steps"))
+    template: str = field(default="qwen25-math-cot", metadata=help_text(
         "how the problem is rendered as the prompt: raw, qwen25-math-cot or eurus"))
-    limit: int | None = field(default=None, metadata=_help(
+    limit: int | None = field(default=None, metadata=help_text(
         "quick runs: per split, the first N/2 erroneous and N/2 error-free samples"))
-    out: str | None = field(default=None, metadata=_help(
+    out: str | None = field(default=None, metadata=help_text(
         "folder for step_rewards.jsonl (resumable) and processbench.json (required)"))
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from primekit.config import parse_config
+from primekit.config import help_text, parse_config
 from primekit.errors import InputError
 from primekit.paths import REPO_ROOT
 from primekit.rl.config import PrimeConfig
@@ -32,34 +32,30 @@ DEFAULT_RECIPE = REPO_ROOT / "recipes" / "toy_prime.yaml"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class RunArguments:
     """What to train on and how to report it; the algorithm's options are PrimeConfig's."""
 
-    model: str | None = field(default=None, metadata=_help(
+    model: str | None = field(default=None, metadata=help_text(
         "policy to train: a hub name or a local folder (default: the toy policy, trained once and cached)"))
-    dataset: str = field(default="toy", metadata=_help(
+    dataset: str = field(default="toy", metadata=help_text(
         "training prompts: 'toy', a .jsonl/.json file, or a datasets name (e.g. PRIME-RL/Eurus-2-RL-Data)"))
-    dataset_split: str = field(default="train", metadata=_help("split of a datasets name"))
-    prompt_field: str = field(default="prompt", metadata=_help(
+    dataset_split: str = field(default="train", metadata=help_text("split of a datasets name"))
+    prompt_field: str = field(default="prompt", metadata=help_text(
         "field holding the problem (a string, or a list of chat messages); dotted for nested fields"))
-    answer_field: str = field(default="answer", metadata=_help(
+    answer_field: str = field(default="answer", metadata=help_text(
         "field holding the gold answer; dotted for nested fields (e.g. reward_model.ground_truth)"))
-    prompt_template: str = field(default="{problem}", metadata=_help(
+    prompt_template: str = field(default="{problem}", metadata=help_text(
         "str.format pattern turning a problem string into the prompt ({problem} is the slot)"))
-    chat: bool = field(default=False, metadata=_help(
+    chat: bool = field(default=False, metadata=help_text(
         "wrap string prompts as a user message so the tokenizer's chat template is applied"))
-    system_prompt: str | None = field(default=None, metadata=_help("system message for chat prompts"))
-    max_train_prompts: int | None = field(default=None, metadata=_help("use only the first N prompts"))
-    heldout: str | None = field(default="toy", metadata=_help(
+    system_prompt: str | None = field(default=None, metadata=help_text("system message for chat prompts"))
+    max_train_prompts: int | None = field(default=None, metadata=help_text("use only the first N prompts"))
+    heldout: str | None = field(default="toy", metadata=help_text(
         "held-out problems scored before, during and after training: 'toy', a .jsonl/.json file "
         "(same fields as the dataset), or 'none'"))
-    heldout_size: int = field(default=1000, metadata=_help("held-out problems to score"))
-    heldout_every_steps: int = field(default=0, metadata=_help(
+    heldout_size: int = field(default=1000, metadata=help_text("held-out problems to score"))
+    heldout_every_steps: int = field(default=0, metadata=help_text(
         "also score the held-out problems every N optimizer steps (0: only before and after)"))
 
     def __post_init__(self) -> None:
