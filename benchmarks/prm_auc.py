@@ -33,6 +33,7 @@ from primekit.prm.trainer import ImplicitPRMConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = ".venv/bin/python benchmarks/prm_auc.py"
+SEEDS = (42, 1, 2)  # 42: the default seed of `prime-prm train`
 STEP = re.compile(r"^(\d+)([+-])(\d+)=(\d+)$")
 
 
@@ -69,51 +70,63 @@ def auc(labels: np.ndarray, scores, selected: np.ndarray | None = None) -> str:
     return f"{roc_auc_score(subset, np.asarray(scores)[selected]):.3f}"
 
 
-def main() -> int:
-    output_dir = tempfile.mkdtemp(prefix="prm-auc-")
-    config, model_args, *_ = parse_config(
-        [ImplicitPRMConfig, ModelConfig], ["--output_dir", output_dir, "--save_strategy", "no",
-                                           "--disable_tqdm", "true"], prog="prm_auc", description="")
-    started = time.perf_counter()
-    summary = train_prm(config, model_args)
-    total_seconds = time.perf_counter() - started
-
+def train_and_read(seed: int) -> dict:
+    """Train the default toy PRM with ``seed`` (which also draws its data) and read its held-out set."""
     from primekit.models import resolve_model_name
     from primekit.prm.toy_data import ToyPRMDataSpec, toy_prm_data
 
+    output_dir = tempfile.mkdtemp(prefix="prm-auc-")
+    config, model_args, *_ = parse_config(
+        [ImplicitPRMConfig, ModelConfig], ["--output_dir", output_dir, "--save_strategy", "no",
+                                           "--disable_tqdm", "true", "--seed", str(seed)],
+        prog="prm_auc", description="")
+    started = time.perf_counter()
+    summary = train_prm(config, model_args)
     spec = ToyPRMDataSpec(num_train_problems=config.toy_num_train_problems,
                           num_eval_problems=config.toy_num_eval_problems,
                           samples_per_problem=config.toy_samples_per_problem, seed=config.seed)
     train_path, eval_path = toy_prm_data(resolve_model_name(None), spec)
-    train_labels = np.array([r["label"] for r in read_jsonl(train_path)])
     held_out = read_jsonl(eval_path)
     prompts, completions = [r["prompt"] for r in held_out], [r["completion"] for r in held_out]
-    labels = np.array([r["label"] for r in held_out])
-
     reader = ImplicitPRM.from_pretrained(output_dir, device="cpu", batch_size=64)
-    results = reader.rewards(prompts, completions)
+    return {"config": config, "summary": summary, "seconds": time.perf_counter() - started,
+            "train_labels": np.array([r["label"] for r in read_jsonl(train_path)]),
+            "labels": np.array([r["label"] for r in held_out]), "completions": completions,
+            "results": reader.rewards(prompts, completions),
+            "loglik": reference_loglik(reader, prompts, completions)}
+
+
+def main() -> int:
+    runs = [train_and_read(seed) for seed in SEEDS]
+    run = runs[0]
+    config, labels, results, completions, loglik = (run[key] for key in
+                                                    ("config", "labels", "results", "completions", "loglik"))
     sequence = [r.sequence_reward for r in results]
     step_min = [min(r.step_rewards) for r in results]
     step_mean = [float(np.mean(r.step_rewards)) for r in results]
     skipped = np.array([c.lstrip().startswith("\\boxed") for c in completions])
     slips = [first_wrong_step(c) for c in completions]
     slipped = np.array([s is not None for s in slips])
-    loglik = reference_loglik(reader, prompts, completions)
     localised = [int(np.argmin(r.step_rewards)) == s for r, s in zip(results, slips) if s is not None]
+    seed_aucs = ", ".join(f"{auc(r['labels'], [x.sequence_reward for x in r['results']])} (seed {seed})"
+                          for seed, r in zip(SEEDS, runs))
 
     lines = [
         "## Toy implicit PRM: held-out AUC", "",
         f"`{COMMAND}` -- trains what `prime-prm train` does without arguments (the toy policy as "
         "initialisation and reference, CE loss, beta 0.05), then reads the held-out samples with "
-        "`ImplicitPRM`. Labels come from the grader.", "",
-        f"- training data: {len(train_labels)} samples of the toy policy at temperature 1 on "
-        f"{config.toy_num_train_problems} toy training problems, {train_labels.mean():.1%} correct",
+        "`ImplicitPRM`. Labels come from the grader. Details for the default seed "
+        f"{SEEDS[0]}; the other seeds draw their own training and held-out samples.", "",
+        f"- training data: {len(run['train_labels'])} samples of the toy policy at temperature 1 on "
+        f"{config.toy_num_train_problems} toy training problems, {run['train_labels'].mean():.1%} correct",
         f"- held out: {len(labels)} samples on {config.toy_num_eval_problems} toy test problems, "
         f"{labels.mean():.1%} correct; {skipped.sum()} skip the steps, {slipped.sum()} contain an "
         "arithmetic slip",
         f"- training: {config.num_train_epochs:g} epochs, batch {config.per_device_train_batch_size}, "
-        f"lr {config.learning_rate:g}; {summary['train time']} of training, {total_seconds:.0f} s in all "
-        "(sampling the data included when not cached), 2 CPU threads", "",
+        f"lr {config.learning_rate:g} ({config.lr_scheduler_type}); {run['summary']['train time']} of "
+        f"training, {run['seconds']:.0f} s in all (sampling the data included when not cached), "
+        f"{torch.get_num_threads()} CPU threads",
+        f"- sequence-reward AUC by seed: {seed_aucs}", "",
         "| score | held-out AUC |", "|---|---|",
         f"| implicit sequence reward r(y) | **{auc(labels, sequence)}** |",
         f"| min step reward | {auc(labels, step_min)} |",
@@ -123,9 +136,9 @@ def main() -> int:
         f"| no PRM: the policy's own log-likelihood sum log pi_ref(y) | {auc(labels, loglik)} |",
         f"| no PRM, correct vs arithmetic slips only | {auc(labels, loglik, (labels == 1) | slipped)} |",
         "",
-        f"Sign accuracy of r(y) (r > 0 predicts correct): {np.mean((np.array(sequence) > 0) == (labels == 1)):.3f}. "
-        f"On the {len(localised)} slipped solutions, the lowest step reward is on the first wrong "
-        f"step in {np.mean(localised):.1%} of them." if localised else "",
+        f"Sign accuracy of r(y) (r > 0 predicts correct): "
+        f"{np.mean((np.array(sequence) > 0) == (labels == 1)):.3f}. On the {len(localised)} slipped "
+        f"solutions, the lowest step reward is on the first wrong step in {np.mean(localised):.1%} of them.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

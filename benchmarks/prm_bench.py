@@ -28,8 +28,8 @@ from primekit.prm.implicit import ImplicitPRM
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = ".venv/bin/python benchmarks/prm_bench.py"
-NUM_RESPONSES, BATCH_SIZE, REPEATS = 512, 64, 5
-SIZES = [(128, 2), (384, 6)]  # (hidden size, layers): the toy model, and a wider, deeper one
+NUM_RESPONSES, BATCH_SIZE, REPEATS = 256, 64, 5
+SIZES = [(128, 2), (256, 4)]  # (hidden size, layers): the toy model, and a wider, deeper one
 
 
 def build_model(hidden: int, layers: int, seed: int) -> Qwen2ForCausalLM:
@@ -40,15 +40,18 @@ def build_model(hidden: int, layers: int, seed: int) -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(config).eval()
 
 
-def best_of(repeats: int, run) -> float:
-    """Median wall time of ``run()`` over ``repeats`` runs, after one warm-up run."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_medians(runs: dict[str, object], repeats: int) -> dict[str, float]:
+    """Median wall time of each ``run()``: one warm-up each, then ``repeats`` rounds that time every
+    run once in turn, so a change in machine load hits all of them alike."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def measure(prm, ref, prompts: list[str], responses: list[str]) -> dict[str, float]:
@@ -64,21 +67,20 @@ def measure(prm, ref, prompts: list[str], responses: list[str]) -> dict[str, flo
     def floor() -> None:
         with torch.no_grad():
             for batch in batches:
-                prm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-                ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+                prm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+                ref(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
 
     def naive() -> None:
         with torch.no_grad():
             for item in encoded:
                 ids = torch.tensor([item.prompt_ids + item.response_ids])
                 targets = ids[0, len(item.prompt_ids):]
-                logps = [model(ids).logits[0, len(item.prompt_ids) - 1:-1].log_softmax(-1)
+                logps = [model(ids, use_cache=False).logits[0, len(item.prompt_ids) - 1:-1].log_softmax(-1)
                          .gather(-1, targets.unsqueeze(-1)).squeeze(-1) for model in (prm, ref)]
                 (reader.beta * (logps[0] - logps[1])).tolist()
 
-    seconds = {"ImplicitPRM": best_of(REPEATS, lambda: reader.rewards(prompts, responses)),
-               "two forwards": best_of(REPEATS, floor),
-               "naive loop": best_of(max(1, REPEATS // 2), naive)}
+    seconds = interleaved_medians({"ImplicitPRM": lambda: reader.rewards(prompts, responses),
+                                   "two forwards": floor, "naive loop": naive}, REPEATS)
     return {name: n_tokens / value for name, value in seconds.items()}
 
 
@@ -89,9 +91,9 @@ def main() -> int:
     lines = ["## Implicit PRM scoring throughput", "",
              f"`{COMMAND}`. {NUM_RESPONSES} toy solutions (about 20 response tokens each, 3 steps), "
              f"batch size {BATCH_SIZE}, random Qwen2 PRM and reference of the size shown, CPU, "
-             f"{torch.get_num_threads()} threads; median of {REPEATS} timed runs after a warm-up. "
+             f"{torch.get_num_threads()} threads; median of {REPEATS} interleaved timed runs after a warm-up. "
              "Throughput in response tokens per second; *two forwards* is the floor: the PRM and "
-             "reference forward passes alone on the same padded batches.", "",
+             "reference forward passes alone (no KV cache) on the same padded batches.", "",
              "| model | ImplicitPRM tok/s | two forwards tok/s | naive loop tok/s "
              "| ImplicitPRM / two forwards | ImplicitPRM / naive |",
              "|---|---|---|---|---|---|"]

@@ -65,14 +65,18 @@ def plot_curves(summary: Summary, methods: Sequence[Method], ns: Sequence[int],
 
 
 def print_table(summary: Summary, methods: Sequence[Method], ns: Sequence[int], title: str) -> None:
-    """The Markdown table's numbers as a rich console table (the largest N in bold)."""
+    """The same numbers on the console: accuracy per N, and the interval at the largest N (the
+    full table with every interval is in ``table.md``)."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("rule")
     for n in ns:
-        table.add_column(f"N={n}", justify="right", style="bold" if n == ns[-1] else None)
+        table.add_column(f"N={n}", justify="right")
+    table.add_column(f"95% CI, N={ns[-1]}", justify="right")
     for method in methods:
-        table.add_row(method.label, *(cell(summary[method.key][n]) for n in ns))
+        last = summary[method.key][ns[-1]]
+        table.add_row(method.label, *(f"{100 * summary[method.key][n]['value']:.1f}" for n in ns),
+                      f"{100 * last['ci_low']:.1f}-{100 * last['ci_high']:.1f}")
     Console().print(table)
