@@ -23,6 +23,7 @@ from primekit.bon import report
 from primekit.bon.commands import RerankArguments, run_rerank
 from primekit.bon.data import load_problems
 from primekit.eval.metrics import maj_at_k_scores
+from primekit.io import atomic_write_text
 from primekit.paths import data_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,11 +86,10 @@ def main() -> int:
                  + ", each counted here as the expected accuracy of a uniform tie-break.", "",
                  "![accuracy vs N](bon_qwen_set.png)", ""]
     text = "\n".join(sections)
-    (RESULTS / "bon_qwen_set.md").write_text(text)
+    atomic_write_text(RESULTS / "bon_qwen_set.md", text + "\n")
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    RESULTS.mkdir(parents=True, exist_ok=True)
     sys.exit(main())

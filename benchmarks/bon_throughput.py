@@ -24,6 +24,7 @@ from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 from primekit.bon.data import load_problems
 from primekit.bon.rerank import score_problems
 from primekit.bon.scorers import ImplicitPRMScorer
+from primekit.io import atomic_write_text
 from primekit.paths import data_dir
 from primekit.prm.implicit import ImplicitPRM
 
@@ -98,11 +99,10 @@ def main() -> int:
         f"Sorting by length: **{rate[True] / rate[False]:.2f}x** the tokens/s of file order "
         f"(the share of real tokens alone predicts {longest_first / in_file_order:.2f}x; attention "
         "cost grows faster than linearly with the padded length).", ""])
-    (RESULTS / "bon_throughput.md").write_text(text)
+    atomic_write_text(RESULTS / "bon_throughput.md", text + "\n")
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    RESULTS.mkdir(parents=True, exist_ok=True)
     sys.exit(main())

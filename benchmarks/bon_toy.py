@@ -23,6 +23,7 @@ from primekit.bon import report
 from primekit.bon.commands import (RerankArguments, SampleArguments, run_rerank, sample_candidates,
                                    toy_prm_path)
 from primekit.bon.rerank import paired_difference
+from primekit.io import atomic_write_text
 from primekit.paths import cache_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,7 +71,7 @@ def diagnosis(reranked: Path) -> list[str]:
             f"worked solutions {np.mean(worked):.2f}. Among worked solutions alone the ordering "
             f"probability (min step reward) is {np.mean(total['worked']):.2f}: the PRM mostly "
             "learned to reject guesses, it separates a right worked solution from one with an "
-            "arithmetic slip much less well, and the maximum over many candidates increasingly "
+            "arithmetic slip less well, and the maximum over many candidates increasingly "
             "lands on a slip the PRM overrates."]
 
 
@@ -109,11 +110,10 @@ def main() -> int:
         "(a second run reuses both: the candidates file and the score cache).", "",
         "![accuracy vs N](bon_toy.png)", ""]
     text = "\n".join(lines)
-    (RESULTS / "bon_toy.md").write_text(text)
+    atomic_write_text(RESULTS / "bon_toy.md", text + "\n")
     print(text)
     return 0
 
 
 if __name__ == "__main__":
-    RESULTS.mkdir(parents=True, exist_ok=True)
     sys.exit(main())

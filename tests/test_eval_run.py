@@ -251,3 +251,26 @@ def test_config_file_errors_name_the_line(tmp_path, capsys):
     recipe.write_text("limit: 5\ntemprature: 0.7\n")
     assert f"{recipe}:2: unknown option 'temprature'" in one_line_error(capsys, "run", "--config",
                                                                          str(recipe))
+
+
+def test_prm_reranked_accuracy_sits_beside_pass_at_k(tiny_model, tmp_path, monkeypatch):
+    """`--prm` adds bon@N and weighted_maj@N per benchmark; a re-run reads the PRM scores from the
+    run folder's cache instead of loading the PRM again."""
+    reference = tmp_path / "ref"
+    toy.random_model(seed=1).save_pretrained(reference)
+    out = tmp_path / "run"
+    argv = ["run", "--model", tiny_model, "--benchmarks", "toy", "--limit", "3", "--n", "4",
+            "--temperature", "1", "--max-new-tokens", "6", "--out", str(out),
+            "--prm", tiny_model, "--prm_ref", str(reference), "--bon_n", "2"]
+    assert run_cli(*argv) == 0
+    metrics = json.loads((out / runner.SUMMARY_FILE).read_text())["benchmarks"]["toy"]["metrics"]
+    assert {"pass@1", "bon@2", "weighted_maj@2"} <= set(metrics)
+    # every candidate of an untrained policy is wrong, so every reranking rule scores 0
+    assert metrics["bon@2"]["value"] == metrics["pass@1"]["value"] == 0.0
+
+    from primekit.prm import implicit
+
+    monkeypatch.setattr(implicit.ImplicitPRM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("the PRM was loaded although scores are cached"))
+    assert run_cli(*argv) == 0
+    assert run_cli(*argv[:-2], "--bon_n", "5") == 2  # N above --n: one-line error

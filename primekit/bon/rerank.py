@@ -310,8 +310,8 @@ def selections(outcomes: Sequence[Outcomes], methods: Sequence[Method]) -> list[
 
 def bon_metrics(problems: Sequence[BonProblem], scorer: StepScorer, n: int, *,
                 aggregate: str = "min", cache: ScoreCache | None = None,
-                trials: int = DEFAULT_TRIALS, seed: int = 0,
-                batch_size: int = 16) -> dict[str, dict[str, float]]:
+                trials: int = DEFAULT_TRIALS, seed: int = 0, batch_size: int = 16,
+                confidence: float = 0.95, n_resamples: int = 1000) -> dict[str, dict[str, float]]:
     """Reranked accuracy at N for a benchmark run: ``bon@N`` (Best-of-N by ``scorer`` with
     ``aggregate``) and ``weighted_maj@N`` (its reward-weighted vote), each as
     ``{"value", "ci_low", "ci_high"}`` (fractions in [0, 1]).
@@ -324,5 +324,5 @@ def bon_metrics(problems: Sequence[BonProblem], scorer: StepScorer, n: int, *,
     methods = scorer_methods(scorer, steps, [aggregate])
     bon, vote = methods[0], methods[-1]
     curves = bon_curves(problem_outcomes(problems), [bon, vote], [n], trials=trials, seed=seed)
-    summary = curve_summary(curves, seed=seed)
+    summary = curve_summary(curves, confidence=confidence, n_resamples=n_resamples, seed=seed)
     return {f"bon@{n}": summary[bon.key][n], f"weighted_maj@{n}": summary[vote.key][n]}

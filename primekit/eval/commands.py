@@ -106,8 +106,19 @@ class RunArguments:
     split: str = field(default="test", metadata=help_text("split of datasets benchmarks"))
     label: str | None = field(default=None, metadata=help_text(
         "row name in leaderboards (default: the run folder's name)"))
+    prm: str | None = field(default=None, metadata=help_text(
+        "implicit PRM that reranks the samples: adds bon@N (its Best-of-N pick) and "
+        "weighted_maj@N (its reward-weighted vote) beside pass@k and maj@k"))
+    prm_ref: str | None = field(default=None, metadata=help_text(
+        "the PRM's reference model (default: the one recorded with the PRM)"))
+    bon_n: int | None = field(default=None, metadata=help_text(
+        "N for the PRM metrics (default: --n); N < --n averages random N-subsets"))
+    bon_aggregate: str = field(default="min", metadata=help_text(
+        "how step rewards rank a response: min, last, mean or sum"))
 
     def __post_init__(self) -> None:
+        if self.bon_n is not None and not 1 <= self.bon_n <= self.n:
+            raise ValueError(f"bon_n must be between 1 and --n {self.n}, got {self.bon_n}")
         if self.out is None:
             raise ValueError("--out is required: the run folder that holds (and resumes) results")
         if self.n < 1 or (self.limit is not None and self.limit < 1):
@@ -208,7 +219,31 @@ def run(argv: list[str]) -> int:
         summary["benchmarks"][name] = runner.benchmark_summary(
             [p.id for p in problems], [r for r in records if r["benchmark"] == name], spec.n,
             seed=spec.seed, **options.summary_options())
+    if args.prm is not None:
+        _add_bon_metrics(summary, args, problem_sets, records, out)
     return _finish(out, summary, samples.path)
+
+
+def _add_bon_metrics(summary: dict[str, Any], args: RunArguments,
+                     problem_sets: dict[str, list], records: list[dict[str, Any]], out: Path) -> None:
+    """PRM-reranked accuracy per benchmark, so "policy + PRM" is a leaderboard row of its own.
+    PRM scores are cached in the run folder: a re-run loads no PRM."""
+    from primekit.bon import rerank
+    from primekit.bon.data import problems_from_samples
+    from primekit.bon.scorers import ImplicitPRMScorer
+
+    scorer = ImplicitPRMScorer.from_pretrained(args.prm, args.prm_ref, device=args.device,
+                                               dtype=args.dtype)
+    cache = rerank.ScoreCache(rerank.cache_file(out, scorer.name, scorer.identity()),
+                              scorer.identity())
+    n = args.bon_n or args.n
+    for name, problems in problem_sets.items():
+        wanted = {p.id for p in problems}
+        samples = [r for r in records if r["benchmark"] == name and r["problem_id"] in wanted
+                   and r["sample_index"] < args.n]
+        metrics = rerank.bon_metrics(problems_from_samples(samples), scorer, n,
+                                     aggregate=args.bon_aggregate, cache=cache, seed=args.seed)
+        summary["benchmarks"][name]["metrics"].update(metrics)
 
 
 @dataclass
