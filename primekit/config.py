@@ -25,6 +25,14 @@ def help_text(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+def leading_positionals(argv: Sequence[str], option: str) -> list[str]:
+    """``FILE ... --x y`` -> ``option FILE ... --x y``: the bare words a command is given first are
+    the values of its main option (``prime-eval grade out.jsonl`` = ``--input out.jsonl``)."""
+    args = list(argv)
+    count = next((i for i, arg in enumerate(args) if arg.startswith("-")), len(args))
+    return [option, *args] if count else args
+
+
 class _RaisingParser(TrlParser):
     """A TrlParser whose argparse errors raise :class:`InputError` instead of exiting."""
 

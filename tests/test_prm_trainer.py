@@ -134,7 +134,9 @@ def test_lora_trainer_reads_reference_from_disabled_adapter(tmp_path):
     data = outcome_dataset(8)
     trainer = ImplicitPRMTrainer(toy.random_model(0), config(tmp_path, max_steps=3), ref_model=None,
                                  train_dataset=data, eval_dataset=data, processing_class=toy.build_tokenizer(),
-                                 peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+                                 peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.5))
+    dropouts = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.p == 0 for m in dropouts)  # disable_dropout: no noise in the log-ratio
     assert trainer.evaluate()["eval_loss"] == pytest.approx(LN2, abs=1e-6)  # LoRA B starts at 0
     trainer.train()
     assert trainer.evaluate()["eval_loss"] != pytest.approx(LN2, abs=1e-4)  # the adapter learned

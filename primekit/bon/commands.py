@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from primekit.config import parse_config
+from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -29,52 +29,48 @@ TOY_OUT = "runs/bon-toy"
 TOY_PRM = "runs/prm"  # where `prime-prm train` without options saves the toy PRM
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass
 class RerankArguments:
     """Options of ``prime-bon rerank``."""
 
-    input: str | None = field(default=None, metadata=_help(
+    input: str | None = field(default=None, metadata=help_text(
         "candidates JSONL (standard layout or Qwen's RM@N layout); may also be given first, "
         "without --input"))
-    out: str = field(default="runs/bon", metadata=_help(
+    out: str = field(default="runs/bon", metadata=help_text(
         "output folder: table.md, curve.png, summary.json, reranked.jsonl"))
-    prm: str | None = field(default=None, metadata=_help("implicit PRM (hub name or local path)"))
-    ref: str | None = field(default=None, metadata=_help(
+    prm: str | None = field(default=None, metadata=help_text("implicit PRM (hub name or local path)"))
+    ref: str | None = field(default=None, metadata=help_text(
         "the implicit PRM's reference model; default: the one recorded with the PRM"))
-    beta: float | None = field(default=None, metadata=_help(
+    beta: float | None = field(default=None, metadata=help_text(
         "implicit reward scale; default: the PRM's recorded beta, else 0.05"))
-    aggregate: str = field(default="min", metadata=_help(
+    aggregate: str = field(default="min", metadata=help_text(
         "how step scores rank a response: min, last, mean, sum, or a comma list (min,last)"))
-    steps: str = field(default="auto", metadata=_help(
+    steps: str = field(default="auto", metadata=help_text(
         "step splitting: auto ('Step k:' markers, else blank lines, else newlines), "
         "step_markers, blank_lines, newlines"))
-    step_prm: str | None = field(default=None, metadata=_help(
+    step_prm: str | None = field(default=None, metadata=help_text(
         "discriminative step-label PRM (a token-classification model)"))
-    step_prm_label: int = field(default=1, metadata=_help("the step PRM's 'correct step' label"))
-    step_separator: str = field(default="\n", metadata=_help(
+    step_prm_label: int = field(default=1, metadata=help_text("the step PRM's 'correct step' label"))
+    step_separator: str = field(default="\n", metadata=help_text(
         "text that ends each step for the step PRM (escapes \\n and \\t are understood)"))
-    orm: str | None = field(default=None, metadata=_help(
+    orm: str | None = field(default=None, metadata=help_text(
         "outcome reward model (a sequence-classification model)"))
-    orm_label: int = field(default=1, metadata=_help(
+    orm_label: int = field(default=1, metadata=help_text(
         "the ORM's 'correct' label when it has several outputs"))
-    shipped: bool = field(default=True, metadata=_help(
+    shipped: bool = field(default=True, metadata=help_text(
         "also rank by the scores shipped with the file ('scores' / Qwen's 'pred_score')"))
-    n_max: int | None = field(default=None, metadata=_help(
+    n_max: int | None = field(default=None, metadata=help_text(
         "largest N; default: the fewest candidates any problem has"))
-    trials: int = field(default=256, metadata=_help(
+    trials: int = field(default=256, metadata=help_text(
         "random N-subsets per problem and N (all of them when there are fewer)"))
-    bootstrap: int = field(default=1000, metadata=_help("bootstrap resamples for the intervals"))
-    seed: int = field(default=0, metadata=_help("seed of the subsets and the bootstrap"))
-    regrade: bool = field(default=False, metadata=_help(
+    bootstrap: int = field(default=1000, metadata=help_text("bootstrap resamples for the intervals"))
+    seed: int = field(default=0, metadata=help_text("seed of the subsets and the bootstrap"))
+    regrade: bool = field(default=False, metadata=help_text(
         "grade candidates with primekit's grader even when the file has correctness labels"))
-    batch_size: int = field(default=16, metadata=_help("candidates per forward pass"))
-    dtype: str = field(default="auto", metadata=_help("model dtype: auto, float32, bfloat16, float16"))
-    device: str | None = field(default=None, metadata=_help("device; default: cuda if available"))
-    cache_dir: str | None = field(default=None, metadata=_help(
+    batch_size: int = field(default=16, metadata=help_text("candidates per forward pass"))
+    dtype: str = field(default="auto", metadata=help_text("model dtype: auto, float32, bfloat16, float16"))
+    device: str | None = field(default=None, metadata=help_text("device; default: cuda if available"))
+    cache_dir: str | None = field(default=None, metadata=help_text(
         "folder for the score caches; default: next to the input (the output folder when the "
         "input's folder is read-only)"))
 
@@ -101,23 +97,23 @@ class RerankArguments:
 class SampleArguments:
     """Options of ``prime-bon sample``."""
 
-    out: str | None = field(default=None, metadata=_help(
+    out: str | None = field(default=None, metadata=help_text(
         "candidates JSONL to write; its progress lives in <out>.parts/ so a killed run resumes"))
-    model: str | None = field(default=None, metadata=_help("policy: hub name or path; default: the toy policy"))
-    benchmark: str = field(default="toy", metadata=_help(
+    model: str | None = field(default=None, metadata=help_text("policy: hub name or path; default: the toy policy"))
+    benchmark: str = field(default="toy", metadata=help_text(
         "registered benchmark (math500, aime2024, amc, ..., toy), a .jsonl/.json file or a datasets name"))
-    n: int = field(default=16, metadata=_help("candidates per problem"))
-    limit: int | None = field(default=None, metadata=_help("only the first problems"))
-    temperature: float = field(default=1.0, metadata=_help("sampling temperature"))
-    top_p: float = field(default=1.0, metadata=_help("nucleus sampling threshold"))
-    max_new_tokens: int = field(default=1024, metadata=_help("longest candidate, in tokens"))
-    template: str = field(default="auto", metadata=_help(
+    n: int = field(default=16, metadata=help_text("candidates per problem"))
+    limit: int | None = field(default=None, metadata=help_text("only the first problems"))
+    temperature: float = field(default=1.0, metadata=help_text("sampling temperature"))
+    top_p: float = field(default=1.0, metadata=help_text("nucleus sampling threshold"))
+    max_new_tokens: int = field(default=1024, metadata=help_text("longest candidate, in tokens"))
+    template: str = field(default="auto", metadata=help_text(
         "prompt template: auto, raw, qwen25-math-cot, eurus (see prime-eval run --help)"))
-    seed: int = field(default=0, metadata=_help("sampling seed"))
-    backend: str = field(default="transformers", metadata=_help("transformers or vllm"))
-    batch_size: int = field(default=32, metadata=_help("sequences per generate call (transformers)"))
-    dtype: str = field(default="auto", metadata=_help("model dtype"))
-    device: str | None = field(default=None, metadata=_help("device; default: cuda if available"))
+    seed: int = field(default=0, metadata=help_text("sampling seed"))
+    backend: str = field(default="transformers", metadata=help_text("transformers or vllm"))
+    batch_size: int = field(default=32, metadata=help_text("sequences per generate call (transformers)"))
+    dtype: str = field(default="auto", metadata=help_text("model dtype"))
+    device: str | None = field(default=None, metadata=help_text("device; default: cuda if available"))
 
     def __post_init__(self) -> None:
         if self.out is None:
@@ -184,13 +180,6 @@ def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path
 # rerank
 
 
-def _split_positional(argv: list[str]) -> list[str]:
-    """``prime-bon rerank cands.jsonl --prm P`` means ``--input cands.jsonl --prm P``."""
-    if argv and not argv[0].startswith("-"):
-        return ["--input", argv[0], *argv[1:]]
-    return argv
-
-
 def _check_model_path(value: str | None, option: str) -> None:
     """A model that is neither a local path nor a hub-style ``org/name`` is a typo: say so in one
     line before anything is loaded."""
@@ -232,7 +221,7 @@ def build_scorers(args: RerankArguments, has_shipped_scores: bool) -> list:
 def rerank(argv: list[str]) -> int:
     if not argv:
         return toy_demo()
-    args, *_ = parse_config([RerankArguments], _split_positional(argv), prog="prime-bon rerank",
+    args, *_ = parse_config([RerankArguments], leading_positionals(argv, "--input"), prog="prime-bon rerank",
                            description=RERANK_DESCRIPTION)
     if args.input is None:
         raise InputError("give a candidates file: prime-bon rerank cands.jsonl [options]")

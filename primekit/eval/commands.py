@@ -7,12 +7,11 @@ input before any model is loaded, and leaves results in a folder that a re-run r
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from primekit.config import help_text, parse_config
+from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
 from primekit.eval import benchmarks as bench
 from primekit.eval.generate import SamplingSpec, make_generator
@@ -23,14 +22,6 @@ TOY_MAX_NEW_TOKENS, MAX_NEW_TOKENS = 64, 4096
 
 def _split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
-
-
-def _positional(argv: Sequence[str], option: str) -> list[str]:
-    """``FILE ... --x y`` -> ``--option FILE ... --x y``: leading bare words are the positional
-    argument(s) of the command."""
-    args = list(argv)
-    count = next((i for i, arg in enumerate(args) if arg.startswith("-")), len(args))
-    return [option, *args[:count], *args[count:]] if count else args
 
 
 @dataclass
@@ -315,7 +306,7 @@ def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
 def grade(argv: list[str]) -> int:
     """Grade an existing JSONL of model outputs (any model) and summarize it like a run."""
     args, options, _ = parse_config([GradeArguments, SummaryArguments],
-                                    _positional(argv, "--input"), prog="prime-eval grade",
+                                    leading_positionals(argv, "--input"), prog="prime-eval grade",
                                     description=grade.__doc__)
     records = read_outputs(args)
     out = Path(args.out) if args.out else Path(args.input).with_name(Path(args.input).stem + "-graded")
@@ -348,7 +339,7 @@ def leaderboard(argv: list[str]) -> int:
     """Markdown, self-contained HTML and PNG charts from run folders."""
     from primekit.eval.leaderboard import write_leaderboard
 
-    (args, _) = parse_config([LeaderboardArguments], _positional(argv, "--runs"),
+    (args, _) = parse_config([LeaderboardArguments], leading_positionals(argv, "--runs"),
                              prog="prime-eval leaderboard", description=leaderboard.__doc__)
     runs = []
     for path in args.runs:

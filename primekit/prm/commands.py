@@ -141,7 +141,7 @@ class ScoreArguments:
         "help": "reference model; default: the one recorded with the PRM, or a LoRA PRM's base"})
     beta: float | None = field(default=None, metadata={
         "help": "reward scale; default: the PRM's recorded beta, else 0.05"})
-    separator: str = field(default="\n", metadata={
+    separator: str = field(default="\\n", metadata={
         "help": "text that ends a reasoning step (escapes \\n and \\t are understood)"})
     batch_size: int = field(default=16, metadata={"help": "responses per forward pass"})
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, float32, bfloat16, float16"})

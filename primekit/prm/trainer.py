@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction, Trainer, TrainingArguments
+from trl.trainer.utils import disable_dropout_in_model
 
 from primekit.prm.data import ImplicitPRMCollator
 from primekit.prm.implicit import is_peft_model, reference_logprobs, response_logprobs
@@ -56,6 +57,9 @@ class ImplicitPRMConfig(TrainingArguments):
     max_length: int | None = field(default=1024, metadata={
         "help": "prompt + response tokens kept; longer responses are cut, and samples whose prompt alone "
                 "fills it are dropped"})
+    disable_dropout: bool = field(default=True, metadata={
+        "help": "switch dropout off in the PRM and the reference, so the log-ratio is not dropout noise "
+                "(as TRL's DPO does)"})
     append_eos: bool = field(default=True, metadata={
         "help": "end every response with the EOS token, as sampled responses do (recorded with the PRM "
                 "so that scoring reads responses the same way)"})
@@ -163,6 +167,10 @@ class ImplicitPRMTrainer(Trainer):
             from peft import get_peft_model
 
             model = get_peft_model(model, peft_config)
+        if args.disable_dropout:
+            for module in (model, ref_model):
+                if module is not None:
+                    disable_dropout_in_model(module)
         if ref_model is None and not is_peft_model(model):
             raise ValueError("ImplicitPRMTrainer needs a ref_model, or a LoRA PRM whose base is the reference")
         if ref_model is model:
@@ -170,10 +178,10 @@ class ImplicitPRMTrainer(Trainer):
         expected = "pairs" if args.loss_type in PAIR_LOSSES else "outcome-labelled samples"
         if train_dataset is not None and ("chosen_ids" in train_dataset.column_names) != (expected == "pairs"):
             raise ValueError(f"loss_type {args.loss_type} trains on {expected}")
-        pad_token_id = processing_class.pad_token_id if processing_class is not None else None
+        pad_token_id = getattr(processing_class, "pad_token_id", None)
+        self._pad_token_id = 0 if pad_token_id is None else pad_token_id  # padding is masked out anyway
         if data_collator is None:
-            data_collator = ImplicitPRMCollator(pad_token_id if pad_token_id is not None else 0,
-                                                kto_kl=args.loss_type == "kto")
+            data_collator = ImplicitPRMCollator(self._pad_token_id, kto_kl=args.loss_type == "kto")
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class,
                          compute_metrics=compute_metrics or implicit_reward_metrics, callbacks=callbacks)
@@ -279,7 +287,7 @@ class ImplicitPRMTrainer(Trainer):
             return dataset
         batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
         loader = self.accelerator.prepare(DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                                                     collate_fn=ImplicitPRMCollator(self.data_collator.pad_token_id)))
+                                                     collate_fn=ImplicitPRMCollator(self._pad_token_id)))
         prm = self.accelerator.unwrap_model(self.model)
         if self.ref_model is None:
             prm.to(self.accelerator.device)  # Trainer places the model itself only when training starts
