@@ -123,7 +123,7 @@ def main() -> int:
         f"{labels.mean():.1%} correct; {skipped.sum()} skip the steps, {slipped.sum()} contain an "
         "arithmetic slip",
         f"- training: {config.num_train_epochs:g} epochs, batch {config.per_device_train_batch_size}, "
-        f"lr {config.learning_rate:g} ({config.lr_scheduler_type}); {run['summary']['train time']} of "
+        f"lr {config.learning_rate:g} ({config.lr_scheduler_type.value}); {run['summary']['train time']} of "
         f"training, {run['seconds']:.0f} s in all (sampling the data included when not cached), "
         f"{torch.get_num_threads()} CPU threads",
         f"- sequence-reward AUC by seed: {seed_aucs}", "",
