@@ -24,6 +24,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from trl import ModelConfig
 
+from primekit.io import atomic_write_text
 from primekit.config import parse_config
 from primekit.io import read_jsonl
 from primekit.prm.commands import train_prm
@@ -142,8 +143,7 @@ def main() -> int:
     ]
     text = "\n".join(lines) + "\n"
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "prm_auc.md").write_text(text)
+    atomic_write_text(RESULTS / "prm_auc.md", text)
     return 0
 
 

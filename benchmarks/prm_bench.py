@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
+from primekit.io import atomic_write_text
 from primekit import toy
 from primekit.prm.data import encode_response, join_right_padded
 from primekit.prm.implicit import ImplicitPRM
@@ -106,8 +107,7 @@ def main() -> int:
                      f"{tps['ImplicitPRM'] / tps['naive loop']:.1f}x |")
     text = "\n".join(lines) + "\n"
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "prm_bench.md").write_text(text)
+    atomic_write_text(RESULTS / "prm_bench.md", text)
     return 0
 
 
