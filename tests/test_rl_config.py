@@ -17,9 +17,10 @@ def test_defaults_are_the_official_recipe():
     assert (config.prm_beta, config.prm_learning_rate, config.prm_grad_clip, config.prm_weight_decay) == (0.05, 1e-6, 10.0, 0.0)
     assert (config.process_reward_coef, config.outcome_reward_coef) == (5.0, 5.0)
     assert (config.accuracy_lower, config.accuracy_upper, config.oversample_factor) == (0.2, 0.8, 4.0)
-    assert (config.prm_update, config.reward_granularity, config.prime_norm) == ("before", "token", "batch_norm")
+    assert (config.prm_update, config.reward_granularity, config.prime_norm) == ("after", "token", "batch_norm")
+    assert (config.prime_norm_scope, config.filter_truncated, config.max_refill_rounds) == ("rank", False, 0)
     assert (config.num_generations, config.temperature, config.learning_rate) == (4, 1.0, 5e-7)
-    assert (config.scale_rewards, config.loss_type) == ("none", "dapo")
+    assert (config.scale_rewards, config.loss_type, config.weight_decay) == ("none", "grpo", 0.01)
     assert config.uses_prm and not PrimeConfig(**CPU, process_reward_coef=0).uses_prm
 
 
