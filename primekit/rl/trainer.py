@@ -61,6 +61,7 @@ from trl.data_utils import maybe_apply_chat_template
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, create_model_from_path, disable_dropout_in_model, get_config_model_id
 
+from primekit.errors import InputError
 from primekit.prm.losses import ce_loss, pairwise_accuracy, reward_accuracy, sequence_rewards
 from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
 from primekit.rl.batch import (PROMPT_KEYS, concat_rows, rank_of_rows, row_assignment, trim_columns,
@@ -100,7 +101,7 @@ def check_master_precision(model: torch.nn.Module, what: str, distributed_type: 
     dtypes = {p.dtype for p in model.parameters() if p.requires_grad and p.dtype in _LOW_PRECISION}
     if dtypes:
         dtype = str(next(iter(dtypes))).removeprefix("torch.")
-        raise ValueError(f"the {what}'s trained parameters are {dtype} and AdamW would step them directly, so an "
+        raise InputError(f"the {what}'s trained parameters are {dtype} and AdamW would step them directly, so an "
                          "update of lr ~5e-7 rounds to nothing; load them in float32 (model_init_kwargs: "
                          "{\"dtype\": \"float32\"}) and set bf16: true for bf16 compute, or train under FSDP2 "
                          f"with mixed precision ({_FSDP2_CONFIG})")
@@ -163,7 +164,7 @@ class PrimeTrainer(GRPOTrainer):
         self.train_dataset = self.train_dataset.filter(fits, desc=f"Dropping prompts over {limit} tokens")
         kept = len(self.train_dataset)
         if kept == 0:
-            raise ValueError(f"every training prompt is longer than max_prompt_length={limit} tokens")
+            raise InputError(f"every training prompt is longer than max_prompt_length={limit} tokens")
         if self.accelerator.is_main_process:
             logger.warning(f"max_prompt_length={limit}: dropped {before - kept} of {before} training prompts")
 
@@ -172,18 +173,18 @@ class PrimeTrainer(GRPOTrainer):
         trains_prm = args.prm_update != "none"
         kind = self.accelerator.distributed_type
         if trains_prm and kind == DistributedType.DEEPSPEED:
-            raise ValueError("a trained PRM needs its own engine, which DeepSpeed does not give it; shard it with "
+            raise InputError("a trained PRM needs its own engine, which DeepSpeed does not give it; shard it with "
                              f"FSDP2 instead: accelerate launch --config_file {_FSDP2_CONFIG} (or prm_update: none)")
         if trains_prm and kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
-            raise ValueError(f"a trained PRM is sharded with FSDP2 only; set fsdp_version: 2 ({_FSDP2_CONFIG})")
+            raise InputError(f"a trained PRM is sharded with FSDP2 only; set fsdp_version: 2 ({_FSDP2_CONFIG})")
         if trains_prm and kind not in (*_DDP_TYPES, DistributedType.FSDP):
-            raise ValueError(f"training the PRM under {kind.value} is not supported; use DDP or FSDP2 "
+            raise InputError(f"training the PRM under {kind.value} is not supported; use DDP or FSDP2 "
                              f"({_FSDP2_CONFIG}), or prm_update: none")
         if trains_prm and args.fp16:
-            raise ValueError("fp16 needs a loss scaler that the PRM update does not have; use bf16")
+            raise InputError("fp16 needs a loss scaler that the PRM update does not have; use bf16")
         policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
         if not policy_id and not (args.prm_model_name_or_path and args.prm_ref_model_name_or_path):
-            raise ValueError("the policy was not loaded from a path, so the PRM cannot default to it; set "
+            raise InputError("the policy was not loaded from a path, so the PRM cannot default to it; set "
                              "prm_model_name_or_path and prm_ref_model_name_or_path")
         init_kwargs = self._model_init_kwargs()
 
@@ -528,7 +529,7 @@ class PrimeTrainer(GRPOTrainer):
             return
         folder = Path(checkpoint) / PRM_DIR
         if not any(folder.glob("*.safetensors")):
-            raise ValueError(f"{checkpoint} holds no PRM ({PRM_DIR}/*.safetensors); resume it with the "
+            raise InputError(f"{checkpoint} holds no PRM ({PRM_DIR}/*.safetensors); resume it with the "
                              "settings it was written with")
         full = _read_safetensors(folder) if self.accelerator.is_main_process or not self.accelerator.is_fsdp2 else {}
         if self.accelerator.is_fsdp2:
@@ -538,7 +539,7 @@ class PrimeTrainer(GRPOTrainer):
             model = self.accelerator.unwrap_model(self.prm)
             missing = set(model.load_state_dict(full, strict=False).missing_keys)
             if missing - _tied_parameter_names(model):
-                raise ValueError(f"{folder} misses PRM weights: {sorted(missing)[:3]}")
+                raise InputError(f"{folder} misses PRM weights: {sorted(missing)[:3]}")
         if self.prm_optimizer is not None:
             state = {"optimizer": get_optimizer_state_dict(self.prm, self.prm_optimizer)}
             dcp.load(state, checkpoint_id=Path(checkpoint) / PRM_OPTIMIZER_DIR)
