@@ -100,13 +100,43 @@ def run_step(model_dir: str, processes: int, backend: str = "ddp") -> dict:
                 "is_main": trainer.accelerator.is_main_process}
 
 
+def run_resume(model_dir: str, processes: int, backend: str, output_dir: str) -> dict:
+    """Train one step and checkpoint it, then resume from that checkpoint in a new trainer; on the
+    main process, the PRM weights and its optimizer's step count as the resumed run starts, and
+    the weights the checkpoint holds."""
+    from transformers import TrainerCallback
+
+    from primekit.rl.trainer import PRM_DIR, _read_safetensors
+
+    class AtStart(TrainerCallback):
+        seen: dict = {}
+
+        def on_train_begin(self, args, state, control, **kwargs):  # every process: a collective
+            AtStart.seen = {"prm": _full_state(resumed, resumed.prm),
+                            "optimizer_step": float(next(iter(resumed.prm_optimizer.state.values()))["step"])}
+
+    settings = dict(oversample_factor=2, per_device_train_batch_size=GLOBAL_TRAINED // processes,
+                    prm_mini_batch_size=PRM_MINI_BATCH, prm_micro_batch_size=2, prime_norm_scope="global",
+                    save_strategy="steps", save_steps=1, **(FSDP2_SETTINGS if backend == "fsdp2" else {}))
+    build_trainer(model_dir, PATTERNS, Path(output_dir), **settings).train()
+    checkpoint = Path(output_dir) / "checkpoint-1"
+    resumed = build_trainer(model_dir, PATTERNS, Path(output_dir), callbacks=[AtStart()], **{**settings, "max_steps": 2})
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    return {"saved": _read_safetensors(checkpoint / PRM_DIR), **AtStart.seen,
+            "is_main": resumed.accelerator.is_main_process}
+
+
 def main() -> None:
     model_dir, out = sys.argv[1], sys.argv[2]
     backend = sys.argv[3] if len(sys.argv) > 3 else "ddp"
     torch.set_num_threads(1)
     if backend == "fsdp2":
         force_fsdp_on_cpu()
-    result = run_step(model_dir, int(os.environ.get("WORLD_SIZE", "1")), backend)  # torchrun's process count
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's process count
+    if len(sys.argv) > 4:  # an output folder: the checkpoint / resume check
+        result = run_resume(model_dir, processes, backend, sys.argv[4])
+    else:
+        result = run_step(model_dir, processes, backend)
     if result.pop("is_main"):
         torch.save(result, out)
 

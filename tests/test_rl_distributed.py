@@ -26,11 +26,11 @@ WORKER = Path(__file__).resolve().parent / "rl_distributed_worker.py"
 POLICY_LR, PRM_LR = 1e-4, 1e-3  # rl_support's defaults
 
 
-def _torchrun(processes: int, model_dir: str, out: Path, backend: str) -> dict:
+def _torchrun(processes: int, model_dir: str, out: Path, backend: str, *extra: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
                "--master_port", str(29500 + processes + os.getpid() % 1000), str(WORKER), model_dir, str(out),
-               backend]
+               backend, *extra]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out, weights_only=False)
@@ -67,3 +67,15 @@ def test_two_processes_match_one(single_process, tmp_path, backend):
         torch.testing.assert_close(double["prm"][name], value, atol=0.005 * 2 * PRM_LR, rtol=0, msg=name)
     for name, value in single["policy"].items():
         torch.testing.assert_close(double["policy"][name], value, atol=0.01 * POLICY_LR, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_an_fsdp2_checkpoint_restores_the_prm_and_its_sharded_optimizer(single_process, tmp_path):
+    # Under FSDP2 the PRM's full weights are gathered into a loadable folder and its optimizer
+    # state is written shard by shard (torch.distributed.checkpoint); a resumed run starts from both.
+    model_dir, _ = single_process
+    resumed = _torchrun(2, model_dir, tmp_path / "resume.pt", "fsdp2", str(tmp_path / "run"))
+    assert resumed["optimizer_step"] == 2.0  # two PRM mini-batches in the checkpointed step
+    assert resumed["saved"].keys() <= resumed["prm"].keys()
+    for name, value in resumed["saved"].items():
+        assert torch.equal(resumed["prm"][name], value), name
