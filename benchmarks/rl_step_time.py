@@ -95,7 +95,7 @@ def report(grpo: dict, primes: dict[str, dict], steps: int) -> str:
         "(64 prompts x 4 responses of up to 40 tokens, no oversampling), fp32 on CPU (torch threads: "
         f"{__import__('torch').get_num_threads()}); median over {steps} steps after {WARMUP_STEPS} warm-up steps, "
         "the three trainers in one process, one after the other. `step_time` is TRL's own measure of a "
-        "training step (generation, scoring and the policy update).", "",
+        "training step (generation, scoring and the policy update). No other torch job ran at the same time (the command holds the machine's CPU lock).", "",
         "| trainer | median step time (s) | ratio to GRPO | FLOP-ideal ratio |",
         "|---|---|---|---|",
         f"| TRL GRPOTrainer (outcome reward) | {grpo_step:.2f} | 1.00 | 1.00 |",

@@ -51,6 +51,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from accelerate.utils import DistributedType
 from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+from datasets import Dataset
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
@@ -133,6 +134,9 @@ class PrimeTrainer(GRPOTrainer):
         check_master_precision(self.model, "policy", self.accelerator.distributed_type,
                                self.accelerator.mixed_precision)
         self._drop_long_prompts()
+        if args.max_refill_rounds and not isinstance(self.train_dataset, Dataset):
+            raise InputError("max_refill_rounds draws refill prompts by index, which a streaming (iterable) "
+                             "dataset does not allow; load the dataset without streaming or set max_refill_rounds 0")
         if args.uses_prm:
             self._load_prm()
 
