@@ -47,6 +47,7 @@ from primekit.verifiers.code.suite import TestResult, TestSuite, Verdict
 __all__ = ["SandboxSettings", "SandboxUnavailable", "run_suite", "check_sandbox", "BACKENDS"]
 
 BACKENDS = ("auto", "bwrap", "process")
+NOBODY = 65534
 BACKEND_ENV = "PRIMEKIT_CODE_SANDBOX"
 HARNESS = Path(__file__).with_name("_harness.py")
 SANDBOX_HARNESS = "/primekit/harness.py"
@@ -82,9 +83,9 @@ class SandboxSettings:
 
     test_timeout: float = 5.0  # per test (PRIME's checker: 5 s)
     program_timeout: float = 60.0  # all tests of one program together
-    memory_mb: int = 2048  # address space of each process
+    memory_mb: int = 1024  # address space of each process
     stack_mb: int = 256
-    max_processes: int = 32  # processes (and threads) in one sandbox
+    max_processes: int = 8  # processes and threads in one sandbox (memory bound: this x memory_mb)
     max_open_files: int = 64
     max_file_mb: int = 16  # largest file a program may write
     disk_mb: int = 64  # size of each of the working directory, /tmp and /dev/shm
@@ -189,6 +190,23 @@ def _bwrap_problem(settings_key: tuple) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _process_problem(python: str) -> str | None:
+    """Why the process backend cannot run programs here: as root it runs them as nobody, who must be
+    able to start the interpreter and read the harness."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        probe = subprocess.run([python, "-I", str(HARNESS), "--probe"], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL, user=NOBODY, group=NOBODY, extra_groups=[], cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{python} cannot be started as nobody ({error})"
+    if probe.returncode != 0:
+        return (f"{python} or the harness cannot be read by nobody, who runs the programs when the verifier is "
+                f"root; set python to an interpreter every user can read (e.g. /usr/bin/python3)")
+    return None
+
+
 def _settings_key(settings: SandboxSettings) -> tuple:
     return tuple(sorted(asdict(settings).items()))
 
@@ -198,6 +216,9 @@ def check_sandbox(settings: SandboxSettings | None = None) -> str:
     namespaces are missing and the weaker ``process`` backend was not chosen."""
     settings = settings or SandboxSettings()
     if settings.backend == "process":
+        problem = _process_problem(settings.python or sys.executable)
+        if problem is not None:
+            raise SandboxUnavailable(f"code sandbox (process backend) unavailable: {problem}")
         return "process"
     problem = _bwrap_problem(_settings_key(settings))
     if problem is None:
@@ -237,7 +258,7 @@ class _Run:
                 self.workdir = cwd = tempfile.mkdtemp(prefix="primekit-code-")
                 env["HOME"] = env["TMPDIR"] = cwd
                 if os.geteuid() == 0:
-                    os.chown(cwd, 65534, 65534)
+                    os.chown(cwd, NOBODY, NOBODY)
             self.process = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                             cwd=cwd, env=env, start_new_session=True)
         finally:

@@ -46,6 +46,7 @@ class TestSuite:
     #: text mentions ``class Solution``).
     solution_class: bool = False
     name: str = ""
+    __test__ = False  # not a pytest test class
 
     def __post_init__(self) -> None:
         if len(self.tests) != len(self.expected):
@@ -56,6 +57,7 @@ class TestSuite:
 
 @dataclass(frozen=True)
 class TestResult:
+    __test__ = False  # not a pytest test class
     index: int
     status: str
     seconds: float | None = None
