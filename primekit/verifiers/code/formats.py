@@ -68,6 +68,8 @@ class TreeNode:
 class TestFormatError(InputError):
     """A problem's tests cannot be read (malformed JSON, missing fields, ...)."""
 
+    __test__ = False  # not a pytest test class
+
 
 # ------------------------------------------------------------------------------------------------
 # code extraction

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primekit.errors import InputError
 from primekit.verifiers.code.compare import call_result_matches, stdout_matches
 from primekit.verifiers.code.suite import TestResult, TestSuite, Verdict
 
@@ -68,7 +69,7 @@ _ENVIRONMENT = {
 }
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(InputError):
     """The machine cannot give the sandbox its isolation; the message is one line saying why and
     how to opt into the weaker ``process`` backend."""
 
