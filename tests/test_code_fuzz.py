@@ -35,7 +35,7 @@ NOISE = ["import os\n", "os.fork()\n", "print('x' * 100000)\n", "while True: pas
          "raise SystemExit\n", "exec(input())\n", "__import__('os')._exit(0)\n", "del __builtins__\n",
          "import signal; signal.signal(signal.SIGALRM, signal.SIG_IGN)\n", "x = [0] * 10 ** 9\n",
          "open('f', 'w').write('y' * 10 ** 7)\n", "import socket; socket.socket().connect(('127.0.0.1', 1))\n",
-         "\0", "\udcff", "'''", "(((((((((((", "lambda: (yield)\n", "return 6\n", "global x\n", "\t\t", ":\n"]
+         "import os; os.kill(os.getppid(), 9)\n", "import os; os.kill(-1, 9)\n", "\0", "\udcff", "'''", "(((((((((((", "lambda: (yield)\n", "return 6\n", "global x\n", "\t\t", ":\n"]
 
 
 def garble(program: str, rng: random.Random) -> str:
@@ -91,7 +91,8 @@ def test_fuzz_leaves_no_processes_and_no_files():
     temp = Path(tempfile.gettempdir())
     before = set(temp.iterdir())
     suites, untouched = build_suites(PROGRAMS)
-    verdicts = verifier.verify_many(suites)
+    with verifier:
+        verdicts = verifier.verify_many(suites)
     assert len(verdicts) == PROGRAMS and all(isinstance(v, Verdict) for v in verdicts)
     assert all(v.passed for v, keep in zip(verdicts, untouched) if keep)
     garbled = [v for v, keep in zip(verdicts, untouched) if not keep]

@@ -44,6 +44,13 @@ def settings() -> SandboxSettings:
     return _bwrap_settings()
 
 
+@pytest.fixture(scope="module")
+def shared(settings):
+    """One sandbox reused from program to program (while each run ends cleanly)."""
+    with CodeVerifier(settings, workers=1) as verifier:
+        yield verifier
+
+
 def sandbox_processes() -> list[str]:
     """Processes of any sandbox on this machine (the harness, its children, or bwrap itself)."""
     found = []
@@ -112,13 +119,34 @@ HOSTILE = {
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_program_fails_in_time_and_leaves_nothing(name, settings, tmp_path):
+def test_hostile_program_fails_in_time_and_leaves_nothing(name, settings, shared):
     program, allowed = HOSTILE[name]
     verdict = run(program, settings)
     assert not verdict.passed
     statuses = {t.status for t in verdict.tests}
     assert statuses <= allowed | {"not_run"} and statuses & allowed or verdict.error, (name, verdict)
+    # in a sandbox that serves programs one after another, it does not spoil the next program
+    started = time.monotonic()
+    assert not shared.verify(apps_suite(program, ADD)).passed
+    assert time.monotonic() - started < settings.program_timeout + SLACK_SECONDS
+    assert shared.verify(apps_suite(RIGHT, ADD)).passed, name
+    shared.close()
     assert wait_for_no_sandbox_processes() == []
+
+
+def test_a_reused_sandbox_gives_each_program_a_clean_slate(settings):
+    litter = ("import os, subprocess\nfor folder in ('.', '/tmp', '/dev/shm'):\n"
+              "    open(os.path.join(folder, 'litter'), 'w').write('x')\n    os.makedirs(os.path.join(folder, 'd/e'))\n"
+              "    os.chmod(os.path.join(folder, 'd'), 0o500)\n"
+              "if os.fork() == 0:\n    os.setsid()\n    import time\n    time.sleep(60)\nprint('done')\n")
+    look = ("import os\nleft = [f for folder in ('.', '/tmp', '/dev/shm') for f in os.listdir(folder)]\n"
+            "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]\n"
+            "print('clean' if not left and not others else f'{left} {others}')\n")
+    with CodeVerifier(settings, workers=1) as verifier:
+        assert verifier.verify(TestSuite("stdio", litter, ({"input": ""},), ("done",))).passed
+        verdict = verifier.verify(TestSuite("stdio", look, ({"input": ""},), ("clean",)))
+        assert verdict.passed, verdict
+        assert len({id(s) for s in verifier._idle}) == 1  # the same sandbox served both
 
 
 def test_early_exit_with_the_right_output_passes_stdio(settings):

@@ -16,12 +16,15 @@ touch is treated as data:
   leaves no token, so the test counts as not finished;
 * after each child, every other process of the sandbox is killed (``kill(-1)`` inside the pid
   namespace, the child's process group otherwise), so nothing a test started survives into the
-  next one.
+  next one. In the pid namespace the harness is its init (pid 1): programs cannot signal it, and
+  its end kills every process of the namespace.
 
-Protocol: one JSON object on stdin (the suite), JSON lines on stdout (events):
-``{"event": "ready"}``, ``{"event": "compile_error", ...}``, ``{"event": "record", "line": ...}`` for
-each line a child wrote on its result pipe, ``{"event": "child", ...}`` when a child ended, and
-``{"event": "end"}``.
+Protocol: one JSON line per suite on stdin; JSON lines on stdout (events):
+``{"event": "compile_error", ...}``, ``{"event": "record", "line": ...}`` for each line a child wrote
+on its result pipe, ``{"event": "child", ...}`` when a child ended, and ``{"event": "end"}`` once the
+suite is done and the scratch folders are empty again. A sandbox serves suites one after another
+(each program in a fresh process tree forked from this clean harness, none of it surviving the
+program), so that starting namespaces and an interpreter is paid once per many programs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import math
 import os
 import resource
 import select
+import shutil
 import signal
 import sys
 import time
@@ -45,6 +49,7 @@ CLONE_NEWUSER = 0x10000000
 PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 STDERR_TAIL_BYTES = 4096
+IDLE_EXIT_SECONDS = 120.0  # a sandbox nobody has used for this long exits by itself
 READ_CHUNK = 1 << 16
 #: Modules the APPS-style prelude imports; loading them once here makes each child's imports free.
 WARM_MODULES = ("string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
@@ -261,14 +266,19 @@ def _kill_all(child_pid: int, pid_namespace: bool) -> None:
             pass
 
 
-def _reap() -> None:
+def _reap(wait_seconds: float) -> None:
+    """Collect dead children. As the namespace's init every orphan is ours: after ``kill(-1)`` wait
+    (up to ``wait_seconds``) until all are gone, so that none lingers as a zombie."""
+    deadline = time.monotonic() + wait_seconds
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
-            return
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)
 
 
 def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline: float) -> bool:
@@ -322,6 +332,7 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
             if not chunk:
                 poller.unregister(fd)
                 del open_fds[fd]
+                os.close(fd)
                 continue
             kind = open_fds[fd]
             if kind == "stdout":
@@ -341,7 +352,7 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
                     test_deadline = min(deadline, time.monotonic() + test_seconds)
     _kill_all(pid, limits["pid_namespace"])
     _, status = os.waitpid(pid, 0)
-    _reap()
+    _reap(1.0 if limits["pid_namespace"] else 0.0)
     for fd in (*open_fds, exited):
         os.close(fd)
     report("child", tests=tests, seconds=round(time.monotonic() - started, 4),
@@ -353,25 +364,13 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
     return not program_time_out
 
 
-def main() -> None:
-    report = _Reporter(os.dup(1))
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints of ours go nowhere
-    suite = json.loads(sys.stdin.buffer.read())
-    limits = suite["limits"]
+def _run_suite(suite: dict, limits: dict, report: _Reporter) -> None:
     started = time.monotonic()
-    _drop_privileges(_libc(), suite.get("new_user_namespace", True))
-    if limits["pid_namespace"] and os.getppid() != 1:
-        limits["pid_namespace"] = False  # not the pid namespace we were promised: kill by group only
-    _set_limits(limits)
-    for name in WARM_MODULES:
-        __import__(name)
     try:
         code = compile(suite["program"], "solution.py", "exec")
     except BaseException as error:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError
         report("compile_error", message=f"{type(error).__name__}: {error}"[:2000])
-        report("end")
         return
-    report("ready")
     deadline = started + limits["program_timeout"]
     if suite["mode"] == "script":
         groups = [list(range(len(suite["tests"])))]
@@ -382,7 +381,91 @@ def main() -> None:
             break
         if not _watch_child(suite, tests, [suite["tokens"][i] for i in tests], code, limits, report, deadline):
             break
-    report("end")
+
+
+def _remove_contents(folder: str) -> bool:
+    """Empty a scratch folder (even of entries a program made read-only); False if something stays."""
+    def retry_writable(function, path, _):
+        try:
+            os.chmod(os.path.dirname(path), 0o700)
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chmod(path, 0o700)
+            function(path)
+        except OSError:
+            pass
+
+    try:
+        os.chmod(folder, 0o777)
+    except OSError:
+        pass  # a mount point we do not own: its mode is fixed anyway
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return False
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, onerror=retry_writable)
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            retry_writable(os.unlink, entry.path, None)
+    try:
+        return not os.listdir(folder)
+    except OSError:
+        return False
+
+
+def _remove_shared_memory(libc) -> None:
+    """Delete System V shared memory segments left in this sandbox's IPC namespace."""
+    try:
+        lines = open("/proc/sysvipc/shm").read().splitlines()[1:]
+    except OSError:
+        return
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 1 and fields[1].isdigit():
+            libc.shmctl(int(fields[1]), 0, None)  # IPC_RMID
+
+
+def _suites(idle_seconds: float):
+    """Suite lines from stdin until it closes or stays silent for ``idle_seconds``."""
+    poller = select.poll()
+    poller.register(0, select.POLLIN | select.POLLHUP)
+    buffer = b""
+    while True:
+        while b"\n" in buffer:
+            line, _, buffer = buffer.partition(b"\n")
+            yield line
+        if not poller.poll(idle_seconds * 1000):
+            return
+        chunk = os.read(0, 1 << 20)
+        if not chunk:
+            return
+        buffer += chunk
+
+
+def main() -> None:
+    """Serve suites, one JSON line each, until stdin closes: each gets a fresh process tree and
+    empty scratch folders. The first suite's limits hold for the sandbox's lifetime."""
+    report = _Reporter(os.dup(1))
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints of ours go nowhere
+    libc, limits = _libc(), None
+    for line in _suites(IDLE_EXIT_SECONDS):
+        suite = json.loads(line)
+        if limits is None:
+            limits = suite["limits"]
+            _drop_privileges(libc, suite.get("new_user_namespace", True))
+            if limits["pid_namespace"] and os.getpid() != 1:
+                limits["pid_namespace"] = False  # not the pid namespace we were promised: kill by group only
+            _set_limits(limits)
+            for name in WARM_MODULES:
+                __import__(name)
+        _run_suite(suite, limits, report)
+        clean = all([_remove_contents(folder) for folder in limits["scratch"]])
+        if limits["pid_namespace"]:
+            _remove_shared_memory(libc)
+        report("end", clean=clean)
 
 
 if __name__ == "__main__":

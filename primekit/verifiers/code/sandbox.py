@@ -20,8 +20,10 @@ Each program runs in a process tree of its own, outside the verifier's process:
     verifier runs as root), and a child that leaves its process group (``setsid``) can outlive
     its test.
 
-The suite goes in through a memory file on stdin; events come back on stdout and are read with
-a size bound and a deadline. Expected outputs never enter the sandbox: they are compared here.
+Suites go in as JSON lines on stdin; events come back on stdout and are read with a size bound and
+a deadline. Expected outputs never enter the sandbox: they are compared here. A sandbox serves
+many programs in turn (:class:`Sandbox`), each in a fresh process tree with emptied scratch
+folders, and is retired at the first run that does not end cleanly.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from primekit.errors import InputError
 from primekit.verifiers.code.compare import call_result_matches, stdout_matches
 from primekit.verifiers.code.suite import TestResult, TestSuite, Verdict
 
-__all__ = ["SandboxSettings", "SandboxUnavailable", "run_suite", "check_sandbox", "BACKENDS"]
+__all__ = ["Sandbox", "SandboxSettings", "SandboxUnavailable", "run_suite", "check_sandbox", "BACKENDS"]
 
 BACKENDS = ("auto", "bwrap", "process")
 NOBODY = 65534
@@ -141,7 +143,12 @@ def _bwrap_command(settings: SandboxSettings) -> list[str]:
     root = os.geteuid() == 0
     disk = str(settings.disk_mb << 20)
     command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-               "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+               "--unshare-cgroup-try", "--new-session", "--hostname", "sandbox", "--as-pid-1"]
+    # --as-pid-1: the harness is the namespace's init, which its programs cannot signal at all, and
+    # whose end kills everything in the namespace at once.
+    # No --die-with-parent: its signal fires when the *thread* that started bwrap ends, and pool
+    # threads end while their sandboxes stay in use. A sandbox whose verifier dies sees its stdin
+    # close and exits after the program it is running (bounded by the time limits).
     if not root:
         command.append("--unshare-user")
     command += ["--ro-bind", "/usr", "/usr"]
@@ -230,49 +237,69 @@ def check_sandbox(settings: SandboxSettings | None = None) -> str:
         f"filesystem isolation with {BACKEND_ENV}=process (see README, Code)")
 
 
-def _spec_file(payload: dict[str, Any]) -> int:
-    fd = os.memfd_create("suite")
-    data = json.dumps(payload).encode()
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
+class Sandbox:
+    """One sandbox process that runs suites one after another.
 
+    Starting namespaces and an interpreter costs tens of milliseconds, forking a child of the
+    ready harness well under one, so a sandbox is reused for up to ``MAX_PROGRAMS`` programs as
+    long as each run ends cleanly (the harness reported the end and emptied its scratch folders);
+    anything else (deadline, garbled or oversized report, a dead harness, a run stopped at its
+    first failure) retires it. Every program still gets a fresh process tree and working directory.
+    """
 
-class _Run:
-    """One sandbox process: started, read until its end event or deadline, then killed."""
+    MAX_PROGRAMS = 200
 
-    def __init__(self, settings: SandboxSettings, payload: dict[str, Any]) -> None:
+    def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
         self.backend = check_sandbox(settings)
         self.workdir: str | None = None
         self.stderr = b""
-        payload["limits"] = settings.limits(pid_namespace=self.backend == "bwrap")
-        stdin = _spec_file(payload)
-        try:
-            if self.backend == "bwrap":
-                command, cwd, env = _bwrap_command(settings), None, {}
-            else:
-                python = settings.python or sys.executable
-                command, env = [python, "-I", str(HARNESS)], dict(_ENVIRONMENT)
-                self.workdir = cwd = tempfile.mkdtemp(prefix="primekit-code-")
-                env["HOME"] = env["TMPDIR"] = cwd
-                if os.geteuid() == 0:
-                    os.chown(cwd, NOBODY, NOBODY)
-            self.process = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                            cwd=cwd, env=env, start_new_session=True)
-        finally:
-            os.close(stdin)
+        self.programs = 0
+        self.reusable = True
+        self._buffer = b""
+        limits = settings.limits(pid_namespace=self.backend == "bwrap")
+        if self.backend == "bwrap":
+            command, cwd, env = _bwrap_command(settings), None, {}
+            limits["scratch"] = [WORKDIR, "/tmp", "/dev/shm"]
+        else:
+            python = settings.python or sys.executable
+            command, env = [python, "-I", str(HARNESS)], dict(_ENVIRONMENT)
+            self.workdir = cwd = tempfile.mkdtemp(prefix="primekit-code-")
+            env["HOME"] = env["TMPDIR"] = cwd
+            if os.geteuid() == 0:
+                os.chown(cwd, NOBODY, NOBODY)
+            limits["scratch"] = [cwd]
+        self.limits = limits
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        cwd=cwd, env=env, start_new_session=True)
 
-    def events(self, deadline: float, max_bytes: int):
-        """Parsed event lines from the harness until it ends, the deadline passes or it says too much."""
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _send(self, payload: dict[str, Any]) -> None:
+        self.process.stdin.write(json.dumps(payload).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def _events(self, deadline: float, max_bytes: int):
+        """Parsed event lines of the current suite until its end, the deadline, or too much output."""
         poller = select.poll()
         streams = {self.process.stdout.fileno(): "out", self.process.stderr.fileno(): "err"}
         for fd in streams:
             poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        buffer, total = b"", 0
-        while streams:
+        total = 0
+        while True:
+            while b"\n" in self._buffer:
+                line, _, self._buffer = self._buffer.partition(b"\n")
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    yield {"event": "garbled"}
+                    return
+                yield event
+                if event.get("event") == "end":
+                    return
+            if not streams:
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 yield {"event": "deadline"}
@@ -289,15 +316,49 @@ class _Run:
                     return
                 if streams[fd] == "err":
                     self.stderr = (self.stderr + chunk)[-4096:]
-                    continue
-                buffer += chunk
-                while b"\n" in buffer:
-                    line, _, buffer = buffer.partition(b"\n")
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        yield {"event": "garbled"}
-                        return
+                else:
+                    self._buffer += chunk
+
+    def run(self, suite: TestSuite) -> Verdict:
+        """Run and judge ``suite`` (see the module docstring)."""
+        settings = self.settings
+        started = time.monotonic()
+        if not suite.tests:
+            return Verdict(error="no tests to run")
+        if not suite.program.strip():
+            return Verdict(error="no program to run (empty response or no code block)")
+        tokens = [secrets.token_hex(16) for _ in suite.tests]
+        self.programs += 1
+        judge = _Judge(suite, tokens)
+        sandbox_error: str | None = None
+        ended = False
+        try:
+            self._send({"mode": suite.mode, "program": suite.program, "tests": list(suite.tests), "tokens": tokens,
+                        "fn_name": suite.fn_name, "solution_class": suite.solution_class, "limits": self.limits})
+        except OSError:
+            sandbox_error = "the sandbox stopped before the program was sent"
+        else:
+            deadline = started + settings.program_timeout + STARTUP_GRACE_SECONDS
+            per_test_bytes = 8 * settings.max_output_kb * 1024 + (64 << 10)
+            for event in self._events(deadline, len(suite.tests) * per_test_bytes + (1 << 20)):
+                kind = event.get("event")
+                if kind == "deadline":
+                    sandbox_error = "the program's time limit ran out"
+                    break
+                if kind in ("too_much_output", "garbled"):
+                    sandbox_error = "the sandbox's report was too long or garbled"
+                    break
+                if kind == "end":
+                    ended = bool(event.get("clean"))
+                    break
+                judge.on_event(event)
+                if settings.stop_on_failure and judge.failed():
+                    break
+            else:
+                reason = self.stderr.decode("utf-8", errors="replace").strip().splitlines()
+                sandbox_error = "the sandbox stopped early" + (f" ({reason[-1][:200]})" if reason else "")
+        self.reusable = ended and self.programs < self.MAX_PROGRAMS
+        return judge.verdict(time.monotonic() - started, sandbox_error)
 
     def close(self) -> None:
         try:
@@ -305,8 +366,11 @@ class _Run:
         except (ProcessLookupError, PermissionError):
             pass
         self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            stream.close()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
         if self.workdir is not None:
             _remove_tree(self.workdir)
 
@@ -342,7 +406,6 @@ class _Judge:
         self.results: dict[int, TestResult] = {}
         self.records: dict[int, dict[str, Any]] = {}
         self.error: str | None = None
-        self.ended = False
 
     def failed(self) -> bool:
         return self.error is not None or any(not r.passed for r in self.results.values())
@@ -355,8 +418,6 @@ class _Judge:
             self._child(event)
         elif kind == "compile_error":
             self.error = f"the program does not compile: {event.get('message', '')}"[:DETAIL_CHARS]
-        elif kind == "end":
-            self.ended = True
 
     def _record(self, line: str) -> None:
         try:
@@ -430,36 +491,9 @@ class _Judge:
 
 
 def run_suite(suite: TestSuite, settings: SandboxSettings | None = None) -> Verdict:
-    """Run ``suite`` in a fresh sandbox and judge every test (see the module docstring)."""
-    settings = settings or SandboxSettings()
-    started = time.monotonic()
-    if not suite.tests:
-        return Verdict(error="no tests to run")
-    if not suite.program.strip():
-        return Verdict(error="no program to run (empty response or no code block)")
-    tokens = [secrets.token_hex(16) for _ in suite.tests]
-    payload = {"mode": suite.mode, "program": suite.program, "tests": list(suite.tests), "tokens": tokens,
-               "fn_name": suite.fn_name, "solution_class": suite.solution_class}
-    judge = _Judge(suite, tokens)
-    per_test_bytes = 8 * settings.max_output_kb * 1024 + (64 << 10)
-    run = _Run(settings, payload)
-    sandbox_error: str | None = None
+    """Run ``suite`` in a sandbox of its own and judge every test (see the module docstring)."""
+    sandbox = Sandbox(settings or SandboxSettings())
     try:
-        deadline = started + settings.program_timeout + STARTUP_GRACE_SECONDS
-        for event in run.events(deadline, len(suite.tests) * per_test_bytes + (1 << 20)):
-            kind = event.get("event")
-            if kind == "deadline":
-                sandbox_error = "the program's time limit ran out"
-                break
-            if kind in ("too_much_output", "garbled"):
-                sandbox_error = "the sandbox's report was too long or garbled"
-                break
-            judge.on_event(event)
-            if judge.ended or (settings.stop_on_failure and judge.failed()):
-                break
+        return sandbox.run(suite)
     finally:
-        run.close()
-    if not judge.ended and sandbox_error is None and not (settings.stop_on_failure and judge.failed()):
-        reason = run.stderr.decode("utf-8", errors="replace").strip().splitlines()
-        sandbox_error = "the sandbox stopped early" + (f" ({reason[-1][:200]})" if reason else "")
-    return judge.verdict(time.monotonic() - started, sandbox_error)
+        sandbox.close()
