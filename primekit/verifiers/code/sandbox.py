@@ -6,12 +6,13 @@ Each program runs in a process tree of its own, outside the verifier's process:
     new pid, network, IPC, UTS and cgroup namespaces (plus a user namespace when not started by
     root); a read-only view of only what Python needs (``/usr``, the interpreter's prefix and
     virtualenv) on an otherwise empty root; a fresh, size-limited tmpfs as the working directory
-    (``/box``), ``/tmp`` and ``/dev/shm``, all gone when the sandbox ends; an empty environment
-    apart from a few fixed variables; no capabilities. Inside, the harness (``_harness.py``)
-    becomes ``nobody`` in a user namespace of its own, sets the rlimits (address space, file
-    size, open files, processes, core 0; CPU per test), and runs each test in a child process
-    that it kills together with everything the child started. The whole sandbox dies with its
-    pid namespace when the harness exits or the verifier kills it at the program deadline.
+    (``/box``), ``/tmp`` and ``/dev/shm``, emptied after every program and gone when the sandbox
+    ends; an empty environment apart from a few fixed variables; no capabilities. Inside, the
+    harness (``_harness.py``, the pid namespace's init, which programs cannot signal) becomes
+    ``nobody`` in a user namespace of its own, sets the rlimits (address space, file size, open
+    files, processes, core 0; CPU per test), and runs each test in a child process that it kills
+    together with everything else in the namespace. The whole sandbox dies with its pid namespace
+    when the harness exits or the verifier kills it at the program deadline.
 
 ``process`` backend (weaker; opt-in with ``backend="process"`` or ``PRIMEKIT_CODE_SANDBOX=process``)
     for machines without namespaces: the same harness, rlimits, scrubbed environment, fresh
