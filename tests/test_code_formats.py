@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 
 import pytest
 
 from primekit.paths import data_dir
 from primekit.verifiers.code import (
+    CodeVerifier,
     SandboxSettings,
     SandboxUnavailable,
     TestFormatError,
@@ -157,13 +159,18 @@ def test_program_level_errors_are_one_line(settings):
     assert empty.error.startswith("no program to run")
 
 
-def test_stop_on_failure_skips_the_remaining_tests():
-    settings = SandboxSettings(test_timeout=2.0, program_timeout=10.0, stop_on_failure=True)
-    cases = {"inputs": ["1\n", "2\n", "3\n", "4\n"], "outputs": ["9\n", "2\n", "3\n", "4\n"]}
-    verdict = run_suite(apps_suite("print(input())\n", cases), settings)
-    assert verdict.tests[0].status == "wrong_answer"
-    assert {t.status for t in verdict.tests[1:]} <= {"not_run", "passed"}
-    assert sum(t.status == "not_run" for t in verdict.tests) >= 1
+def test_stop_on_failure_skips_the_remaining_tests(settings):
+    settings = SandboxSettings(test_timeout=1.0, program_timeout=20.0, stop_on_failure=True)
+    cases = {"inputs": [f"{i}\n" for i in range(8)], "outputs": ["9\n"] + [f"{i}\n" for i in range(1, 8)]}
+    with CodeVerifier(settings, workers=1) as verifier:
+        verdict = verifier.verify(apps_suite("print(input())\n", cases))
+        assert verdict.tests[0].status == "wrong_answer"
+        assert {t.status for t in verdict.tests[1:]} <= {"not_run", "passed"}
+        assert sum(t.status == "not_run" for t in verdict.tests) >= 6
+        started = time.monotonic()
+        looping = verifier.verify(apps_suite("while True:\n    pass\n", cases))
+        assert looping.tests[0].status == "timeout" and time.monotonic() - started < 3.0  # not 8 time limits
+        assert len(verifier._idle) == 1  # the harness skipped the rest and ended cleanly: sandbox kept
 
 
 def _humaneval() -> list[dict]:

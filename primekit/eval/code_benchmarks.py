@@ -28,6 +28,7 @@ figure), so the leaderboard has no reported code rows.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import re
@@ -174,9 +175,10 @@ def reference_solution(problem: BenchmarkProblem) -> str | None:
 def make_code_grader(settings=None, workers: int | None = None):
     """A ``prime-eval`` grade function for code: (extracted code or None, all tests passed) per
     response; responses run in parallel sandboxes."""
-    from primekit.verifiers.code import CodeVerifier, extract_code
+    from primekit.verifiers.code import CodeVerifier, SandboxSettings, extract_code
 
-    verifier = CodeVerifier(settings, workers)
+    # pass/fail is all pass@k needs, so a program's remaining tests are skipped at its first failure
+    verifier = CodeVerifier(dataclasses.replace(settings or SandboxSettings(), stop_on_failure=True), workers)
 
     def grade(responses: Sequence[str], golds: Sequence[str]) -> list[tuple[str | None, bool]]:
         codes = [extract_code(response) for response in responses]

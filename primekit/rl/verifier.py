@@ -24,6 +24,7 @@ Code reward (``code_reward``): ``"pass_all"`` (default) gives 1 only when every 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -110,12 +111,17 @@ class OutcomeVerifier:
     # -- verifiers -----------------------------------------------------------------------------
 
     def code_verifier(self):
-        """The sandbox pool, made on first use (it checks the sandbox can start)."""
+        """The sandbox pool, made on first use (it checks the sandbox can start). An all-or-nothing
+        reward needs no test after the first failure, so those are skipped (a program stuck in a
+        loop costs one test's time limit, not one per test)."""
         with self._lock:
             if self._verifier is None:
-                from primekit.verifiers.code import CodeVerifier
+                from primekit.verifiers.code import CodeVerifier, SandboxSettings
 
-                self._verifier = CodeVerifier(self.code_settings, self.code_workers or _local_workers())
+                settings = self.code_settings or SandboxSettings()
+                if self.code_reward == "pass_all":
+                    settings = dataclasses.replace(settings, stop_on_failure=True)
+                self._verifier = CodeVerifier(settings, self.code_workers or _local_workers())
             return self._verifier
 
     def _math_scores(self, responses: list[str], golds: list[Any]) -> list[float]:

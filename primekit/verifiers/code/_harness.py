@@ -364,7 +364,7 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
     return not program_time_out
 
 
-def _run_suite(suite: dict, limits: dict, report: _Reporter) -> None:
+def _run_suite(suite: dict, limits: dict, report: _Reporter, stop_requested) -> None:
     started = time.monotonic()
     try:
         code = compile(suite["program"], "solution.py", "exec")
@@ -377,7 +377,7 @@ def _run_suite(suite: dict, limits: dict, report: _Reporter) -> None:
     else:
         groups = [[i] for i in range(len(suite["tests"]))]
     for tests in groups:
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or stop_requested():
             break
         if not _watch_child(suite, tests, [suite["tokens"][i] for i in tests], code, limits, report, deadline):
             break
@@ -428,21 +428,41 @@ def _remove_shared_memory(libc) -> None:
             libc.shmctl(int(fields[1]), 0, None)  # IPC_RMID
 
 
-def _suites(idle_seconds: float):
-    """Suite lines from stdin until it closes or stays silent for ``idle_seconds``."""
-    poller = select.poll()
-    poller.register(0, select.POLLIN | select.POLLHUP)
-    buffer = b""
-    while True:
-        while b"\n" in buffer:
-            line, _, buffer = buffer.partition(b"\n")
-            yield line
-        if not poller.poll(idle_seconds * 1000):
-            return
+class _Input:
+    """Lines from the verifier on stdin: a suite when idle; while a suite runs, any line means
+    "stop this suite" (sent once the verifier has seen the failure it needed)."""
+
+    def __init__(self) -> None:
+        self.poller = select.poll()
+        self.poller.register(0, select.POLLIN | select.POLLHUP)
+        self.buffer = b""
+        self.closed = False
+
+    def _read(self, wait_ms: int) -> bool:
+        if self.closed or not self.poller.poll(wait_ms):
+            return False
         chunk = os.read(0, 1 << 20)
         if not chunk:
-            return
-        buffer += chunk
+            self.closed = True
+            return False
+        self.buffer += chunk
+        return True
+
+    def next_line(self, idle_seconds: float) -> bytes | None:
+        """The next line, or None when stdin closes or stays silent for ``idle_seconds``."""
+        while b"\n" not in self.buffer:
+            if not self._read(int(idle_seconds * 1000)):
+                return None
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def stop_requested(self) -> bool:
+        while self._read(0):
+            pass
+        if b"\n" in self.buffer:
+            self.buffer = self.buffer.partition(b"\n")[2]
+            return True
+        return self.closed
 
 
 def main() -> None:
@@ -451,7 +471,8 @@ def main() -> None:
     report = _Reporter(os.dup(1))
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints of ours go nowhere
     libc, limits = _libc(), None
-    for line in _suites(IDLE_EXIT_SECONDS):
+    stdin = _Input()
+    while (line := stdin.next_line(IDLE_EXIT_SECONDS)) is not None:
         suite = json.loads(line)
         if limits is None:
             limits = suite["limits"]
@@ -461,7 +482,7 @@ def main() -> None:
             _set_limits(limits)
             for name in WARM_MODULES:
                 __import__(name)
-        _run_suite(suite, limits, report)
+        _run_suite(suite, limits, report, stdin.stop_requested)
         clean = all([_remove_contents(folder) for folder in limits["scratch"]])
         if limits["pid_namespace"]:
             _remove_shared_memory(libc)

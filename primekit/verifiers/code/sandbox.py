@@ -244,8 +244,8 @@ class Sandbox:
     Starting namespaces and an interpreter costs tens of milliseconds, forking a child of the
     ready harness well under one, so a sandbox is reused for up to ``MAX_PROGRAMS`` programs as
     long as each run ends cleanly (the harness reported the end and emptied its scratch folders);
-    anything else (deadline, garbled or oversized report, a dead harness, a run stopped at its
-    first failure) retires it. Every program still gets a fresh process tree and working directory.
+    anything else (deadline, garbled or oversized report, a dead harness) retires it. With
+    ``stop_on_failure`` the verifier asks the harness to skip the remaining tests once one fails. Every program still gets a fresh process tree and working directory.
     """
 
     MAX_PROGRAMS = 200
@@ -279,6 +279,10 @@ class Sandbox:
 
     def _send(self, payload: dict[str, Any]) -> None:
         self.process.stdin.write(json.dumps(payload).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def _send_stop(self) -> None:
+        self.process.stdin.write(b"stop\n")
         self.process.stdin.flush()
 
     def _events(self, deadline: float, max_bytes: int):
@@ -332,7 +336,7 @@ class Sandbox:
         self.programs += 1
         judge = _Judge(suite, tokens)
         sandbox_error: str | None = None
-        ended = False
+        ended = stopping = False
         try:
             self._send({"mode": suite.mode, "program": suite.program, "tests": list(suite.tests), "tokens": tokens,
                         "fn_name": suite.fn_name, "solution_class": suite.solution_class, "limits": self.limits})
@@ -353,8 +357,12 @@ class Sandbox:
                     ended = bool(event.get("clean"))
                     break
                 judge.on_event(event)
-                if settings.stop_on_failure and judge.failed():
-                    break
+                if settings.stop_on_failure and judge.failed() and not stopping:
+                    stopping = True  # the harness skips the remaining tests and ends the suite
+                    try:
+                        self._send_stop()
+                    except OSError:
+                        break
             else:
                 reason = self.stderr.decode("utf-8", errors="replace").strip().splitlines()
                 sandbox_error = "the sandbox stopped early" + (f" ({reason[-1][:200]})" if reason else "")
