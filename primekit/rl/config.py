@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from primekit.rl.verifier import CODE_REWARDS
+
 __all__ = ["PrimeConfig", "PRM_UPDATE_MODES", "REWARD_GRANULARITIES", "PRIME_NORMS", "PRIME_NORM_SCOPES",
            "PER_TOKEN_LOSS_TYPES"]
 
@@ -125,6 +127,13 @@ class PrimeConfig(GRPOConfig):
     outcome_reward_coef: float = field(
         default=5.0, metadata={"help": "Weight of the RLOO-centred verifier reward (PRIME: 5)."})
 
+    code_reward: str = field(
+        default="prime",
+        metadata={"help": "Outcome score of a code row (with the default verifier). 'prime' (official, "
+                          "training/verl/utils/reward_score/prime.py:67-76): 1 when every test passes, else the "
+                          "fraction of the first 10 tests that pass; 'pass_all': 1 only when every test passes "
+                          "(stops at the first failing test, so it is cheaper)."})
+
     # --- filtering and oversampling ------------------------------------------------------------
     oversample_factor: float = field(
         default=4.0,
@@ -183,6 +192,7 @@ class PrimeConfig(GRPOConfig):
         _choice("prime_norm", self.prime_norm, PRIME_NORMS)
         _choice("prime_norm_scope", self.prime_norm_scope, PRIME_NORM_SCOPES)
         _choice("loss_type", self.loss_type, PER_TOKEN_LOSS_TYPES)
+        _choice("code_reward", self.code_reward, CODE_REWARDS)
         if self.process_reward_coef < 0 or self.outcome_reward_coef < 0:
             raise ValueError("process_reward_coef and outcome_reward_coef must be >= 0")
         if self.process_reward_coef == 0 and self.outcome_reward_coef == 0:

@@ -69,7 +69,7 @@ from primekit.rl.batch import (PROMPT_KEYS, concat_rows, rank_of_rows, row_assig
                                truncated_rows)
 from primekit.rl.config import PrimeConfig
 from primekit.rl.filtering import GroupSelection, filter_groups
-from primekit.rl.verifier import outcome_accuracy
+from primekit.rl.verifier import OutcomeVerifier
 
 __all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision"]
 
@@ -113,8 +113,9 @@ class PrimeTrainer(GRPOTrainer):
 
     ``model`` is the policy (a path or a loaded model saved with ``save_pretrained``; the PRM and
     its reference default to the same weights), ``reward_funcs`` the single outcome verifier
-    (default :func:`primekit.rl.verifier.outcome_accuracy`, reading the dataset's ``answer``
-    column). Other arguments are GRPOTrainer's.
+    (default: :class:`primekit.rl.verifier.OutcomeVerifier`, which grades the dataset's ``answer``
+    column with the math grader or, for code rows, runs its tests in the sandbox, scoring code as
+    ``args.code_reward`` says). Other arguments are GRPOTrainer's.
     """
 
     _tag_names = ["trl", "grpo", "prime"]
@@ -123,7 +124,8 @@ class PrimeTrainer(GRPOTrainer):
     def __init__(self, model: Any, args: PrimeConfig, reward_funcs: Callable | None = None, **kwargs: Any):
         if not isinstance(args, PrimeConfig):
             raise TypeError(f"PrimeTrainer needs a PrimeConfig, got {type(args).__name__}")
-        super().__init__(model=model, reward_funcs=reward_funcs or outcome_accuracy, args=args, **kwargs)
+        super().__init__(model=model, reward_funcs=reward_funcs or OutcomeVerifier(code_reward=args.code_reward),
+                         args=args, **kwargs)
         if len(self.reward_funcs) != 1:
             raise ValueError("PRIME's outcome reward is a single 0/1 verifier; pass one reward function")
         self.prm: torch.nn.Module | None = None
