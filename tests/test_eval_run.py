@@ -112,7 +112,8 @@ def test_without_model_runs_the_toy_policy_on_the_toy_benchmark(tiny_model, tmp_
     assert [r["prompt"] for r in records] == [p.prompt for p in toy.test_problems()[:2]]
     assert {r["benchmark"] for r in records} == {"toy"}
     settings = json.loads((out / runner.SETTINGS_FILE).read_text())
-    assert settings["max_new_tokens"] == commands.TOY_MAX_NEW_TOKENS
+    assert settings["benchmarks"]["toy"]["max_new_tokens"] == 64
+    assert settings["protocol"] == "primekit" and settings["backend"] == "transformers"
     assert json.loads((out / runner.SUMMARY_FILE).read_text())["model"] == "toy"
 
 
@@ -186,6 +187,12 @@ def test_settings_change_is_refused(tmp_path):
     runner.check_settings(tmp_path, {"model": "m", "temperature": 0.0})
     with pytest.raises(InputError, match="temperature=0.0, not 0.7"):
         runner.check_settings(tmp_path, {"model": "m", "temperature": 0.7})
+    # per-benchmark settings: a new benchmark joins, a changed one is refused
+    runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 1}}})
+    runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"b": {"n": 4}}})
+    assert set(json.loads((tmp_path / runner.SETTINGS_FILE).read_text())["benchmarks"]) == {"a", "b"}
+    with pytest.raises(InputError, match="a samples were made with n=1, not 2"):
+        runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 2}}})
 
 
 def test_grade_command_on_outputs_of_any_model(tmp_path, monkeypatch):
