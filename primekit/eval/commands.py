@@ -213,7 +213,7 @@ def _finish(out: Path, summary: dict[str, Any], samples_path: Path) -> int:
 
 def run(argv: list[str]) -> int:
     """Generate and grade a model on benchmarks under an evaluation protocol; resumable."""
-    model_args, generation_args, sampling, args, options = parse_config(
+    model_args, generation_args, sampling, args, options, *_ = parse_config(
         [ModelArguments, GenerationArguments, SamplingArguments, RunArguments, SummaryArguments],
         argv, prog="prime-eval run", description=run.__doc__)
     problem_sets = load_problem_sets(args, model_args.model)
@@ -234,11 +234,11 @@ def run(argv: list[str]) -> int:
         raise InputError(f"bon_n must be between 1 and n {fewest_n}, got {args.bon_n}")
     out = Path(args.out)
     model_name = resolve_model_name(model_args.model)
-    context = {"model": model_name, "model_revision": provenance.model_revision(model_name),
+    context = {"model_revision": provenance.model_revision(model_name),
                "protocol": args.protocol, "template": args.template,
                "backend": generation_args.backend, "dtype": generation_args.dtype,
                "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
-    runner.check_settings(out, {**context, "benchmarks": {
+    runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
         name: g.to_json() for name, g in generations.items()}})
     samples = runner.open_samples(out)
     tokenizer = load_tokenizer(model_name)
@@ -413,7 +413,7 @@ class PromptsArguments(EvalArguments):
 def prompts(argv: list[str]) -> int:
     """Print the exact prompts a protocol gives the model (rendered with --model's tokenizer;
     the toy tokenizer when no model is given)."""
-    model_args, args = parse_config([ModelArguments, PromptsArguments], argv,
+    model_args, args, *_ = parse_config([ModelArguments, PromptsArguments], argv,
                                     prog="prime-eval prompts", description=prompts.__doc__)
     problem_sets = load_problem_sets(args, model_args.model)
     if model_args.model in (None, "toy"):
@@ -456,7 +456,7 @@ def compare(argv: list[str]) -> int:
     from primekit.eval.metrics import paired_bootstrap
     from primekit.io import atomic_write_json
 
-    (args,) = parse_config([CompareArguments], leading_positionals(argv, "--runs"),
+    args, *_ = parse_config([CompareArguments], leading_positionals(argv, "--runs"),
                            prog="prime-eval compare", description=compare.__doc__)
     scores = [runner.run_problem_scores(path) for path in args.runs]
     report = {"runs": args.runs, "confidence": args.confidence, "benchmarks": {}}

@@ -99,8 +99,10 @@ def load_summary(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
 
 
 def _joined(values: list[Any]) -> str:
-    """Distinct values in first-seen order, joined by "/" ("4096/8192"); "–" when none."""
-    distinct = list(dict.fromkeys(_plain(v) for v in values if v is not None))
+    """Distinct values, smallest first, joined by "/" ("4096/8192"); "–" when none."""
+    numbers = sorted({v for v in values if isinstance(v, (int, float))})
+    distinct = [_plain(v) for v in numbers] + list(dict.fromkeys(
+        _plain(v) for v in values if v is not None and not isinstance(v, (int, float))))
     return "/".join(distinct) if distinct else "–"
 
 
