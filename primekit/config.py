@@ -91,6 +91,28 @@ def _rename_cli_aliases(args: list[str], aliases: dict[str, str], prog: str) -> 
     return renamed
 
 
+def _join_negative_numbers(args: list[str]) -> list[str]:
+    """``--x -1e-5`` -> ``--x=-1e-5``: argparse takes a negative number in scientific notation
+    for an option and would report "expected one argument" instead of checking the value."""
+    joined: list[str] = []
+    for arg in args:
+        previous = joined[-1] if joined else ""
+        if previous.startswith("--") and "=" not in previous and arg.startswith("-") \
+                and _is_number(arg):
+            joined[-1] = f"{previous}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _cli_options(args: Sequence[str]) -> set[str]:
     """Destination names of the options given on the command line."""
     return {arg[2:].partition("=")[0].replace("-", "_") for arg in args if arg.startswith("--")}
@@ -141,7 +163,8 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
     parser.add_argument("--config", metavar="YAML", help="recipe file whose keys set the defaults "
                         "of the options below; options given on the command line override it")
     aliases = deprecated_aliases(dataclass_types)
-    args = _rename_cli_aliases(list(argv) if argv is not None else [], aliases, prog)
+    args = _join_negative_numbers(
+        _rename_cli_aliases(list(argv) if argv is not None else [], aliases, prog))
     config_path, config = None, {}
     if "--config" in args:
         at = args.index("--config")
