@@ -26,10 +26,10 @@ from typing import Any
 from primekit.arguments import ModelArguments
 from primekit.config import help_text, parse_config
 from primekit.errors import InputError
-from primekit.paths import REPO_ROOT
+from primekit.paths import recipes_dir
 from primekit.rl.config import PrimeConfig
 
-DEFAULT_RECIPE = REPO_ROOT / "recipes" / "toy_prime.yaml"
+DEFAULT_RECIPE = recipes_dir() / "toy_prime.yaml"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
