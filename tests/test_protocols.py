@@ -167,3 +167,8 @@ def test_per_benchmark_overrides_win_over_options_and_protocol():
 def test_sources_table_renders():
     table = pr.sources_markdown("prime")
     assert "eval/Math/math/evaluate_math.py:47 @ 18ad596" in table and "| qwen25-math |" not in table
+
+
+def test_readme_shows_the_current_sources_table():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert pr.sources_markdown() in readme
