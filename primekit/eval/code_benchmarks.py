@@ -38,7 +38,7 @@ from functools import lru_cache
 from typing import Any
 
 from primekit.errors import InputError
-from primekit.eval.benchmarks import EURUS_SYSTEM, BenchmarkProblem
+from primekit.eval.benchmarks import BenchmarkProblem, eurus_system_prompt
 from primekit.paths import data_dir
 
 __all__ = ["CODE_BENCHMARKS", "CODE_SUFFIX", "PRIME_CODE_SYSTEM", "is_code_benchmark", "load_code_benchmark",
@@ -48,7 +48,7 @@ __all__ = ["CODE_BENCHMARKS", "CODE_SUFFIX", "PRIME_CODE_SYSTEM", "is_code_bench
 CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
 #: ``eval/system_prompt.md`` as PRIME's code scripts read it: the Eurus system prompt with its
 #: newlines written as the two characters backslash and n (the file holds no real newline).
-PRIME_CODE_SYSTEM = "\\n" + EURUS_SYSTEM.replace("\n", "\\n")
+PRIME_CODE_SYSTEM = eurus_system_prompt()
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,10 @@ class PrimeTrainer(GRPOTrainer):
             raise TypeError(f"PrimeTrainer needs a PrimeConfig, got {type(args).__name__}")
         super().__init__(model=model, reward_funcs=reward_funcs or OutcomeVerifier(code_reward=args.code_reward),
                          args=args, **kwargs)
+        if self.use_vllm:  # vLLM's supported weight reload where TRL's own sync would fail
+            from primekit.rl.vllm_sync import reload_colocated_weights
+
+            reload_colocated_weights(self.vllm_generation)
         if len(self.reward_funcs) != 1:
             raise ValueError("PRIME's outcome reward is a single 0/1 verifier; pass one reward function")
         self.prm: torch.nn.Module | None = None
