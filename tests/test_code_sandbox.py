@@ -4,6 +4,7 @@ nothing changed outside its directory."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -147,6 +148,30 @@ def test_a_reused_sandbox_gives_each_program_a_clean_slate(settings):
         verdict = verifier.verify(TestSuite("stdio", look, ({"input": ""},), ("clean",)))
         assert verdict.passed, verdict
         assert len({id(s) for s in verifier._idle}) == 1  # the same sandbox served both
+
+
+def test_skipping_after_a_failure_is_exact_and_leaves_the_sandbox_clean(settings):
+    """With stop_on_failure, the tests after the first failure are never run (a loop costs one
+    test's limit), and whatever the failing program was, the next program in the same sandbox is
+    judged exactly as in a fresh one."""
+    three = {"inputs": ["1 2\n", "40 2\n", "0 0\n"], "outputs": ["3\n", "42\n", "0\n"]}
+    failing = {  # program -> statuses it must get
+        "while True:\n    pass\n": ["timeout", "not_run", "not_run"],
+        "print(3)\n": ["passed", "wrong_answer", "not_run"],
+        "a, b = map(int, input().split())\nprint(a + b if a else -1)\n": ["passed", "passed", "wrong_answer"],
+        "import sys\nsys.exit(1)\n": ["error", "not_run", "not_run"],
+    }
+    stopping = dataclasses.replace(settings, stop_on_failure=True)
+    with CodeVerifier(stopping, workers=1) as verifier:
+        for _ in range(3):
+            for program, statuses in failing.items():
+                started = time.monotonic()
+                verdict = verifier.verify(apps_suite(program, three))
+                assert [t.status for t in verdict.tests] == statuses, (program, verdict)
+                assert time.monotonic() - started < stopping.test_timeout + SLACK_SECONDS
+                verdict = verifier.verify(apps_suite(RIGHT, three))
+                assert verdict.passed, (program, verdict)
+        assert len(verifier._idle) == 1 and verifier._idle[0].programs == 24  # one sandbox served them all
 
 
 def test_early_exit_with_the_right_output_passes_stdio(settings):

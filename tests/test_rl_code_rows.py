@@ -73,6 +73,20 @@ def test_router_scores_each_kind_with_its_verifier(caplog):
     assert prime([ROWS[1][3][1]], answer=[DOUBLE], task=["code"]) == [0.5]
 
 
+def test_router_scores_are_the_same_in_every_round_with_tight_limits():
+    """The same batch, verified again and again by one pool with the all-or-nothing reward (which
+    skips a program's tests after its first failure): a right program passes whatever its sandbox
+    ran before (an early exit, a loop, a wrong answer, a missing function)."""
+    verifier = OutcomeVerifier(code_settings=SandboxSettings(test_timeout=1.0, program_timeout=4.0), code_workers=2)
+    code_rows = [row for row in ROWS if row[1] == "code"]
+    completions = [response for row in code_rows for response in row[3]]
+    answers = [row[2] for row in code_rows for _ in row[3]]
+    expected = [outcome for row in code_rows for outcome in row[4]]
+    for round_ in range(4):
+        scores = verifier(completions, answer=answers, task=["code"] * len(completions))
+        assert scores == expected, (round_, [i for i, (a, b) in enumerate(zip(scores, expected)) if a != b])
+
+
 def test_code_accuracy_reads_the_test_cases_column():
     right, wrong = fence("print(int(input()) * 2)\n"), fence("print(0)\n")
     assert code_accuracy([right, wrong], test_cases=[DOUBLE, json.loads(DOUBLE)]) == [1.0, 0.0]

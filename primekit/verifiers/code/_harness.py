@@ -22,9 +22,14 @@ touch is treated as data:
 Protocol: one JSON line per suite on stdin; JSON lines on stdout (events):
 ``{"event": "compile_error", ...}``, ``{"event": "record", "line": ...}`` for each line a child wrote
 on its result pipe, ``{"event": "child", ...}`` when a child ended, and ``{"event": "end"}`` once the
-suite is done and the scratch folders are empty again. A sandbox serves suites one after another
-(each program in a fresh process tree forked from this clean harness, none of it surviving the
-program), so that starting namespaces and an interpreter is paid once per many programs.
+suite is done and the scratch folders are empty again. A suite with ``stop_on_failure`` runs in
+lockstep: a child event with ``"awaiting": true`` means the harness waits for the verifier's answer,
+the line ``next`` (run the next test) or ``stop`` (skip the rest), before it runs anything else. Only
+the verifier can judge a test (the expected outputs stay with it), so it decides; the harness asks
+exactly once per test and reads exactly one answer, so the tests after a failure are never started
+and no answer can be left on stdin to be taken for the next suite. A sandbox serves suites one after
+another (each program in a fresh process tree forked from this clean harness, none of it surviving
+the program), so that starting namespaces and an interpreter is paid once per many programs.
 """
 
 from __future__ import annotations
@@ -281,8 +286,9 @@ def _reap(wait_seconds: float) -> None:
             time.sleep(0.001)
 
 
-def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline: float) -> bool:
-    """Run one child for ``tests``; forward its result records; return False if the program's time ran out."""
+def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline: float) -> tuple[dict, bool]:
+    """Run one child for ``tests`` and forward its result records; return what the child did (the
+    fields of its "child" event) and whether the program's time ran out."""
     mode = suite["mode"]
     stdin_fd = _input_fd(suite["tests"][tests[0]].get("input", "")) if mode == "stdio" else os.open(
         os.devnull, os.O_RDONLY)
@@ -355,16 +361,16 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
     _reap(1.0 if limits["pid_namespace"] else 0.0)
     for fd in (*open_fds, exited):
         os.close(fd)
-    report("child", tests=tests, seconds=round(time.monotonic() - started, 4),
-           exit=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-           signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-           timeout=timed_out and not over_limit, output_limit=over_limit,
-           stdout=bytes(stdout[:max_output]).decode("utf-8", errors="replace"),
-           stderr=bytes(stderr).decode("utf-8", errors="replace"))
-    return not program_time_out
+    outcome = {"tests": tests, "seconds": round(time.monotonic() - started, 4),
+               "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+               "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+               "timeout": timed_out and not over_limit, "output_limit": over_limit,
+               "stdout": bytes(stdout[:max_output]).decode("utf-8", errors="replace"),
+               "stderr": bytes(stderr).decode("utf-8", errors="replace")}
+    return outcome, program_time_out
 
 
-def _run_suite(suite: dict, limits: dict, report: _Reporter, stop_requested) -> None:
+def _run_suite(suite: dict, limits: dict, report: _Reporter, verifier: _Input) -> None:
     started = time.monotonic()
     try:
         code = compile(suite["program"], "solution.py", "exec")
@@ -376,11 +382,21 @@ def _run_suite(suite: dict, limits: dict, report: _Reporter, stop_requested) -> 
         groups = [list(range(len(suite["tests"])))]
     else:
         groups = [[i] for i in range(len(suite["tests"]))]
-    for tests in groups:
-        if time.monotonic() >= deadline or stop_requested():
+    lockstep = bool(suite.get("stop_on_failure"))
+    for position, tests in enumerate(groups):
+        if time.monotonic() >= deadline or verifier.gone():
             break
-        if not _watch_child(suite, tests, [suite["tokens"][i] for i in tests], code, limits, report, deadline):
+        outcome, program_time_out = _watch_child(suite, tests, [suite["tokens"][i] for i in tests], code, limits,
+                                                 report, deadline)
+        awaiting = lockstep and not program_time_out and position + 1 < len(groups)
+        report("child", **outcome, awaiting=awaiting)
+        if program_time_out:
             break
+        if awaiting:
+            asked = time.monotonic()
+            if verifier.next_line(IDLE_EXIT_SECONDS) != b"next":
+                break  # "stop", or the verifier is gone
+            deadline += time.monotonic() - asked  # the verifier's time is not the program's
 
 
 def _remove_contents(folder: str) -> bool:
@@ -429,8 +445,8 @@ def _remove_shared_memory(libc) -> None:
 
 
 class _Input:
-    """Lines from the verifier on stdin: a suite when idle; while a suite runs, any line means
-    "stop this suite" (sent once the verifier has seen the failure it needed)."""
+    """Lines from the verifier on stdin: a suite when idle; while a ``stop_on_failure`` suite runs,
+    the answer (``next`` or ``stop``) to each child event that awaits one, and nothing else."""
 
     def __init__(self) -> None:
         self.poller = select.poll()
@@ -449,19 +465,19 @@ class _Input:
         return True
 
     def next_line(self, idle_seconds: float) -> bytes | None:
-        """The next line, or None when stdin closes or stays silent for ``idle_seconds``."""
+        """The next line, or None when stdin closes or stays silent for ``idle_seconds``; a
+        verifier silent that long counts as gone (so a late line is never read as something else)."""
         while b"\n" not in self.buffer:
             if not self._read(int(idle_seconds * 1000)):
+                self.closed = True
                 return None
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line
 
-    def stop_requested(self) -> bool:
+    def gone(self) -> bool:
+        """Whether the verifier has closed stdin (its lines stay buffered, none is consumed here)."""
         while self._read(0):
             pass
-        if b"\n" in self.buffer:
-            self.buffer = self.buffer.partition(b"\n")[2]
-            return True
         return self.closed
 
 
@@ -482,7 +498,7 @@ def main() -> None:
             _set_limits(limits)
             for name in WARM_MODULES:
                 __import__(name)
-        _run_suite(suite, limits, report, stdin.stop_requested)
+        _run_suite(suite, limits, report, stdin)
         clean = all([_remove_contents(folder) for folder in limits["scratch"]])
         if limits["pid_namespace"]:
             _remove_shared_memory(libc)

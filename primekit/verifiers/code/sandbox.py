@@ -245,7 +245,10 @@ class Sandbox:
     ready harness well under one, so a sandbox is reused for up to ``MAX_PROGRAMS`` programs as
     long as each run ends cleanly (the harness reported the end and emptied its scratch folders);
     anything else (deadline, garbled or oversized report, a dead harness) retires it. With
-    ``stop_on_failure`` the verifier asks the harness to skip the remaining tests once one fails. Every program still gets a fresh process tree and working directory.
+    ``stop_on_failure`` the harness waits after each test for the verifier's ``next`` or ``stop``
+    (the verifier alone can judge a test), so the tests after the first failure never start and
+    each answer is read within its own program. Every program still gets a fresh process tree and
+    working directory.
     """
 
     MAX_PROGRAMS = 200
@@ -281,8 +284,9 @@ class Sandbox:
         self.process.stdin.write(json.dumps(payload).encode() + b"\n")
         self.process.stdin.flush()
 
-    def _send_stop(self) -> None:
-        self.process.stdin.write(b"stop\n")
+    def _answer(self, go_on: bool) -> None:
+        """Answer a harness that waits after a test of a ``stop_on_failure`` suite."""
+        self.process.stdin.write(b"next\n" if go_on else b"stop\n")
         self.process.stdin.flush()
 
     def _events(self, deadline: float, max_bytes: int):
@@ -336,10 +340,11 @@ class Sandbox:
         self.programs += 1
         judge = _Judge(suite, tokens)
         sandbox_error: str | None = None
-        ended = stopping = False
+        ended = False
         try:
             self._send({"mode": suite.mode, "program": suite.program, "tests": list(suite.tests), "tokens": tokens,
-                        "fn_name": suite.fn_name, "solution_class": suite.solution_class, "limits": self.limits})
+                        "fn_name": suite.fn_name, "solution_class": suite.solution_class,
+                        "stop_on_failure": settings.stop_on_failure, "limits": self.limits})
         except OSError:
             sandbox_error = "the sandbox stopped before the program was sent"
         else:
@@ -357,11 +362,11 @@ class Sandbox:
                     ended = bool(event.get("clean"))
                     break
                 judge.on_event(event)
-                if settings.stop_on_failure and judge.failed() and not stopping:
-                    stopping = True  # the harness skips the remaining tests and ends the suite
+                if event.get("awaiting"):  # the harness waits for this answer before anything else
                     try:
-                        self._send_stop()
+                        self._answer(go_on=not judge.failed())
                     except OSError:
+                        sandbox_error = "the sandbox stopped before it was told to go on"
                         break
             else:
                 reason = self.stderr.decode("utf-8", errors="replace").strip().splitlines()
