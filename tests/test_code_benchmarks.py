@@ -17,6 +17,7 @@ from primekit.eval import code_benchmarks as cb
 from primekit.eval import commands
 from primekit.eval.benchmarks import load_benchmark, render_prompt
 from primekit.verifiers.code import SandboxSettings, SandboxUnavailable, check_sandbox
+from test_code_sandbox import wait_for_no_sandbox_processes
 
 PRIME_REPO = Path("/work/.mirror/PRIME-RL+PRIME/repo")
 
@@ -100,10 +101,10 @@ def fenced(code: str) -> str:
 def test_code_grader_runs_answers_in_the_sandbox(sandbox):
     problems = load_benchmark("humaneval", limit=2)
     full = problems[0].metadata["reference"]
-    grade = cb.make_code_grader(SandboxSettings(test_timeout=3.0))
-    graded = grade([fenced(problems[0].problem.split("```python\n")[1].split("```")[0] + full),
-                    fenced("def has_close_elements(numbers, threshold):\n    return True\n"), "no code at all"],
-                   [problems[0].answer] * 3)
+    with cb.CodeGrader(SandboxSettings(test_timeout=3.0)) as grade:
+        graded = grade([fenced(problems[0].problem.split("```python\n")[1].split("```")[0] + full),
+                        fenced("def has_close_elements(numbers, threshold):\n    return True\n"), "no code at all"],
+                       [problems[0].answer] * 3)
     assert [correct for _, correct in graded] == [True, False, False]
     assert graded[2] == ("no code at all", False)  # PRIME: without a fence the text itself is the code
 
@@ -127,6 +128,7 @@ def test_run_end_to_end_on_humaneval_with_canned_answers(sandbox, tmp_path, monk
     out = tmp_path / "run"
     assert dispatch("prime-eval", ["run", "--model", str(model), "--benchmarks", "humaneval", "--limit", "3",
                                    "--out", str(out)]) == 0
+    assert wait_for_no_sandbox_processes() == []  # the run ended its sandboxes
     summary = json.loads((out / "summary.json").read_text())
     assert summary["benchmarks"]["humaneval"]["metrics"]["pass@1"]["value"] == pytest.approx(2 / 3)
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]

@@ -53,17 +53,19 @@ def shared(settings):
 
 
 def sandbox_processes() -> list[str]:
-    """Processes of any sandbox on this machine (the harness, its children, or bwrap itself)."""
+    """Live processes of any sandbox on this machine (the harness, its children, or bwrap itself)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            uid = int(next(line for line in (entry / "status").read_text().splitlines()
-                           if line.startswith("Uid:")).split()[1])
-        except (OSError, StopIteration, ValueError):
+            status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            uid = int(status["Uid"].split()[0])
+        except (OSError, KeyError, ValueError):
             continue
+        if status.get("State", "").strip().startswith("Z"):
+            continue  # a zombie runs nothing; reaping it is its parent's (here: init's) job
         if "primekit/harness.py" in cmdline or "_harness.py" in cmdline or (os.geteuid() == 0 and uid == 65534):
             found.append(f"{entry.name}: {cmdline[:80]}")
     return found

@@ -42,7 +42,7 @@ from primekit.eval.benchmarks import BenchmarkProblem, eurus_system_prompt
 from primekit.paths import data_dir
 
 __all__ = ["CODE_BENCHMARKS", "CODE_SUFFIX", "PRIME_CODE_SYSTEM", "is_code_benchmark", "load_code_benchmark",
-           "code_messages", "render_code_prompt", "code_suite", "reference_solution", "make_code_grader"]
+           "code_messages", "render_code_prompt", "code_suite", "reference_solution", "CodeGrader"]
 
 #: The user-message suffix of every PRIME code prompt.
 CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
@@ -172,19 +172,32 @@ def reference_solution(problem: BenchmarkProblem) -> str | None:
     return problem.metadata.get("reference")
 
 
-def make_code_grader(settings=None, workers: int | None = None):
+class CodeGrader:
     """A ``prime-eval`` grade function for code: (extracted code or None, all tests passed) per
-    response; responses run in parallel sandboxes."""
-    from primekit.verifiers.code import CodeVerifier, SandboxSettings, extract_code
+    response; responses run in parallel sandboxes. Use it in a ``with`` block (or ``close()`` it):
+    its idle sandboxes live until then."""
 
-    # pass/fail is all pass@k needs, so a program's remaining tests are skipped at its first failure
-    verifier = CodeVerifier(dataclasses.replace(settings or SandboxSettings(), stop_on_failure=True), workers)
+    def __init__(self, settings=None, workers: int | None = None) -> None:
+        from primekit.verifiers.code import CodeVerifier, SandboxSettings
 
-    def grade(responses: Sequence[str], golds: Sequence[str]) -> list[tuple[str | None, bool]]:
+        # pass/fail is all pass@k needs, so a program's remaining tests are skipped at its first failure
+        self.verifier = CodeVerifier(dataclasses.replace(settings or SandboxSettings(), stop_on_failure=True),
+                                     workers)
+
+    def __call__(self, responses: Sequence[str], golds: Sequence[str]) -> list[tuple[str | None, bool]]:
+        from primekit.verifiers.code import extract_code
+
         codes = [extract_code(response) for response in responses]
         suites = [code_suite(gold, code) if code.strip() else None for gold, code in zip(golds, codes, strict=True)]
-        verdicts = verifier.verify_many(suites)
+        verdicts = self.verifier.verify_many(suites)
         return [(code if code.strip() else None, bool(verdict and verdict.passed))
                 for code, verdict in zip(codes, verdicts)]
 
-    return grade
+    def close(self) -> None:
+        self.verifier.close()
+
+    def __enter__(self) -> CodeGrader:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()

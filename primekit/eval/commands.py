@@ -6,6 +6,7 @@ input before any model is loaded, and leaves results in a folder that a re-run r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -212,11 +213,13 @@ def _finish(out: Path, summary: dict[str, Any], samples_path: Path) -> int:
 
 
 def _grader_for(name: str, protocol: str, options: SummaryArguments):
-    """Code benchmarks run their answers' programs in the sandbox; math ones use the protocol's grader."""
+    """The grade function of a benchmark, as a context manager: code benchmarks run their answers'
+    programs in sandboxes (ended when the block ends); math ones use the protocol's grader."""
     from primekit.eval import code_benchmarks
 
-    return (code_benchmarks.make_code_grader() if code_benchmarks.is_code_benchmark(name)
-            else options.grader(protocol, name))
+    if code_benchmarks.is_code_benchmark(name):
+        return code_benchmarks.CodeGrader()
+    return contextlib.nullcontext(options.grader(protocol, name))
 
 
 def run(argv: list[str]) -> int:
@@ -263,9 +266,9 @@ def run(argv: list[str]) -> int:
                                    dtype=generation_args.dtype, device=generation_args.device,
                                    batch_size=generation_args.batch_size, show_progress=False)
         for name, problems in problem_sets.items():
-            runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
-                                      grade=_grader_for(name, args.protocol, options),
-                                      chunk_size=args.chunk_size)
+            with _grader_for(name, args.protocol, options) as grade:
+                runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
+                                          grade=grade, chunk_size=args.chunk_size)
     summary = {"label": args.label or out.resolve().name, "model": model_args.model or "toy",
                "model_path": model_name, **context, "grader_version": GRADER_VERSION,
                "date": provenance.today(), "confidence": options.confidence, "benchmarks": {}}
