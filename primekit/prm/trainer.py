@@ -29,6 +29,7 @@ from primekit.prm.data import ImplicitPRMCollator
 from primekit.prm.implicit import is_peft_model, reference_logprobs, response_logprobs
 from primekit.prm.losses import (ce_loss, dpo_loss, kto_loss, kto_reference_point, nca_loss,
                                  reward_accuracy)
+from primekit.prm.reading import STEP_MODES, implicit_rewards
 
 OUTCOME_LOSSES = ("ce", "kto")  # trained on outcome-labelled samples
 PAIR_LOSSES = ("dpo", "nca")  # trained on (chosen, rejected) pairs
@@ -60,6 +61,9 @@ class ImplicitPRMConfig(TrainingArguments):
     disable_dropout: bool = field(default=True, metadata={
         "help": "switch dropout off in the PRM and the reference, so the log-ratio is not dropout noise "
                 "(as TRL's DPO does)"})
+    step_mode: str = field(default="auto", metadata={
+        "help": "how responses are cut into steps when this PRM is read (" + ", ".join(STEP_MODES)
+                + "); recorded in implicit_prm.json"})
     append_eos: bool = field(default=True, metadata={
         "help": "end every response with the EOS token, as sampled responses do (recorded with the PRM "
                 "so that scoring reads responses the same way)"})
@@ -108,6 +112,8 @@ class ImplicitPRMConfig(TrainingArguments):
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.step_mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be one of {', '.join(STEP_MODES)}, got {self.step_mode!r}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.max_length is not None and self.max_length < 2:
@@ -227,7 +233,7 @@ class ImplicitPRMTrainer(Trainer):
         if ref_sums is None:
             ref_sums = self._reference_sums(model, input_ids, attention_mask, completion_mask)
         ref_sums = ref_sums.to(prm_sums)
-        return self.args.beta * (prm_sums - ref_sums), prm_sums, ref_sums
+        return implicit_rewards(prm_sums - ref_sums, self.args.beta), prm_sums, ref_sums
 
     def _loss_and_rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The loss, the rewards to report ((B,) or, for pairs, (B, 2) chosen/rejected) and the labels."""

@@ -49,6 +49,7 @@ from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, create_model_from_path, disable_dropout_in_model, get_config_model_id
 
 from primekit.prm.losses import ce_loss, pairwise_accuracy, reward_accuracy, sequence_rewards
+from primekit.prm.reading import write_prm_record
 from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
 from primekit.rl.batch import PROMPT_KEYS, row_assignment, trim_columns, truncated_rows
 from primekit.rl.config import PrimeConfig
@@ -381,6 +382,9 @@ class PrimeTrainer(GRPOTrainer):
         save_model(model, str(staging / _PRM_WEIGHTS_FILE), metadata={"format": "pt"})
         if self.processing_class is not None:
             self.processing_class.save_pretrained(staging)
+        policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
+        write_prm_record(staging, base=self.args.prm_model_name_or_path or policy_id,
+                         reference=self.args.prm_ref_model_name_or_path or policy_id, beta=self.args.prm_beta)
         previous = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
             os.replace(target, previous)
