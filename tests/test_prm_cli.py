@@ -59,13 +59,15 @@ def test_train_then_score_end_to_end(tmp_path, tiny_model, capsys):
     assert code == 0
     assert "eval AUC" in out and "output dir" in out
     record = json.loads((out_dir / "implicit_prm.json").read_text())
-    assert record == {"reference": str(tiny_model), "beta": 0.5, "append_eos": True}
+    assert record == {"base": str(tiny_model), "reference": str(tiny_model), "beta": 0.5, "coef": 0.5,
+                      "step_mode": "auto", "append_eos": True}
 
     inputs = [{"id": i, "prompt": r["prompt"], "response": r["completion"]} for i, r in enumerate(TRAIN_RECORDS[:5])]
     scored = tmp_path / "scored.jsonl"
     code, out, _ = run(capsys, "score", "--prm", str(out_dir), "--input",
-                       str(write_jsonl(tmp_path / "in.jsonl", inputs)), "--out", str(scored), "--device", "cpu")
-    assert code == 0 and "scored 5 responses" in out
+                       str(write_jsonl(tmp_path / "in.jsonl", inputs)), "--out", str(scored), "--device", "cpu",
+                       "--aggregate", "min_q,last")
+    assert code == 0 and "scored 5 responses" in out and "coef 0.5" in out  # the recorded coef
     rows = [json.loads(line) for line in scored.read_text().splitlines()]
     assert [row["id"] for row in rows] == list(range(5))  # input order, input fields kept
     for row in rows:
@@ -73,7 +75,10 @@ def test_train_then_score_end_to_end(tmp_path, tiny_model, capsys):
         assert len(row["token_rewards"]) == len(row["response"]) - len("\\boxed{") + 1 + 1
         assert row["sequence_reward"] == pytest.approx(sum(row["token_rewards"]), abs=1e-4)
         assert row["step_rewards"] == [pytest.approx(row["sequence_reward"], abs=1e-4)]
-    assert not (tmp_path / ".scored.jsonl.partial").exists()
+        assert row["q_values"] == row["step_rewards"] and row["steps"] == [row["response"]]
+        assert row["scores"] == {"min_q": pytest.approx(row["sequence_reward"], abs=1e-5),
+                                 "last": pytest.approx(row["sequence_reward"], abs=1e-5)}
+    assert not list(tmp_path.glob(".scored.jsonl*.partial"))
 
 
 def test_score_resumes_from_partial_results(tmp_path, tiny_model, capsys):
@@ -81,18 +86,24 @@ def test_score_resumes_from_partial_results(tmp_path, tiny_model, capsys):
               {"prompt": "Compute 4\n", "response": "\\boxed{4}"}]
     input_path = write_jsonl(tmp_path / "in.jsonl", inputs)
     # A first run that was killed after line 2 (its key: line number + hash of prompt and response).
-    from primekit.prm.commands import _read_score_input
+    from primekit.prm.commands import _read_score_input, partial_path
+    from primekit.prm.reading import PRMReadingArguments
 
     key = _read_score_input(str(input_path))[1][0]
-    write_jsonl(tmp_path / ".out.jsonl.partial",
+    settings = PRMReadingArguments(prm=str(tiny_model), prm_ref=str(tiny_model)).resolve()
+    write_jsonl(partial_path(tmp_path / "out.jsonl", settings),
                 [{"key": key, "token_rewards": [9.0], "step_rewards": [9.0], "sequence_reward": 9.0}])
-    code, _, _ = run(capsys, "score", "--prm", str(tiny_model), "--ref", str(tiny_model), "--input",
+    code, _, _ = run(capsys, "score", "--prm", str(tiny_model), "--prm_ref", str(tiny_model), "--input",
                      str(input_path), "--out", str(tmp_path / "out.jsonl"), "--device", "cpu")
     assert code == 0
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert rows[1]["sequence_reward"] == 9.0  # kept, not recomputed
     assert rows[0]["sequence_reward"] == 0.0  # computed: the PRM is its own reference
     assert rows[0]["step_rewards"] == [0.0, 0.0]
+    # another reading setting does not reuse those results
+    code, _, _ = run(capsys, "score", "--prm", str(tiny_model), "--prm_ref", str(tiny_model), "--input",
+                     str(input_path), "--out", str(tmp_path / "out.jsonl"), "--device", "cpu", "--coef", "0.1")
+    assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[1])["sequence_reward"] == 0.0
 
 
 def test_train_resumes_from_checkpoint(tmp_path, tiny_model, capsys):
@@ -140,6 +151,13 @@ def test_score_bad_input_is_one_line(tmp_path, tiny_model, capsys):
                                "--out", out, "--device", "cpu")[::2], "reference")
     assert_one_line_error(*run(capsys, "score", "--prm", str(tiny_model), "--input", str(tmp_path / "nope.jsonl"),
                                "--out", out)[::2], "file not found")
+    empty = write_jsonl(tmp_path / "empty.jsonl", [{"prompt": "Compute 1\n", "response": " \n"}])
+    assert_one_line_error(*run(capsys, "score", "--prm", str(tiny_model), "--input", str(empty),
+                               "--out", out)[::2], "empty.jsonl:1", "'response'", "no text")
+    base = ["score", "--prm", str(tiny_model), "--prm_ref", str(tiny_model), "--input", str(good), "--out", out]
+    assert_one_line_error(*run(capsys, *base, "--coef", "0")[::2], "coef must be a positive number")
+    assert_one_line_error(*run(capsys, *base, "--aggregate", "max")[::2], "unknown aggregate 'max'")
+    assert_one_line_error(*run(capsys, *base, "--step_mode", "lines")[::2], "unknown step mode 'lines'")
 
 
 def test_recipes_parse_with_the_published_settings():
@@ -169,3 +187,37 @@ def test_toy_default_trains_on_the_toy_policy(tmp_path, capsys):
     assert code == 0 and "eval AUC" in out
     record = json.loads((tmp_path / "prm" / "implicit_prm.json").read_text())
     assert record["reference"] == str(toy.policy_path())
+
+
+def test_convert_eurus_stage1_data(tmp_path, capsys):
+    rows = [{"response": [{"role": "user", "content": f"Compute {i}\n"},
+                          {"role": "assistant", "content": f"\\boxed{{{i}}}"}],
+             "label": i % 2 == 0, "instruction dataset": "toy", "generator model": "m"} for i in range(3)]
+    source = write_jsonl(tmp_path / "stage1.jsonl", rows)
+    out = tmp_path / "train.jsonl"
+    code, printed, _ = run(capsys, "convert", str(source), "--format", "eurus-stage1", "--out", str(out))
+    assert code == 0 and "converted 3 responses (2 correct, 1 incorrect)" in printed
+    converted = [json.loads(line) for line in out.read_text().splitlines()]
+    assert converted[1] == {"prompt": [{"role": "user", "content": "Compute 1\n"}], "completion": "\\boxed{1}",
+                            "label": 0}
+    # the converted file is prime-prm train's outcome format
+    from primekit.prm.data import read_outcome_samples
+
+    assert len(read_outcome_samples(out)) == 3
+    # parquet, as the data is published
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "stage1.parquet")
+    code, _, _ = run(capsys, "convert", str(tmp_path / "stage1.parquet"), "--out", str(tmp_path / "p.jsonl"),
+                     "--limit", "2")
+    assert code == 0 and len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
+    bad = [rows[0], {**rows[1], "response": rows[1]["response"][:1]}]
+    pq.write_table(pa.Table.from_pylist(bad), tmp_path / "bad.parquet")
+    assert_one_line_error(*run(capsys, "convert", str(tmp_path / "bad.parquet"), "--out", str(out))[::2],
+                          "bad.parquet[1]", "'response'")
+    assert_one_line_error(*run(capsys, "convert", str(write_jsonl(tmp_path / "b.jsonl", [rows[0], {"label": 1}])),
+                               "--out", str(out))[::2], "b.jsonl:2", "'response'", "missing")
+    assert_one_line_error(*run(capsys, "convert", str(source))[::2], "--out")
+    assert_one_line_error(*run(capsys, "convert", str(source), "--out", str(out), "--format", "csv")[::2],
+                          "unknown format")

@@ -237,7 +237,7 @@ def command(argv: list[str]) -> int:
     from primekit.prm.reading import warn_deprecated_options
 
     warn_deprecated_options(argv)
-    (args,) = parse_config([ProcessBenchArguments], argv, prog="prime-eval processbench",
+    args, *_ = parse_config([ProcessBenchArguments], argv, prog="prime-eval processbench",
                            description=command.__doc__)
     settings = args.resolve()
     splits = [s.strip() for s in (args.splits or "").split(",") if s.strip()] or available_splits()

@@ -203,6 +203,13 @@ def _read_score_input(path: str, prm_context: str = "chat") -> list[tuple[str, d
     return items
 
 
+def partial_path(out: Path, settings) -> Path:
+    """Where ``prime-prm score`` keeps finished results until the output is complete: one file per
+    reading setting, so a re-run with another coef or step mode never mixes in stale rewards."""
+    identity = hashlib.sha1(json.dumps(settings.__dict__, sort_keys=True).encode()).hexdigest()[:8]
+    return out.with_name(f".{out.name}.{identity}.partial")
+
+
 def score(argv: list[str]) -> int:
     from tqdm.auto import tqdm
 
@@ -211,13 +218,12 @@ def score(argv: list[str]) -> int:
     from primekit.prm.reading import PRMReadingArguments, aggregate, warn_deprecated_options
 
     warn_deprecated_options(argv)
-    args, reading = parse_config([ScoreArguments, PRMReadingArguments], argv, prog="prime-prm score",
+    args, reading, *_ = parse_config([ScoreArguments, PRMReadingArguments], argv, prog="prime-prm score",
                                  description=SCORE_DESCRIPTION)
     items = _read_score_input(args.input, reading.prm_context)
     settings = reading.resolve()
     out = Path(args.out)
-    identity = hashlib.sha1(json.dumps(settings.__dict__, sort_keys=True).encode()).hexdigest()[:8]
-    partial = ResumableJsonl(out.with_name(f".{out.name}.{identity}.partial"), key=lambda record: record["key"])
+    partial = ResumableJsonl(partial_path(out, settings), key=lambda record: record["key"])
     todo = [(key, prompt, record) for key, record, prompt in items if key not in partial.done]
     if todo:
         prm = ImplicitPRM.from_settings(settings, dtype=args.dtype, device=args.device,
@@ -282,7 +288,7 @@ def convert(argv: list[str]) -> int:
     from primekit.io import atomic_write_jsonl
     from primekit.prm.data import eurus_stage1_sample, iter_data_rows
 
-    (args,) = parse_config([ConvertArguments], leading_positionals(argv, "--input"), prog="prime-prm convert",
+    args, *_ = parse_config([ConvertArguments], leading_positionals(argv, "--input"), prog="prime-prm convert",
                            description=CONVERT_DESCRIPTION)
     samples = []
     for where, row in iter_data_rows(args.input):
