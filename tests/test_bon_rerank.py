@@ -157,3 +157,10 @@ def test_bon_metrics_for_the_eval_runner():
     assert rr.bon_metrics(problems, CountingScorer(), 4, aggregate="min")["bon@4"]["value"] == 0.5
     assert set(got) == {"bon@4", "weighted_maj@4"}
     assert json.loads(json.dumps(got)) == got
+
+
+def test_a_candidate_without_text_is_a_one_line_error():
+    problems = _problems(1)
+    problems[0].candidates[1] = " \n"
+    with pytest.raises(InputError, match=r"field 'candidates\[1\]': candidate 1 of problem 'p0' has no text"):
+        rr.score_problems(problems, CountingScorer(), None)

@@ -116,6 +116,10 @@ def score_problems(problems: Sequence[BonProblem], scorer: StepScorer, cache: Sc
     keys = [[candidate_key(p, i) for i in range(len(p.candidates))] for p in problems]
     todo = [(pi, ci) for pi, p in enumerate(problems) for ci in range(len(p.candidates))
             if cache is None or cache.get(keys[pi][ci]) is None]
+    for pi, ci in todo:
+        if not problems[pi].candidates[ci].strip():
+            raise InputError(f"candidate {ci} of problem '{problems[pi].id}' has no text for "
+                             f"{scorer.name} to read", field=f"candidates[{ci}]")
     if sort_by_length:
         todo.sort(key=lambda pair: -(_context_length(scoring_context(problems[pair[0]]))
                                      + len(problems[pair[0]].candidates[pair[1]])))

@@ -188,11 +188,14 @@ def join_steps(steps: Sequence[str], numbered: bool = True, separator: str = EUR
     return Steps(separator.join(pieces), tuple(spans))
 
 
+def _check_choice(value: str, choices: Sequence[str], what: str, field_name: str) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {what} '{value}' (choose from {', '.join(choices)})", field=field_name)
+    return value
+
+
 def check_step_mode(mode: str) -> str:
-    if mode not in STEP_MODES:
-        raise InputError(f"unknown step mode '{mode}' (choose from {', '.join(STEP_MODES)})",
-                         field="step_mode")
-    return mode
+    return _check_choice(mode, STEP_MODES, "step mode", "step_mode")
 
 
 def split_steps(response: str, mode: str = "auto") -> Steps:
@@ -259,10 +262,7 @@ def canonical_aggregate(name: str) -> str:
         warnings.warn(f"aggregate '{name}' is deprecated and will be removed; use '{new}' (same "
                       "values)", FutureWarning, stacklevel=2)
         return new
-    if name not in AGGREGATES:
-        raise InputError(f"unknown aggregate '{name}' (choose from {', '.join(AGGREGATES)})",
-                         field="aggregate")
-    return name
+    return _check_choice(name, AGGREGATES, "aggregate", "aggregate")
 
 
 def q_values(step_rewards: Sequence[float]) -> list[float]:
@@ -331,10 +331,7 @@ class Query:
 
 
 def check_prm_context(value: str) -> str:
-    if value not in PRM_CONTEXTS:
-        raise InputError(f"unknown prm_context '{value}' (choose from {', '.join(PRM_CONTEXTS)})",
-                         field="prm_context")
-    return value
+    return _check_choice(value, PRM_CONTEXTS, "prm_context", "prm_context")
 
 
 def prm_prompt(query: Query, prm_context: str = "chat") -> Prompt:
