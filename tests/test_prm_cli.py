@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from trl import ModelConfig
 
@@ -160,6 +162,34 @@ def test_score_bad_input_is_one_line(tmp_path, tiny_model, capsys):
     assert_one_line_error(*run(capsys, *base, "--step_mode", "lines")[::2], "unknown step mode 'lines'")
 
 
+def _source_table(path: Path) -> dict[str, str]:
+    """The ``| setting | value | source |`` rows of a recipe's header."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        cells = [cell.strip() for cell in line.lstrip("# ").split("|")[1:-1]]
+        if len(cells) == 3 and cells[0] not in ("setting", "---"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_eurus_recipe_matches_its_source_table():
+    recipe = RECIPES / "eurus_prm_stage1.yaml"
+    table, settings = _source_table(recipe), yaml.safe_load(recipe.read_text())
+    assert len(table) >= 20
+    for name, value in table.items():
+        assert name in settings, f"{name} is in the table but not set"
+        assert settings[name] == yaml.safe_load(value), name
+        assert re.search(r"[\w/.]+\.(sh|py):\d+|model card", line_of(recipe, name)), f"{name} has no source"
+    # the published values, spelled out once more
+    assert (table["beta"], table["learning_rate"], table["adam_beta2"], table["max_length"]) == \
+        ("0.05", "5.0e-7", "0.95", "8192")
+    assert settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] * 8 == 64  # 8 GPUs
+
+
+def line_of(path: Path, setting: str) -> str:
+    return next(line for line in path.read_text().splitlines() if line.startswith(f"# | {setting} |"))
+
+
 def test_recipes_parse_with_the_published_settings():
     def parse(name, *overrides):
         return parse_config([ImplicitPRMConfig, ModelConfig], ["--config", str(RECIPES / name), *overrides],
@@ -167,10 +197,23 @@ def test_recipes_parse_with_the_published_settings():
 
     # bf16 is switched off here only because this machine has no GPU to check it against
     config, model_args, *_ = parse("eurus_prm_stage1.yaml", "--bf16", "false")
-    assert yaml.safe_load((RECIPES / "eurus_prm_stage1.yaml").read_text())["bf16"] is True
     assert (config.loss_type, config.beta, config.learning_rate) == ("ce", 0.05, 5e-7)
-    assert config.per_device_train_batch_size * config.gradient_accumulation_steps * 8 == 64  # 8 GPUs
+    assert (config.adam_beta2, config.max_length, config.eval_fraction, config.coef) == (0.95, 8192, 0, 0.001)
+    assert config.lr_scheduler_type == "cosine_with_min_lr" and config.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     assert model_args.model_name_or_path == config.ref_model_name_or_path == "Qwen/Qwen2.5-Math-7B-Instruct"
+    # the schedule the Trainer builds from it: warm-up over ceil(3%) of the steps, then cosine to 10%
+    from transformers.optimization import get_scheduler
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.get_warmup_steps(100),
+                              num_training_steps=100, scheduler_specific_kwargs=config.lr_scheduler_kwargs)
+    rates = []
+    for _ in range(100):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert config.get_warmup_steps(100) == 3 and rates[3] == pytest.approx(5e-7)
+    assert rates[-1] == pytest.approx(5e-8, rel=0.01)  # floor: 0.1 x lr
     toy_config, toy_model, *_ = parse("toy_prm.yaml")
     defaults, default_model, *_ = parse_config([ImplicitPRMConfig, ModelConfig], [], prog="t", description="d")
     assert toy_model.model_name_or_path == "toy"

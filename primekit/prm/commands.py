@@ -113,7 +113,7 @@ def train_prm(config, model_args) -> dict | None:
     if not trainer.is_world_process_zero():
         return None
     write_prm_record(config.output_dir, base=model_name, reference=reference, beta=config.beta,
-                     step_mode=config.step_mode, append_eos=config.append_eos)
+                     coef=config.coef, step_mode=config.step_mode, append_eos=config.append_eos)
     return {"model": model_name, "reference": reference or f"{model_name} (LoRA base)",
             "loss": config.loss_type, "train samples": len(train_data),
             "eval samples": 0 if eval_data is None else len(eval_data),
@@ -302,3 +302,16 @@ def convert(argv: list[str]) -> int:
     print(f"converted {len(samples)} responses ({correct} correct, {len(samples) - correct} incorrect) "
           f"-> {args.out}")
     return 0
+
+
+def main() -> None:
+    """``python -m primekit.prm.commands`` (the accelerate entry point) behaves like ``prime-prm train``."""
+    import sys
+
+    from primekit.cli import dispatch
+
+    sys.exit(dispatch("prime-prm", ["train", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    main()

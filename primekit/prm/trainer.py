@@ -61,6 +61,9 @@ class ImplicitPRMConfig(TrainingArguments):
     disable_dropout: bool = field(default=True, metadata={
         "help": "switch dropout off in the PRM and the reference, so the log-ratio is not dropout noise "
                 "(as TRL's DPO does)"})
+    coef: float | None = field(default=None, metadata={
+        "help": "inference coefficient recorded in implicit_prm.json: r = coef * log-ratio when the PRM is "
+                "read (default: beta; EurusPRM's card reads with 0.001)"})
     step_mode: str = field(default="auto", metadata={
         "help": "how responses are cut into steps when this PRM is read (" + ", ".join(STEP_MODES)
                 + "); recorded in implicit_prm.json"})
@@ -112,6 +115,8 @@ class ImplicitPRMConfig(TrainingArguments):
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.coef is not None and self.coef <= 0:
+            raise ValueError(f"coef must be > 0, got {self.coef}")
         if self.step_mode not in STEP_MODES:
             raise ValueError(f"step_mode must be one of {', '.join(STEP_MODES)}, got {self.step_mode!r}")
         if not 0 <= self.eval_fraction < 1:
