@@ -27,6 +27,16 @@ five decisions, each made here and nowhere else:
 :class:`PRMReadingArguments` holds the options every command shares (``prm``, ``prm_ref``,
 ``aggregate``, ``step_mode``, ``coef``, ``prm_context``); :meth:`PRMReadingArguments.resolve`
 combines them with the record into the settings a reader uses.
+
+Against EurusPRM's model card and ImplicitPRM's evaluation (``eval/prm_eval_utils.py:184-226``
+builds the inputs, ``:405-460`` reads them): the text, the prompt, the coefficient and the
+aggregate are theirs with ``--prm PRIME-RL/EurusPRM-Stage1 --aggregate min_q``. Where they read
+Q_k differs by two tokens, both added on their side. Their first boundary is the last prompt token
+(the newline after "assistant"), so its log-ratio joins every Q_k: a shift shared by all
+candidates of a problem, which changes no ranking among them. And at every step but the last they
+read one token late (``len(ids) - 2`` after appending a blank line), so their Q_k also holds the
+first token of step k+1, the "Step" of its marker. primekit reads Q_k at the end of step k, blank
+line included; ``tests/test_prm_reading.py`` checks this decomposition token by token.
 """
 
 from __future__ import annotations
