@@ -115,6 +115,10 @@ def test_train_resumes_from_checkpoint(tmp_path, tiny_model, capsys):
               "--save_steps", "2", *FAST]
     code, out, _ = run(capsys, *common, "--max_steps", "4")
     assert code == 0 and (tmp_path / "prm" / "checkpoint-4").is_dir()
+    # a checkpoint carries the reading record too: it reads with its path alone
+    from primekit.prm.implicit import ImplicitPRM
+
+    assert ImplicitPRM.from_pretrained(tmp_path / "prm" / "checkpoint-4", device="cpu").coef == 0.05
     assert out.count("'loss'") == 4
     code, out, _ = run(capsys, *common, "--max_steps", "6", "--resume_from_checkpoint", "true")
     assert code == 0

@@ -75,13 +75,13 @@ def _training_files(config, model_args) -> tuple[str, str | None]:
 
 
 def train_prm(config, model_args) -> dict | None:
-    """Train, evaluate, save the PRM with its reading record; the run's summary (main process)."""
+    """Train, evaluate, save the PRM (with its reading record, ``implicit_prm.json``); the run's
+    summary (main process)."""
     from transformers.trainer_utils import IntervalStrategy
     from trl import get_peft_config
 
     from primekit.models import load_causal_lm, load_tokenizer, resolve_model_name
     from primekit.prm.data import load_prm_datasets
-    from primekit.prm.reading import write_prm_record
     from primekit.prm.trainer import PAIR_LOSSES, ImplicitPRMTrainer
 
     if model_args.load_in_4bit or model_args.load_in_8bit:
@@ -112,8 +112,6 @@ def train_prm(config, model_args) -> dict | None:
     trainer.save_model(config.output_dir)
     if not trainer.is_world_process_zero():
         return None
-    write_prm_record(config.output_dir, base=model_name, reference=reference, beta=config.beta,
-                     coef=config.coef, step_mode=config.step_mode, append_eos=config.append_eos)
     return {"model": model_name, "reference": reference or f"{model_name} (LoRA base)",
             "loss": config.loss_type, "train samples": len(train_data),
             "eval samples": 0 if eval_data is None else len(eval_data),

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction, Trainer, TrainingArguments
-from trl.trainer.utils import disable_dropout_in_model
+from trl.trainer.utils import disable_dropout_in_model, get_config_model_id
 
 from primekit.prm.data import ImplicitPRMCollator
 from primekit.prm.implicit import is_peft_model, reference_logprobs, response_logprobs
 from primekit.prm.losses import (ce_loss, dpo_loss, kto_loss, kto_reference_point, nca_loss,
                                  reward_accuracy)
-from primekit.prm.reading import STEP_MODES, implicit_rewards
+from primekit.prm.reading import STEP_MODES, implicit_rewards, write_prm_record
 
 OUTCOME_LOSSES = ("ce", "kto")  # trained on outcome-labelled samples
 PAIR_LOSSES = ("dpo", "nca")  # trained on (chosen, rejected) pairs
@@ -191,6 +191,9 @@ class ImplicitPRMTrainer(Trainer):
             raise ValueError(f"loss_type {args.loss_type} trains on {expected}")
         pad_token_id = getattr(processing_class, "pad_token_id", None)
         self._pad_token_id = 0 if pad_token_id is None else pad_token_id  # padding is masked out anyway
+        # recorded with every save (implicit_prm.json); kept apart as the reference may be released
+        self._base_name = get_config_model_id(model.config)
+        self._reference_name = None if ref_model is None else get_config_model_id(ref_model.config)
         if data_collator is None:
             data_collator = ImplicitPRMCollator(self._pad_token_id, kto_kl=args.loss_type == "kto")
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
@@ -208,6 +211,15 @@ class ImplicitPRMTrainer(Trainer):
             else:
                 self.eval_dataset = self._with_reference_logprobs(self.eval_dataset)
             self.ref_model = None  # every reference log-prob the run needs is now a column
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Trainer's save, plus ``implicit_prm.json`` (base, reference, beta, inference coef, step
+        mode, EOS handling), so that the saved PRM, or any checkpoint, reads with its path alone."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            write_prm_record(output_dir or self.args.output_dir, base=self._base_name,
+                             reference=self._reference_name, beta=self.args.beta, coef=self.args.coef,
+                             step_mode=self.args.step_mode, append_eos=self.args.append_eos)
 
     def _prepare_reference(self, ref_model):
         ref_model.eval()
