@@ -14,6 +14,7 @@ reference, so no second copy of the base model is held.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -190,7 +191,7 @@ class ImplicitPRM:
         settings = PRMReadingArguments(prm=str(prm_path), prm_ref=None if ref_path is None else str(ref_path),
                                        coef=coef, step_mode=step_mode).resolve()
         if append_eos is not None:
-            settings = ReadingSettings(**{**settings.__dict__, "append_eos": append_eos})
+            settings = dataclasses.replace(settings, append_eos=append_eos)
         return cls.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
 
     @classmethod

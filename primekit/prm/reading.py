@@ -445,7 +445,8 @@ def read_prm_record(name_or_path: str | os.PathLike) -> PRMRecord | None:
 # Old option spellings, still accepted for one release (with a warning when used).
 DEPRECATED_OPTIONS = {"--ref": "--prm_ref", "--prm_ref_model_name_or_path": "--prm_ref",
                       "--beta": "--coef", "--steps": "--step_mode",
-                      "--bon_aggregate": "--aggregate", "--aggregation": "--aggregate"}
+                      "--bon_aggregate": "--aggregate", "--aggregation": "--aggregate",
+                      "--bootstrap": "--bootstrap_resamples"}
 
 
 def _help(text: str, *aliases: str) -> dict[str, Any]:
