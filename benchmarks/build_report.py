@@ -15,7 +15,7 @@ from primekit.io import atomic_write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-ORDER = ["toy_policy", "prm_auc", "prm_bench", "grader", "bon_qwen_set", "bon_toy", "bon_throughput",
+ORDER = ["toy_policy", "prm_auc", "prm_bench", "grader", "generation_throughput", "bon_qwen_set", "bon_toy", "bon_throughput",
          "rl_step_time", "rl_curves", "rl_gpu"]
 INTRO = """# Benchmarks
 

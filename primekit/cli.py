@@ -22,8 +22,12 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "prime-eval": {
         "run": ("primekit.eval.commands:run", "generate and grade a model on math benchmarks (resumable)"),
         "grade": ("primekit.eval.commands:grade", "grade an existing JSONL of model outputs"),
+        "prompts": ("primekit.eval.commands:prompts", "print the exact prompts of a protocol"),
+        "compare": ("primekit.eval.commands:compare", "paired bootstrap difference of two runs"),
         "leaderboard": ("primekit.eval.commands:leaderboard", "Markdown / HTML / PNG report from run folders"),
         "processbench": ("primekit.eval.commands:processbench", "first-error-step F1 of a PRM on ProcessBench"),
+        "check-references": ("primekit.eval.references:check_references",
+                             "run each benchmark's reference solutions / gold answers through its verifier"),
     },
     "prime-bon": {
         "rerank": ("primekit.bon.commands:rerank", "score candidates once, report Best-of-N accuracy vs N"),

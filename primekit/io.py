@@ -15,14 +15,40 @@ from primekit.errors import InputError
 Record = dict[str, Any]
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Record]]:
-    """Yield ``(line_number, record)`` for each non-blank line; malformed JSON or a non-object line
-    raises :class:`InputError` naming the file and line."""
+def _not_utf8(raw: bytes, error: UnicodeDecodeError, path: Path, line: int | None,
+              line_start: int = 0) -> InputError:
+    """The one-line error for a file that is not UTF-8 (a Latin-1 or UTF-16 export, a binary
+    file): file, line, and the column and value of the first bad byte."""
+    return InputError(f"not UTF-8 text (byte 0x{raw[error.start]:02x} at column "
+                      f"{error.start - line_start + 1}); re-save the file as UTF-8",
+                      path=path, line=line)
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A whole UTF-8 text file; a file that is not UTF-8 is an :class:`InputError` with its line."""
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=path)
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(raw, err, path, raw.count(b"\n", 0, err.start) + 1,
+                        raw.rfind(b"\n", 0, err.start) + 1) from None
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Record]]:
+    """Yield ``(line_number, record)`` for each non-blank line; malformed JSON, a line that is not
+    UTF-8 or a non-object line raises :class:`InputError` naming the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise _not_utf8(raw, err, path, line_number) from None
             if not line.strip():
                 continue
             try:
@@ -49,7 +75,7 @@ def read_json_or_jsonl(path: str | os.PathLike) -> list[Record]:
     if not path.exists():
         raise InputError("file not found", path=path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise InputError(f"malformed JSON ({err.msg})", path=path, line=err.lineno) from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):

@@ -20,6 +20,13 @@ def data_dir() -> Path:
     return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
 
 
+def recipes_dir() -> Path:
+    """The YAML recipes: the copy a wheel ships inside the package, else the repository's
+    ``recipes/`` folder (a checkout or an editable install)."""
+    packaged = Path(__file__).resolve().parent / "recipes"
+    return packaged if packaged.is_dir() else REPO_ROOT / "recipes"
+
+
 def cache_dir() -> Path:
     """Root of primekit's caches (``PRIMEKIT_CACHE``)."""
     configured = os.environ.get("PRIMEKIT_CACHE")

@@ -10,7 +10,7 @@ import pytest
 from primekit import toy
 from primekit.errors import InputError
 from primekit.eval.benchmarks import (
-    EURUS_SYSTEM,
+    eurus_system_prompt,
     FieldNames,
     answer_text,
     gsm8k_answer,
@@ -152,8 +152,10 @@ def test_chat_templates_render_the_published_prompts():
     assert render_prompt(problem, "auto", tokenizer) == render_prompt(problem, "qwen25-math-cot",
                                                                       tokenizer)
     eurus = render_prompt(problem, "eurus", tokenizer)
-    assert eurus.startswith("<|im_start|>system\nWhen tackling complex reasoning tasks")
-    assert EURUS_SYSTEM.endswith("Next action: [NEXT ACTION NAME]\n")
+    # the published system_prompt.md: a literal backslash-n, not a line break, and no final newline
+    assert eurus.startswith("<|im_start|>system\n\\nWhen tackling complex reasoning tasks")
+    assert eurus_system_prompt().endswith("Next action: [NEXT ACTION NAME]\\n")
+    assert "\n" not in eurus_system_prompt() and len(eurus_system_prompt().encode()) == 414
     assert ("<|im_start|>user\nIf $2^8=4^x$, what is the value of $x$?\n\nPresent the answer in "
             "LaTex format: \\boxed{Your answer}<|im_end|>\n<|im_start|>assistant\n") in eurus
     assert render_prompt(problem, "raw") == problem.problem
@@ -167,3 +169,18 @@ def test_chat_template_needs_a_tokenizer_that_has_one():
         render_prompt(problem, "qwen25-math-cot", tokenizer)
     with pytest.raises(InputError, match="unknown prompt template"):
         render_prompt(problem, "alpaca", tokenizer)
+
+
+def test_college_math_and_gaokao2023en():
+    college = load_benchmark("college_math")
+    assert len(college) == 2818 and college[0].answer == "10-4 n"  # "$10-4 n$" without its $
+    assert len({p.id for p in college}) == 2818  # question_number repeats: row numbers are ids
+    gaokao = load_benchmark("gaokao2023en")
+    assert len(gaokao) == 385 and gaokao[0].answer == "\\{x|-2\\leq x < 1\\}"
+    assert sum(p.answer == "" for p in gaokao) == 2  # empty upstream: kept, never graded right
+    from primekit.eval.benchmarks import breakdown
+
+    assert breakdown(college[0]) == {"subject": "college_math.algebra"}
+    math500 = load_benchmark("math500", limit=1)[0]
+    assert breakdown(math500) == {"level": str(math500.metadata["level"]),
+                                  "subject": math500.metadata["type"]}

@@ -108,3 +108,66 @@ def test_atomic_writes_use_shareable_permissions(tmp_path):
     os.umask(umask)
     assert (tmp_path / "chart.png").read_bytes() == b"\x89PNG"
     assert (tmp_path / "chart.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@dataclass
+class Renamed:
+    deprecated_aliases = {"bootstrap": "bootstrap_resamples"}
+
+    bootstrap_resamples: int = field(default=1000, metadata={"help": "resamples"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "lr"})
+
+    def __post_init__(self):
+        if self.bootstrap_resamples < 1:
+            raise ValueError(f"bootstrap_resamples must be >= 1, got {self.bootstrap_resamples}")
+
+
+def parse_renamed(argv):
+    return parse_config([Renamed], argv, prog="t", description="d")[0]
+
+
+def test_old_option_names_still_work_with_a_warning(tmp_path, capsys):
+    assert parse_renamed(["--bootstrap", "50"]).bootstrap_resamples == 50
+    assert "'--bootstrap' (command-line option) is deprecated" in capsys.readouterr().err
+    assert parse_renamed(["--bootstrap=60"]).bootstrap_resamples == 60
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("bootstrap: 70\n")
+    assert parse_renamed(["--config", str(recipe)]).bootstrap_resamples == 70
+    assert f"'bootstrap' (key in {recipe}) is deprecated" in capsys.readouterr().err
+
+
+def test_errors_name_where_the_bad_value_came_from(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("learning_rate: 0.1\n\nbootstrap_resamples: 0\n")
+    with pytest.raises(InputError) as err:  # from the recipe: its file and line
+        parse_renamed(["--config", str(recipe)])
+    assert str(err.value) == f"{recipe}:3: bootstrap_resamples must be >= 1, got 0"
+    with pytest.raises(InputError) as err:  # from the command line, although the recipe has it
+        parse_renamed(["--config", str(recipe), "--bootstrap_resamples", "-2"])
+    assert str(err.value) == ("command-line option --bootstrap_resamples: bootstrap_resamples "
+                              "must be >= 1, got -2")
+    with pytest.raises(InputError) as err:
+        parse_renamed(["--learning_rate", "-1e-4"])
+    assert str(err.value) == "command-line option --learning_rate: learning_rate must be >= 0, got -0.0001"
+    recipe.write_text("learning_rate: -0.5\n")
+    with pytest.raises(InputError, match=rf"^{recipe}:1: learning_rate must be >= 0"):
+        parse_renamed(["--config", str(recipe)])
+
+
+def test_negative_learning_rate_of_a_real_command_is_one_line(capsys):
+    assert dispatch("prime-rl", ["train", "--learning_rate", "-1e-5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "learning_rate must be >= 0" in err and "command-line" in err
+
+
+def test_non_utf8_files_are_one_line_errors(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"a": "ok"}\n{"a": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(InputError) as err:
+        list(iter_jsonl(path))
+    assert str(err.value) == (f"{path}:2: not UTF-8 text (byte 0xe9 at column 11); re-save the "
+                              "file as UTF-8")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes(b"beta: 0.1\nname: caf\xe9\n")
+    with pytest.raises(InputError, match=rf"^{recipe}:2: not UTF-8 text"):
+        parse(["--config", str(recipe)])

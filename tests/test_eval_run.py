@@ -112,7 +112,8 @@ def test_without_model_runs_the_toy_policy_on_the_toy_benchmark(tiny_model, tmp_
     assert [r["prompt"] for r in records] == [p.prompt for p in toy.test_problems()[:2]]
     assert {r["benchmark"] for r in records} == {"toy"}
     settings = json.loads((out / runner.SETTINGS_FILE).read_text())
-    assert settings["max_new_tokens"] == commands.TOY_MAX_NEW_TOKENS
+    assert settings["benchmarks"]["toy"]["max_new_tokens"] == 64
+    assert settings["protocol"] == "primekit" and settings["backend"] == "transformers"
     assert json.loads((out / runner.SUMMARY_FILE).read_text())["model"] == "toy"
 
 
@@ -186,6 +187,12 @@ def test_settings_change_is_refused(tmp_path):
     runner.check_settings(tmp_path, {"model": "m", "temperature": 0.0})
     with pytest.raises(InputError, match="temperature=0.0, not 0.7"):
         runner.check_settings(tmp_path, {"model": "m", "temperature": 0.7})
+    # per-benchmark settings: a new benchmark joins, a changed one is refused
+    runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 1}}})
+    runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"b": {"n": 4}}})
+    assert set(json.loads((tmp_path / runner.SETTINGS_FILE).read_text())["benchmarks"]) == {"a", "b"}
+    with pytest.raises(InputError, match="a samples were made with n=1, not 2"):
+        runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 2}}})
 
 
 def test_grade_command_on_outputs_of_any_model(tmp_path, monkeypatch):
@@ -274,3 +281,59 @@ def test_prm_reranked_accuracy_sits_beside_pass_at_k(tiny_model, tmp_path, monke
                         lambda *a, **k: pytest.fail("the PRM was loaded although scores are cached"))
     assert run_cli(*argv) == 0
     assert run_cli(*argv[:-2], "--bon_n", "5") == 2  # N above --n: one-line error
+
+
+def test_resume_key_includes_backend_dtype_protocol_and_version(tiny_model, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    base = ["run", "--model", tiny_model, "--benchmarks", "toy", "--limit", "2",
+            "--max_new_tokens", "3", "--out", out]
+    assert run_cli(*base) == 0
+    capsys.readouterr()
+    settings = json.loads((tmp_path / "run" / runner.SETTINGS_FILE).read_text())
+    import primekit
+
+    assert (settings["dtype"], settings["primekit_version"]) == ("auto", primekit.__version__)
+    assert settings["model_revision"].startswith("sha:")
+    summary = json.loads((tmp_path / "run" / runner.SUMMARY_FILE).read_text())
+    assert summary["grader_version"] and summary["date"] and summary["protocol"] == "primekit"
+    assert summary["benchmarks"]["toy"]["generation"]["max_new_tokens"] == 3
+    assert "dtype='auto', not 'float32'" in one_line_error(capsys, *base, "--dtype", "float32")
+    assert "toy samples were made with max_new_tokens=3, not 4" in one_line_error(
+        capsys, *base[:-4], "--max_new_tokens", "4", "--out", out)
+    settings["primekit_version"] = "0.0.1"
+    (tmp_path / "run" / runner.SETTINGS_FILE).write_text(json.dumps(settings))
+    assert "primekit_version='0.0.1'" in one_line_error(capsys, *base)
+    assert "protocol 'prime' is a published evaluation" in one_line_error(
+        capsys, *base[:-2], "--protocol", "prime", "--out", str(tmp_path / "other"))
+
+
+def write_graded_run(folder, correct_by_problem: dict[str, list[bool]]):
+    """A finished run folder with the given correctness per problem of benchmark 'unit'."""
+    samples = runner.open_samples(folder)
+    for pid, correct in correct_by_problem.items():
+        for index, ok in enumerate(correct):
+            samples.append({"benchmark": "unit", "problem_id": pid, "sample_index": index,
+                            "correct": ok, "pred": "1"})
+    n = len(next(iter(correct_by_problem.values())))
+    runner.write_summary(folder, {"benchmarks": {"unit": {"samples_per_problem": n}}})
+    return folder
+
+
+def test_compare_gives_the_paired_difference(tmp_path, capsys):
+    a = write_graded_run(tmp_path / "a", {str(i): [i < 10] for i in range(40)})
+    b = write_graded_run(tmp_path / "b", {str(i): [i < 30] for i in range(40)})
+    report_path = tmp_path / "compare.json"
+    assert run_cli("compare", str(a), str(b), "--out", str(report_path),
+                   "--bootstrap_resamples", "500") == 0
+    result = json.loads(report_path.read_text())["benchmarks"]["unit"]
+    # b is right on 20 more of the 40 problems: +50 points
+    assert result["difference"] == pytest.approx(0.5) and result["num_problems"] == 40
+    assert result["ci_low"] > 0.3 and "+50.0" in capsys.readouterr().out
+    assert "give two run folders" in one_line_error(capsys, "compare", str(a))
+
+
+def test_prompts_command_prints_each_prompt_after_its_header(capsys):
+    assert run_cli("prompts", "--benchmarks", "toy", "--limit", "2") == 0
+    problems = toy.test_problems()[:2]
+    assert capsys.readouterr().out == "".join(f"=== toy toy-{i} ===\n{p.prompt}\n"
+                                              for i, p in enumerate(problems))

@@ -149,3 +149,17 @@ def test_importing_evaluation_never_imports_vllm():
     code = ("import sys, primekit.eval.generate, primekit.eval.commands, primekit.eval.runner; "
             "assert 'vllm' not in sys.modules, 'vllm imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_stop_strings_cut_the_output_like_vllm(model, generator):
+    """A stop string ends generation; the text stops before it and counts as finished."""
+    plain = generator.generate(PROMPTS, SamplingSpec(max_new_tokens=6))
+    text = next(c[0].text for c in plain if len(c[0].text) >= 3)
+    stop = text[1:3]
+    stopped = generator.generate(PROMPTS, SamplingSpec(max_new_tokens=6, stop=(stop,)))
+    for before, after in zip(plain, stopped):
+        if stop in before[0].text:
+            assert after[0].text == before[0].text[:before[0].text.index(stop)]
+            assert after[0].finished
+        else:
+            assert after[0] == before[0]

@@ -170,6 +170,13 @@ CASES = [
     (r"\$16,\!386.20", "16386.20", T),
     ("16386.16", "16386.17", F),  # they differ in the last digit
     ("1,22", "1.22", T),
+    # a decimal comma is read only in a prediction, only when the gold is a single value:
+    # OlympiadBench golds such as "-3,0" list two answers
+    ("-3", "-3,0", F),
+    ("-3.0", "-3,0", F),
+    ("-3, 0", "-3,0", T),
+    ("1.22", "1,22", F),
+    ("3.5", "3,5", F),
     ("0,111", "0.111", T),
     ("9999.857142857143", r"10{,}000", F),  # 16 significant digits, off by 0.14
     # scientific notation

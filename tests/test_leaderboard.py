@@ -22,11 +22,15 @@ def metric(value: float) -> dict[str, float]:
     return {"value": value, "ci_low": max(0.0, value - 0.1), "ci_high": min(1.0, value + 0.1)}
 
 
-def write_run(folder: Path, benchmarks: dict[str, dict[str, float]], n: int = 4) -> Path:
+def write_run(folder: Path, benchmarks: dict[str, dict[str, float]], n: int = 4,
+              protocol: str = "primekit", temperature: float = 0.6) -> Path:
     """A run folder whose summary has the given metric values per benchmark."""
-    summary = {"model": f"models/{folder.name}", "benchmarks": {
+    summary = {"model": f"models/{folder.name}", "protocol": protocol, "date": "2026-01-02",
+               "model_revision": "sha:0123456789ab", "primekit_version": "0.1.0", "benchmarks": {
         name: {"num_problems": 10, "samples_per_problem": n, "no_answer_rate": 0.0,
-               "truncated_rate": 0.1, "metrics": {m: metric(v) for m, v in metrics.items()}}
+               "truncated_rate": 0.1, "metrics": {m: metric(v) for m, v in metrics.items()},
+               "generation": {"n": n, "temperature": temperature,
+                              "max_new_tokens": 8192 if name == "math500" else 4096}}
         for name, metrics in benchmarks.items()}}
     folder.mkdir(parents=True)
     runner.write_summary(folder, summary)
@@ -39,8 +43,8 @@ def runs(tmp_path):
             for name in ("aime2024", "math500", "amc", "minerva_math", "olympiadbench")}
     five["math500"] = {"pass@1": 0.8, "avg@4": 0.8, "pass@4": 0.9, "maj@4": 0.85, "bon@16": 0.875}
     return [write_run(tmp_path / "runs" / "prime-step-100", five),
-            write_run(tmp_path / "runs" / "sft", {"gsm8k": {"pass@1": 0.25}, "math500": {"pass@1": 0.125}},
-                      n=1)]
+            write_run(tmp_path / "runs" / "sft", {"math500": {"pass@1": 0.125}, "gsm8k": {"pass@1": 0.25}},
+                      n=1, protocol="prime", temperature=0.0)]
 
 
 def test_reported_averages_are_the_mean_of_the_five_benchmarks():
@@ -64,12 +68,19 @@ def test_tables(runs):
     summaries = [lb.load_summary(path) for path in runs]
     rows = lb.run_rows(summaries) + lb.reported_rows()
     header, body = lb.main_table(rows)
-    assert header == ["Model", "AIME 2024", "MATH-500", "AMC", "Minerva Math", "OlympiadBench",
-                      "GSM8K", "PRIME avg"]
+    assert header == ["Model", "protocol", "n", "T", "max tokens", "AIME 2024", "MATH-500", "AMC",
+                      "Minerva Math", "OlympiadBench", "GSM8K", "PRIME avg", "date", "revision",
+                      "primekit"]
     # run 1: 50, 80, 50, 50, 50 -> mean 280 / 5 = 56.0; run 2 lacks four of the five -> no average
-    assert body[0] == ["prime-step-100", "50.0", "80.0", "50.0", "50.0", "50.0", "–", "56.0"]
-    assert body[1] == ["sft", "–", "12.5", "–", "–", "–", "25.0", "–"]
-    assert body[2][0] == "Eurus-2-7B-PRIME (reported)" and body[2][-1] == "48.9"
+    # run 1 has 4 samples per problem at T=0.6 (sampled) under the primekit protocol (flagged)
+    assert body[0] == ["prime-step-100 (sampled)", "primekit‡", "4", "0.6", "4096/8192",
+                       "50.0 (40.0–60.0)", "80.0 (70.0–90.0)", "50.0 (40.0–60.0)",
+                       "50.0 (40.0–60.0)", "50.0 (40.0–60.0)", "–", "56.0", "2026-01-02",
+                       "sha:0123456789ab", "0.1.0"]
+    assert body[1][:5] == ["sft", "prime", "1", "0", "4096/8192"]
+    assert body[1][5:12] == ["–", "12.5 (2.5–22.5)", "–", "–", "–", "25.0 (15.0–35.0)", "–"]
+    assert body[2] == ["Eurus-2-7B-PRIME (reported)", "prime", "1", "0", "4096/8192", "26.7",
+                       "79.2", "57.8", "38.6", "42.1", "–", "48.9", "2025-02", "–", "–"]
     header, body = lb.details_table(summaries)
     assert header == ["Run", "Benchmark", "Problems", "n", "pass@1", "avg@4", "pass@4", "maj@4",
                       "bon@16", "Truncated %"]
@@ -91,7 +102,8 @@ def test_report_files_are_self_contained(runs, tmp_path):
     written = lb.write_leaderboard([str(p) for p in runs], tmp_path / "report")
     assert set(written) == {"leaderboard.md", "leaderboard.html", "pass1.png", "scaling.png"}
     markdown = written["leaderboard.md"].read_text()
-    assert "| GPT-4o (reported) | 9.3 | 76.4 | 45.8 | 36.8 | 43.3 | – | 42.3 |" in markdown
+    assert ("| GPT-4o (reported) | prime | 1 | 0 | 4096/8192 | 9.3 | 76.4 | 45.8 | 36.8 | 43.3 | – "
+            "| 42.3 | 2025-02 | – | – |") in markdown
     assert "bon@16" in markdown
     page = written["leaderboard.html"].read_text()
     assert "<script" not in page and "<link" not in page and "http" not in page
@@ -146,11 +158,11 @@ def test_html_renders_in_headless_chromium(runs, tmp_path):
     parser = TableRows()
     parser.feed(dom)
     rows = parser.tables["leaderboard"]
-    assert [r[0] for r in rows] == ["prime-step-100", "sft", "Eurus-2-7B-PRIMEreported",
+    assert [r[0] for r in rows] == ["prime-step-100 (sampled)", "sft", "Eurus-2-7B-PRIMEreported",
                                     "Eurus-2-7B-SFTreported", "Qwen2.5-Math-7B-Instructreported",
                                     "Llama-3.1-70B-Instructreported", "GPT-4oreported"]
     assert parser.row_classes["leaderboard"] == ["run"] * 2 + ["reported"] * 5
-    assert rows[0][-1] == "56.0"
+    assert rows[0][11] == "56.0"
     assert len(parser.tables["metrics"]) == 7  # 5 + 2 benchmark rows
 
     shot = tmp_path / "page.png"

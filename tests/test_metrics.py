@@ -150,3 +150,26 @@ def test_evaluate_module_loads_offline_and_matches(tmp_path, monkeypatch):
     assert result["maj@2"] == pytest.approx(1.0)
     low, high = result["pass@1_ci"]
     assert 0.5 <= low <= 0.75 <= high <= 1.0
+
+
+def test_wilson_interval_hand_values():
+    from primekit.eval.metrics import interval, wilson_interval
+
+    # 8/10 at 95% (z = 1.959964): centre (0.8 + z^2/20) / (1 + z^2/10) = 0.7167,
+    # half-width z * sqrt(0.016 + z^2/400) / (1 + z^2/10) = 0.2266 -> [0.4902, 0.9433]
+    low, high = wilson_interval(8, 10)
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_interval(0, 30)[0] == 0.0 and wilson_interval(0, 30)[1] == pytest.approx(0.1135, abs=1e-4)
+    assert interval([1.0, 0.0, 1.0, 1.0])[2] == "wilson"
+    assert interval([0.5, 0.25, 1.0])[2] == "bootstrap"
+
+
+def test_paired_bootstrap_difference():
+    from primekit.eval.metrics import paired_bootstrap
+
+    a, b = [0.0] * 50 + [1.0] * 50, [1.0] * 100  # b fixes 50 of 100 problems
+    result = paired_bootstrap(a, b, n_resamples=2000)
+    assert result["difference"] == pytest.approx(0.5) and result["num_problems"] == 100
+    assert 0.39 < result["ci_low"] < 0.5 < result["ci_high"] < 0.61 and result["p_value"] == 0.0
+    same = paired_bootstrap(a, a, n_resamples=200)
+    assert same["difference"] == 0.0 and same["p_value"] == 1.0

@@ -184,12 +184,13 @@ def test_bad_options_are_one_line_input_errors(argv, message):
     assert "\n" not in str(error.value)
 
 
-def test_old_option_names_still_parse_with_a_warning():
+def test_old_option_names_still_parse_with_a_warning(capsys):
     argv = ["--ref", "r", "--beta", "0.01", "--steps", "newline", "--bon_aggregate", "min"]
-    with pytest.warns(FutureWarning):
-        reading.warn_deprecated_options(argv)
-        args, *_ = parse_config([PRMReadingArguments], argv, prog="t", description="d")
+    args, *_ = parse_config([PRMReadingArguments], argv, prog="t", description="d")
     assert (args.prm_ref, args.coef, args.step_mode, args.aggregates) == ("r", 0.01, "newline", ["min_step"])
+    warnings = capsys.readouterr().err
+    for old, new in (("--ref", "--prm_ref"), ("--beta", "--coef"), ("--steps", "--step_mode")):
+        assert f"'{old}' (command-line option) is deprecated" in warnings and f"use '{new}'" in warnings
 
 
 # ----------------------------------------------------------------------------------------------

@@ -60,8 +60,8 @@ def test_tokenizer_round_trips_multi_line_solutions():
     assert len(tokenizer) == 26
     ids = tokenizer(MULTI_LINE)["input_ids"]
     assert tokenizer.decode(ids) == MULTI_LINE
-    assert tokenizer.convert_ids_to_tokens(ids[:2]) == ["Compute", " "]
-    assert tokenizer("\n")["input_ids"] == [tokenizer.convert_tokens_to_ids("\n")]  # a step is one token
+    assert tokenizer.convert_ids_to_tokens(ids[:2]) == ["Compute", "Ġ"]  # byte-level spelling
+    assert tokenizer("\n")["input_ids"] == [tokenizer.convert_tokens_to_ids("Ċ")]  # a step is one token
     assert tokenizer.padding_side == "left"
     assert tokenizer("x")["input_ids"] == [tokenizer.unk_token_id]  # nothing added around a text
     assert tokenizer.apply_chat_template([{"role": "user", "content": "Compute 1+2\n"}],
@@ -78,6 +78,22 @@ def test_saved_toy_model_loads_with_a_lossless_tokenizer(tmp_path):
     model = load_causal_lm(str(tmp_path), dtype="float32")
     assert type(model).__name__ == "Qwen2ForCausalLM" and not model.training
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
+
+
+def test_auto_tokenizer_loads_the_toy_tokenizer_like_ours(tmp_path):
+    """vLLM and TRL load tokenizers with AutoTokenizer, which rebuilds a tokenizer saved next to a
+    Qwen2 config as Qwen2's byte-level BPE; for the toy tokenizer that rebuild must change nothing."""
+    from transformers import AutoTokenizer
+
+    toy.random_model(0).save_pretrained(tmp_path)
+    toy.build_tokenizer().save_pretrained(tmp_path)
+    auto, ours = AutoTokenizer.from_pretrained(tmp_path), toy.build_tokenizer()
+    texts = [MULTI_LINE, "Compute 7+8\n7+8=15\n\\boxed{15}", " 1 (2) {3}*4\n\n"]
+    for text in texts:
+        ids = ours(text)["input_ids"]
+        assert auto(text)["input_ids"] == ids and auto.decode(ids) == text
+    # ids are those of the 26-token vocabulary, in its order: "Compute" 4, " " 22, "\n" 25
+    assert ours("Compute 1\n")["input_ids"] == [4, 22, ours.convert_tokens_to_ids("1"), 25]
 
 
 def test_left_padding_does_not_change_log_probs():

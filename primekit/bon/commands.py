@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
 from primekit.prm.commands import toy_prm_path
-from primekit.prm.reading import PRMReadingArguments, warn_deprecated_options
+from primekit.prm.reading import PRMReadingArguments
 
 RERANK_DESCRIPTION = ("Score Best-of-N candidates once (cached next to the input) and report "
                       "accuracy vs N for PRM / ORM reranking, majority and weighted votes, and the "
@@ -31,6 +32,9 @@ TOY_OUT = "runs/bon-toy"
 class RerankArguments(PRMReadingArguments):
     """Options of ``prime-bon rerank``: the implicit PRM's reading options (``prm``, ``prm_ref``,
     ``aggregate``, ``step_mode``, ``coef``, ``prm_context``) and the ones below."""
+
+    deprecated_aliases: ClassVar[dict[str, str]] = {**PRMReadingArguments.deprecated_aliases,
+                                                    "bootstrap": "bootstrap_resamples"}
 
     input: str | None = field(default=None, metadata=help_text(
         "candidates JSONL (standard layout or Qwen's RM@N layout); may also be given first, "
@@ -53,8 +57,7 @@ class RerankArguments(PRMReadingArguments):
         "largest N; default: the fewest candidates any problem has"))
     trials: int = field(default=256, metadata=help_text(
         "random N-subsets per problem and N (all of them when there are fewer)"))
-    bootstrap_resamples: int = field(default=1000, metadata={
-        **help_text("bootstrap resamples for the intervals"), "aliases": ["--bootstrap"]})
+    bootstrap_resamples: int = field(default=1000, metadata=help_text("bootstrap resamples for the intervals"))
     seed: int = field(default=0, metadata=help_text("seed of the subsets and the bootstrap"))
     regrade: bool = field(default=False, metadata=help_text(
         "grade candidates with primekit's grader even when the file has correctness labels"))
@@ -205,7 +208,6 @@ def build_scorers(args: RerankArguments, has_shipped_scores: bool) -> list:
 def rerank(argv: list[str]) -> int:
     if not argv:
         return toy_demo()
-    warn_deprecated_options(argv)
     args, *_ = parse_config([RerankArguments], leading_positionals(argv, "--input"), prog="prime-bon rerank",
                            description=RERANK_DESCRIPTION)
     if args.input is None:

@@ -19,13 +19,14 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["Number", "evaluate", "nesting", "numbers_equal", "has_huge_power"]
+from primekit.eval.brackets import MAX_NESTING, nesting
+
+__all__ = ["Number", "evaluate", "numbers_equal", "has_huge_power"]
 
 MAX_CHARS = 300
 MAX_BITS = 20_000  # largest numerator/denominator kept exact
 MAX_FACTORIAL = 500
 MAX_SCI_EXPONENT = 400
-MAX_NESTING = 30  # the parser recurses once per bracket level
 _TOKEN = re.compile(
     r"(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<cmd>\\[A-Za-z]+)|(?P<sym>[-+*/^(){}\[\]!])|(?P<space>\s+)"
 )
@@ -272,18 +273,6 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if match.lastgroup != "space":
             tokens.append((match.lastgroup, match.group()))
     return tokens
-
-
-def nesting(text: str) -> int:
-    """Deepest bracket nesting in ``text``."""
-    depth = deepest = 0
-    for c in text:
-        if c in "([{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in ")]}":
-            depth -= 1
-    return deepest
 
 
 def evaluate(text: str) -> Number | None:

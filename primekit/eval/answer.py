@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from primekit.eval.brackets import group_end, split_top_level
+
 __all__ = [
     "extract_answer",
     "normalize_answer",
@@ -32,7 +34,6 @@ MAX_ANSWER_CHARS = 2000
 _MAX_CANDIDATES = 16
 
 _BOX = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.DOTALL)
 _MINERVA = re.compile(r"final answer is\s*\$", re.IGNORECASE)
 _ANSWER_PHRASE = re.compile(
     r"\b(?:final\s+answer|answer|(?:correct\s+)?(?:option|choice))\b(?:\s*(?:is\b|:))?\s*:?",
@@ -56,31 +57,13 @@ _OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 # extraction
 
 
-def _group_end(text: str, open_brace: int) -> int | None:
-    """Index just past the brace group opening at ``text[open_brace]``, or None if unclosed.
-
-    Escaped braces (``\\{``) do not count, and the scan gives up after ``MAX_ANSWER_CHARS``.
-    """
-    depth = 0
-    limit = open_brace + MAX_ANSWER_CHARS
-    for match in _BRACE_OR_ESCAPE.finditer(text, open_brace, min(len(text), limit)):
-        token = match.group()
-        if token == "{":
-            depth += 1
-        elif token == "}":
-            depth -= 1
-            if depth == 0:
-                return match.end()
-    return None
-
-
 def _box_at(text: str, command: re.Match) -> tuple[int, int, str] | None:
     r"""(start, end, content) of the box whose command ``command`` matched (``\boxed{x}`` or ``\boxed x``)."""
     i = command.end()
     while i < len(text) and text[i] in " \t":
         i += 1
     if i < len(text) and text[i] == "{":
-        end = _group_end(text, i)
+        end = group_end(text, i, limit=MAX_ANSWER_CHARS)
         if end is None:
             return None
         return command.start(), end, text[i + 1 : end - 1]
@@ -379,7 +362,7 @@ def _unwrap_text_commands(s: str) -> str:
         match = _TEXT_COMMAND.search(s)
         if match is None:
             return s
-        end = _group_end(s, match.end() - 1)
+        end = group_end(s, match.end() - 1, limit=MAX_ANSWER_CHARS)
         if end is None:
             return s[: match.start()] + s[match.end() :]
         s = s[: match.start()] + " " + s[match.end() : end - 1] + " " + s[end:]
@@ -394,15 +377,6 @@ def _repeating_decimal(match: re.Match) -> str:
     return rf"\frac{{{numerator}}}{{{denominator}}}"
 
 
-def _matching_paren(s: str, open_index: int) -> int | None:
-    depth = 0
-    for i in range(open_index, min(len(s), open_index + MAX_ANSWER_CHARS)):
-        depth += {"(": 1, ")": -1}.get(s[i], 0)
-        if depth == 0:
-            return i
-    return None
-
-
 def _plain_to_latex(s: str) -> str:
     r"""Plain-text math as LaTeX: ``sqrt(2)`` -> ``\sqrt{2}``, ``pi`` -> ``\pi``, ``x**2`` -> ``x^2``,
     ``3 million`` -> ``3\times10^{6}``, ``7 3/4`` -> ``7\frac{3}{4}``, ``0.\overline{3}``."""
@@ -411,10 +385,10 @@ def _plain_to_latex(s: str) -> str:
     s = re.sub(r"(?<![\\A-Za-z])pi(?![A-Za-z])", r"\\pi ", s)
     for _ in range(10):
         match = re.search(r"(?<![\\A-Za-z])sqrt\s*\(", s)
-        close = _matching_paren(s, match.end() - 1) if match else None
-        if close is None:
+        end = group_end(s, match.end() - 1, limit=MAX_ANSWER_CHARS) if match else None
+        if end is None:
             break
-        s = s[: match.start()] + r"\sqrt{" + s[match.end() : close] + "}" + s[close + 1 :]
+        s = s[: match.start()] + r"\sqrt{" + s[match.end() : end - 1] + "}" + s[end:]
     word = _NUMBER_NAMES.get(s.strip().lower())
     if word is not None:
         return word
@@ -438,23 +412,6 @@ def _strip_units(s: str) -> str:
         if not words & _MATH_WORDS and not re.search(r"\\[A-Za-z]+\s*$", match.group(1)):
             s = match.group(1)
     return s
-
-
-def split_top_level(text: str, separator: str = ",") -> list[str] | None:
-    """Split at separators outside brackets and braces; None if the brackets do not balance."""
-    parts, depth, start = [], 0, 0
-    for i, c in enumerate(text):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth < 0:
-                return None
-        elif c == separator and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return parts if depth == 0 else None
 
 
 def _strip_assignment(element: str) -> str:

@@ -73,6 +73,19 @@ def gsm8k_answer(solution: Any) -> str:
     return answer_text(solution.rsplit("####", 1)[1])
 
 
+def dollar_answer(value: Any) -> str:
+    """A LaTeX answer written inside ``$...$`` (College Math, Gaokao 2023 En: ``"$10-4 n$"``),
+    without its unescaped dollar signs, as Qwen2.5-Math's loader reads it.
+
+    An empty answer stays empty (two Gaokao 2023 En rows upstream have one; their answer sits in
+    the question text): such a problem can never be graded right, exactly as in Qwen's harness,
+    and keeping it keeps the problem count of published numbers."""
+    if not isinstance(value, str):
+        return answer_text(value)
+    text = _UNESCAPED_DOLLAR.sub("", value).strip()
+    return answer_text(text) if text else ""
+
+
 def latex_list_answer(answers: Any) -> str:
     """OlympiadBench's ``final_answer``: a one-element list such as ``["$69$,$84$"]``.
 
@@ -101,6 +114,8 @@ class BenchmarkSource:
     id_field: str | None  # None: the row number
     answer_format: Callable[[Any], str] = answer_text
     keep_row: Callable[[dict[str, Any]], bool] | None = None
+    level_field: str | None = None  # difficulty level, for the per-level breakdown
+    subject_field: str | None = None  # subject / topic, for the per-subject breakdown
 
 
 def _is_aime_2024(row: dict[str, Any]) -> bool:
@@ -111,19 +126,27 @@ REGISTRY: dict[str, BenchmarkSource] = {
     "aime2024": BenchmarkSource("AIME 2024", "benchmarks/aimo_validation_aime/test.jsonl",
                                 "question", "answer", "id", keep_row=_is_aime_2024),
     "math500": BenchmarkSource("MATH-500", "benchmarks/math500/test.jsonl",
-                               "problem", "expected_answer", "id"),
+                               "problem", "expected_answer", "id", level_field="level",
+                               subject_field="type"),
     # its "id" restarts for each year, so the row number is the id
     "amc": BenchmarkSource("AMC", "benchmarks/aimo_validation_amc/test.jsonl",
                            "question", "answer", None),
     "minerva_math": BenchmarkSource("Minerva Math", "benchmarks/minerva_math/test.jsonl",
-                                    "problem", "answer", "idx"),
+                                    "problem", "answer", "idx", subject_field="type"),
     "olympiadbench": BenchmarkSource("OlympiadBench", "benchmarks/olympiadbench/test.jsonl",
                                      "question", "final_answer", "id",
-                                     answer_format=latex_list_answer),
+                                     answer_format=latex_list_answer, subject_field="subfield"),
     "aime24": BenchmarkSource("AIME24", "benchmarks/aime24/test.jsonl", "problem", "answer", "id"),
     "amc23": BenchmarkSource("AMC23", "benchmarks/amc23/test.jsonl", "problem", "answer", "id"),
     "gsm8k": BenchmarkSource("GSM8K", "benchmarks/gsm8k/test.jsonl", "question", "answer", "idx",
                              answer_format=gsm8k_answer),
+    # its question_number repeats across source books, so the row number is the id
+    "college_math": BenchmarkSource("College Math", "benchmarks/college_math/test.jsonl",
+                                    "question", "answer", None, answer_format=dollar_answer,
+                                    subject_field="data_topic"),
+    # neither its "source" nor its "id" is unique (or always there): the row number is the id
+    "gaokao2023en": BenchmarkSource("Gaokao 2023 En", "benchmarks/gaokao2023en/test.jsonl",
+                                    "question", "answer", None, answer_format=dollar_answer),
 }
 TOY = "toy"
 # PRIME's five math benchmarks, in the order of its results table.
@@ -132,13 +155,19 @@ PRIME_BENCHMARKS = ("aime2024", "math500", "amc", "minerva_math", "olympiadbench
 
 def benchmark_title(name: str) -> str:
     """Display name for reports (``math500`` -> ``MATH-500``); unknown names pass through."""
+    from primekit.eval.code_benchmarks import CODE_BENCHMARKS
+
     if name == TOY:
         return "Toy arithmetic"
+    if name in CODE_BENCHMARKS:
+        return CODE_BENCHMARKS[name].title
     return REGISTRY[name].title if name in REGISTRY else name
 
 
 def benchmark_names() -> list[str]:
-    return [*REGISTRY, TOY]
+    from primekit.eval.code_benchmarks import CODE_BENCHMARKS
+
+    return [*REGISTRY, *CODE_BENCHMARKS, TOY]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,17 +205,30 @@ def _to_problem(row: dict[str, Any], *, benchmark: str, index: int, problem_fiel
                             answer=answer, benchmark=benchmark, metadata=metadata)
 
 
+def breakdown(problem: BenchmarkProblem) -> dict[str, str]:
+    """The ``level`` and ``subject`` of a registered benchmark's problem, where it has them
+    (``{"level": "Level 5", "subject": "Algebra"}`` for MATH-500), for per-level and per-subject
+    reports."""
+    source = REGISTRY.get(problem.benchmark)
+    if source is None:
+        return {}
+    found = {"level": source.level_field, "subject": source.subject_field}
+    return {key: str(problem.metadata[name]) for key, name in found.items()
+            if name is not None and problem.metadata.get(name) not in (None, "")}
+
+
 def _load_registered(name: str) -> list[BenchmarkProblem]:
     source = REGISTRY[name]
     path = data_dir() / source.relative_path
     if not path.is_file():
         raise InputError(f"benchmark '{name}' is not in the data folder (set PRIMEKIT_DATA)",
                          path=path)
+    rows = [(line, row) for line, row in iter_jsonl(path)
+            if source.keep_row is None or source.keep_row(row)]
     return [_to_problem(row, benchmark=name, index=index, problem_field=source.problem_field,
                         answer_field=source.answer_field, id_field=source.id_field,
                         answer_format=source.answer_format, path=str(path), line=line)
-            for index, (line, row) in enumerate(iter_jsonl(path))
-            if source.keep_row is None or source.keep_row(row)]
+            for index, (line, row) in enumerate(rows)]
 
 
 def _load_file(path: Path, fields: FieldNames) -> list[BenchmarkProblem]:
@@ -245,8 +287,12 @@ def load_benchmark(spec: str, *, fields: FieldNames = FieldNames(), split: str =
     if limit is not None and limit < 1:
         raise InputError(f"limit must be >= 1, got {limit}")
     path = Path(spec).expanduser()
+    from primekit.eval import code_benchmarks
+
     if spec == TOY:
         problems = _load_toy(limit)
+    elif code_benchmarks.is_code_benchmark(spec):
+        problems = code_benchmarks.load_code_benchmark(spec)
     elif spec in REGISTRY:
         problems = _load_registered(spec)
     elif path.suffix in {".jsonl", ".json"}:
@@ -270,22 +316,26 @@ def load_benchmark(spec: str, *, fields: FieldNames = FieldNames(), split: str =
 # prompt templates
 
 STEP_BY_STEP = "Please reason step by step, and put your final answer within \\boxed{}."
-# Eurus-2-7B-PRIME's system prompt (PRIME's eval scripts and model card) and its user suffix.
-EURUS_SYSTEM = (
-    "When tackling complex reasoning tasks, you have access to the following actions. "
-    "Use them as needed to progress through your thought process.\n\n"
-    "[ASSESS]\n\n[ADVANCE]\n\n[VERIFY]\n\n[SIMPLIFY]\n\n[SYNTHESIZE]\n\n[PIVOT]\n\n[OUTPUT]\n\n"
-    "You should strictly follow the format below:\n\n[ACTION NAME]\n\n# Your action step 1\n\n"
-    "# Your action step 2\n\n# Your action step 3\n\n...\n\nNext action: [NEXT ACTION NAME]\n")
 EURUS_USER_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
+
+
+def eurus_system_prompt() -> str:
+    """Eurus-2-7B-PRIME's system prompt exactly as PRIME's evaluation reads it from
+    ``eval/system_prompt.md``: 414 bytes whose line breaks are literal ``\\n`` escapes."""
+    from importlib import resources
+
+    return (resources.files("primekit.eval") / "prompts" / "prime_system_prompt.md").read_text(
+        encoding="utf-8")
+
 
 TEMPLATES = {
     "auto": "raw for the toy benchmark, qwen25-math-cot for every other one",
     "raw": "the problem text as it is, no chat template",
     "qwen25-math-cot": "chat template; system: 'Please reason step by step, and put your final "
                        "answer within \\boxed{}.', user: the problem (Qwen2.5-Math's evaluation)",
-    "eurus": "chat template; Eurus-2 action system prompt, user: the problem + 'Present the answer "
-             "in LaTex format: \\boxed{Your answer}' (PRIME's evaluation of Eurus-2-7B-PRIME)",
+    "eurus": "chat template; system: PRIME's published eval/system_prompt.md (byte for byte), "
+             "user: the problem + 'Present the answer in LaTex format: \\boxed{Your answer}' "
+             "(--protocol prime adds PRIME's budgets, stops and extraction)",
 }
 
 
@@ -309,7 +359,7 @@ def chat_messages(problem: str, template: str) -> list[dict[str, str]]:
     if template == "qwen25-math-cot":
         return [{"role": "system", "content": STEP_BY_STEP}, {"role": "user", "content": problem}]
     if template == "eurus":
-        return [{"role": "system", "content": EURUS_SYSTEM},
+        return [{"role": "system", "content": eurus_system_prompt()},
                 {"role": "user", "content": problem.strip() + EURUS_USER_SUFFIX}]
     raise ValueError(f"template '{template}' is not a chat template")
 
@@ -327,5 +377,10 @@ def render_text(problem: str, template: str, tokenizer=None) -> str:
 
 
 def render_prompt(problem: BenchmarkProblem, template: str, tokenizer=None) -> str:
-    """:func:`render_text` for a benchmark problem, resolving ``auto`` by its benchmark."""
+    """:func:`render_text` for a benchmark problem, resolving ``auto`` by its benchmark (code
+    benchmarks: PRIME's code prompt, see :mod:`primekit.eval.code_benchmarks`)."""
+    from primekit.eval import code_benchmarks
+
+    if code_benchmarks.is_code_benchmark(problem.benchmark):
+        return code_benchmarks.render_code_prompt(problem, check_template(template), tokenizer)
     return render_text(problem.problem, resolve_template(template, problem.benchmark), tokenizer)

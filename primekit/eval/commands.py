@@ -6,39 +6,34 @@ input before any model is loaded, and leaves results in a folder that a re-run r
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primekit.arguments import BootstrapArguments, GenerationArguments, ModelArguments, SamplingArguments
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
 from primekit.eval import benchmarks as bench
-from primekit.eval.generate import SamplingSpec, make_generator
 from primekit.eval import runner
-
-TOY_MAX_NEW_TOKENS, MAX_NEW_TOKENS = 64, 4096
-
+from primekit.eval.generate import SamplingSpec, make_generator
+from primekit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS, Generation, get_protocol
 
 def _split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
 @dataclass
-class SummaryArguments:
+class SummaryArguments(BootstrapArguments):
     ks: str | None = field(default=None, metadata=help_text(
         "comma-separated k values for pass@k and maj@k (default: powers of two below n, and n)"))
-    confidence: float = field(default=0.95, metadata=help_text("confidence level of the bootstrap "
-                                                           "intervals over problems"))
-    bootstrap_resamples: int = field(default=1000, metadata=help_text("bootstrap resamples"))
     grade_processes: int | None = field(default=None, metadata=help_text(
         "worker processes for grading (default: the grader's choice)"))
 
     def __post_init__(self) -> None:
-        if not 0 < self.confidence < 1:
-            raise ValueError(f"confidence must be in (0, 1), got {self.confidence}")
-        if self.bootstrap_resamples < 1:
-            raise ValueError("bootstrap_resamples must be >= 1")
+        super().__post_init__()
         try:
             self.k_values = [int(k) for k in _split_list(self.ks)] or None
         except ValueError:
@@ -46,46 +41,35 @@ class SummaryArguments:
         if self.k_values and min(self.k_values) < 1:
             raise ValueError("every k must be >= 1")
 
-    def grader(self):
-        return lambda responses, golds: runner.grade_responses(responses, golds,
-                                                               processes=self.grade_processes)
+    def grader(self, protocol: str = DEFAULT_PROTOCOL, benchmark: str = ""):
+        return lambda responses, golds: runner.grade_responses(
+            responses, golds, processes=self.grade_processes, protocol=protocol,
+            benchmark=benchmark)
 
     def summary_options(self) -> dict[str, Any]:
         return {"ks": self.k_values, "confidence": self.confidence,
                 "n_resamples": self.bootstrap_resamples}
 
 
+OVERRIDABLE = ("n", "temperature", "top_p", "max_new_tokens", "stop")
+
+
 @dataclass
-class RunArguments:
-    model: str | None = field(default=None, metadata=help_text(
-        "policy: a hub name or a local folder (default: the toy policy, trained once and cached)"))
+class EvalArguments:
+    """Which benchmarks, under which protocol, into which run folder."""
+
     benchmarks: str | None = field(default=None, metadata=help_text(
         "comma-separated benchmarks: registered names (" + ", ".join(bench.benchmark_names())
         + "), .jsonl/.json files or datasets names (default: toy without --model, else "
         + ",".join(bench.PRIME_BENCHMARKS) + ")"))
-    out: str | None = field(default=None, metadata=help_text(
-        "run folder for samples.jsonl, settings.json and summary.json (required; re-running "
-        "the same command resumes it)"))
-    n: int = field(default=1, metadata=help_text("samples per problem"))
-    temperature: float = field(default=0.0, metadata=help_text("sampling temperature; 0 = greedy"))
-    top_p: float = field(default=1.0, metadata=help_text("nucleus sampling top-p"))
-    max_new_tokens: int | None = field(default=None, metadata=help_text(
-        f"generation budget (default: {TOY_MAX_NEW_TOKENS} for the toy policy or the toy "
-        f"benchmark, {MAX_NEW_TOKENS} otherwise, as in the PRIME evaluation)"))
-    seed: int = field(default=0, metadata=help_text("sampling seed"))
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata=help_text(
+        "evaluation protocol: prompt, budgets, stop strings and answer extraction per benchmark. "
+        + "; ".join(f"{name}: {p.description}" for name, p in PROTOCOLS.items())))
     template: str = field(default="auto", metadata=help_text(
-        "prompt template: " + "; ".join(f"{k}: {v}" for k, v in bench.TEMPLATES.items())))
-    limit: int | None = field(default=None, metadata=help_text("only the first N problems of each "
-                                                           "benchmark"))
-    backend: str = field(default="transformers", metadata=help_text(
-        "generation back end: transformers or vllm (pip install primekit[vllm])"))
-    dtype: str = field(default="auto", metadata=help_text("model dtype: auto, bfloat16, float16, "
-                                                      "float32"))
-    device: str | None = field(default=None, metadata=help_text("device (default: cuda if available)"))
-    batch_size: int = field(default=32, metadata=help_text("sequences per generate call "
-                                                       "(transformers back end)"))
-    chunk_size: int = field(default=64, metadata=help_text(
-        "problems generated, graded and saved at a time (what a killed run can lose at most)"))
+        "prompt template of --protocol primekit: "
+        + "; ".join(f"{k}: {v}" for k, v in bench.TEMPLATES.items())))
+    limit: int | None = field(default=None, metadata=help_text(
+        "only the first N problems of each benchmark"))
     problem_field: str | None = field(default=None, metadata=help_text(
         "problem field of .jsonl/.json/datasets benchmarks (default: problem or question)"))
     answer_field: str | None = field(default=None, metadata=help_text(
@@ -95,6 +79,45 @@ class RunArguments:
         "problem id field of .jsonl/.json/datasets benchmarks (default: id, idx or the row "
         "number)"))
     split: str = field(default="test", metadata=help_text("split of datasets benchmarks"))
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol '{self.protocol}' (choose from "
+                             f"{', '.join(PROTOCOLS)})")
+        bench.check_template(self.template)
+        if self.protocol != DEFAULT_PROTOCOL and self.template != "auto":
+            raise ValueError(f"template applies to --protocol {DEFAULT_PROTOCOL}; protocol "
+                             f"{self.protocol} fixes its own prompt")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+
+
+def load_problem_sets(args: EvalArguments, model: str | None = None) -> dict[str, list]:
+    """Problems of each benchmark (default: toy for the toy policy, PRIME's five else)."""
+    names = _split_list(args.benchmarks) or (list(bench.PRIME_BENCHMARKS) if model else [bench.TOY])
+    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
+    problem_sets: dict[str, list] = {}
+    for name in names:
+        problems = bench.load_benchmark(name, fields=fields, split=args.split, limit=args.limit)
+        if not problems:
+            raise InputError(f"benchmark '{name}' has no problems")
+        if problems[0].benchmark in problem_sets:
+            raise InputError(f"two benchmarks are named '{problems[0].benchmark}'; rename a file")
+        problem_sets[problems[0].benchmark] = problems
+    return problem_sets
+
+
+@dataclass
+class RunArguments(EvalArguments):
+    out: str | None = field(default=None, metadata=help_text(
+        "run folder for samples.jsonl, settings.json and summary.json (required; re-running "
+        "the same command resumes it)"))
+    per_benchmark: str | None = field(default=None, metadata=help_text(
+        "per-benchmark sampling settings that override the protocol and the options above: in "
+        "YAML a mapping such as {aime2024: {n: 16, temperature: 0.3}}, on the command line the "
+        "same as JSON; keys: " + ", ".join(OVERRIDABLE)))
+    chunk_size: int = field(default=64, metadata=help_text(
+        "problems generated, graded and saved at a time (what a killed run can lose at most)"))
     label: str | None = field(default=None, metadata=help_text(
         "row name in leaderboards (default: the run folder's name)"))
     prm: str | None = field(default=None, metadata=help_text(
@@ -108,22 +131,45 @@ class RunArguments:
         "how step rewards rank a response: min, last, mean or sum"))
 
     def __post_init__(self) -> None:
-        if self.bon_n is not None and not 1 <= self.bon_n <= self.n:
-            raise ValueError(f"bon_n must be between 1 and --n {self.n}, got {self.bon_n}")
+        super().__post_init__()
         if self.out is None:
             raise ValueError("--out is required: the run folder that holds (and resumes) results")
-        if self.n < 1 or (self.limit is not None and self.limit < 1):
-            raise ValueError("n and limit must be >= 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
-        if self.temperature == 0 and self.n > 1:
-            raise ValueError("greedy decoding (temperature 0) gives n identical samples; "
-                             "set --temperature > 0 for --n > 1")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be >= 1")
-        bench.check_template(self.template)
-        if self.backend not in {"transformers", "vllm"}:
-            raise ValueError(f"unknown backend '{self.backend}' (choose transformers or vllm)")
+        self.overrides = _per_benchmark(self.per_benchmark)
+
+
+def _per_benchmark(value: Any) -> dict[str, dict[str, Any]]:
+    """``per_benchmark`` from YAML (a mapping) or the command line (JSON), checked."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"per_benchmark must be a JSON object ({err.msg})") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError("per_benchmark must map benchmark names to {setting: value} mappings")
+    for name, settings in value.items():
+        unknown = set(settings) - set(OVERRIDABLE)
+        if unknown:
+            raise ValueError(f"per_benchmark {name}: unknown setting(s) {', '.join(sorted(unknown))}"
+                             f" (choose from {', '.join(OVERRIDABLE)})")
+        SamplingArguments(**{k: list(v) if k == "stop" else v for k, v in settings.items()})
+    return {name: {k: tuple(v) if k == "stop" else v for k, v in settings.items()}
+            for name, settings in value.items()}
+
+
+def resolve_generation(protocol: str, name: str, model_name: str, toy_model: bool,
+                       sampling: SamplingArguments, overrides: dict[str, dict[str, Any]]
+                       ) -> Generation:
+    """A benchmark's sampling settings: the protocol's, then the options, then its
+    ``per_benchmark`` entry."""
+    generation = get_protocol(protocol).generation(name, model_name, toy_model)
+    generation = dataclasses.replace(generation, **sampling.overrides(),
+                                     **overrides.get(name, {}))
+    if generation.temperature == 0 and generation.n > 1:
+        raise InputError(f"{name}: greedy decoding (temperature 0) gives n identical samples; "
+                         "set --temperature > 0 for --n > 1")
+    return generation
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -134,9 +180,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
     metrics = sorted({m for entry in summary["benchmarks"].values() for m in entry["metrics"]},
                      key=metric_sort_key)
-    table = Table(title=f"{summary.get('label', '')}: {summary.get('model', '')} "
-                        f"(%, {summary.get('confidence', 0.95):.0%} bootstrap CI)")
-    for column in ["benchmark", "problems", "n", *metrics, "no answer", "truncated"]:
+    protocol = summary.get("protocol", DEFAULT_PROTOCOL)
+    table = Table(title=f"{summary.get('label', '')}: {summary.get('model', '')}, protocol "
+                        f"{protocol} (%, {summary.get('confidence', 0.95):.0%} CI)")
+    for column in ["benchmark", "problems", "n", "T", "max tokens", *metrics, "no answer",
+                   "truncated"]:
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, entry in summary["benchmarks"].items():
         cells = []
@@ -145,12 +193,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
             cells.append("–" if value is None else f"{100 * value['value']:.1f} "
                          f"[{100 * value['ci_low']:.1f}, {100 * value['ci_high']:.1f}]")
         truncated = entry.get("truncated_rate")
+        generation = entry.get("generation", {})
         table.add_row(bench.benchmark_title(name), str(entry["num_problems"]),
-                      str(entry["samples_per_problem"]), *cells,
+                      str(entry["samples_per_problem"]), str(generation.get("temperature", "–")),
+                      str(generation.get("max_new_tokens", "–")), *cells,
                       f"{100 * entry['no_answer_rate']:.1f}",
                       "–" if truncated is None else f"{100 * truncated:.1f}")
     console = Console()
-    console.width = max(console.width, 80 + 20 * len(metrics))  # keep "v [lo, hi]" on one line
+    console.width = max(console.width, 100 + 20 * len(metrics))  # keep "v [lo, hi]" on one line
     console.print(table)
 
 
@@ -161,80 +211,98 @@ def _finish(out: Path, summary: dict[str, Any], samples_path: Path) -> int:
     return 0
 
 
+def _grader_for(name: str, protocol: str, options: SummaryArguments):
+    """Code benchmarks run their answers' programs in the sandbox; math ones use the protocol's grader."""
+    from primekit.eval import code_benchmarks
+
+    return (code_benchmarks.make_code_grader() if code_benchmarks.is_code_benchmark(name)
+            else options.grader(protocol, name))
+
+
 def run(argv: list[str]) -> int:
-    """Generate and grade a model on benchmarks; resumable."""
-    args, options, _ = parse_config([RunArguments, SummaryArguments], argv, prog="prime-eval run",
-                                    description=run.__doc__)
-    names = _split_list(args.benchmarks) or (list(bench.PRIME_BENCHMARKS) if args.model else
-                                              [bench.TOY])
-    if options.k_values and max(options.k_values) > args.n:
-        raise InputError(f"k={max(options.k_values)} is larger than --n {args.n}")
-    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
-    problem_sets = {}
-    for name in names:
-        problems = bench.load_benchmark(name, fields=fields, split=args.split, limit=args.limit)
-        if not problems:
-            raise InputError(f"benchmark '{name}' has no problems")
-        if problems[0].benchmark in problem_sets:
-            raise InputError(f"two benchmarks are named '{problems[0].benchmark}'; rename a file")
-        problem_sets[problems[0].benchmark] = problems
-    is_toy = args.model in (None, "toy") or set(problem_sets) == {bench.TOY}
-    spec = SamplingSpec(n=args.n, temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                        max_new_tokens=args.max_new_tokens or (TOY_MAX_NEW_TOKENS if is_toy
-                                                               else MAX_NEW_TOKENS))
+    """Generate and grade a model on benchmarks under an evaluation protocol; resumable."""
+    model_args, generation_args, sampling, args, options, *_ = parse_config(
+        [ModelArguments, GenerationArguments, SamplingArguments, RunArguments, SummaryArguments],
+        argv, prog="prime-eval run", description=run.__doc__)
+    problem_sets = load_problem_sets(args, model_args.model)
+    from primekit.eval import provenance
+    from primekit.eval.grader import GRADER_VERSION
     from primekit.models import load_tokenizer, resolve_model_name
 
-    model_name = resolve_model_name(args.model)
+    protocol = get_protocol(args.protocol)
+    toy_model = model_args.model in (None, "toy")
+    # the model's name as given, as the published scripts test it ("qwen2" in the name)
+    generations = {name: resolve_generation(args.protocol, name, model_args.model or "",
+                                            toy_model, sampling, args.overrides)
+                   for name in problem_sets}
+    fewest_n = min(g.n for g in generations.values())
+    if options.k_values and max(options.k_values) > fewest_n:
+        raise InputError(f"k={max(options.k_values)} is larger than n={fewest_n}")
+    if args.bon_n is not None and not 1 <= args.bon_n <= fewest_n:
+        raise InputError(f"bon_n must be between 1 and n {fewest_n}, got {args.bon_n}")
     out = Path(args.out)
-    runner.check_settings(out, {"model": model_name, "template": args.template,
-                                "temperature": spec.temperature, "top_p": spec.top_p,
-                                "max_new_tokens": spec.max_new_tokens, "seed": spec.seed})
+    model_name = resolve_model_name(model_args.model)
+    context = {"model_revision": provenance.model_revision(model_name),
+               "protocol": args.protocol, "template": args.template,
+               "backend": generation_args.backend, "dtype": generation_args.dtype,
+               "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
+    runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
+        name: g.to_json() for name, g in generations.items()}})
     samples = runner.open_samples(out)
     tokenizer = load_tokenizer(model_name)
-    prompts = {name: {p.id: bench.render_prompt(p, args.template, tokenizer) for p in problems}
+    prompts = {name: {p.id: protocol.prompt(p, tokenizer, args.template) for p in problems}
                for name, problems in problem_sets.items()}
-    to_do = sum(len(indices) for problems in problem_sets.values()
-                for _, indices in runner.missing_samples(problems, spec.n, samples.done))
+    specs = {name: SamplingSpec(n=g.n, temperature=g.temperature, top_p=g.top_p,
+                                max_new_tokens=g.max_new_tokens, seed=sampling.seed, stop=g.stop,
+                                stop_token_ids=g.stop_token_ids)
+             for name, g in generations.items()}
+    to_do = sum(len(indices) for name, problems in problem_sets.items()
+                for _, indices in runner.missing_samples(problems, specs[name].n, samples.done))
     if to_do:
-        generator = make_generator(model_name, backend=args.backend, dtype=args.dtype,
-                                   device=args.device, batch_size=args.batch_size,
-                                   show_progress=False)
+        generator = make_generator(model_name, backend=generation_args.backend,
+                                   dtype=generation_args.dtype, device=generation_args.device,
+                                   batch_size=generation_args.batch_size, show_progress=False)
         for name, problems in problem_sets.items():
-            runner.generate_and_grade(problems, prompts[name], generator, spec, samples,
-                                      grade=options.grader(), chunk_size=args.chunk_size)
-    summary = {"label": args.label or out.resolve().name, "model": args.model or "toy",
-               "model_path": model_name, "template": args.template,
-               "sampling": asdict(spec), "confidence": options.confidence, "benchmarks": {}}
+            runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
+                                      grade=_grader_for(name, args.protocol, options),
+                                      chunk_size=args.chunk_size)
+    summary = {"label": args.label or out.resolve().name, "model": model_args.model or "toy",
+               "model_path": model_name, **context, "grader_version": GRADER_VERSION,
+               "date": provenance.today(), "confidence": options.confidence, "benchmarks": {}}
     records = list(samples.records.values())
     for name, problems in problem_sets.items():
-        summary["benchmarks"][name] = runner.benchmark_summary(
-            [p.id for p in problems], [r for r in records if r["benchmark"] == name], spec.n,
-            seed=spec.seed, **options.summary_options())
+        summary["benchmarks"][name] = {
+            **runner.benchmark_summary(
+                [p.id for p in problems], [r for r in records if r["benchmark"] == name],
+                specs[name].n, seed=sampling.seed, **options.summary_options()),
+            "generation": generations[name].to_json()}
     if args.prm is not None:
-        _add_bon_metrics(summary, args, problem_sets, records, out)
+        _add_bon_metrics(summary, args, problem_sets, records, out, specs, generation_args,
+                         sampling.seed)
     return _finish(out, summary, samples.path)
 
 
-def _add_bon_metrics(summary: dict[str, Any], args: RunArguments,
-                     problem_sets: dict[str, list], records: list[dict[str, Any]], out: Path) -> None:
+def _add_bon_metrics(summary: dict[str, Any], args: RunArguments, problem_sets: dict[str, list],
+                     records: list[dict[str, Any]], out: Path, specs: dict[str, SamplingSpec],
+                     generation_args: GenerationArguments, seed: int) -> None:
     """PRM-reranked accuracy per benchmark, so "policy + PRM" is a leaderboard row of its own.
     PRM scores are cached in the run folder: a re-run loads no PRM."""
     from primekit.bon import rerank
     from primekit.bon.data import problems_from_samples
     from primekit.bon.scorers import ImplicitPRMScorer
 
-    scorer = ImplicitPRMScorer.from_pretrained(args.prm, args.prm_ref, device=args.device,
-                                               dtype=args.dtype)
+    scorer = ImplicitPRMScorer.from_pretrained(args.prm, args.prm_ref, device=generation_args.device,
+                                               dtype=generation_args.dtype)
     cache = rerank.ScoreCache(rerank.cache_file(out, scorer.name, scorer.identity()),
                               scorer.identity())
-    n = args.bon_n or args.n
     for name, problems in problem_sets.items():
         wanted = {p.id for p in problems}
         samples = [r for r in records if r["benchmark"] == name and r["problem_id"] in wanted
-                   and r["sample_index"] < args.n]
+                   and r["sample_index"] < specs[name].n]
         texts = {p.id: p.problem for p in problems}  # the PRM reads the problem, not the policy prompt
-        metrics = rerank.bon_metrics(problems_from_samples(samples, problem_texts=texts), scorer, n,
-                                     aggregate=args.bon_aggregate, cache=cache, seed=args.seed)
+        metrics = rerank.bon_metrics(problems_from_samples(samples, problem_texts=texts), scorer,
+                                     args.bon_n or specs[name].n, aggregate=args.bon_aggregate,
+                                     cache=cache, seed=seed)
         summary["benchmarks"][name]["metrics"].update(metrics)
 
 
@@ -254,10 +322,16 @@ class GradeArguments:
     out: str | None = field(default=None, metadata=help_text(
         "output folder for the graded samples.jsonl and summary.json (default: <input>-graded)"))
     label: str | None = field(default=None, metadata=help_text("row name in leaderboards"))
+    protocol: str = field(default=DEFAULT_PROTOCOL, metadata=help_text(
+        "whose answer extraction reads the responses: " + ", ".join(PROTOCOLS)
+        + " (see prime-eval run --help)"))
 
     def __post_init__(self) -> None:
         if self.input is None:
             raise ValueError("give the JSONL file to grade: prime-eval grade FILE.jsonl")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol '{self.protocol}' (choose from "
+                             f"{', '.join(PROTOCOLS)})")
 
 
 def _responses(record: dict[str, Any], field_name: str, path: str, line: int) -> list[str]:
@@ -311,19 +385,120 @@ def grade(argv: list[str]) -> int:
                                     description=grade.__doc__)
     records = read_outputs(args)
     out = Path(args.out) if args.out else Path(args.input).with_name(Path(args.input).stem + "-graded")
-    runner.check_settings(out, {"input": str(Path(args.input).resolve()),
-                                "response_field": args.response_field,
-                                "answer_field": args.answer_field})
+    from primekit.eval import provenance
+    from primekit.eval.grader import GRADER_VERSION
+
+    context = {"input": str(Path(args.input).resolve()), "response_field": args.response_field,
+               "answer_field": args.answer_field, "protocol": args.protocol,
+               "primekit_version": provenance.primekit_version()}
+    runner.check_settings(out, context)
     samples = runner.open_samples(out)
-    runner.grade_pending(records, samples, grade=options.grader())
+    for name in dict.fromkeys(record["benchmark"] for record in records):
+        runner.grade_pending([r for r in records if r["benchmark"] == name], samples,
+                             grade=options.grader(args.protocol, name))
     graded = list(samples.records.values())
-    summary = {"label": args.label or out.name, "model": str(args.input), "confidence":
-               options.confidence, "benchmarks": {}}
+    summary = {"label": args.label or out.name, "model": str(args.input), **context,
+               "grader_version": GRADER_VERSION, "date": provenance.today(),
+               "confidence": options.confidence, "benchmarks": {}}
     for name in dict.fromkeys(record["benchmark"] for record in records):
         ids = list(dict.fromkeys(r["problem_id"] for r in records if r["benchmark"] == name))
         summary["benchmarks"][name] = runner.benchmark_summary(
             ids, [r for r in graded if r["benchmark"] == name], None, **options.summary_options())
     return _finish(out, summary, samples.path)
+
+
+@dataclass
+class PromptsArguments(EvalArguments):
+    format: str = field(default="text", metadata=help_text(
+        "text: each prompt after a '=== benchmark id ===' line; jsonl: one JSON record per "
+        "prompt (exact bytes, escapes and all)"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.format not in ("text", "jsonl"):
+            raise ValueError(f"format must be text or jsonl, got '{self.format}'")
+
+
+def prompts(argv: list[str]) -> int:
+    """Print the exact prompts a protocol gives the model (rendered with --model's tokenizer;
+    the toy tokenizer when no model is given)."""
+    model_args, args, *_ = parse_config([ModelArguments, PromptsArguments], argv,
+                                    prog="prime-eval prompts", description=prompts.__doc__)
+    problem_sets = load_problem_sets(args, model_args.model)
+    if model_args.model in (None, "toy"):
+        from primekit.toy import build_tokenizer
+
+        tokenizer = build_tokenizer()  # the toy policy's own tokenizer, without training it
+    else:
+        from primekit.models import load_tokenizer
+
+        tokenizer = load_tokenizer(model_args.model)
+    protocol = get_protocol(args.protocol)
+    for name, problems in problem_sets.items():
+        for problem in problems:
+            prompt = protocol.prompt(problem, tokenizer, args.template)
+            if args.format == "jsonl":
+                print(json.dumps({"benchmark": name, "id": problem.id, "prompt": prompt},
+                                 ensure_ascii=False))
+            else:
+                print(f"=== {name} {problem.id} ===")
+                print(prompt)
+    return 0
+
+
+@dataclass
+class CompareArguments(BootstrapArguments):
+    runs: list[str] = field(default_factory=list, metadata=help_text(
+        "two run folders, given first: prime-eval compare RUN_A RUN_B"))
+    out: str | None = field(default=None, metadata=help_text(
+        "also write the comparison as JSON to this file"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.runs) != 2:
+            raise ValueError(f"give two run folders (RUN_A RUN_B), got {len(self.runs)}")
+
+
+def compare(argv: list[str]) -> int:
+    """Paired bootstrap difference of pass@1 (RUN_B - RUN_A) per benchmark, on the problems
+    both runs share."""
+    from primekit.eval.metrics import paired_bootstrap
+    from primekit.io import atomic_write_json
+
+    args, *_ = parse_config([CompareArguments], leading_positionals(argv, "--runs"),
+                           prog="prime-eval compare", description=compare.__doc__)
+    scores = [runner.run_problem_scores(path) for path in args.runs]
+    report = {"runs": args.runs, "confidence": args.confidence, "benchmarks": {}}
+    for name in [b for b in scores[0] if b in scores[1]]:
+        shared = [pid for pid in scores[0][name] if pid in scores[1][name]]
+        if not shared:
+            continue
+        report["benchmarks"][name] = paired_bootstrap(
+            [scores[0][name][pid] for pid in shared], [scores[1][name][pid] for pid in shared],
+            confidence=args.confidence, n_resamples=args.bootstrap_resamples)
+    if not report["benchmarks"]:
+        raise InputError("the two runs share no benchmark problems")
+    if args.out:
+        atomic_write_json(args.out, report)
+    _print_comparison(report)
+    return 0
+
+
+def _print_comparison(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    a, b = (Path(run).name for run in report["runs"])
+    table = Table(title=f"pass@1 difference {b} - {a} (points, paired bootstrap "
+                        f"{report['confidence']:.0%} CI)")
+    for column in ["benchmark", "problems", "difference", "CI", "p"]:
+        table.add_column(column, justify="left" if column == "benchmark" else "right")
+    for name, result in report["benchmarks"].items():
+        table.add_row(bench.benchmark_title(name), str(result["num_problems"]),
+                      f"{100 * result['difference']:+.1f}",
+                      f"[{100 * result['ci_low']:+.1f}, {100 * result['ci_high']:+.1f}]",
+                      f"{result['p_value']:.3f}")
+    Console().print(table)
 
 
 @dataclass

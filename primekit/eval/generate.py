@@ -1,7 +1,9 @@
 """Generation back ends with one interface: transformers (default, CPU or GPU) and vLLM (optional).
 
 Both take prompts already rendered to text and return, per prompt, ``n`` completions as text with
-whether each one stopped on its own (``finished``) or hit ``max_new_tokens`` (truncated).
+whether each one stopped on its own (``finished``: an end-of-sequence token, a stop token id or a
+stop string) or hit ``max_new_tokens`` (truncated). As in vLLM, a stop string is not part of the
+returned text.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class SamplingSpec:
     top_p: float = 1.0
     max_new_tokens: int = 1024
     seed: int = 0
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -58,16 +62,21 @@ class TransformersGenerator:
         jobs = [(index, prompt) for index, prompt in enumerate(prompts) for _ in range(spec.n)]
         jobs.sort(key=lambda job: len(job[1]))
         results: list[list[Completion]] = [[] for _ in prompts]
-        eos_ids = _eos_ids(self.model, self.tokenizer)
+        eos_ids = sorted({*_eos_ids(self.model, self.tokenizer), *spec.stop_token_ids})
         batches = range(0, len(jobs), self.batch_size)
         for start in tqdm(batches, desc="generate", unit="batch", disable=not self.show_progress):
             batch = jobs[start:start + self.batch_size]
             encoded = self.tokenizer([prompt for _, prompt in batch], return_tensors="pt",
                                      padding=True, add_special_tokens=False).to(device)
-            output = self.model.generate(**encoded, generation_config=self._config(spec, eos_ids))
+            output = self.model.generate(**encoded, generation_config=self._config(spec, eos_ids),
+                                         tokenizer=self.tokenizer)
             new_tokens = output[:, encoded["input_ids"].shape[1]:]
             for (index, _), tokens in zip(batch, new_tokens):
-                results[index].append(_completion(tokens.tolist(), eos_ids, self.tokenizer))
+                tokens = tokens.tolist()
+                if spec.stop and self.tokenizer.pad_token_id in tokens:
+                    tokens = tokens[:tokens.index(self.tokenizer.pad_token_id)]  # a stopped row
+                results[index].append(cut_at_stop(_completion(tokens, eos_ids, self.tokenizer),
+                                                  spec.stop))
         return results
 
     def _config(self, spec: SamplingSpec, eos_ids: list[int]) -> GenerationConfig:
@@ -78,7 +87,7 @@ class TransformersGenerator:
                      "top_k": 0} if spec.temperature > 0 else {"do_sample": False})
         return GenerationConfig(max_new_tokens=spec.max_new_tokens, repetition_penalty=1.0,
                                 pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos_ids,
-                                **sampling)
+                                stop_strings=list(spec.stop) or None, **sampling)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
@@ -95,11 +104,22 @@ def _completion(tokens: list[int], eos_ids: list[int], tokenizer) -> Completion:
     return Completion(tokenizer.decode(tokens, skip_special_tokens=True), False, len(tokens))
 
 
+def cut_at_stop(completion: Completion, stops: Sequence[str]) -> Completion:
+    """The completion up to its first stop string (excluded), which counts as a finish."""
+    cuts = [at for at in (completion.text.find(stop) for stop in stops) if at >= 0]
+    if not cuts:
+        return completion
+    return Completion(completion.text[:min(cuts)], True, completion.num_tokens)
+
+
 class VLLMGenerator:
-    """The same interface on vLLM (``pip install primekit[vllm]``); imported only when chosen."""
+    """The same interface on vLLM (``pip install primekit[vllm]``); imported only when chosen.
+
+    Prompts go to vLLM as text, as PRIME's and Qwen's evaluation scripts pass them, so vLLM
+    tokenizes them with the model's own tokenizer (``AutoTokenizer``)."""
 
     def __init__(self, model_name: str, dtype: str = "auto", gpu_memory_utilization: float = 0.9,
-                 tensor_parallel_size: int = 1):
+                 tensor_parallel_size: int = 1, seed: int = 0):
         try:
             from vllm import LLM
         except ImportError as err:
@@ -107,15 +127,18 @@ class VLLMGenerator:
 
             raise InputError("the vLLM back end needs `pip install primekit[vllm]`") from err
         self.llm = LLM(model=model_name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       tensor_parallel_size=tensor_parallel_size)
+                       tensor_parallel_size=tensor_parallel_size, seed=seed)
 
     def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                                max_tokens=spec.max_new_tokens, seed=spec.seed)
-        outputs = self.llm.generate(list(prompts), params)
-        return [[Completion(o.text, o.finish_reason == "stop", len(o.token_ids)) for o in out.outputs]
+                                max_tokens=spec.max_new_tokens, seed=spec.seed,
+                                stop=list(spec.stop) or None,
+                                stop_token_ids=list(spec.stop_token_ids) or None)
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        return [[cut_at_stop(Completion(o.text, o.finish_reason == "stop", len(o.token_ids)),
+                             spec.stop) for o in out.outputs]
                 for out in outputs]
 
 

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from primekit.eval import _sandbox
-from primekit.eval._numeric import Number, evaluate, has_huge_power, nesting, numbers_equal
+from primekit.eval._numeric import Number, evaluate, has_huge_power, numbers_equal
 from primekit.eval.answer import (
     MAX_ANSWER_CHARS,
     assigned_name,
@@ -35,16 +35,18 @@ from primekit.eval.answer import (
     extract_answer,
     final_answer_part,
     normalize_answer,
-    split_top_level,
 )
+from primekit.eval.brackets import MAX_NESTING, encloses, nesting, split_top_level
 
-__all__ = ["DEFAULT_TIMEOUT", "is_equivalent", "grade", "grade_many"]
+__all__ = ["DEFAULT_TIMEOUT", "GRADER_VERSION", "is_equivalent", "grade", "grade_many", "grade_answers"]
 
 # Seconds for the symbolic step, including (once per process) the worker's start-up of about
 # a second, which can take several on a busy machine.
 DEFAULT_TIMEOUT = 10.0
+# Recorded in every summary.json: bump it whenever a verdict can change. 2: the decimal-comma
+# reading never applies to a gold answer, nor to a prediction when the gold lists several answers.
+GRADER_VERSION = "2"
 MAX_SYMBOLIC_CHARS = 1000
-MAX_NESTING = 12  # latex2sympy's parser slows down sharply with deeper bracket nesting
 MAX_GROUP_ITEMS = 64
 _PERCENT = re.compile(r"%|\bpercent(?:age)?\b|\bpct\b", re.IGNORECASE)
 _DECIMAL_COMMA = re.compile(r"-?\d+,\d+")
@@ -62,11 +64,13 @@ def _as_text(value: object) -> str | None:
 # step 2: numbers and shapes
 
 
-def _number(text: str, other: str) -> Number | None:
-    """Value of a normalised answer; "1,22" is read as 1.22 when the other side is one value."""
-    value = evaluate(text)
-    if value is None and _DECIMAL_COMMA.fullmatch(text) and "," not in other:
-        value = evaluate(text.replace(",", "."))
+def _predicted_number(pred: str, gold: str) -> Number | None:
+    """Value of a normalised predicted answer. A decimal comma ("1,22" = 1.22) is read only in a
+    prediction, and only when the gold answer is a single value: a gold "-3,0" is two answers
+    (OlympiadBench lists multiple answers that way), never the number -3.0."""
+    value = evaluate(pred)
+    if value is None and _DECIMAL_COMMA.fullmatch(pred) and "," not in gold:
+        value = evaluate(pred.replace(",", "."))
     return value
 
 
@@ -92,25 +96,12 @@ class _Group:
     items: tuple[str, ...]
 
 
-def _encloses(text: str) -> bool:
-    """True if the bracket opening at text[0] closes only at the last character."""
-    depth = 0
-    for i, c in enumerate(text):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth == 0 and i < len(text) - 1:
-                return False
-    return depth == 0
-
-
 def _group(text: str) -> _Group | None:
     matrix = re.fullmatch(r"\\begin\{pmatrix\}(.*)\\end\{pmatrix\}", text)
     if matrix and "pmatrix" not in matrix.group(1):
         rows = [row for row in matrix.group(1).split("\\\\") if row]
         return _Group("matrix", "", tuple(rows))
-    if len(text) >= 2 and text[0] in "([{" and text[-1] in ")]}" and _encloses(text):
+    if len(text) >= 2 and text[0] in "([{" and text[-1] in ")]}" and encloses(text):
         items = split_top_level(text[1:-1], ",")
         if items is None or (len(items) == 1 and text[0] != "{"):
             return None
@@ -221,7 +212,7 @@ def _fast_verdict(pred: str, gold: str) -> bool | None:
         return True
     if re.fullmatch(r"[A-E]", g):
         return _choice_letter(pred, p) == g
-    pred_number, gold_number = _number(p, g), _number(g, p)
+    pred_number, gold_number = _predicted_number(p, g), evaluate(g)
     if pred_number is not None and gold_number is not None:
         return _numbers_match(pred_number, gold_number, bool(_PERCENT.search(pred)), bool(_PERCENT.search(gold)))
     shapes = _compare_shapes(p, g)
@@ -305,12 +296,43 @@ def grade_many(
     String and number checks run here (they are cheap); the pairs left for math-verify are
     spread over ``processes`` workers (default: one per CPU), each with its own time limit.
     """
+    return _judge_pairs([_safely(_answers, response, gold) for response, gold in pairs],
+                        processes, timeout)
+
+
+def grade_answers(
+    pairs: Iterable[tuple[str | None, str]], processes: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT
+) -> list[bool]:
+    """Like :func:`grade_many` for answers that are already extracted (by an evaluation
+    protocol's own rule): each prediction is compared as it is, never reduced further; a gold
+    answer that is a worked solution is reduced to its answer. ``None`` (no answer) is wrong."""
+
+    def answers(pred: str | None, gold: object) -> tuple[str, str] | None:
+        gold_text = _as_text(gold)
+        if pred is None or gold_text is None:
+            return None
+        return pred, final_answer_part(gold_text)
+
+    return _judge_pairs([_safely(answers, pred, gold) for pred, gold in pairs], processes, timeout)
+
+
+def _safely(function: Callable, *args) -> tuple[str, str] | None:
+    try:
+        return function(*args)
+    except Exception:  # untrusted input must never crash grading
+        return None
+
+
+def _judge_pairs(pairs: list[tuple[str, str] | None], processes: int | None, timeout: float
+                 ) -> list[bool]:
+    """Verdicts for (prediction, gold) answer pairs (None: wrong): strings and numbers here,
+    the rest in parallel symbolic workers, identical pairs judged once."""
     workers = max(1, processes or os.cpu_count() or 1)
     results: list[bool] = []
-    pending: dict[tuple[str, str], list[int]] = {}  # identical answer pairs are judged once
-    for response, gold in pairs:
+    pending: dict[tuple[str, str], list[int]] = {}
+    for answers in pairs:
         try:
-            answers = _answers(response, gold)
             verdict = False if answers is None else _fast_verdict(*answers)
         except Exception:
             verdict = False

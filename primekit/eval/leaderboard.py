@@ -1,9 +1,13 @@
 """Leaderboard from run folders: a Markdown table, a self-contained HTML page and PNG charts.
 
 Input is the ``summary.json`` of each ``prime-eval run`` / ``prime-eval grade`` folder. The main
-table has one row per run and one column per benchmark (pass@1, %), next to reference rows with
-the published numbers of PRIME's results table (marked "reported"). A second table lists every
-metric of every run with its bootstrap interval; metrics other tools add to a summary (for
+table has one row per run and one column per benchmark (pass@1 %, with its 95% interval: Wilson
+for one right-or-wrong sample per problem, bootstrap otherwise), next to reference rows with the
+published numbers of PRIME's results table (marked "reported"). Context columns say how each
+number was made: protocol, samples per problem, temperature, generation budget, date, model
+revision and primekit version. A run whose protocol is not the published rows' is flagged, and a
+sampled run is marked as such. Further tables list every metric of every run, and pass@1 per
+level and per subject where a benchmark has them; metrics other tools add to a summary (for
 example ``bon@16``, Best-of-16 accuracy after PRM reranking) get their own columns there.
 """
 
@@ -15,7 +19,7 @@ import io
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +44,34 @@ REPORTED: dict[str, dict[str, float]] = {
 }
 # The published "Avg." where it is not the mean of the five numbers above (GPT-4o: 42.3).
 REPORTED_AVG_NOTE = {"GPT-4o": 43.3}
+# How the published rows were made (PRIME's eval/: greedy, one sample, 8192 new tokens for
+# MATH-500 and 4096 elsewhere; arXiv 2502.01456, February 2025).
+REPORTED_CONTEXT = {"protocol": "prime", "n": "1", "T": "0", "max tokens": "4096/8192",
+                    "date": "2025-02", "revision": "–", "primekit": "–"}
+REPORTED_PROTOCOL = REPORTED_CONTEXT["protocol"]
 MAIN_METRIC = "pass@1"
 AVERAGE = "PRIME avg"
+CONTEXT_COLUMNS = ("protocol", "n", "T", "max tokens")
+PROVENANCE_COLUMNS = ("date", "revision", "primekit")
+OTHER_PROTOCOL = "‡"
+SAMPLED = "sampled"
 
 
 @dataclass(frozen=True)
 class Row:
-    """One leaderboard row: ``values`` maps benchmark to pass@1 in percent."""
+    """One leaderboard row: ``values`` maps benchmark to pass@1 in percent, ``intervals`` to its
+    interval in percent, ``context`` holds the context columns."""
 
     label: str
     reported: bool
     values: dict[str, float]
     model: str = ""
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    context: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sampled(self) -> bool:
+        return self.context.get("T", "0") not in ("0", "0.0") or self.context.get("n", "1") != "1"
 
 
 def load_summary(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
@@ -78,16 +98,48 @@ def load_summary(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     return str(label), summary
 
 
+def _joined(values: list[Any]) -> str:
+    """Distinct values, smallest first, joined by "/" ("4096/8192"); "–" when none."""
+    numbers = sorted({v for v in values if isinstance(v, (int, float))})
+    distinct = [_plain(v) for v in numbers] + list(dict.fromkeys(
+        _plain(v) for v in values if v is not None and not isinstance(v, (int, float))))
+    return "/".join(distinct) if distinct else "–"
+
+
+def _plain(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def run_context(summary: dict[str, Any]) -> dict[str, str]:
+    """The context columns of a run: from its summary and each benchmark's generation settings
+    (older summaries without them show "–")."""
+    entries = list(summary["benchmarks"].values())
+    generations = [entry.get("generation", {}) for entry in entries]
+    revision = summary.get("model_revision") or "–"
+    return {"protocol": summary.get("protocol", "–"),
+            "n": _joined([entry.get("samples_per_problem") for entry in entries]),
+            "T": _joined([g.get("temperature") for g in generations]),
+            "max tokens": _joined([g.get("max_new_tokens") for g in generations]),
+            "date": summary.get("date", "–"), "revision": revision,
+            "primekit": summary.get("primekit_version", "–")}
+
+
 def run_rows(summaries: list[tuple[str, dict[str, Any]]]) -> list[Row]:
-    return [Row(label, False, {name: 100 * entry["metrics"][MAIN_METRIC]["value"]
-                               for name, entry in summary["benchmarks"].items()
-                               if MAIN_METRIC in entry["metrics"]},
-                str(summary.get("model", "")))
-            for label, summary in summaries]
+    rows = []
+    for label, summary in summaries:
+        main = {name: entry["metrics"][MAIN_METRIC] for name, entry in summary["benchmarks"].items()
+                if MAIN_METRIC in entry["metrics"]}
+        rows.append(Row(label, False, {name: 100 * m["value"] for name, m in main.items()},
+                        str(summary.get("model", "")),
+                        {name: (100 * m["ci_low"], 100 * m["ci_high"]) for name, m in main.items()
+                         if "ci_low" in m and "ci_high" in m},
+                        run_context(summary)))
+    return rows
 
 
 def reported_rows() -> list[Row]:
-    return [Row(model, True, dict(values), model) for model, values in REPORTED.items()]
+    return [Row(model, True, dict(values), model, context=dict(REPORTED_CONTEXT))
+            for model, values in REPORTED.items()]
 
 
 def benchmark_columns(rows: list[Row]) -> list[str]:
@@ -138,13 +190,49 @@ def _with_ci(metric: dict[str, float] | None) -> str:
     return text
 
 
+def _cell(row: Row, name: str) -> str:
+    value = row.values.get(name)
+    if value is None:
+        return "–"
+    low_high = row.intervals.get(name)
+    return f"{value:.1f}" + ("" if low_high is None else f" ({low_high[0]:.1f}–{low_high[1]:.1f})")
+
+
+def row_label(row: Row) -> str:
+    return row.label + (" (reported)" if row.reported else f" ({SAMPLED})" if row.sampled else "")
+
+
+def _protocol_cell(row: Row) -> str:
+    protocol = row.context.get("protocol", "–")
+    return protocol if row.reported or protocol == REPORTED_PROTOCOL else protocol + OTHER_PROTOCOL
+
+
 def main_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the pass@1 table (labels of reported rows end in " (reported)")."""
+    """Header and cells of the pass@1 table: label, context columns, one column per benchmark
+    (value and interval), PRIME's average, and provenance columns."""
     columns = benchmark_columns(rows)
-    header = ["Model", *(benchmark_title(name) for name in columns), AVERAGE]
-    body = [[row.label + (" (reported)" if row.reported else ""),
-             *(_percent(row.values.get(name)) for name in columns), _percent(prime_average(row))]
+    header = ["Model", *CONTEXT_COLUMNS, *(benchmark_title(name) for name in columns), AVERAGE,
+              *PROVENANCE_COLUMNS]
+    body = [[row_label(row), _protocol_cell(row),
+             *(row.context.get(c, "–") for c in CONTEXT_COLUMNS[1:]),
+             *(_cell(row, name) for name in columns), _percent(prime_average(row)),
+             *(row.context.get(c, "–") for c in PROVENANCE_COLUMNS)]
             for row in rows]
+    return header, body
+
+
+def breakdown_table(summaries: list[tuple[str, dict[str, Any]]], key: str
+                    ) -> tuple[list[str], list[list[str]]]:
+    """pass@1 (%, interval) per level or per subject (``key``) for every run and benchmark that
+    records one."""
+    header = ["Run", "Benchmark", key.capitalize(), "Problems", "pass@1"]
+    body = []
+    for label, summary in summaries:
+        for name, entry in summary["benchmarks"].items():
+            for group, value in entry.get(f"by_{key}", {}).items():
+                body.append([label, benchmark_title(name), group, str(value["num_problems"]),
+                             _with_ci({"value": value["pass@1"], "ci_low": value["ci_low"],
+                                       "ci_high": value["ci_high"]})])
     return header, body
 
 
@@ -172,10 +260,18 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
 
 def _footnote() -> str:
     notes = ", ".join(f"{model}: {value}" for model, value in REPORTED_AVG_NOTE.items())
-    return (f"Reported rows: PRIME's published greedy pass@1 (%). {AVERAGE} is the mean over "
-            f"AIME 2024, MATH-500, AMC, Minerva Math and OlympiadBench, shown for rows that have all "
-            f"five; the published Avg. differs for {notes}. Run rows: pass@1 (%) of our runs; "
-            f"intervals are 95% bootstrap intervals over problems.")
+    return (f"Reported rows: PRIME's published greedy pass@1 (%), made with its own evaluation "
+            f"(protocol {REPORTED_PROTOCOL}: one greedy sample, 8192 new tokens for MATH-500 and "
+            f"4096 elsewhere). {AVERAGE} is the mean over AIME 2024, MATH-500, AMC, Minerva Math "
+            f"and OlympiadBench, shown for rows that have all five; the published Avg. differs "
+            f"for {notes}. Run rows: pass@1 (%) with its 95% interval over problems (Wilson for "
+            f"one right-or-wrong sample per problem, percentile bootstrap otherwise). "
+            f"{OTHER_PROTOCOL} marks a protocol other than the published rows' (prompts, budgets "
+            f"and answer extraction differ, so the numbers are not directly comparable); "
+            f"'({SAMPLED})' marks runs with temperature > 0 or several samples per problem, next "
+            f"to greedy published numbers. n: samples per problem; T: temperature; max tokens: "
+            f"generation budget (values that differ between benchmarks are joined by /); "
+            f"revision: the model's hub commit or a fingerprint of its local files.")
 
 
 def markdown_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
@@ -183,6 +279,10 @@ def markdown_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]]
     parts = ["# Leaderboard", "", "## pass@1 (%)", "", markdown_table(*main_table(rows)), "",
              _footnote(), "", "## All metrics (%, 95% CI)", "",
              markdown_table(*details_table(summaries)), ""]
+    for key in ("level", "subject"):
+        header, body = breakdown_table(summaries, key)
+        if body:
+            parts += [f"## pass@1 by {key} (%, 95% CI)", "", markdown_table(header, body), ""]
     parts += [f"![{name}]({name})" for name in charts]
     return "\n".join(parts) + "\n"
 
@@ -232,6 +332,10 @@ def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
             + f'<p class="note">{html.escape(_footnote())}</p>'
             + "<h2>All metrics (%, 95% CI)</h2>"
             + _html_table(*details_table(summaries), table_id="metrics")
+            + "".join(f"<h2>pass@1 by {key} (%, 95% CI)</h2>"
+                      + _html_table(header, body, table_id=f"by-{key}")
+                      for key in ("level", "subject")
+                      for header, body in [breakdown_table(summaries, key)] if body)
             + images + "</body></html>\n")
 
 
@@ -262,7 +366,7 @@ def pass1_chart(rows: list[Row]) -> bytes:
                      hatch="//" if row.reported else None, edgecolor="white")
     handles = [Patch(facecolor=f"C{index % 10}", alpha=0.55 if row.reported else 0.95,
                      hatch="//" if row.reported else None, edgecolor="white",
-                     label=row.label + (" (reported)" if row.reported else ""))
+                     label=row_label(row))
                for index, row in enumerate(rows)]
     axes.set_xticks(range(len(columns)), [benchmark_title(name) for name in columns])
     axes.set_ylabel("pass@1 (%)")

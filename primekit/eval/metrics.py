@@ -1,5 +1,5 @@
 """Benchmark metrics from per-sample correctness: accuracy, avg@k, unbiased pass@k, maj@k, and
-percentile-bootstrap confidence intervals over problems.
+confidence intervals over problems (Wilson for right-or-wrong scores, percentile bootstrap else).
 
 Everything here is plain Python/numpy on lists of booleans and answer strings, so it is shared by
 ``prime-eval run``, ``prime-eval grade`` and the ``evaluate`` metric module, and it can be checked
@@ -128,6 +128,52 @@ def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, n_resampl
     return float(low), float(high)
 
 
+def wilson_interval(successes: int, total: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion: the interval for a benchmark scored with one
+    right-or-wrong sample per problem (greedy decoding). Unlike the percentile bootstrap it does
+    not collapse to a point at 0% or 100% and keeps its coverage on 30-problem sets like AIME."""
+    if total < 1 or not 0 <= successes <= total:
+        raise ValueError(f"need 0 <= successes <= total and total >= 1, got {successes}/{total}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def interval(scores: Sequence[float], *, confidence: float = 0.95, n_resamples: int = 1000,
+             seed: int = 0) -> tuple[float, float, str]:
+    """``(low, high, method)`` for the mean of per-problem scores: Wilson when every score is 0 or
+    1 (one right-or-wrong outcome per problem), the percentile bootstrap otherwise."""
+    if all(score in (0.0, 1.0) for score in scores):
+        return (*wilson_interval(int(sum(scores)), len(scores), confidence=confidence), "wilson")
+    return (*bootstrap_ci(scores, confidence=confidence, n_resamples=n_resamples, seed=seed),
+            "bootstrap")
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
+                     n_resamples: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Difference of means ``mean(b) - mean(a)`` of paired per-problem scores (the same problems
+    in both runs), its percentile-bootstrap interval (problems resampled, pairs kept together),
+    and a two-sided bootstrap p-value for "no difference"."""
+    if len(a) != len(b) or not a:
+        raise ValueError("paired scores need the same, non-zero number of problems")
+    differences = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = differences[rng.integers(0, len(differences),
+                                     size=(n_resamples, len(differences)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    p_value = min(1.0, 2 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
+    return {"difference": float(differences.mean()), "ci_low": float(low), "ci_high": float(high),
+            "p_value": p_value, "num_problems": len(differences)}
+
+
 def default_ks(n: int) -> list[int]:
     """k values reported for ``n`` samples: the powers of two below ``n``, and ``n``."""
     if n < 1:
@@ -138,14 +184,15 @@ def default_ks(n: int) -> list[int]:
 
 @dataclass(frozen=True)
 class MetricValue:
-    """A metric's mean over problems and its bootstrap interval."""
+    """A metric's mean over problems and its confidence interval (``ci``: wilson or bootstrap)."""
 
     value: float
     ci_low: float
     ci_high: float
+    ci: str = "bootstrap"
 
-    def to_json(self) -> dict[str, float]:
-        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high}
+    def to_json(self) -> dict[str, float | str]:
+        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "ci": self.ci}
 
 
 def summarize(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str | None]],
@@ -172,8 +219,8 @@ def summarize(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str 
         per_problem[f"maj@{k}"] = [float(majority_is_correct(ids, c, k))
                                    for ids, c in zip(clusters, correct, strict=True)]
     return {name: MetricValue(float(np.mean(scores)),
-                              *bootstrap_ci(scores, confidence=confidence,
-                                            n_resamples=n_resamples, seed=seed))
+                              *interval(scores, confidence=confidence, n_resamples=n_resamples,
+                                        seed=seed))
             for name, scores in per_problem.items()}
 
 

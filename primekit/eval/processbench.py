@@ -234,9 +234,6 @@ def command(argv: list[str]) -> int:
     from primekit.config import parse_config
     from primekit.eval import runner
     from primekit.io import ResumableJsonl, atomic_write_json
-    from primekit.prm.reading import warn_deprecated_options
-
-    warn_deprecated_options(argv)
     args, *_ = parse_config([ProcessBenchArguments], argv, prog="prime-eval processbench",
                            description=command.__doc__)
     settings = args.resolve()

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 from tqdm.auto import tqdm
 
 from primekit.errors import InputError
-from primekit.eval.benchmarks import BenchmarkProblem
+from primekit.eval.benchmarks import BenchmarkProblem, breakdown
 from primekit.eval.generate import Completion, SamplingSpec
-from primekit.eval.metrics import Equivalent, default_ks, summarize
+from primekit.eval.metrics import Equivalent, default_ks, interval, summarize
 from primekit.io import ResumableJsonl, atomic_write_json
 
 SAMPLES_FILE = "samples.jsonl"
@@ -36,14 +36,18 @@ class Generator(Protocol):
     def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[list[Completion]]: ...
 
 
-def grade_responses(responses: Sequence[str], golds: Sequence[str], processes: int | None = None
+def grade_responses(responses: Sequence[str], golds: Sequence[str], processes: int | None = None,
+                    *, protocol: str = "primekit", benchmark: str = ""
                     ) -> list[tuple[str | None, bool]]:
-    """Extracted answer and correctness of each response, with the project grader."""
-    from primekit.eval.answer import extract_answer
-    from primekit.eval.grader import grade_many
+    """Extracted answer and correctness of each response: the protocol's answer extraction, then
+    the project grader's verdict on what it extracted."""
+    from primekit.eval.grader import grade_answers
+    from primekit.eval.protocols import get_protocol
 
-    correct = grade_many(list(zip(responses, golds, strict=True)), processes=processes)
-    return [(extract_answer(response), bool(ok)) for response, ok in zip(responses, correct)]
+    extractions = [get_protocol(protocol).extract(response, benchmark) for response in responses]
+    correct = grade_answers([(e.graded, gold) for e, gold in zip(extractions, golds, strict=True)],
+                            processes=processes)
+    return [(e.answer, bool(ok)) for e, ok in zip(extractions, correct)]
 
 
 def sample_key(record: dict[str, Any]) -> str:
@@ -56,16 +60,30 @@ def open_samples(run_dir: str | Path) -> ResumableJsonl:
 
 
 def check_settings(run_dir: str | Path, settings: dict[str, Any]) -> None:
-    """Refuse to add samples to a run folder made with different generation settings (mixing them
-    would silently corrupt every metric); record the settings of a new run."""
+    """Refuse to add samples to a run folder made with different settings (mixing them would
+    silently corrupt every metric); record the settings of a new run.
+
+    ``settings`` may hold a ``benchmarks`` mapping of per-benchmark settings: a benchmark the
+    folder already has must match, a new one is added."""
     path = Path(run_dir) / SETTINGS_FILE
+    merged = dict(settings)
     if path.exists():
         previous = json.loads(path.read_text(encoding="utf-8"))
         for key, value in settings.items():
-            if key in previous and previous[key] != value:
+            if key == "benchmarks" and isinstance(previous.get(key), dict):
+                for name, wanted in value.items():
+                    had = previous[key].get(name)
+                    if had is not None and had != wanted:
+                        changed = next(k for k in {**had, **wanted} if had.get(k) != wanted.get(k))
+                        raise InputError(
+                            f"this run folder's {name} samples were made with {changed}="
+                            f"{had.get(changed)!r}, not {wanted.get(changed)!r}; choose a new "
+                            "--out to change it", path=path)
+                merged[key] = {**previous[key], **value}
+            elif key in previous and previous[key] != value:
                 raise InputError(f"this run folder was made with {key}={previous[key]!r}, not "
                                  f"{value!r}; choose a new --out to change it", path=path)
-    atomic_write_json(path, settings)
+    atomic_write_json(path, merged)
 
 
 def missing_samples(problems: Sequence[BenchmarkProblem], n: int, done: set[str]
@@ -127,7 +145,7 @@ def _sample_record(problem: BenchmarkProblem, prompt: str, index: int,
                    completion: Completion) -> dict[str, Any]:
     return {"benchmark": problem.benchmark, "problem_id": problem.id, "sample_index": index,
             "prompt": prompt, "completion": completion.text, "finished": completion.finished,
-            "num_tokens": completion.num_tokens, "answer": problem.answer}
+            "num_tokens": completion.num_tokens, "answer": problem.answer, **breakdown(problem)}
 
 
 def _grade_into(records: list[dict[str, Any]], samples: ResumableJsonl, grade: GradeFn) -> None:
@@ -176,7 +194,7 @@ def benchmark_summary(problem_ids: Sequence[str], records: Sequence[dict[str, An
                         seed=seed)
     flat = [record for samples_of in ordered for record in samples_of]
     with_finish = [record for record in flat if "finished" in record]
-    return {
+    summary = {
         "num_problems": len(ordered),
         "samples_per_problem": fewest,
         "no_answer_rate": sum(record.get("pred") is None for record in flat) / len(flat),
@@ -184,6 +202,55 @@ def benchmark_summary(problem_ids: Sequence[str], records: Sequence[dict[str, An
                            if with_finish else None),
         "metrics": {name: value.to_json() for name, value in metrics.items()},
     }
+    for key in ("level", "subject"):
+        groups = _breakdown(ordered, key, confidence=confidence, n_resamples=n_resamples, seed=seed)
+        if groups:
+            summary[f"by_{key}"] = groups
+    return summary
+
+
+def problem_scores(samples_of_problems: Sequence[Sequence[dict[str, Any]]]) -> list[float]:
+    """pass@1 of each problem: the fraction of its samples that are right."""
+    return [sum(bool(r["correct"]) for r in samples) / len(samples)
+            for samples in samples_of_problems]
+
+
+def _breakdown(ordered: list[list[dict[str, Any]]], key: str, **interval_options: Any
+               ) -> dict[str, dict[str, Any]]:
+    """pass@1 with its interval for each value of ``key`` (level or subject) the samples carry."""
+    groups: dict[str, list[list[dict[str, Any]]]] = {}
+    for samples in ordered:
+        if samples[0].get(key) is not None:
+            groups.setdefault(str(samples[0][key]), []).append(samples)
+    result = {}
+    for name in sorted(groups):
+        scores = problem_scores(groups[name])
+        low, high, method = interval(scores, **interval_options)
+        result[name] = {"num_problems": len(scores), "pass@1": sum(scores) / len(scores),
+                        "ci_low": low, "ci_high": high, "ci": method}
+    return result
+
+
+def run_problem_scores(run_dir: str | Path) -> dict[str, dict[str, float]]:
+    """pass@1 of every problem of a finished run folder, per benchmark, from its samples (the
+    first ``samples_per_problem`` of each problem, as its summary counted them)."""
+    run_dir = Path(run_dir)
+    summary_path = run_dir / SUMMARY_FILE
+    if not summary_path.is_file():
+        raise InputError("no summary here (run `prime-eval run` first)", path=summary_path)
+    from primekit.io import read_text
+
+    summary = json.loads(read_text(summary_path))
+    records = open_samples(run_dir).records.values()
+    scores: dict[str, dict[str, float]] = {}
+    for name, entry in summary.get("benchmarks", {}).items():
+        n = entry.get("samples_per_problem")
+        by_problem: dict[str, list[bool]] = {}
+        for record in records:
+            if record["benchmark"] == name and (n is None or record["sample_index"] < n):
+                by_problem.setdefault(str(record["problem_id"]), []).append(bool(record["correct"]))
+        scores[name] = {pid: sum(c) / len(c) for pid, c in by_problem.items()}
+    return scores
 
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:

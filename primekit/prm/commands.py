@@ -213,9 +213,8 @@ def score(argv: list[str]) -> int:
 
     from primekit.io import ResumableJsonl, atomic_write_jsonl
     from primekit.prm.implicit import ImplicitPRM
-    from primekit.prm.reading import PRMReadingArguments, aggregate, warn_deprecated_options
+    from primekit.prm.reading import PRMReadingArguments, aggregate
 
-    warn_deprecated_options(argv)
     args, reading, *_ = parse_config([ScoreArguments, PRMReadingArguments], argv, prog="prime-prm score",
                                  description=SCORE_DESCRIPTION)
     items = _read_score_input(args.input, reading.prm_context)

@@ -50,8 +50,9 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
+from primekit.config import help_text
 from primekit.errors import InputError
 
 __all__ = [
@@ -442,20 +443,6 @@ def read_prm_record(name_or_path: str | os.PathLike) -> PRMRecord | None:
 # the shared options
 
 
-# Old option spellings, still accepted for one release (with a warning when used).
-DEPRECATED_OPTIONS = {"--ref": "--prm_ref", "--prm_ref_model_name_or_path": "--prm_ref",
-                      "--beta": "--coef", "--steps": "--step_mode",
-                      "--bon_aggregate": "--aggregate", "--aggregation": "--aggregate",
-                      "--bootstrap": "--bootstrap_resamples"}
-
-
-def _help(text: str, *aliases: str) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"help": text}
-    if aliases:
-        metadata["aliases"] = list(aliases)
-    return metadata
-
-
 @dataclass(frozen=True)
 class ReadingSettings:
     """Everything that decides an implicit PRM's scores, resolved (what a score cache is keyed by)."""
@@ -472,28 +459,33 @@ class ReadingSettings:
 class PRMReadingArguments:
     """How an implicit PRM is read: the options ``prime-prm score``, ``prime-bon rerank``,
     ``prime-eval run --prm`` and ``prime-eval processbench`` share. Unset options come from the
-    PRM's ``implicit_prm.json`` (or a published PRM's card, :data:`KNOWN_PRMS`)."""
+    PRM's ``implicit_prm.json`` (or a published PRM's card, :data:`KNOWN_PRMS`). Old option
+    names are still accepted for one release (:func:`primekit.config.parse_config` rewrites them
+    with a warning)."""
 
-    prm: str | None = field(default=None, metadata=_help(
+    deprecated_aliases: ClassVar[dict[str, str]] = {
+        "ref": "prm_ref", "prm_ref_model_name_or_path": "prm_ref", "beta": "coef", "steps": "step_mode",
+        "bon_aggregate": "aggregate", "aggregation": "aggregate"}
+
+    prm: str | None = field(default=None, metadata=help_text(
         "implicit PRM: hub name (e.g. PRIME-RL/EurusPRM-Stage1), local folder, LoRA adapter folder, "
         "or 'toy'"))
-    prm_ref: str | None = field(default=None, metadata=_help(
+    prm_ref: str | None = field(default=None, metadata=help_text(
         "the PRM's reference model; default: the one recorded with the PRM (for EurusPRM-Stage1: "
-        "Qwen/Qwen2.5-Math-7B-Instruct, as on its card), or a LoRA PRM's base", "--ref",
-        "--prm_ref_model_name_or_path"))
-    aggregate: str = field(default="min_q", metadata=_help(
+        "Qwen/Qwen2.5-Math-7B-Instruct, as on its card), or a LoRA PRM's base"))
+    aggregate: str = field(default="min_q", metadata=help_text(
         "how step rewards rank a response: min_q (min over steps of the running Q, EurusPRM "
         "Stage 1), min_step (weakest step reward), last (= sequence reward), mean, sum_q (sum of "
         "the Q values); old names min (= min_step) and sum (= last) still work; Best-of-N takes a "
-        "comma list", "--bon_aggregate", "--aggregation"))
-    step_mode: str | None = field(default=None, metadata=_help(
+        "comma list"))
+    step_mode: str | None = field(default=None, metadata=help_text(
         "how a response is cut into steps: newline, double_newline, eurus (ImplicitPRM's: split on "
         "'Step k:', re-number, join with blank lines), auto (line-start 'Step k:' markers, else "
-        "blank lines, else newlines); default: the PRM's recorded mode, else auto", "--steps"))
-    coef: float | None = field(default=None, metadata=_help(
+        "blank lines, else newlines); default: the PRM's recorded mode, else auto"))
+    coef: float | None = field(default=None, metadata=help_text(
         "inference coefficient: r = coef * log(pi_prm / pi_ref); default: the recorded one (a "
-        "trained PRM: its beta; EurusPRM: 0.001 as on its card), else 0.05", "--beta"))
-    prm_context: str = field(default="chat", metadata=_help(
+        "trained PRM: its beta; EurusPRM: 0.001 as on its card), else 0.05"))
+    prm_context: str = field(default="chat", metadata=help_text(
         "what the PRM reads before a response: chat (the problem as a user message through the "
         "PRM's chat template, as EurusPRM's card does) or prompt (the policy's prompt verbatim)"))
 
@@ -533,12 +525,3 @@ def _toy_prm_path() -> Path:
     from primekit.prm.commands import toy_prm_path
 
     return toy_prm_path()
-
-
-def warn_deprecated_options(argv: Sequence[str]) -> None:
-    """One warning per old option spelling on a command line."""
-    for argument in argv:
-        name = argument.split("=", 1)[0]
-        if name in DEPRECATED_OPTIONS:
-            warnings.warn(f"{name} is deprecated and will be removed; use {DEPRECATED_OPTIONS[name]}",
-                          FutureWarning, stacklevel=2)

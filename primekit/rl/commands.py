@@ -23,21 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primekit.arguments import ModelArguments
 from primekit.config import help_text, parse_config
 from primekit.errors import InputError
-from primekit.paths import REPO_ROOT
+from primekit.paths import recipes_dir
 from primekit.rl.config import PrimeConfig
 
-DEFAULT_RECIPE = REPO_ROOT / "recipes" / "toy_prime.yaml"
+DEFAULT_RECIPE = recipes_dir() / "toy_prime.yaml"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass
-class RunArguments:
-    """What to train on and how to report it; the algorithm's options are PrimeConfig's."""
+class RunArguments(ModelArguments):
+    """What to train (``model``, shared with the other tools) on what, and how to report it; the
+    algorithm's options are PrimeConfig's."""
 
-    model: str | None = field(default=None, metadata=help_text(
-        "policy to train: a hub name or a local folder (default: the toy policy, trained once and cached)"))
     dataset: str = field(default="toy", metadata=help_text(
         "training prompts: 'toy', a .jsonl/.json file, or a datasets name (e.g. PRIME-RL/Eurus-2-RL-Data)"))
     dataset_split: str = field(default="train", metadata=help_text("split of a datasets name"))

@@ -36,7 +36,11 @@ class WarmupSpec:
     seed: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """Hash of these settings and of the tokenizer the policy is saved with."""
+        from primekit.toy.tokenizer import tokenizer_fingerprint
+
+        settings = {**asdict(self), "tokenizer": tokenizer_fingerprint()}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 DEFAULT_WARMUP = WarmupSpec()

@@ -1,16 +1,23 @@
-"""A word-level tokenizer for the toy task, built locally with ``tokenizers``.
+"""A 26-token tokenizer for the toy task, built locally with ``tokenizers``.
 
 Every symbol the task uses is one token, so step boundaries (``\\n``) are single tokens and the
-model's job is arithmetic, not spelling. It is wrapped as a ``PreTrainedTokenizerFast`` and saved
-with a ``tokenizer_config.json`` naming that class: ``AutoTokenizer`` would otherwise swap Qwen2's
-byte-level pipeline in next to a Qwen2 config and silently drop spaces and newlines.
+model's job is arithmetic, not spelling.
+
+It is written in the form every Qwen2 loader understands: a byte-level BPE (the symbols spelled in
+the byte-level alphabet, ``" "`` as ``Ġ`` and ``"\\n"`` as ``Ċ``) with no merges, and the two words
+``Compute`` and ``\\boxed{`` as added tokens. Next to a Qwen2 config, ``AutoTokenizer`` (and so
+vLLM) rebuilds any tokenizer as Qwen2's byte-level BPE from the saved vocabulary and merges; for
+this one that rebuild is the same tokenizer, so every loader gives the same ids and decodes
+spaces and newlines. (A word-level tokenizer, this file's earlier form, lost its spaces and
+newlines that way.) The only difference between loaders: a character outside the toy alphabet
+becomes ``<unk>`` here and is dropped by the rebuilt one.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
@@ -23,15 +30,44 @@ VOCAB = SPECIAL_TOKENS + WORDS + SYMBOLS
 CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
 
+def _byte_level_alphabet() -> dict[int, str]:
+    """The byte -> character table of byte-level BPE (GPT-2's): printable Latin-1 bytes stand for
+    themselves, every other byte for the next unused character from U+0100 on."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:
+            table[byte] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _spelled(symbol: str) -> str:
+    alphabet = _byte_level_alphabet()
+    return "".join(alphabet[byte] for byte in symbol.encode("utf-8"))
+
+
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """The toy tokenizer: 26 tokens, left padding, nothing added automatically around a text."""
-    vocab = {token: index for index, token in enumerate(VOCAB)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    alternatives = "|".join(re.escape(token) for token in WORDS + SYMBOLS)
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(alternatives), behavior="isolated")
-    core.decoder = decoders.Fuse()
+    vocab = {token if token in SPECIAL_TOKENS + WORDS else _spelled(token): index
+             for index, token in enumerate(VOCAB)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>", fuse_unk=True))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens([AddedToken(token, special=True, normalized=False)
+                             for token in SPECIAL_TOKENS])
+    core.add_tokens([AddedToken(word, normalized=False) for word in WORDS])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>",
         eos_token="<eos>", padding_side="left", clean_up_tokenization_spaces=False)
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+def tokenizer_fingerprint() -> str:
+    """A short hash of the serialised tokenizer: part of the toy policy's cache key, so a policy
+    saved with another tokenizer is never reused."""
+    return hashlib.sha256(build_tokenizer().backend_tokenizer.to_str().encode()).hexdigest()[:12]
