@@ -77,7 +77,9 @@ def diagnosis(reranked: Path) -> list[str]:
 
 
 def main() -> int:
-    work = cache_dir() / "bon-toy-benchmark"
+    from primekit import toy
+
+    work = cache_dir() / "bon-toy-benchmark" / toy.policy_path().name  # one folder per toy policy
     prm = toy_prm_path()
     started = time.perf_counter()
     candidates = sample_candidates(SampleArguments(
