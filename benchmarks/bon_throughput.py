@@ -40,7 +40,9 @@ def byte_level_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     core.train_from_iterator(texts, trainers.BpeTrainer(
         vocab_size=2048, special_tokens=["<pad>", "<eos>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"  # the problem as is
+    return tokenizer
 
 
 def small_qwen2(vocab_size: int, seed: int) -> Qwen2ForCausalLM:

@@ -78,7 +78,7 @@ def measure(prm, ref, prompts: list[str], responses: list[str]) -> dict[str, flo
                 targets = ids[0, len(item.prompt_ids):]
                 logps = [model(ids, use_cache=False).logits[0, len(item.prompt_ids) - 1:-1].log_softmax(-1)
                          .gather(-1, targets.unsqueeze(-1)).squeeze(-1) for model in (prm, ref)]
-                (reader.beta * (logps[0] - logps[1])).tolist()
+                (reader.coef * (logps[0] - logps[1])).tolist()
 
     seconds = interleaved_medians({"ImplicitPRM": lambda: reader.rewards(prompts, responses),
                                    "two forwards": floor, "naive loop": naive}, REPEATS)

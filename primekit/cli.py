@@ -17,6 +17,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "prime-prm": {
         "train": ("primekit.prm.commands:train", "train an implicit PRM on outcome labels or pairs"),
         "score": ("primekit.prm.commands:score", "token / step / sequence rewards for a JSONL of responses"),
+        "convert": ("primekit.prm.commands:convert", "published PRM data (EurusPRM-Stage1-Data) to training JSONL"),
     },
     "prime-eval": {
         "run": ("primekit.eval.commands:run", "generate and grade a model on math benchmarks (resumable)"),

@@ -49,16 +49,19 @@ def candidates_file(tmp_path):
 
 def test_rerank_end_to_end_then_rerun_without_models(candidates_file, models, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    argv = ["rerank", str(candidates_file), "--prm", models["prm"], "--ref", models["ref"],
+    argv = ["rerank", str(candidates_file), "--prm", models["prm"], "--prm_ref", models["ref"],
             "--step_prm", models["step_prm"], "--orm", models["orm"], "--out", str(out),
-            "--aggregate", "min,last", "--dtype", "float32", "--bootstrap", "50"]
+            "--aggregate", "min_q,last", "--dtype", "float32", "--bootstrap_resamples", "50"]
     assert dispatch("prime-bon", argv) == 0
     for name in ("table.md", "curve.png", "summary.json", "reranked.jsonl"):
         assert (out / name).is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ns"] == [1, 2, 4]
-    assert {"random", "majority", "oracle", "bon/implicit_prm/min", "vote/implicit_prm",
-            "bon/step_prm/last", "vote/step_prm/min", "bon/orm/min", "vote/orm"} <= set(summary["methods"])
+    assert {"random", "majority", "oracle", "bon/implicit_prm/min_q", "vote/implicit_prm/min_q",
+            "vote/implicit_prm/last", "bon/step_prm/last", "vote/step_prm/min_q", "bon/orm/min_q",
+            "vote/orm"} <= set(summary["methods"])
+    identity = summary["scorers"]["implicit_prm"]
+    assert (identity["coef"], identity["step_mode"], identity["prm_context"]) == (0.05, "auto", "chat")
     # oracle at N=4: problem a and b both have a right candidate
     assert summary["methods"]["oracle"]["by_n"]["4"]["value"] == 1.0
     reranked = [json.loads(line) for line in (out / "reranked.jsonl").read_text().splitlines()]
@@ -73,7 +76,7 @@ def test_rerank_end_to_end_then_rerun_without_models(candidates_file, models, tm
 
     monkeypatch.setattr("primekit.prm.implicit.ImplicitPRM.from_pretrained", no_model)
     monkeypatch.setattr("primekit.bon.scorers._load_classifier", no_model)
-    argv = [a if a != "min,last" else "mean" for a in argv] + ["--n_max", "2"]
+    argv = [a if a != "min_q,last" else "mean" for a in argv] + ["--n_max", "2"]
     assert dispatch("prime-bon", argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ns"] == [1, 2] and "bon/implicit_prm/mean" in summary["methods"]
@@ -104,6 +107,10 @@ def test_missing_prm_path_is_a_one_line_error(candidates_file, capsys, tmp_path)
 def test_bad_options_are_one_line_errors(candidates_file, capsys):
     assert "unknown aggregate 'max'" in _one_line_error(
         capsys, ["rerank", str(candidates_file), "--aggregate", "max"])
+    assert "coef must be a positive number" in _one_line_error(
+        capsys, ["rerank", str(candidates_file), "--coef", "-1"])
+    assert "unknown step mode 'lines'" in _one_line_error(
+        capsys, ["rerank", str(candidates_file), "--step_mode", "lines"])
     assert "file not found" in _one_line_error(capsys, ["rerank", "missing.jsonl"])
     assert "--out is required" in _one_line_error(capsys, ["sample"])
 
@@ -127,7 +134,9 @@ def test_sample_writes_candidates_and_resumes(models, tmp_path, monkeypatch):
 
 
 def test_toy_prm_path_is_where_prime_prm_train_saves(tmp_path, monkeypatch):
+    from primekit.prm.commands import TOY_PRM
+
     monkeypatch.chdir(tmp_path)
-    (tmp_path / commands.TOY_PRM).mkdir(parents=True)
-    (tmp_path / commands.TOY_PRM / "implicit_prm.json").write_text("{}")
-    assert commands.toy_prm_path() == tmp_path.joinpath(commands.TOY_PRM).relative_to(tmp_path)
+    (tmp_path / TOY_PRM).mkdir(parents=True)
+    (tmp_path / TOY_PRM / "implicit_prm.json").write_text("{}")
+    assert commands.toy_prm_path() == tmp_path.joinpath(TOY_PRM).relative_to(tmp_path)

@@ -23,8 +23,8 @@ def test_standard_layout_round_trips(tmp_path):
     record = {"id": 7, "problem": "1+1?", "answer": 2.0, "candidates": ["\\boxed{2}", "3"],
               "preds": ["2", None], "correct": [True, False], "scores": [0.5, -1]}
     problem = load_problems(_write(tmp_path, record))[0]
-    assert (problem.id, problem.answer, problem.scores) == ("7", "2.0", [0.5, -1.0])
-    assert problem.context == "1+1?"  # no prompt recorded: the problem is the context
+    assert (problem.id, problem.answer, problem.scores) == ("7", "2", [0.5, -1.0])  # 2.0 as the benchmarks write it
+    assert problem.prompt is None
     assert parse_record(problem.to_record()) == problem
 
 
@@ -81,6 +81,6 @@ def test_eval_run_samples_become_problems():
     problems = problems_from_samples(records, n=2, problem_texts={"a": "question a"})
     assert [p.id for p in problems] == ["a", "b"]
     assert problems[0].candidates == ["a-0", "a-1"] and problems[0].correct == [False, True]
-    assert (problems[0].problem, problems[1].problem, problems[1].context) == ("question a", "Pb", "Pb")
+    assert (problems[0].problem, problems[1].problem, problems[1].prompt) == ("question a", "Pb", "Pb")
     with pytest.raises(InputError, match="fewer than 4"):
         problems_from_samples(records, n=4)

@@ -9,7 +9,8 @@ import pytest
 
 from primekit.bon import rerank as rr
 from primekit.bon.data import BonProblem, load_problems
-from primekit.bon.scorers import ShippedScores, VoteWeight, aggregate_scores
+from primekit.bon.scorers import ShippedScores, VoteWeight
+from primekit.prm.reading import aggregate
 from primekit.errors import InputError
 from primekit.paths import data_dir
 
@@ -58,7 +59,7 @@ class CountingScorer:
     """A scorer whose "model" counts its calls: step scores are (len(response), -index)."""
 
     name = "counting"
-    vote_weight = VoteWeight("sum", "sigmoid")
+    vote_weight = VoteWeight("last", "sigmoid")
 
     def __init__(self, fail_after_batches: int | None = None):
         self.calls: list[list[str]] = []
@@ -68,9 +69,9 @@ class CountingScorer:
         return {"kind": "counting"}
 
     def aggregate(self, step_scores, how):
-        return aggregate_scores(step_scores, how)
+        return aggregate(step_scores, how, cumulative=False)
 
-    def step_scores(self, contexts, responses):
+    def step_scores(self, queries, responses):
         if self.fail_after_batches is not None and len(self.calls) >= self.fail_after_batches:
             raise KeyboardInterrupt  # the run is killed mid-scoring
         self.calls.append(list(responses))
@@ -95,7 +96,7 @@ def test_cache_serves_a_rerun_without_calling_the_model(tmp_path):
     assert again.calls == [] and cached == scores
     # another aggregation and another N reuse the same step scores
     outcomes = rr.problem_outcomes(problems)
-    for how in ("min", "last", "mean"):
+    for how in ("min_step", "min_q", "last", "mean", "sum_q"):
         rr.bon_curves(outcomes, rr.scorer_methods(again, cached, [how]), [1, 2, 4])
     assert again.calls == []
 
@@ -147,11 +148,19 @@ def test_edited_candidate_is_rescored(tmp_path):
 
 def test_bon_metrics_for_the_eval_runner():
     # per problem: candidates a.. (right, len i+1), bbbb.. (wrong, longest), c (right), dd (wrong);
-    # step scores (len, -1): "sum" ranks the longest first -> the wrong "bbbb.." at N=4, and "min"
-    # is -1 for everyone -> a 4-way tie, half of it right.
+    # step scores (len, -1): "sum_q" ranks the longest first -> the wrong "bbbb.." at N=4, and
+    # "min_q" is -1 for everyone -> a 4-way tie, half of it right. The old name "min" still works.
     problems = _problems()
-    got = rr.bon_metrics(problems, CountingScorer(), 4, aggregate="sum")
+    got = rr.bon_metrics(problems, CountingScorer(), 4, aggregate="sum_q")
     assert got["bon@4"]["value"] == 0.0
+    assert rr.bon_metrics(problems, CountingScorer(), 4, aggregate="min_q")["bon@4"]["value"] == 0.5
     assert rr.bon_metrics(problems, CountingScorer(), 4, aggregate="min")["bon@4"]["value"] == 0.5
     assert set(got) == {"bon@4", "weighted_maj@4"}
     assert json.loads(json.dumps(got)) == got
+
+
+def test_a_candidate_without_text_is_a_one_line_error():
+    problems = _problems(1)
+    problems[0].candidates[1] = " \n"
+    with pytest.raises(InputError, match=r"field 'candidates\[1\]': candidate 1 of problem 'p0' has no text"):
+        rr.score_problems(problems, CountingScorer(), None)

@@ -96,7 +96,7 @@ def test_cli_usage_and_unknown_command(capsys):
     assert "train" in capsys.readouterr().out
     assert dispatch("prime-prm", ["fly"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "prime-prm: error: unknown command 'fly' (choose from train, score)")
+        "prime-prm: error: unknown command 'fly' (choose from train, score, convert)")
 
 
 def test_atomic_writes_use_shareable_permissions(tmp_path):

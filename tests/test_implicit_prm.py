@@ -15,9 +15,8 @@ from transformers import PreTrainedTokenizerFast
 from primekit import toy
 from primekit.errors import InputError
 from primekit.prm.data import encode_response, join_right_padded
-from primekit.prm.implicit import (ImplicitPRM, aggregate_steps, logprobs_to_token_rewards,
-                                   response_logprobs, step_spans, sum_by_step, token_steps,
-                                   write_prm_record)
+from primekit.prm.implicit import ImplicitPRM, logprobs_to_token_rewards, response_logprobs
+from primekit.prm.reading import separator_spans, sum_by_step, token_steps, write_prm_record
 
 PROMPTS = ["Compute 37+58-19\n", "Compute 5+4\n", "Compute 90-9-1\n"]
 RESPONSES = ["37+58=95\n95-19=76\n\\boxed{76}", "\\boxed{9}", "90-9=81\n81-1=80\n\\boxed{80}"]
@@ -50,7 +49,7 @@ def test_reward_readout_matches_hand_computed_example():
     prm_logps = response_logprobs(prm, input_ids, attention_mask, response_mask)
     ref_logps = response_logprobs(ref, input_ids, attention_mask, response_mask)
     assert torch.allclose(prm_logps, torch.tensor([[0.0, math.log(1 / 4), math.log(3 / 4)]]))
-    rewards = logprobs_to_token_rewards(prm_logps, ref_logps, response_mask, beta=0.5)
+    rewards = logprobs_to_token_rewards(prm_logps, ref_logps, response_mask, coef=0.5)
     expected = torch.tensor([[0.0, 0.5 * math.log(3 / 4), 0.5 * math.log(9 / 4)]])
     assert torch.allclose(rewards, expected, atol=1e-6)
     assert abs(float(rewards.sum()) - 0.5 * math.log(27 / 16)) < 1e-6
@@ -59,11 +58,11 @@ def test_reward_readout_matches_hand_computed_example():
 def test_token_rewards_ignore_padding_garbage():
     prm = torch.tensor([[-1.0, -2.0, float("-inf")]])
     ref = torch.tensor([[-1.5, -1.0, 0.0]])
-    # beta 0.1: 0.1 * (-1 + 1.5) = 0.05 ; 0.1 * (-2 + 1) = -0.1 ; padding -> 0, not nan
-    rewards = logprobs_to_token_rewards(prm, ref, torch.tensor([[1, 1, 0]]), beta=0.1)
+    # coef 0.1: 0.1 * (-1 + 1.5) = 0.05 ; 0.1 * (-2 + 1) = -0.1 ; padding -> 0, not nan
+    rewards = logprobs_to_token_rewards(prm, ref, torch.tensor([[1, 1, 0]]), coef=0.1)
     assert torch.allclose(rewards, torch.tensor([[0.05, -0.1, 0.0]]))
     with pytest.raises(ValueError):
-        logprobs_to_token_rewards(prm, ref[:, :2], torch.ones(1, 3), beta=0.1)
+        logprobs_to_token_rewards(prm, ref[:, :2], torch.ones(1, 3), coef=0.1)
 
 
 def _naive_logprobs(model, ids: list[int]) -> torch.Tensor:
@@ -103,8 +102,8 @@ def test_response_logprobs_pass_gradients():
 
 def test_batched_scores_do_not_depend_on_batch_size_or_order():
     tokenizer = toy.build_tokenizer()
-    one = ImplicitPRM(toy.random_model(1), toy.random_model(2), tokenizer, beta=0.05, batch_size=1)
-    many = ImplicitPRM(toy.random_model(1), toy.random_model(2), tokenizer, beta=0.05, batch_size=3)
+    one = ImplicitPRM(toy.random_model(1), toy.random_model(2), tokenizer, coef=0.05, batch_size=1)
+    many = ImplicitPRM(toy.random_model(1), toy.random_model(2), tokenizer, coef=0.05, batch_size=3)
     singles = one.token_rewards(PROMPTS, RESPONSES)
     batched = many.token_rewards(PROMPTS, RESPONSES)
     for single, joint, prompt, response in zip(singles, batched, PROMPTS, RESPONSES):
@@ -115,16 +114,20 @@ def test_batched_scores_do_not_depend_on_batch_size_or_order():
     for result in results:  # the step rewards partition the sequence reward
         assert abs(sum(result.step_rewards) - result.sequence_reward) < 1e-5
     assert [len(r.step_rewards) for r in results] == [3, 1, 3]
-    scores = many.score(PROMPTS, RESPONSES, aggregate="min")
+    scores = many.score(PROMPTS, RESPONSES, aggregate="min_step")
     assert scores == pytest.approx([min(r.step_rewards) for r in results])
-    with pytest.raises(ValueError):
+    # min_q is the minimum of the running sums: Q_1 = r_1, Q_2 = r_1 + r_2, ...
+    for score, result in zip(many.score(PROMPTS, RESPONSES, aggregate="min_q"), results):
+        r = result.step_rewards
+        assert score == pytest.approx(min(r[0], r[0] + r[1], r[0] + r[1] + r[2]) if len(r) == 3 else r[0])
+    with pytest.raises(InputError, match="unknown aggregate 'max'"):
         many.score(PROMPTS, RESPONSES, aggregate="max")
 
 
 def test_completion_logratios_for_trl_layout():
     # TRL keeps left-padded prompts and right-padded completions; q must equal the per-row read-out.
     tokenizer = toy.build_tokenizer()
-    reader = ImplicitPRM(toy.random_model(1), toy.random_model(2), tokenizer, beta=1.0)
+    reader = ImplicitPRM(toy.random_model(1), toy.random_model(2), tokenizer, coef=1.0)
     prompts = tokenizer(PROMPTS[:2], padding=True, padding_side="left", add_special_tokens=False,
                         return_tensors="pt")
     completions = tokenizer(RESPONSES[:2], padding=True, padding_side="right", add_special_tokens=False,
@@ -146,8 +149,8 @@ def test_lora_shared_reference_equals_separate_reference_copy():
     # init_lora_weights=False gives the adapter a non-zero B, so the PRM differs from its base.
     lora = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                            init_lora_weights=False))
-    shared = ImplicitPRM(lora, None, tokenizer, beta=0.05).token_rewards(PROMPTS, RESPONSES)
-    separate = ImplicitPRM(lora, reference_copy, tokenizer, beta=0.05).token_rewards(PROMPTS, RESPONSES)
+    shared = ImplicitPRM(lora, None, tokenizer, coef=0.05).token_rewards(PROMPTS, RESPONSES)
+    separate = ImplicitPRM(lora, reference_copy, tokenizer, coef=0.05).token_rewards(PROMPTS, RESPONSES)
     for a, b in zip(shared, separate):
         assert torch.allclose(a, b, atol=1e-5)
     assert max(float(a.abs().max()) for a in shared) > 1e-3  # the adapter does change the model
@@ -161,17 +164,17 @@ def test_reference_is_required_without_lora():
 # -- steps --------------------------------------------------------------------------------------
 
 
-def test_step_spans_hand_examples():
-    assert step_spans("ab\ncd\nef") == [(0, 3), (3, 6), (6, 8)]
+def test_separator_spans_hand_examples():
+    assert separator_spans("ab\ncd\nef", "\n") == [(0, 3), (3, 6), (6, 8)]
     # blank line joins the step before it; a trailing separator makes no empty step
-    assert step_spans("a\n\nb\n") == [(0, 3), (3, 5)]
-    assert step_spans("\n\nab\ncd") == [(0, 5), (5, 7)]  # leading blank lines join the first step
-    assert step_spans("no separator") == [(0, 12)]
-    assert step_spans("") == [(0, 0)]
-    # multi-character separator: "Step 1. x\n\nStep 2. y" splits after "\n\n" only
-    assert step_spans("x\ny\n\nz", separator="\n\n") == [(0, 5), (5, 6)]
+    assert separator_spans("a\n\nb\n", "\n") == [(0, 3), (3, 5)]
+    assert separator_spans("\n\nab\ncd", "\n") == [(0, 5), (5, 7)]  # leading blank lines join the first step
+    assert separator_spans("no separator", "\n") == [(0, 12)]
+    assert separator_spans("", "\n") == [(0, 0)]
+    # multi-character separator: "x\ny\n\nz" splits after "\n\n" only
+    assert separator_spans("x\ny\n\nz", "\n\n") == [(0, 5), (5, 6)]
     with pytest.raises(ValueError):
-        step_spans("x", separator="")
+        separator_spans("x", "")
 
 
 def test_token_steps_use_last_character_and_zero_width_tokens_follow():
@@ -182,16 +185,6 @@ def test_token_steps_use_last_character_and_zero_width_tokens_follow():
     assert sum_by_step([0.5, -1.0, 2.0, 0.25, 1.0], [0, 0, 1, 1, 1], 2) == [-0.5, 3.25]
     with pytest.raises(ValueError):
         sum_by_step([1.0], [0, 0], 1)
-
-
-def test_aggregates():
-    steps = [0.5, -1.0, 2.0]
-    assert aggregate_steps(steps, "min") == -1.0
-    assert aggregate_steps(steps, "mean") == pytest.approx(0.5)  # 1.5 / 3
-    assert aggregate_steps(steps, "sum") == pytest.approx(1.5)
-    assert aggregate_steps(steps, "last") == pytest.approx(1.5)  # Q after the last step
-    with pytest.raises(ValueError):
-        aggregate_steps([], "min")
 
 
 def _byte_level_bpe() -> PreTrainedTokenizerFast:
@@ -212,7 +205,7 @@ def test_steps_with_bpe_tokens_and_multi_character_separator():
     pieces = [response[s:e] for s, e in encoded.offsets[:-1]]
     assert "".join(pieces) == response
     assert any("\n\n" in piece and len(piece) > 2 for piece in pieces)  # a token fuses text and separator
-    spans = step_spans(response, separator="\n\n")
+    spans = separator_spans(response, "\n\n")
     steps = token_steps(encoded.offsets, spans)
     # every token is in the step that holds its text; the EOS joins the last step
     for (start, end), step in zip(encoded.offsets[:-1], steps):
@@ -235,10 +228,10 @@ def test_from_pretrained_full_model_needs_a_reference(tmp_path):
     ref_dir = _save(toy.random_model(2), tokenizer, tmp_path / "ref")
     with pytest.raises(InputError, match="reference"):
         ImplicitPRM.from_pretrained(prm_dir, device="cpu")
-    explicit = ImplicitPRM.from_pretrained(prm_dir, ref_dir, beta=0.1, device="cpu")
-    write_prm_record(prm_dir, reference=str(ref_dir), beta=0.1, append_eos=True)
+    explicit = ImplicitPRM.from_pretrained(prm_dir, ref_dir, coef=0.1, device="cpu")
+    write_prm_record(prm_dir, base=str(ref_dir), reference=str(ref_dir), beta=0.1, step_mode="newline")
     recorded = ImplicitPRM.from_pretrained(prm_dir, device="cpu")
-    assert recorded.beta == 0.1
+    assert (recorded.coef, recorded.step_mode, recorded.append_eos) == (0.1, "newline", True)
     assert torch.allclose(explicit.token_rewards(PROMPTS, RESPONSES)[0],
                           recorded.token_rewards(PROMPTS, RESPONSES)[0])
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from trl import ModelConfig
 
@@ -59,13 +61,15 @@ def test_train_then_score_end_to_end(tmp_path, tiny_model, capsys):
     assert code == 0
     assert "eval AUC" in out and "output dir" in out
     record = json.loads((out_dir / "implicit_prm.json").read_text())
-    assert record == {"reference": str(tiny_model), "beta": 0.5, "append_eos": True}
+    assert record == {"base": str(tiny_model), "reference": str(tiny_model), "beta": 0.5, "coef": 0.5,
+                      "step_mode": "auto", "append_eos": True}
 
     inputs = [{"id": i, "prompt": r["prompt"], "response": r["completion"]} for i, r in enumerate(TRAIN_RECORDS[:5])]
     scored = tmp_path / "scored.jsonl"
     code, out, _ = run(capsys, "score", "--prm", str(out_dir), "--input",
-                       str(write_jsonl(tmp_path / "in.jsonl", inputs)), "--out", str(scored), "--device", "cpu")
-    assert code == 0 and "scored 5 responses" in out
+                       str(write_jsonl(tmp_path / "in.jsonl", inputs)), "--out", str(scored), "--device", "cpu",
+                       "--aggregate", "min_q,last")
+    assert code == 0 and "scored 5 responses" in out and "coef 0.5" in out  # the recorded coef
     rows = [json.loads(line) for line in scored.read_text().splitlines()]
     assert [row["id"] for row in rows] == list(range(5))  # input order, input fields kept
     for row in rows:
@@ -73,7 +77,10 @@ def test_train_then_score_end_to_end(tmp_path, tiny_model, capsys):
         assert len(row["token_rewards"]) == len(row["response"]) - len("\\boxed{") + 1 + 1
         assert row["sequence_reward"] == pytest.approx(sum(row["token_rewards"]), abs=1e-4)
         assert row["step_rewards"] == [pytest.approx(row["sequence_reward"], abs=1e-4)]
-    assert not (tmp_path / ".scored.jsonl.partial").exists()
+        assert row["q_values"] == row["step_rewards"] and row["steps"] == [row["response"]]
+        assert row["scores"] == {"min_q": pytest.approx(row["sequence_reward"], abs=1e-5),
+                                 "last": pytest.approx(row["sequence_reward"], abs=1e-5)}
+    assert not list(tmp_path.glob(".scored.jsonl*.partial"))
 
 
 def test_score_resumes_from_partial_results(tmp_path, tiny_model, capsys):
@@ -81,18 +88,24 @@ def test_score_resumes_from_partial_results(tmp_path, tiny_model, capsys):
               {"prompt": "Compute 4\n", "response": "\\boxed{4}"}]
     input_path = write_jsonl(tmp_path / "in.jsonl", inputs)
     # A first run that was killed after line 2 (its key: line number + hash of prompt and response).
-    from primekit.prm.commands import _read_score_input
+    from primekit.prm.commands import _read_score_input, partial_path
+    from primekit.prm.reading import PRMReadingArguments
 
     key = _read_score_input(str(input_path))[1][0]
-    write_jsonl(tmp_path / ".out.jsonl.partial",
+    settings = PRMReadingArguments(prm=str(tiny_model), prm_ref=str(tiny_model)).resolve()
+    write_jsonl(partial_path(tmp_path / "out.jsonl", settings),
                 [{"key": key, "token_rewards": [9.0], "step_rewards": [9.0], "sequence_reward": 9.0}])
-    code, _, _ = run(capsys, "score", "--prm", str(tiny_model), "--ref", str(tiny_model), "--input",
+    code, _, _ = run(capsys, "score", "--prm", str(tiny_model), "--prm_ref", str(tiny_model), "--input",
                      str(input_path), "--out", str(tmp_path / "out.jsonl"), "--device", "cpu")
     assert code == 0
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert rows[1]["sequence_reward"] == 9.0  # kept, not recomputed
     assert rows[0]["sequence_reward"] == 0.0  # computed: the PRM is its own reference
     assert rows[0]["step_rewards"] == [0.0, 0.0]
+    # another reading setting does not reuse those results
+    code, _, _ = run(capsys, "score", "--prm", str(tiny_model), "--prm_ref", str(tiny_model), "--input",
+                     str(input_path), "--out", str(tmp_path / "out.jsonl"), "--device", "cpu", "--coef", "0.1")
+    assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[1])["sequence_reward"] == 0.0
 
 
 def test_train_resumes_from_checkpoint(tmp_path, tiny_model, capsys):
@@ -102,6 +115,10 @@ def test_train_resumes_from_checkpoint(tmp_path, tiny_model, capsys):
               "--save_steps", "2", *FAST]
     code, out, _ = run(capsys, *common, "--max_steps", "4")
     assert code == 0 and (tmp_path / "prm" / "checkpoint-4").is_dir()
+    # a checkpoint carries the reading record too: it reads with its path alone
+    from primekit.prm.implicit import ImplicitPRM
+
+    assert ImplicitPRM.from_pretrained(tmp_path / "prm" / "checkpoint-4", device="cpu").coef == 0.05
     assert out.count("'loss'") == 4
     code, out, _ = run(capsys, *common, "--max_steps", "6", "--resume_from_checkpoint", "true")
     assert code == 0
@@ -140,6 +157,41 @@ def test_score_bad_input_is_one_line(tmp_path, tiny_model, capsys):
                                "--out", out, "--device", "cpu")[::2], "reference")
     assert_one_line_error(*run(capsys, "score", "--prm", str(tiny_model), "--input", str(tmp_path / "nope.jsonl"),
                                "--out", out)[::2], "file not found")
+    empty = write_jsonl(tmp_path / "empty.jsonl", [{"prompt": "Compute 1\n", "response": " \n"}])
+    assert_one_line_error(*run(capsys, "score", "--prm", str(tiny_model), "--input", str(empty),
+                               "--out", out)[::2], "empty.jsonl:1", "'response'", "no text")
+    base = ["score", "--prm", str(tiny_model), "--prm_ref", str(tiny_model), "--input", str(good), "--out", out]
+    assert_one_line_error(*run(capsys, *base, "--coef", "0")[::2], "coef must be a positive number")
+    assert_one_line_error(*run(capsys, *base, "--aggregate", "max")[::2], "unknown aggregate 'max'")
+    assert_one_line_error(*run(capsys, *base, "--step_mode", "lines")[::2], "unknown step mode 'lines'")
+
+
+def _source_table(path: Path) -> dict[str, str]:
+    """The ``| setting | value | source |`` rows of a recipe's header."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        cells = [cell.strip() for cell in line.lstrip("# ").split("|")[1:-1]]
+        if len(cells) == 3 and cells[0] not in ("setting", "---"):
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_eurus_recipe_matches_its_source_table():
+    recipe = RECIPES / "eurus_prm_stage1.yaml"
+    table, settings = _source_table(recipe), yaml.safe_load(recipe.read_text())
+    assert len(table) >= 20
+    for name, value in table.items():
+        assert name in settings, f"{name} is in the table but not set"
+        assert settings[name] == yaml.safe_load(value), name
+        assert re.search(r"[\w/.]+\.(sh|py):\d+|model card", line_of(recipe, name)), f"{name} has no source"
+    # the published values, spelled out once more
+    assert (table["beta"], table["learning_rate"], table["adam_beta2"], table["max_length"]) == \
+        ("0.05", "5.0e-7", "0.95", "8192")
+    assert settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] * 8 == 64  # 8 GPUs
+
+
+def line_of(path: Path, setting: str) -> str:
+    return next(line for line in path.read_text().splitlines() if line.startswith(f"# | {setting} |"))
 
 
 def test_recipes_parse_with_the_published_settings():
@@ -149,10 +201,23 @@ def test_recipes_parse_with_the_published_settings():
 
     # bf16 is switched off here only because this machine has no GPU to check it against
     config, model_args, *_ = parse("eurus_prm_stage1.yaml", "--bf16", "false")
-    assert yaml.safe_load((RECIPES / "eurus_prm_stage1.yaml").read_text())["bf16"] is True
     assert (config.loss_type, config.beta, config.learning_rate) == ("ce", 0.05, 5e-7)
-    assert config.per_device_train_batch_size * config.gradient_accumulation_steps * 8 == 64  # 8 GPUs
+    assert (config.adam_beta2, config.max_length, config.eval_fraction, config.coef) == (0.95, 8192, 0, 0.001)
+    assert config.lr_scheduler_type == "cosine_with_min_lr" and config.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
     assert model_args.model_name_or_path == config.ref_model_name_or_path == "Qwen/Qwen2.5-Math-7B-Instruct"
+    # the schedule the Trainer builds from it: warm-up over ceil(3%) of the steps, then cosine to 10%
+    from transformers.optimization import get_scheduler
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.get_warmup_steps(100),
+                              num_training_steps=100, scheduler_specific_kwargs=config.lr_scheduler_kwargs)
+    rates = []
+    for _ in range(100):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert config.get_warmup_steps(100) == 3 and rates[3] == pytest.approx(5e-7)
+    assert rates[-1] == pytest.approx(5e-8, rel=0.01)  # floor: 0.1 x lr
     toy_config, toy_model, *_ = parse("toy_prm.yaml")
     defaults, default_model, *_ = parse_config([ImplicitPRMConfig, ModelConfig], [], prog="t", description="d")
     assert toy_model.model_name_or_path == "toy"
@@ -169,3 +234,37 @@ def test_toy_default_trains_on_the_toy_policy(tmp_path, capsys):
     assert code == 0 and "eval AUC" in out
     record = json.loads((tmp_path / "prm" / "implicit_prm.json").read_text())
     assert record["reference"] == str(toy.policy_path())
+
+
+def test_convert_eurus_stage1_data(tmp_path, capsys):
+    rows = [{"response": [{"role": "user", "content": f"Compute {i}\n"},
+                          {"role": "assistant", "content": f"\\boxed{{{i}}}"}],
+             "label": i % 2 == 0, "instruction dataset": "toy", "generator model": "m"} for i in range(3)]
+    source = write_jsonl(tmp_path / "stage1.jsonl", rows)
+    out = tmp_path / "train.jsonl"
+    code, printed, _ = run(capsys, "convert", str(source), "--format", "eurus-stage1", "--out", str(out))
+    assert code == 0 and "converted 3 responses (2 correct, 1 incorrect)" in printed
+    converted = [json.loads(line) for line in out.read_text().splitlines()]
+    assert converted[1] == {"prompt": [{"role": "user", "content": "Compute 1\n"}], "completion": "\\boxed{1}",
+                            "label": 0}
+    # the converted file is prime-prm train's outcome format
+    from primekit.prm.data import read_outcome_samples
+
+    assert len(read_outcome_samples(out)) == 3
+    # parquet, as the data is published
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "stage1.parquet")
+    code, _, _ = run(capsys, "convert", str(tmp_path / "stage1.parquet"), "--out", str(tmp_path / "p.jsonl"),
+                     "--limit", "2")
+    assert code == 0 and len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
+    bad = [rows[0], {**rows[1], "response": rows[1]["response"][:1]}]
+    pq.write_table(pa.Table.from_pylist(bad), tmp_path / "bad.parquet")
+    assert_one_line_error(*run(capsys, "convert", str(tmp_path / "bad.parquet"), "--out", str(out))[::2],
+                          "bad.parquet[1]", "'response'")
+    assert_one_line_error(*run(capsys, "convert", str(write_jsonl(tmp_path / "b.jsonl", [rows[0], {"label": 1}])),
+                               "--out", str(out))[::2], "b.jsonl:2", "'response'", "missing")
+    assert_one_line_error(*run(capsys, "convert", str(source))[::2], "--out")
+    assert_one_line_error(*run(capsys, "convert", str(source), "--out", str(out), "--format", "csv")[::2],
+                          "unknown format")

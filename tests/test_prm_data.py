@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
 
 from primekit import toy
 from primekit.errors import InputError
-from primekit.prm.data import (ImplicitPRMCollator, encode_response, join_right_padded, load_prm_datasets,
-                               read_outcome_samples, read_pairs, render_prompt, truncate)
+from primekit.prm.data import (ImplicitPRMCollator, encode_response, eurus_stage1_sample, join_right_padded,
+                               load_prm_datasets, read_outcome_samples, read_pairs, tokenize_outcome_samples,
+                               truncate)
+from primekit.prm.reading import render_prompt
 
 GOOD = {"prompt": "Compute 1+2\n", "completion": "1+2=3\n\\boxed{3}", "label": 1}
 
@@ -80,10 +83,49 @@ def test_chat_prompts_are_rendered_with_the_template():
     assert render_prompt(tokenizer, [{"role": "user", "content": "Compute 1+2\n"}]) == "Compute 1+2\n"
 
 
-def test_truncate_keeps_the_prompt():
-    assert truncate([1, 2], [3, 4, 5], max_length=4) == [3, 4]
+def test_truncate_keeps_the_prompt_and_the_eos():
+    # room 4 of max_length 6 after a 2-token prompt: without an EOS the first 4 tokens
+    assert truncate([1, 2], [3, 4, 5, 6, 7], max_length=6) == [3, 4, 5, 6]
+    # with one (OpenRLHF's CE dataset): the first 3 and the EOS written over the 4th
+    assert truncate([1, 2], [3, 4, 5, 6, 99], max_length=6, eos_token_id=99) == [3, 4, 5, 99]
+    assert truncate([1, 2], [3, 99], max_length=6, eos_token_id=99) == [3, 99]  # fits: unchanged
     assert truncate([1, 2], [3], max_length=None) == [3]
-    assert truncate([1, 2, 3, 4], [5], max_length=4) is None
+    # a prompt that leaves fewer than 3 tokens of room drops the sample (as OpenRLHF does)
+    assert truncate([1, 2, 3, 4], [5, 6, 7], max_length=6) is None
+    assert truncate([1, 2, 3], [5, 6, 7, 8], max_length=6, eos_token_id=99) == [5, 6, 99]
+
+
+def test_tokenized_samples_keep_their_eos_when_cut():
+    tokenizer = toy.build_tokenizer()
+    records = [{"prompt": "Compute 1+2\n", "completion": "1+2=3\n\\boxed{3}", "label": 1}]
+    rows = tokenize_outcome_samples(records, tokenizer, max_length=10, append_eos=True)
+    # prompt: Compute, space, 1, +, 2, newline = 6 tokens; room 4: "1", "+", "2" and the EOS
+    assert rows[0]["completion_ids"] == [tokenizer.convert_tokens_to_ids(t) for t in ["1", "+", "2", "<eos>"]]
+
+
+@pytest.mark.parametrize("row, field, message", [
+    ({"label": True}, "response", "missing"),
+    ({"response": [{"role": "user", "content": "q"}], "label": True}, "response", "2 messages or more"),
+    ({"response": [{"role": "user", "content": "q"}, {"role": "user", "content": "a"}], "label": 1},
+     "response[1]", "the assistant's answer"),
+    ({"response": [{"role": "user", "content": "q"}, {"role": "assistant", "content": " "}], "label": 1},
+     "response[1]", "empty response"),
+    ({"response": [{"role": "user"}, {"role": "assistant", "content": "a"}], "label": 1},
+     "response[0]", "{role, content}"),
+    ({"response": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "label": "yes"},
+     "label", "expected 0 or 1"),
+])
+def test_eurus_stage1_rows_name_file_line_and_field(row, field, message):
+    with pytest.raises(InputError, match=re.escape(f"data.jsonl:3: field '{field}': ") + ".*" + re.escape(message)):
+        eurus_stage1_sample(row, path="data.jsonl", line=3)
+
+
+def test_eurus_stage1_row_by_hand():
+    row = {"response": [{"role": "system", "content": "s"}, {"role": "user", "content": "1+1?"},
+                        {"role": "assistant", "content": "2"}], "label": False, "dataset": "x"}
+    assert eurus_stage1_sample(row, path="d", line=1) == {
+        "prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "1+1?"}],
+        "completion": "2", "label": 0}
 
 
 def test_join_right_padded_hand_example():

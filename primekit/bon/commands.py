@@ -11,50 +11,44 @@ compares PRM Best-of-N with majority vote and the oracle.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
-
-logger = logging.getLogger(__name__)
+from primekit.prm.commands import toy_prm_path
+from primekit.prm.reading import PRMReadingArguments
 
 RERANK_DESCRIPTION = ("Score Best-of-N candidates once (cached next to the input) and report "
                       "accuracy vs N for PRM / ORM reranking, majority and weighted votes, and the "
                       "oracle. Without arguments: the toy demonstration.")
 SAMPLE_DESCRIPTION = "Generate N candidates per benchmark problem (resumable)."
 TOY_OUT = "runs/bon-toy"
-TOY_PRM = "runs/prm"  # where `prime-prm train` without options saves the toy PRM
 
 
 @dataclass
-class RerankArguments:
-    """Options of ``prime-bon rerank``."""
+class RerankArguments(PRMReadingArguments):
+    """Options of ``prime-bon rerank``: the implicit PRM's reading options (``prm``, ``prm_ref``,
+    ``aggregate``, ``step_mode``, ``coef``, ``prm_context``) and the ones below."""
+
+    deprecated_aliases: ClassVar[dict[str, str]] = {**PRMReadingArguments.deprecated_aliases,
+                                                    "bootstrap": "bootstrap_resamples"}
 
     input: str | None = field(default=None, metadata=help_text(
         "candidates JSONL (standard layout or Qwen's RM@N layout); may also be given first, "
         "without --input"))
     out: str = field(default="runs/bon", metadata=help_text(
         "output folder: table.md, curve.png, summary.json, reranked.jsonl"))
-    prm: str | None = field(default=None, metadata=help_text("implicit PRM (hub name or local path)"))
-    ref: str | None = field(default=None, metadata=help_text(
-        "the implicit PRM's reference model; default: the one recorded with the PRM"))
-    beta: float | None = field(default=None, metadata=help_text(
-        "implicit reward scale; default: the PRM's recorded beta, else 0.05"))
-    aggregate: str = field(default="min", metadata=help_text(
-        "how step scores rank a response: min, last, mean, sum, or a comma list (min,last)"))
-    steps: str = field(default="auto", metadata=help_text(
-        "step splitting: auto ('Step k:' markers, else blank lines, else newlines), "
-        "step_markers, blank_lines, newlines"))
     step_prm: str | None = field(default=None, metadata=help_text(
-        "discriminative step-label PRM (a token-classification model)"))
+        "discriminative step-label PRM (a token-classification model, read in TRL's PRM layout)"))
     step_prm_label: int = field(default=1, metadata=help_text("the step PRM's 'correct step' label"))
     step_separator: str = field(default="\n", metadata=help_text(
-        "text that ends each step for the step PRM (escapes \\n and \\t are understood)"))
+        "the step PRM's step separator, as in its training (TRL's default: a newline; escapes \\n "
+        "and \\t are understood)"))
     orm: str | None = field(default=None, metadata=help_text(
-        "outcome reward model (a sequence-classification model)"))
+        "outcome reward model (a sequence-classification model, read in TRL's reward layout)"))
     orm_label: int = field(default=1, metadata=help_text(
         "the ORM's 'correct' label when it has several outputs"))
     shipped: bool = field(default=True, metadata=help_text(
@@ -63,7 +57,7 @@ class RerankArguments:
         "largest N; default: the fewest candidates any problem has"))
     trials: int = field(default=256, metadata=help_text(
         "random N-subsets per problem and N (all of them when there are fewer)"))
-    bootstrap: int = field(default=1000, metadata=help_text("bootstrap resamples for the intervals"))
+    bootstrap_resamples: int = field(default=1000, metadata=help_text("bootstrap resamples for the intervals"))
     seed: int = field(default=0, metadata=help_text("seed of the subsets and the bootstrap"))
     regrade: bool = field(default=False, metadata=help_text(
         "grade candidates with primekit's grader even when the file has correctness labels"))
@@ -75,16 +69,9 @@ class RerankArguments:
         "input's folder is read-only)"))
 
     def __post_init__(self) -> None:
-        from primekit.bon.scorers import AGGREGATIONS, STEP_MODES
-
+        super().__post_init__()
         self.step_separator = self.step_separator.replace("\\n", "\n").replace("\\t", "\t")
-        self.aggregates = [how.strip() for how in self.aggregate.split(",") if how.strip()]
-        for how in self.aggregates or [""]:
-            if how not in AGGREGATIONS:
-                raise ValueError(f"unknown aggregate '{how}' (choose from {', '.join(AGGREGATIONS)})")
-        if self.steps not in STEP_MODES:
-            raise ValueError(f"unknown steps mode '{self.steps}' (choose from {', '.join(STEP_MODES)})")
-        for name in ("trials", "bootstrap", "batch_size"):
+        for name in ("trials", "bootstrap_resamples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_max is not None and self.n_max < 1:
@@ -196,23 +183,23 @@ def build_scorers(args: RerankArguments, has_shipped_scores: bool) -> list:
     cache."""
     from primekit.bon import scorers
 
-    for value, option in ((args.prm, "--prm"), (args.ref, "--ref"), (args.step_prm, "--step_prm"),
+    for value, option in ((args.prm, "--prm"), (args.prm_ref, "--prm_ref"), (args.step_prm, "--step_prm"),
                           (args.orm, "--orm")):
-        _check_model_path(value, option)
+        if value != "toy":
+            _check_model_path(value, option)
     chosen = []
     if args.prm is not None:
-        chosen.append(scorers.ImplicitPRMScorer.from_pretrained(
-            args.prm, args.ref, beta=args.beta, step_mode=args.steps, dtype=args.dtype,
-            device=args.device, batch_size=args.batch_size))
+        chosen.append(scorers.ImplicitPRMScorer.from_settings(
+            args.resolve(), dtype=args.dtype, device=args.device, batch_size=args.batch_size))
     if args.step_prm is not None:
         chosen.append(scorers.TokenClassificationPRMScorer.from_pretrained(
-            args.step_prm, dtype=args.dtype, device=args.device, step_mode=args.steps,
+            args.step_prm, dtype=args.dtype, device=args.device, step_mode=args.step_mode or "auto",
             separator=args.step_separator, positive_label=args.step_prm_label,
-            batch_size=args.batch_size))
+            prm_context=args.prm_context, batch_size=args.batch_size))
     if args.orm is not None:
         chosen.append(scorers.SequenceClassificationORMScorer.from_pretrained(
             args.orm, dtype=args.dtype, device=args.device, positive_label=args.orm_label,
-            batch_size=args.batch_size))
+            prm_context=args.prm_context, batch_size=args.batch_size))
     if args.shipped and has_shipped_scores:
         chosen.append(scorers.ShippedScores())
     return chosen
@@ -271,7 +258,7 @@ def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResul
         methods += rr.scorer_methods(scorer, step_scores[scorer.name], args.aggregates)
     ns = default_ks(n_max)
     curves = rr.bon_curves(outcomes, methods, ns, trials=args.trials, seed=args.seed)
-    summary = rr.curve_summary(curves, n_resamples=args.bootstrap, seed=args.seed)
+    summary = rr.curve_summary(curves, n_resamples=args.bootstrap_resamples, seed=args.seed)
     title = f"Best-of-N on {Path(args.input).name} ({len(problems)} problems)"
     counts = f"{fewest}" if fewest == most else f"{fewest}-{most}"
     atomic_write_text(out / "table.md", f"{title}, {counts} candidates each; accuracy % "
@@ -305,18 +292,6 @@ def _print_result(result: RerankResult) -> None:
 # the toy demonstration
 
 
-def toy_prm_path() -> Path:
-    """The toy implicit PRM: the one ``prime-prm train`` (no options) saved, trained first if
-    there is none yet."""
-    path = Path(TOY_PRM)
-    if not (path / "implicit_prm.json").is_file():
-        from primekit.prm.commands import train
-
-        logger.warning("no toy PRM in %s yet: training it once (prime-prm train)", path)
-        train([])
-    return path
-
-
 def toy_demo(out: str = TOY_OUT, num_problems: int = 200, n: int = 16) -> int:
     """Toy policy samples ``n`` candidates per toy test problem, the toy PRM reranks them."""
     candidates = Path(out) / "candidates.jsonl"
@@ -324,7 +299,7 @@ def toy_demo(out: str = TOY_OUT, num_problems: int = 200, n: int = 16) -> int:
                                       limit=num_problems, max_new_tokens=64, batch_size=256,
                                       dtype="float32"))
     args = RerankArguments(input=str(candidates), out=out, prm=str(toy_prm_path()),
-                           aggregate="min,last", dtype="float32", batch_size=64)
+                           aggregate="min_q,min_step,last", dtype="float32", batch_size=64)
     result = run_rerank(args)
     _print_result(result)
     return 0

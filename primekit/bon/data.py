@@ -7,8 +7,8 @@ object per problem:
 * ``candidates`` (non-empty list of str, required): the N sampled responses;
 * ``answer`` (str or number, optional): the gold answer, needed to grade candidates;
 * ``id`` (str or int, optional, default: the line number);
-* ``prompt`` (str, optional): the exact text the policy was prompted with, used as the scoring
-  context of a PRM (default: ``problem``);
+* ``prompt`` (str, optional): the exact text the policy was prompted with; a reward model reads it
+  with ``--prm_context prompt`` (by default it reads ``problem`` through its own chat template);
 * ``preds`` (list of str or null, optional): already extracted final answers, one per candidate;
 * ``correct`` (list of bool, optional): already known correctness, one per candidate;
 * ``scores`` (list of numbers, optional): precomputed reward-model scores, one per candidate,
@@ -51,11 +51,6 @@ class BonProblem:
     correct: list[bool] | None = None
     scores: list[float] | None = None
 
-    @property
-    def context(self) -> str:
-        """The text a reward model sees before each candidate."""
-        return self.problem if self.prompt is None else self.prompt
-
     def to_record(self) -> Record:
         record: Record = {"id": self.id, "problem": self.problem}
         if self.prompt is not None:
@@ -74,13 +69,16 @@ def is_qwen_layout(record: Record) -> bool:
 
 
 def _gold(value: Any, path, line, field) -> str | None:
-    """Gold answers arrive as strings or JSON numbers (AMC's ``27.0``); keep them as text."""
+    """Gold answers arrive as strings or JSON numbers (AMC's ``27.0``); keep them as text, the way
+    the benchmarks do (:func:`primekit.eval.benchmarks.answer_text`)."""
+    from primekit.eval.benchmarks import answer_text
+
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, Real)):
-        raise InputError(f"expected a string or number, got {type(value).__name__}",
-                         path=path, line=line, field=field)
-    return str(value)
+    try:
+        return answer_text(value)
+    except ValueError as err:
+        raise InputError(str(err), path=path, line=line, field=field) from None
 
 
 def _per_candidate(record: Record, field: str, count: int, kinds: tuple[type, ...], path, line,

@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from primekit.bon import selection
 from primekit.bon.data import BonProblem
-from primekit.bon.scorers import Context, StepScorer
+from primekit.bon.scorers import StepScorer
 from primekit.errors import InputError
 from primekit.io import ResumableJsonl
+from primekit.prm.reading import Query, canonical_aggregate
 
 IDENTITY_KEY = "__identity__"
 DEFAULT_TRIALS = 256
@@ -37,18 +38,17 @@ DEFAULT_TRIALS = 256
 # the score cache
 
 
-def scoring_context(problem: BonProblem) -> Context:
-    """What a reward model reads before a candidate: the exact prompt the policy saw when the file
-    records it, else the problem as a user message (rendered with the model's chat template)."""
-    if problem.prompt is not None:
-        return problem.prompt
-    return [{"role": "user", "content": problem.problem}]
+def scoring_context(problem: BonProblem) -> Query:
+    """What is known about a candidate's input: the problem text, and the exact prompt the policy
+    saw when the file records it. Each scorer decides what of it its model reads
+    (``prm_context``)."""
+    return Query(problem.problem, problem.prompt)
 
 
 def candidate_key(problem: BonProblem, index: int) -> str:
-    """Cache key of one candidate: problem id, position, and a hash of context and text (so an
-    edited candidate file is rescored rather than served stale scores)."""
-    blob = json.dumps([scoring_context(problem), problem.candidates[index]], ensure_ascii=False)
+    """Cache key of one candidate: problem id, position, and a hash of problem, prompt and text
+    (so an edited candidate file is rescored rather than served stale scores)."""
+    blob = json.dumps([problem.problem, problem.prompt, problem.candidates[index]], ensure_ascii=False)
     return f"{problem.id}#{index}#{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -98,8 +98,8 @@ class ScoreCache:
         self._file.append({"key": key, "steps": steps})
 
 
-def _context_length(context: Context) -> int:
-    return len(context) if isinstance(context, str) else sum(len(m["content"]) for m in context)
+def _context_length(query: Query) -> int:
+    return len(query.prompt if query.prompt is not None else query.problem)
 
 
 def score_problems(problems: Sequence[BonProblem], scorer: StepScorer, cache: ScoreCache | None, *,
@@ -116,6 +116,10 @@ def score_problems(problems: Sequence[BonProblem], scorer: StepScorer, cache: Sc
     keys = [[candidate_key(p, i) for i in range(len(p.candidates))] for p in problems]
     todo = [(pi, ci) for pi, p in enumerate(problems) for ci in range(len(p.candidates))
             if cache is None or cache.get(keys[pi][ci]) is None]
+    for pi, ci in todo:
+        if not problems[pi].candidates[ci].strip():
+            raise InputError(f"candidate {ci} of problem '{problems[pi].id}' has no text for "
+                             f"{scorer.name} to read", field=f"candidates[{ci}]")
     if sort_by_length:
         todo.sort(key=lambda pair: -(_context_length(scoring_context(problems[pair[0]]))
                                      + len(problems[pair[0]].candidates[pair[1]])))
@@ -227,6 +231,8 @@ def scorer_methods(scorer: StepScorer, step_scores: Sequence[Sequence[Sequence[f
                    aggregates: Sequence[str]) -> list[Method]:
     """Best-of-N by the scorer (one rule per aggregation) and its reward-weighted vote (one, or
     one per aggregation when the weight follows the ranking aggregation)."""
+    aggregates = [canonical_aggregate(how) for how in aggregates]
+
     def per_problem(how: str, transform: Callable[[float], float] = float) -> list[np.ndarray]:
         return [np.array([transform(scorer.aggregate(steps, how)) for steps in problem])
                 for problem in step_scores]
@@ -309,7 +315,7 @@ def selections(outcomes: Sequence[Outcomes], methods: Sequence[Method]) -> list[
 
 
 def bon_metrics(problems: Sequence[BonProblem], scorer: StepScorer, n: int, *,
-                aggregate: str = "min", cache: ScoreCache | None = None,
+                aggregate: str = "min_q", cache: ScoreCache | None = None,
                 trials: int = DEFAULT_TRIALS, seed: int = 0, batch_size: int = 16,
                 confidence: float = 0.95, n_resamples: int = 1000) -> dict[str, dict[str, float]]:
     """Reranked accuracy at N for a benchmark run: ``bon@N`` (Best-of-N by ``scorer`` with

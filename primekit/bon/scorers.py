@@ -2,19 +2,20 @@
 
 Every scorer returns *step scores*: one list of floats per candidate (an outcome model returns a
 one-element list). Step scores are what the score cache stores, so choosing another aggregation
-(min / last / mean / sum) later re-uses them without touching a model.
+later re-uses them without touching a model. How steps are cut, aggregated and what a model reads
+before a candidate is decided in :mod:`primekit.prm.reading`.
 
-* :class:`ImplicitPRMScorer`: the implicit PRM of PRIME, ``r_step = beta * sum over the step's tokens
-  of log pi_phi - log pi_ref`` (computed by :class:`primekit.prm.implicit.ImplicitPRM`);
+* :class:`ImplicitPRMScorer`: the implicit PRM of PRIME / EurusPRM, step rewards
+  ``r_k = coef * sum over the step's tokens of (log pi_phi - log pi_ref)`` (computed by
+  :class:`primekit.prm.implicit.ImplicitPRM`), ranked by ``min_q`` (EurusPRM Stage 1),
+  ``min_step``, ``last``, ``mean`` or ``sum_q``;
 * :class:`TokenClassificationPRMScorer`: a discriminative step-label PRM
-  (``AutoModelForTokenClassification``), read at the last token of every step, the layout TRL's
-  former ``PRMTrainer`` trained (each step followed by its separator);
+  (``AutoModelForTokenClassification``) fed the layout TRL's ``PRMTrainer`` trained it on
+  (:func:`trl_prm_input`);
 * :class:`SequenceClassificationORMScorer`: an outcome reward model
-  (``AutoModelForSequenceClassification``, e.g. trained with TRL's ``RewardTrainer``);
+  (``AutoModelForSequenceClassification``) fed the layout TRL's ``RewardTrainer`` trains on
+  (:func:`trl_reward_input`);
 * :class:`ShippedScores`: scores that came with the data (Qwen's RM scores in the shipped set).
-
-How a response is cut into steps follows EurusPRM's Best-of-N: on "Step k:" markers, else on blank
-lines, else on newlines (:func:`step_spans`).
 """
 
 from __future__ import annotations
@@ -23,79 +24,14 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from primekit.errors import InputError
-
-AGGREGATIONS = ("min", "last", "mean", "sum")
-STEP_MODES = ("auto", "step_markers", "blank_lines", "newlines")
-
-# "Step 3:" at the start of a line, possibly inside Markdown emphasis or a heading ("**Step 3:**").
-_STEP_MARKER = re.compile(r"^[ \t#*_]*Step[ \t]*\d+[ \t]*:", re.MULTILINE)
-
-Context = str | list[dict[str, str]]  # verbatim text, or chat messages for the tokenizer's template
-
-
-# ----------------------------------------------------------------------------------------------
-# steps and aggregation (pure)
-
-
-def _marker_spans(text: str) -> list[tuple[int, int]]:
-    """Steps that start at "Step k:" markers (at least two of them); a preamble before the first
-    marker belongs to the first step."""
-    starts = [match.start() for match in _STEP_MARKER.finditer(text)]
-    if len(starts) < 2:
-        return []
-    bounds = [0, *starts[1:], len(text)]
-    return list(zip(bounds, bounds[1:]))
-
-
-def step_spans(text: str, mode: str = "auto") -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of the reasoning steps of ``text``, covering it exactly.
-
-    ``auto`` follows EurusPRM's Best-of-N: "Step k:" markers when there are at least two, else
-    blank lines when they give at least two steps, else newlines. Separator splitting is
-    :func:`primekit.prm.implicit.step_spans` (a separator closes the step before it).
-    """
-    from primekit.prm.implicit import step_spans as separator_spans
-
-    if mode not in STEP_MODES:
-        raise InputError(f"unknown step mode '{mode}' (choose from {', '.join(STEP_MODES)})")
-    if mode in ("auto", "step_markers"):
-        spans = _marker_spans(text)
-        if spans or mode == "step_markers":
-            return spans or [(0, len(text))]
-    if mode in ("auto", "blank_lines"):
-        spans = separator_spans(text, "\n\n")
-        if len(spans) > 1 or mode == "blank_lines":
-            return spans
-    return separator_spans(text, "\n")
-
-
-def split_steps(text: str, mode: str = "auto") -> list[str]:
-    """The steps of ``text`` (see :func:`step_spans`); ``"".join(split_steps(t)) == t``."""
-    return [text[start:end] for start, end in step_spans(text, mode)]
-
-
-def aggregate_scores(step_scores: Sequence[float], how: str) -> float:
-    """One score per response from per-step *scores* (a discriminative PRM's probabilities, an
-    ORM's single score): ``min`` (the weakest step), ``last`` (the score after the final step),
-    ``mean`` or ``sum``. Implicit step *rewards* aggregate with
-    :func:`primekit.prm.implicit.aggregate_steps`, where ``last`` is the final Q value (= sum)."""
-    if how not in AGGREGATIONS:
-        raise InputError(f"unknown aggregation '{how}' (choose from {', '.join(AGGREGATIONS)})")
-    if not step_scores:
-        raise ValueError("aggregate_scores: a response has at least one step")
-    if how == "min":
-        return float(min(step_scores))
-    if how == "last":
-        return float(step_scores[-1])
-    total = math.fsum(step_scores)
-    return total / len(step_scores) if how == "mean" else total
+from primekit.prm.reading import (PRMReadingArguments, Prompt, Query, ReadingSettings, aggregate,
+                                  prm_prompt, split_steps)
 
 
 def sigmoid(x: float) -> float:
@@ -111,9 +47,9 @@ class VoteWeight:
     """How a candidate's score becomes its weight in a reward-weighted majority vote.
 
     ``aggregate`` names the aggregation whose value is weighted (None: the one chosen for
-    Best-of-N); ``transform`` is ``sigmoid`` for unbounded log-odds-like rewards (the implicit PRM's
-    sequence reward, a single-logit ORM) and ``raw`` for scores used as they are (probabilities;
-    shipped RM scores, as Qwen's RM@N data gives them).
+    Best-of-N, one vote per aggregation); ``transform`` is ``sigmoid`` for unbounded
+    log-odds-like rewards (implicit PRM rewards, a single-logit ORM) and ``raw`` for scores used
+    as they are (probabilities; shipped RM scores, as Qwen's RM@N data gives them).
     """
 
     aggregate: str | None
@@ -123,26 +59,16 @@ class VoteWeight:
         return sigmoid(aggregated) if self.transform == "sigmoid" else aggregated
 
 
-def render_context(tokenizer, context: Context) -> str:
-    """The text a model reads before a candidate: verbatim text as is; chat messages through the
-    tokenizer's chat template (generation prompt included), or joined by newlines when it has none."""
-    if isinstance(context, str):
-        return context
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
-    return "\n".join(message["content"] for message in context)
-
-
 # ----------------------------------------------------------------------------------------------
 # the scorer interface
 
 
 class StepScorer(Protocol):
-    """Anything that gives step scores for (context, response) pairs.
+    """Anything that gives step scores for (query, response) pairs.
 
-    ``identity()`` returns every setting that changes the scores (model fingerprints, beta, step
-    mode, ...); the score cache is keyed by it. ``aggregate`` turns step scores into one ranking
-    score and ``vote_weight`` says how that score weights a vote.
+    ``identity()`` returns every setting that changes the scores (model fingerprints, coef, step
+    mode, prompt context, ...); the score cache is keyed by it. ``aggregate`` turns step scores
+    into one ranking score and ``vote_weight`` says how that score weights a vote.
     """
 
     name: str
@@ -152,7 +78,7 @@ class StepScorer(Protocol):
 
     def aggregate(self, step_scores: Sequence[float], how: str) -> float: ...
 
-    def step_scores(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[list[float]]: ...
+    def step_scores(self, queries: Sequence[Query], responses: Sequence[str]) -> list[list[float]]: ...
 
 
 def model_fingerprint(name_or_path: str | os.PathLike) -> str:
@@ -207,61 +133,59 @@ class _OnFirstUse:
 
 
 class ImplicitPRMScorer:
-    """PRIME's implicit PRM, read through :class:`primekit.prm.implicit.ImplicitPRM`.
+    """An implicit PRM read through :class:`primekit.prm.implicit.ImplicitPRM`.
 
-    Token rewards ``r_t = beta * (log pi_phi - log pi_ref)`` are summed over the steps of
-    :func:`step_spans` (so "Step k:" solutions are cut at their markers). Ranking aggregates with
-    the implicit PRM's own :func:`~primekit.prm.implicit.aggregate_steps`. Votes are weighted by
-    ``sigmoid(sequence reward)``, the PRM's estimate of P(correct) under its cross-entropy objective.
-    ``load`` returns the ``ImplicitPRM``; ``identity`` must name everything that changes its scores.
+    Step rewards r_k are aggregated with :func:`primekit.prm.reading.aggregate` (``min_q`` is
+    EurusPRM Stage 1's Best-of-N). A weighted vote follows the chosen aggregation, weighting each
+    candidate by the sigmoid of the score it is ranked by, as ImplicitPRM's Best-of-N evaluation
+    does (``eval/bon_eval.py:52-58``): at coef 0.001 these weights are close to 1/2, so the vote is
+    close to a plain majority vote, at a training beta of 0.05 much sharper. ``load`` returns the
+    ``ImplicitPRM``; ``identity`` must name everything that changes its scores.
     """
 
-    vote_weight = VoteWeight(aggregate="sum", transform="sigmoid")
+    vote_weight = VoteWeight(aggregate=None, transform="sigmoid")
 
     def __init__(self, load: Callable[[], Any], identity: dict[str, Any], step_mode: str = "auto",
-                 name: str = "implicit_prm"):
-        self._prm, self.step_mode, self.name = _OnFirstUse(load), step_mode, name
-        self._identity = {"kind": "implicit_prm", "step_mode": step_mode, **identity}
+                 prm_context: str = "chat", name: str = "implicit_prm"):
+        self._prm, self.step_mode, self.prm_context, self.name = _OnFirstUse(load), step_mode, prm_context, name
+        self._identity = {"kind": "implicit_prm", "step_mode": step_mode, "prm_context": prm_context,
+                          **identity}
 
     @classmethod
-    def from_pretrained(cls, prm_path: str, ref_path: str | None = None, beta: float | None = None,
-                        step_mode: str = "auto", dtype: str = "auto", device: str | None = None,
-                        batch_size: int = 16) -> "ImplicitPRMScorer":
-        """A scorer for a saved PRM; ``beta=None`` means the PRM's recorded beta (its record file
-        is part of the fingerprint)."""
+    def from_settings(cls, settings: ReadingSettings, dtype: str = "auto", device: str | None = None,
+                      batch_size: int = 16) -> "ImplicitPRMScorer":
+        """A scorer for resolved reading settings; the models load on the first uncached score."""
         def load():
             from primekit.prm.implicit import ImplicitPRM
 
-            return ImplicitPRM.from_pretrained(prm_path, ref_path=ref_path, beta=beta, dtype=dtype,
-                                               device=device, batch_size=batch_size)
+            return ImplicitPRM.from_pretrained(settings.prm, settings.prm_ref, coef=settings.coef,
+                                               step_mode=settings.step_mode, append_eos=settings.append_eos,
+                                               dtype=dtype, device=device, batch_size=batch_size)
 
-        identity = {"prm": model_fingerprint(prm_path), "beta": beta, "dtype": dtype,
-                    "ref": None if ref_path is None else model_fingerprint(ref_path)}
-        return cls(load, identity, step_mode=step_mode)
+        identity = {"prm": model_fingerprint(settings.prm), "coef": settings.coef, "dtype": dtype,
+                    "append_eos": settings.append_eos,
+                    "ref": None if settings.prm_ref is None else model_fingerprint(settings.prm_ref)}
+        return cls(load, identity, step_mode=settings.step_mode, prm_context=settings.prm_context)
+
+    @classmethod
+    def from_pretrained(cls, prm_path: str, ref_path: str | None = None, coef: float | None = None,
+                        step_mode: str | None = None, prm_context: str = "chat", dtype: str = "auto",
+                        device: str | None = None, batch_size: int = 16) -> "ImplicitPRMScorer":
+        """A scorer for a saved PRM; unset reading options come from its record (or its card)."""
+        settings = PRMReadingArguments(prm=prm_path, prm_ref=ref_path, coef=coef, step_mode=step_mode,
+                                       prm_context=prm_context).resolve()
+        return cls.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
 
     def identity(self) -> dict[str, Any]:
         return self._identity
 
     def aggregate(self, step_scores: Sequence[float], how: str) -> float:
-        from primekit.prm.implicit import aggregate_steps
+        return aggregate(step_scores, how)
 
-        if how not in AGGREGATIONS:
-            raise InputError(f"unknown aggregation '{how}' (choose from {', '.join(AGGREGATIONS)})")
-        return aggregate_steps(step_scores, how)
-
-    def step_scores(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[list[float]]:
-        from primekit.prm.data import encode_response
-        from primekit.prm.implicit import sum_by_step, token_steps
-
+    def step_scores(self, queries: Sequence[Query], responses: Sequence[str]) -> list[list[float]]:
         prm = self._prm.get()
-        texts = [render_context(prm.tokenizer, context) for context in contexts]
-        results = []
-        for text, response, rewards in zip(texts, responses, prm.token_rewards(texts, responses),
-                                           strict=True):
-            offsets = encode_response(prm.tokenizer, text, response, append_eos=prm.append_eos).offsets
-            spans = step_spans(response, self.step_mode)
-            results.append(sum_by_step(rewards.tolist(), token_steps(offsets, spans), len(spans)))
-        return results
+        prompts = [prm_prompt(query, self.prm_context) for query in queries]
+        return [result.step_rewards for result in prm.rewards(prompts, responses, self.step_mode)]
 
 
 def _load_classifier(auto_class, path: str, dtype: str, device: str | None):
@@ -290,25 +214,70 @@ def _check_label(label: int, num_labels: int) -> None:
         raise InputError(f"label {label} is not one of the model's {num_labels} labels")
 
 
-class TokenClassificationPRMScorer:
-    """A discriminative PRM: a token-classification head read at the last token of every step.
+# ----------------------------------------------------------------------------------------------
+# TRL's input layouts for discriminative reward models
 
-    The input is the context followed by each step tokenised on its own, every step ending with
-    ``separator`` (appended to the last step when it lacks one), the layout TRL's former
-    ``PRMTrainer`` trained on; a step's score is the softmax probability of ``positive_label`` at
-    its last (separator) token. ``load`` returns ``(model, tokenizer)``.
+
+def trl_prm_input(tokenizer, prompt: str, steps: Sequence[str], separator: str) -> tuple[list[int], list[int]]:
+    """Token ids of one input in the layout TRL's ``PRMTrainer`` trained step PRMs on, and the
+    position of each step's label (``trl/trainer/prm_trainer.py``, ``tokenize_row``): the raw
+    prompt tokenized alone after the tokenizer's BOS (when it has one), then every step tokenized
+    on its own followed by the separator's ids; a step's label sits on the last separator token."""
+    def encode(text: str) -> list[int]:
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    ids = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + encode(prompt)
+    separator_ids = encode(separator)
+    positions = []
+    for step in steps:
+        ids += encode(step) + separator_ids
+        positions.append(len(ids) - 1)
+    return ids, positions
+
+
+def trl_reward_input(tokenizer, prompt: Prompt, response: str) -> list[int]:
+    """Token ids of one (prompt, response) in the layout TRL's ``RewardTrainer`` trains on
+    (``trl/trainer/reward_trainer.py``, dataset preparation): a conversation goes through the chat
+    template with the response as the assistant turn; text is ``prompt + response`` with the EOS
+    appended when missing, tokenized with the tokenizer's own special tokens (a BOS where it adds
+    one). The model is read at the last token, which is therefore the EOS."""
+    if isinstance(prompt, list):
+        conversation = prompt + [{"role": "assistant", "content": response}]
+        return list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
+    text = prompt + response
+    if tokenizer.eos_token and not text.endswith(tokenizer.eos_token):
+        text += tokenizer.eos_token
+    return list(tokenizer(text)["input_ids"])
+
+
+def _plain_text(query: Query, prm_context: str) -> str:
+    """The prompt text of a layout that takes raw text: the problem (``chat``: what TRL's
+    step-labelled datasets hold) or the policy's prompt (``prompt``)."""
+    return query.problem if prm_context == "chat" else prm_prompt(query, "prompt")
+
+
+class TokenClassificationPRMScorer:
+    """A discriminative PRM: a token-classification head read at the end of every step.
+
+    The input is :func:`trl_prm_input`'s layout: the problem text (``prm_context chat``) or the
+    policy's prompt, then each step with surrounding whitespace stripped and ``separator``
+    appended; a step's score is the softmax probability of ``positive_label`` at its last
+    separator token. Its step scores are values, not increments: ``min_step`` and ``min_q`` are
+    both the weakest step, ``last`` the final step's probability. ``load`` returns
+    ``(model, tokenizer)``.
     """
 
     vote_weight = VoteWeight(aggregate=None, transform="raw")
 
     def __init__(self, load: Callable[[], tuple[Any, Any]], identity: dict[str, Any],
                  step_mode: str = "auto", separator: str = "\n", positive_label: int = 1,
-                 batch_size: int = 8, name: str = "step_prm"):
+                 prm_context: str = "chat", batch_size: int = 8, name: str = "step_prm"):
         self._bundle = _OnFirstUse(load)
-        self.step_mode, self.separator = step_mode, separator
+        self.step_mode, self.separator, self.prm_context = step_mode, separator, prm_context
         self.positive_label, self.batch_size, self.name = positive_label, batch_size, name
-        self._identity = {"kind": "token_classification_prm", "step_mode": step_mode,
-                          "separator": separator, "positive_label": positive_label, **identity}
+        self._identity = {"kind": "token_classification_prm", "layout": "trl", "step_mode": step_mode,
+                          "separator": separator, "positive_label": positive_label,
+                          "prm_context": prm_context, **identity}
 
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "auto", device: str | None = None,
@@ -324,24 +293,13 @@ class TokenClassificationPRMScorer:
         return self._identity
 
     def aggregate(self, step_scores: Sequence[float], how: str) -> float:
-        return aggregate_scores(step_scores, how)
+        return aggregate(step_scores, how, cumulative=False)
 
-    def _row(self, tokenizer, context: Context, response: str) -> tuple[list[int], list[int]]:
-        """Token ids of one input and the position of each step's last token."""
-        def encode(text: str) -> list[int]:
-            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    def _row(self, tokenizer, query: Query, response: str) -> tuple[list[int], list[int]]:
+        steps = [step.strip() for step in split_steps(response, self.step_mode).texts]
+        return trl_prm_input(tokenizer, _plain_text(query, self.prm_context), steps, self.separator)
 
-        ids = encode(render_context(tokenizer, context))
-        positions = []
-        steps = split_steps(response, self.step_mode)
-        for index, step in enumerate(steps):
-            if index == len(steps) - 1 and not step.endswith(self.separator):
-                step += self.separator
-            ids += encode(step)
-            positions.append(len(ids) - 1)
-        return ids, positions
-
-    def step_scores(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[list[float]]:
+    def step_scores(self, queries: Sequence[Query], responses: Sequence[str]) -> list[list[float]]:
         import torch
 
         model, tokenizer = self._bundle.get()
@@ -349,8 +307,8 @@ class TokenClassificationPRMScorer:
         device = next(model.parameters()).device
         results: list[list[float]] = []
         for start in range(0, len(responses), self.batch_size):
-            rows = [self._row(tokenizer, c, r) for c, r in zip(
-                contexts[start:start + self.batch_size], responses[start:start + self.batch_size])]
+            rows = [self._row(tokenizer, q, r) for q, r in zip(
+                queries[start:start + self.batch_size], responses[start:start + self.batch_size])]
             ids, mask = _right_padded([ids for ids, _ in rows], _pad_id(tokenizer))
             with torch.no_grad():
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
@@ -363,23 +321,28 @@ class TokenClassificationPRMScorer:
 class SequenceClassificationORMScorer:
     """An outcome reward model: one score per response, read at its last token.
 
-    With one output (``num_labels == 1``, TRL's ``RewardTrainer`` convention) the score is that
-    logit and a vote is weighted by its sigmoid; with several labels the score is the softmax
+    The input is :func:`trl_reward_input`'s layout: with ``prm_context chat`` the problem as a
+    user message and the response as the assistant turn, through the chat template (the problem
+    text, when the tokenizer has none); with ``prompt`` the policy's prompt text, the response and
+    the EOS. With one output (``num_labels == 1``, TRL's ``RewardTrainer`` convention) the score is
+    that logit and a vote is weighted by its sigmoid; with several labels the score is the softmax
     probability of ``positive_label``, used as the vote weight directly. ``load`` returns
     ``(model, tokenizer)``.
     """
 
     def __init__(self, load: Callable[[], tuple[Any, Any]], identity: dict[str, Any],
-                 num_labels: int, positive_label: int = 1, batch_size: int = 8, name: str = "orm"):
+                 num_labels: int, positive_label: int = 1, prm_context: str = "chat",
+                 batch_size: int = 8, name: str = "orm"):
         self.single_logit = num_labels == 1
         if not self.single_logit:
             _check_label(positive_label, num_labels)
         self._bundle = _OnFirstUse(load)
-        self.positive_label, self.batch_size, self.name = positive_label, batch_size, name
+        self.positive_label, self.prm_context = positive_label, prm_context
+        self.batch_size, self.name = batch_size, name
         self.vote_weight = VoteWeight("last", "sigmoid" if self.single_logit else "raw")
-        self._identity = {"kind": "sequence_classification_orm", "num_labels": num_labels,
+        self._identity = {"kind": "sequence_classification_orm", "layout": "trl", "num_labels": num_labels,
                           "positive_label": None if self.single_logit else positive_label,
-                          **identity}
+                          "prm_context": prm_context, **identity}
 
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "auto", device: str | None = None,
@@ -393,9 +356,14 @@ class SequenceClassificationORMScorer:
         return self._identity
 
     def aggregate(self, step_scores: Sequence[float], how: str) -> float:
-        return aggregate_scores(step_scores, how)
+        return aggregate(step_scores, how, cumulative=False)
 
-    def step_scores(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[list[float]]:
+    def _prompt(self, tokenizer, query: Query) -> Prompt:
+        if self.prm_context == "chat" and getattr(tokenizer, "chat_template", None):
+            return prm_prompt(query, "chat")
+        return _plain_text(query, self.prm_context)
+
+    def step_scores(self, queries: Sequence[Query], responses: Sequence[str]) -> list[list[float]]:
         import torch
 
         model, tokenizer = self._bundle.get()
@@ -405,9 +373,8 @@ class SequenceClassificationORMScorer:
         device = next(model.parameters()).device
         results: list[list[float]] = []
         for start in range(0, len(responses), self.batch_size):
-            rows = [tokenizer(render_context(tokenizer, c) + r, add_special_tokens=False)["input_ids"]
-                    for c, r in zip(contexts[start:start + self.batch_size],
-                                    responses[start:start + self.batch_size])]
+            rows = [trl_reward_input(tokenizer, self._prompt(tokenizer, q), r) for q, r in zip(
+                queries[start:start + self.batch_size], responses[start:start + self.batch_size])]
             ids, mask = _right_padded(rows, int(model.config.pad_token_id))
             with torch.no_grad():
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
@@ -432,7 +399,7 @@ class ShippedScores:
         return {"kind": "shipped"}
 
     def aggregate(self, step_scores: Sequence[float], how: str) -> float:
-        return aggregate_scores(step_scores, "last")
+        return aggregate(step_scores, "last", cumulative=False)
 
     def precomputed(self, problem) -> list[list[float]]:
         """The one-step "step scores" of a :class:`~primekit.bon.data.BonProblem`."""

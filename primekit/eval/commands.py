@@ -302,7 +302,8 @@ def _add_bon_metrics(summary: dict[str, Any], args: RunArguments, problem_sets: 
         wanted = {p.id for p in problems}
         samples = [r for r in records if r["benchmark"] == name and r["problem_id"] in wanted
                    and r["sample_index"] < specs[name].n]
-        metrics = rerank.bon_metrics(problems_from_samples(samples), scorer,
+        texts = {p.id: p.problem for p in problems}  # the PRM reads the problem, not the policy prompt
+        metrics = rerank.bon_metrics(problems_from_samples(samples, problem_texts=texts), scorer,
                                      args.bon_n or specs[name].n, aggregate=args.bon_aggregate,
                                      cache=cache, seed=seed)
         summary["benchmarks"][name]["metrics"].update(metrics)
@@ -532,98 +533,8 @@ def leaderboard(argv: list[str]) -> int:
     return 0
 
 
-@dataclass
-class ProcessBenchArguments:
-    prm: str | None = field(default=None, metadata=help_text(
-        "implicit PRM: hub name or local folder of a causal LM (required)"))
-    ref: str | None = field(default=None, metadata=help_text(
-        "reference model of the implicit PRM (default: the PRM's own choice)"))
-    beta: float = field(default=0.05, metadata=help_text("implicit reward scale beta"))
-    splits: str | None = field(default=None, metadata=help_text(
-        "comma-separated ProcessBench splits to report (default: every split in the data folder "
-        "among gsm8k, math, olympiadbench, omnimath)"))
-    tune_split: str = field(default="gsm8k", metadata=help_text(
-        "split the threshold is tuned on (ProcessBench practice: GSM8K)"))
-    threshold: float | None = field(default=None, metadata=help_text(
-        "use this threshold instead of tuning one"))
-    aggregation: str = field(default="step", metadata=help_text(
-        "compare each step's reward (step) or the running implicit Q, the sum so far (q)"))
-    separator: str = field(default="\n\n", metadata=help_text("text placed between steps"))
-    template: str = field(default="qwen25-math-cot", metadata=help_text(
-        "how the problem is rendered as the prompt: raw, qwen25-math-cot or eurus"))
-    limit: int | None = field(default=None, metadata=help_text(
-        "quick runs: per split, the first N/2 erroneous and N/2 error-free samples"))
-    out: str | None = field(default=None, metadata=help_text(
-        "folder for step_rewards.jsonl (resumable) and processbench.json (required)"))
-
-    def __post_init__(self) -> None:
-        if self.prm is None or self.out is None:
-            raise ValueError("--prm and --out are required")
-        if self.aggregation not in {"step", "q"}:
-            raise ValueError(f"aggregation must be step or q, got '{self.aggregation}'")
-        if bench.check_template(self.template) == "auto":
-            raise ValueError("choose an explicit --template for ProcessBench")
-
-
 def processbench(argv: list[str]) -> int:
-    """First-error-step F1 of an implicit PRM on ProcessBench."""
-    from primekit.eval import processbench as pb
-    from primekit.io import ResumableJsonl, atomic_write_json
+    """First-error-step F1 of an implicit PRM on ProcessBench (see primekit.eval.processbench)."""
+    from primekit.eval.processbench import command
 
-    (args, _) = parse_config([ProcessBenchArguments], argv, prog="prime-eval processbench",
-                             description=processbench.__doc__)
-    splits = _split_list(args.splits) or pb.available_splits()
-    tune = [] if args.threshold is not None else [args.tune_split]
-    data = {split: pb.load_split(split, args.limit) for split in dict.fromkeys(tune + splits)}
-    out = Path(args.out)
-    runner.check_settings(out, {"prm": args.prm, "ref": args.ref, "beta": args.beta,
-                                "template": args.template, "separator": args.separator})
-    cache = ResumableJsonl(out / "step_rewards.jsonl", key=lambda r: f"{r['split']}/{r['id']}")
-    done = cache.done
-    pending = [s for samples in data.values() for s in samples if f"{s.split}/{s.id}" not in done]
-    if pending:
-        from tqdm.auto import tqdm
-
-        from primekit.models import load_tokenizer
-        from primekit.prm.implicit import ImplicitPRM
-
-        tokenizer = load_tokenizer(args.prm)
-        prm = ImplicitPRM.from_pretrained(args.prm, ref_path=args.ref, beta=args.beta)
-        scorer = pb.implicit_prm_scorer(
-            prm, lambda text: bench.render_text(text, args.template, tokenizer), args.separator)
-        for sample in tqdm(pending, desc="score steps", unit="sample"):
-            try:
-                step_rewards = pb.score_steps(sample, scorer)
-            except ValueError as err:
-                raise InputError(f"{err}; try another --separator") from None
-            cache.append({"split": sample.split, "id": sample.id, "step_rewards": step_rewards})
-    rewards = {split: [cache.records[f"{split}/{s.id}"]["step_rewards"] for s in samples]
-               for split, samples in data.items()}
-    threshold, tuned_f1 = args.threshold, None
-    if threshold is None:
-        threshold, tuned_f1 = pb.tune_threshold(
-            rewards[args.tune_split], [s.label for s in data[args.tune_split]], args.aggregation)
-    report = {"prm": args.prm, "ref": args.ref, "beta": args.beta, "aggregation": args.aggregation,
-              "threshold": threshold, "tuned_on": None if tune == [] else args.tune_split,
-              "tuned_f1": tuned_f1, "splits": {}}
-    for split in splits:
-        score = pb.evaluate_split(data[split], rewards[split], threshold, args.aggregation)
-        report["splits"][split] = asdict(score)
-    atomic_write_json(out / "processbench.json", report)
-    _print_processbench(report)
-    return 0
-
-
-def _print_processbench(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"ProcessBench: {report['prm']} ({report['aggregation']}, threshold "
-                        f"{report['threshold']:.4g})")
-    for column in ["split", "erroneous", "error-free", "error acc %", "correct acc %", "F1 %"]:
-        table.add_column(column, justify="left" if column == "split" else "right")
-    for split, score in report["splits"].items():
-        table.add_row(split, str(score["num_error"]), str(score["num_correct"]),
-                      *("–" if score[key] is None else f"{100 * score[key]:.1f}"
-                        for key in ("error_accuracy", "correct_accuracy", "f1")))
-    Console().print(table)
+    return command(argv)

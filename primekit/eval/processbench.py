@@ -2,29 +2,37 @@
 
 Each sample is a problem, a solution split into steps, and ``label``: the 0-based index of the
 first erroneous step, or -1 when every step is right. A PRM gives one reward per step; the
-predicted first error is the first step whose reward (``aggregation="step"``) or whose running
-implicit Q value, the sum of the step rewards so far (``aggregation="q"``), falls below a
-threshold. The threshold is tuned on the GSM8K split and then applied to every split.
-The score of a split is the harmonic mean (F1) of the accuracy on erroneous samples (the exact
-step must be found) and the accuracy on error-free samples (no step may be flagged).
+predicted first error is the first step whose running implicit Q value, the sum of the step
+rewards so far (``aggregate="min_q"``, the default, as ImplicitPRM's ProcessBench script reads
+EurusPRM), or whose own reward (``min_step``) falls below a threshold. The threshold is tuned on
+the GSM8K split and then applied to every split (the published protocol). The score of a split is
+the harmonic mean (F1) of the accuracy on erroneous samples (the exact step must be found) and the
+accuracy on error-free samples (no step may be flagged).
 
-Step rewards come from any ``step_scorer(problem, steps) -> list[float]``; the CLI wires it to
-an implicit PRM, and tests use hand-made scorers.
+An implicit PRM reads the labelled steps as ImplicitPRM's script builds them
+(``eval/processbench.py:219``, ``:134-160``): ``Step i: `` before each step, the steps joined by a
+blank line, the problem as a user message through the PRM's chat template; the known steps are
+never re-split (:func:`primekit.prm.reading.join_steps`). The rewards are scaled by the PRM's
+recorded coefficient (EurusPRM: 0.001) unless ``--coef`` says otherwise. Step rewards may also
+come from any ``step_scorer(problem, steps) -> list[float]``; tests use hand-made scorers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from primekit.config import help_text
 from primekit.errors import InputError
 from primekit.io import read_json_or_jsonl, require_field
 from primekit.paths import data_dir
+from primekit.prm.reading import PRMReadingArguments, Prompt, join_steps, threshold_series
 
 SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
-AGGREGATIONS = ("step", "q")
 StepScorer = Callable[[str, Sequence[str]], Sequence[float]]
 
 
@@ -75,18 +83,10 @@ def load_split(split: str, limit: int | None = None) -> list[ProcessBenchSample]
     return [s for s in samples if id(s) in kept]
 
 
-def aggregate(step_rewards: Sequence[float], aggregation: str) -> list[float]:
-    """The per-step value compared with the threshold: the reward itself, or its running sum."""
-    if aggregation == "step":
-        return [float(r) for r in step_rewards]
-    if aggregation == "q":
-        return [float(q) for q in np.cumsum(step_rewards)]
-    raise ValueError(f"unknown aggregation '{aggregation}' (choose from {', '.join(AGGREGATIONS)})")
-
-
-def first_error_step(step_rewards: Sequence[float], threshold: float, aggregation: str = "step") -> int:
-    """Index of the first step whose (aggregated) reward is below ``threshold``, or -1."""
-    return next((index for index, value in enumerate(aggregate(step_rewards, aggregation))
+def first_error_step(step_rewards: Sequence[float], threshold: float, aggregate: str = "min_q") -> int:
+    """Index of the first step whose value (its Q for ``min_q``, its reward for ``min_step``) is
+    below ``threshold``, or -1."""
+    return next((index for index, value in enumerate(threshold_series(step_rewards, aggregate))
                  if value < threshold), -1)
 
 
@@ -125,16 +125,17 @@ def _first_below(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 def tune_threshold(step_rewards: Sequence[Sequence[float]], labels: Sequence[int],
-                   aggregation: str = "step", chunk: int = 256) -> tuple[float, float]:
+                   aggregate: str = "min_q", chunk: int = 256) -> tuple[float, float]:
     """The threshold with the best F1 on these samples, and that F1.
 
     Predictions only change when the threshold crosses one of the observed values, so the
     candidates are the midpoints between consecutive distinct values plus one value below and one
-    above them all; ties go to the smallest threshold.
+    above them all (an exact search; ImplicitPRM's script scans 10,000 thresholds of sigmoid(Q),
+    a monotone map of the same values); ties go to the smallest threshold.
     """
     if not step_rewards:
         raise ValueError("no samples to tune a threshold on")
-    rows = [aggregate(r, aggregation) for r in step_rewards]
+    rows = [threshold_series(r, aggregate) for r in step_rewards]
     width = max(len(r) for r in rows)
     values = np.full((len(rows), width), np.nan)
     for index, row in enumerate(rows):
@@ -160,9 +161,9 @@ def tune_threshold(step_rewards: Sequence[Sequence[float]], labels: Sequence[int
 
 
 def evaluate_split(samples: Sequence[ProcessBenchSample], step_rewards: Sequence[Sequence[float]],
-                   threshold: float, aggregation: str = "step") -> ProcessBenchScore:
+                   threshold: float, aggregate: str = "min_q") -> ProcessBenchScore:
     """Score one split given each sample's step rewards."""
-    predictions = [first_error_step(rewards, threshold, aggregation) for rewards in step_rewards]
+    predictions = [first_error_step(rewards, threshold, aggregate) for rewards in step_rewards]
     return score_predictions([sample.label for sample in samples], predictions)
 
 
@@ -175,16 +176,125 @@ def score_steps(sample: ProcessBenchSample, step_scorer: StepScorer) -> list[flo
     return rewards
 
 
-def implicit_prm_scorer(prm, render_prompt: Callable[[str], str], separator: str = "\n\n"
-                        ) -> StepScorer:
-    """A step scorer from an implicit PRM: the steps are joined with ``separator`` and scored as
-    one response to the rendered problem. A ``separator`` inside a step is collapsed first (to a
-    newline, or to a space when the separator is a newline) so steps and rewards stay one to one."""
-    inner = " " if separator == "\n" else "\n"
+def implicit_prm_step_rewards(prm, prompts: Sequence[Prompt], samples: Sequence[ProcessBenchSample]
+                              ) -> list[list[float]]:
+    """Step rewards of labelled solutions from an :class:`~primekit.prm.implicit.ImplicitPRM`,
+    one per labelled step: the steps are numbered and joined as ImplicitPRM's script does and read
+    with their known spans."""
+    return [result.step_rewards for result in prm.read(prompts, [join_steps(s.steps) for s in samples])]
 
-    def scorer(problem: str, steps: Sequence[str]) -> list[float]:
-        cleaned = [step.strip().replace(separator, inner) for step in steps]
-        return prm.step_rewards([render_prompt(problem)], [separator.join(cleaned)],
-                                separator=separator)[0]
 
-    return scorer
+# ----------------------------------------------------------------------------------------------
+# the command: prime-eval processbench
+
+
+@dataclass
+class ProcessBenchArguments(PRMReadingArguments):
+    """Options of ``prime-eval processbench``: the implicit PRM's reading options (``aggregate``
+    ``min_q`` or ``min_step``) and the ones below."""
+
+    splits: str | None = field(default=None, metadata=help_text(
+        "comma-separated ProcessBench splits to report (default: every split in the data folder "
+        "among gsm8k, math, olympiadbench, omnimath)"))
+    tune_split: str = field(default="gsm8k", metadata=help_text(
+        "split the threshold is tuned on (ProcessBench practice: GSM8K)"))
+    threshold: float | None = field(default=None, metadata=help_text(
+        "use this threshold instead of tuning one"))
+    template: str = field(default="raw", metadata=help_text(
+        "with --prm_context prompt: the policy template that renders the problem (raw, "
+        "qwen25-math-cot or eurus); with chat the PRM's own chat template renders it"))
+    limit: int | None = field(default=None, metadata=help_text(
+        "quick runs: per split, the first N/2 erroneous and N/2 error-free samples"))
+    out: str | None = field(default=None, metadata=help_text(
+        "folder for step_rewards.jsonl (resumable) and processbench.json (required)"))
+    batch_size: int = field(default=8, metadata=help_text("solutions per forward pass"))
+    dtype: str = field(default="auto", metadata=help_text("model dtype: auto, float32, bfloat16, float16"))
+    device: str | None = field(default=None, metadata=help_text("device; default: cuda if available"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from primekit.eval.benchmarks import check_template
+        from primekit.prm.reading import THRESHOLD_AGGREGATES
+
+        if self.prm is None or self.out is None:
+            raise ValueError("--prm and --out are required")
+        if len(self.aggregates) != 1 or self.aggregate not in THRESHOLD_AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(THRESHOLD_AGGREGATES)}, got "
+                             f"'{self.aggregate}'")
+        if check_template(self.template) == "auto":
+            raise ValueError("choose an explicit --template for ProcessBench")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def command(argv: list[str]) -> int:
+    """First-error-step F1 of an implicit PRM on ProcessBench."""
+    from tqdm.auto import tqdm
+
+    from primekit.config import parse_config
+    from primekit.eval import runner
+    from primekit.io import ResumableJsonl, atomic_write_json
+    args, *_ = parse_config([ProcessBenchArguments], argv, prog="prime-eval processbench",
+                           description=command.__doc__)
+    settings = args.resolve()
+    splits = [s.strip() for s in (args.splits or "").split(",") if s.strip()] or available_splits()
+    tune = [] if args.threshold is not None else [args.tune_split]
+    data = {split: load_split(split, args.limit) for split in dict.fromkeys(tune + splits)}
+    out = Path(args.out)
+    runner.check_settings(out, {"reading": asdict(settings), "template": args.template})
+    cache = ResumableJsonl(out / "step_rewards.jsonl", key=lambda r: f"{r['split']}/{r['id']}")
+    pending = [s for samples in data.values() for s in samples if f"{s.split}/{s.id}" not in cache.done]
+    if pending:
+        from primekit.prm.implicit import ImplicitPRM
+
+        prm = ImplicitPRM.from_settings(settings, dtype=args.dtype, device=args.device,
+                                        batch_size=args.batch_size)
+        prompt_for = _prompt_renderer(settings.prm_context, args.template, prm.tokenizer)
+        with tqdm(total=len(pending), desc="score steps", unit="sample") as bar:
+            for start in range(0, len(pending), 4 * args.batch_size):
+                chunk = pending[start:start + 4 * args.batch_size]
+                rewards = implicit_prm_step_rewards(prm, [prompt_for(s.problem) for s in chunk], chunk)
+                for sample, step_rewards in zip(chunk, rewards):
+                    cache.append({"split": sample.split, "id": sample.id, "step_rewards": step_rewards})
+                bar.update(len(chunk))
+    rewards = {split: [cache.records[f"{split}/{s.id}"]["step_rewards"] for s in samples]
+               for split, samples in data.items()}
+    threshold, tuned_f1 = args.threshold, None
+    if threshold is None:
+        threshold, tuned_f1 = tune_threshold(
+            rewards[args.tune_split], [s.label for s in data[args.tune_split]], args.aggregate)
+    report: dict[str, Any] = {
+        "prm": settings.prm, "prm_ref": settings.prm_ref, "coef": settings.coef,
+        "prm_context": settings.prm_context, "aggregate": args.aggregate, "threshold": threshold,
+        "tuned_on": None if tune == [] else args.tune_split, "tuned_f1": tuned_f1, "splits": {}}
+    for split in splits:
+        report["splits"][split] = asdict(evaluate_split(data[split], rewards[split], threshold, args.aggregate))
+    atomic_write_json(out / "processbench.json", report)
+    _print_report(report)
+    return 0
+
+
+def _prompt_renderer(prm_context: str, template: str, tokenizer) -> Callable[[str], Prompt]:
+    """What the PRM reads before a solution: the problem through the PRM's chat template
+    (``chat``), or the problem rendered by a policy ``template`` (``prompt``)."""
+    from primekit.eval.benchmarks import render_text
+    from primekit.prm.reading import Query, prm_prompt
+
+    if prm_context == "chat":
+        return lambda problem: prm_prompt(Query(problem), "chat")
+    return lambda problem: prm_prompt(Query(problem, render_text(problem, template, tokenizer)), "prompt")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ProcessBench: {report['prm']} ({report['aggregate']}, coef {report['coef']:g}, "
+                        f"threshold {report['threshold']:.4g})")
+    for column in ["split", "erroneous", "error-free", "error acc %", "correct acc %", "F1 %"]:
+        table.add_column(column, justify="left" if column == "split" else "right")
+    for split, score in report["splits"].items():
+        table.add_row(split, str(score["num_error"]), str(score["num_correct"]),
+                      *("–" if score[key] is None else f"{100 * score[key]:.1f}"
+                        for key in ("error_accuracy", "correct_accuracy", "f1")))
+    Console().print(table)

@@ -18,23 +18,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from trl.trainer.utils import pad
 
 from primekit.errors import InputError
-from primekit.io import iter_jsonl, require_field
+from primekit.io import iter_jsonl, read_json_or_jsonl, require_field
 from primekit.prm.losses import kl_pair_indices
+from primekit.prm.reading import Prompt, render_prompt
 
 logger = logging.getLogger(__name__)
 
 OUTCOME_FIELDS = ("prompt", "completion", "label")
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
-
-Prompt = str | list[dict[str, str]]
 
 
 def check_prompt(value: Any, *, path: str, line: int) -> None:
@@ -95,11 +95,60 @@ def read_pairs(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-def render_prompt(tokenizer, prompt: Prompt) -> str:
-    """The prompt as the model reads it: text as is, chat messages through the chat template."""
-    if isinstance(prompt, str):
-        return prompt
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+def iter_data_rows(path: str | os.PathLike) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(where, row)`` for each row of a ``.jsonl``, ``.json`` (a list of objects) or ``.parquet``
+    file; ``where`` holds the ``path`` and ``line`` an error should name (for a JSON list or a
+    parquet file: ``file[row index]``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.ParquetFile(path)
+        except Exception as err:  # pyarrow raises several types for a file that is not parquet
+            raise InputError(f"cannot read as parquet ({str(err).splitlines()[0]})", path=path) from None
+        index = 0
+        for batch in table.iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                yield {"path": f"{path}[{index}]", "line": None}, row
+                index += 1
+    elif path.suffix == ".json":
+        for index, row in enumerate(read_json_or_jsonl(path)):
+            yield {"path": f"{path}[{index}]", "line": None}, row
+    else:
+        for line, row in iter_jsonl(path):
+            yield {"path": str(path), "line": line}, row
+
+
+def eurus_stage1_sample(row: dict[str, Any], *, path: str, line: int | None) -> dict[str, Any]:
+    """One EurusPRM-Stage1-Data row as an outcome sample ``{prompt, completion, label}``.
+
+    The row holds the conversation in ``response`` (the prompt turns, then the assistant's answer)
+    and its correctness in ``label``, the layout ImplicitPRM's CE training reads
+    (``train/openrlhf/cli/train_ce.py:40-61`` writes it; ``run_ce.sh:40`` reads ``response``). As
+    there, the prompt is every turn but the last, rendered at training time by the PRM's chat
+    template with the generation prompt, and the completion is the answer's text.
+    """
+    messages = require_field(row, "response", path=path, line=line, kind=list)
+    if len(messages) < 2:
+        raise InputError("expected the prompt turns and the assistant's answer (2 messages or more)",
+                         path=path, line=line, field="response")
+    for index, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise InputError("expected a {role, content} message", path=path, line=line,
+                             field=f"response[{index}]")
+    answer = messages[-1]
+    if answer["role"] != "assistant":
+        raise InputError(f"the last message must be the assistant's answer, got role '{answer['role']}'",
+                         path=path, line=line, field=f"response[{len(messages) - 1}]")
+    if not answer["content"].strip():
+        raise InputError("empty response", path=path, line=line, field=f"response[{len(messages) - 1}]")
+    label = _check_label(row, path=path, line=line)
+    prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:-1]]
+    return {"prompt": prompt, "completion": answer["content"], "label": label}
 
 
 @dataclass(frozen=True)
@@ -143,23 +192,37 @@ def encode_response(tokenizer, prompt: Prompt, response: str, *, append_eos: boo
     return encode_responses(tokenizer, [prompt], [response], append_eos=append_eos)[0]
 
 
-def truncate(prompt_ids: list[int], completion_ids: list[int], max_length: int | None) -> list[int] | None:
-    """The completion cut so prompt + completion fit ``max_length``; None if no completion token fits."""
+# The OpenRLHF CE dataset that trained EurusPRM (ImplicitPRM, train/openrlhf/datasets/ce_dataset.py)
+# drops a sample whose prompt leaves fewer than 3 tokens of room (lines 118-120) and, when it cuts a
+# response, writes the EOS over the last token it keeps (lines 148-150): a cut response still ends
+# with an EOS.
+MIN_RESPONSE_ROOM = 3
+
+
+def truncate(prompt_ids: list[int], completion_ids: list[int], max_length: int | None,
+             eos_token_id: int | None = None) -> list[int] | None:
+    """The completion cut so prompt + completion fit ``max_length``: its first ``room - 1`` tokens
+    and ``eos_token_id`` (when given; the first ``room`` tokens otherwise). None when the prompt
+    leaves fewer than :data:`MIN_RESPONSE_ROOM` tokens, as OpenRLHF drops such samples."""
     if max_length is None or len(prompt_ids) + len(completion_ids) <= max_length:
         return completion_ids
     room = max_length - len(prompt_ids)
-    return completion_ids[:room] if room > 0 else None
+    if room < MIN_RESPONSE_ROOM:
+        return None
+    return completion_ids[:room] if eos_token_id is None else completion_ids[:room - 1] + [eos_token_id]
 
 
 def tokenize_outcome_samples(records: Sequence[dict], tokenizer, *, max_length: int | None,
                              append_eos: bool) -> list[dict[str, Any]]:
-    """``{prompt_ids, completion_ids, label}`` rows; samples whose prompt alone fills ``max_length``
-    are dropped (with a warning), longer completions are cut at ``max_length``."""
+    """``{prompt_ids, completion_ids, label}`` rows; samples whose prompt alone (nearly) fills
+    ``max_length`` are dropped (with a warning), longer completions are cut to fit, keeping their
+    EOS (:func:`truncate`)."""
     encoded = encode_responses(tokenizer, [r["prompt"] for r in records], [r["completion"] for r in records],
                                append_eos=append_eos)
+    eos = tokenizer.eos_token_id if append_eos else None
     rows = []
     for record, item in zip(records, encoded):
-        completion_ids = truncate(item.prompt_ids, item.response_ids, max_length)
+        completion_ids = truncate(item.prompt_ids, item.response_ids, max_length, eos)
         if completion_ids is not None:
             rows.append({"prompt_ids": item.prompt_ids, "completion_ids": completion_ids,
                          "label": record["label"]})
@@ -173,10 +236,11 @@ def tokenize_pairs(records: Sequence[dict], tokenizer, *, max_length: int | None
     prompts = [r["prompt"] for r in records]
     chosen = encode_responses(tokenizer, prompts, [r["chosen"] for r in records], append_eos=append_eos)
     rejected = encode_responses(tokenizer, prompts, [r["rejected"] for r in records], append_eos=append_eos)
+    eos = tokenizer.eos_token_id if append_eos else None
     rows = []
     for good, bad in zip(chosen, rejected):
-        chosen_ids = truncate(good.prompt_ids, good.response_ids, max_length)
-        rejected_ids = truncate(good.prompt_ids, bad.response_ids, max_length)
+        chosen_ids = truncate(good.prompt_ids, good.response_ids, max_length, eos)
+        rejected_ids = truncate(good.prompt_ids, bad.response_ids, max_length, eos)
         if chosen_ids is not None and rejected_ids is not None:
             rows.append({"prompt_ids": good.prompt_ids, "chosen_ids": chosen_ids, "rejected_ids": rejected_ids})
     _warn_dropped(len(records) - len(rows), max_length)
@@ -185,8 +249,8 @@ def tokenize_pairs(records: Sequence[dict], tokenizer, *, max_length: int | None
 
 def _warn_dropped(count: int, max_length: int | None) -> None:
     if count:
-        logger.warning("dropped %d examples whose prompt leaves no room for a response in "
-                       "max_length=%s tokens", count, max_length)
+        logger.warning("dropped %d examples whose prompt leaves fewer than %d tokens for a response "
+                       "in max_length=%s tokens", count, MIN_RESPONSE_ROOM, max_length)
 
 
 def join_right_padded(prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],

@@ -1,16 +1,10 @@
-"""Reading an implicit PRM: token, step and sequence rewards from a PRM and its reference.
+"""Implicit PRM model plumbing: log-probs of responses, and :class:`ImplicitPRM`, which batches
+prompts and responses through a PRM and its reference.
 
-An implicit PRM is a causal LM pi_phi trained only on outcome labels; its process rewards come for
-free as the per-token log-ratio against a frozen reference pi_ref:
-
-    q_t = log pi_phi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t),    r_t = beta * q_t,
-
-a step's reward is the sum of r_t over the step's tokens and the sequence reward is the sum over
-all of them. The math lives in small pure functions (:func:`logprobs_to_token_rewards`,
-:func:`step_spans`, :func:`token_steps`, :func:`sum_by_step`, :func:`aggregate_steps`); the model
-plumbing is :func:`response_logprobs` (one forward pass, log-probs of the response tokens of a
-padded batch, shared with the PRM trainer, the RL trainer and Best-of-N scoring) and
-:class:`ImplicitPRM`, which batches strings or token ids through both models.
+The reading conventions (r = coef * q, steps, aggregates, prompt rendering, the record file) live
+in :mod:`primekit.prm.reading`; this module runs the models. :func:`response_logprobs` (one forward
+pass, log-probs of the response tokens of a padded batch) is shared with the PRM trainer, the RL
+trainer and Best-of-N scoring.
 
 When the PRM is a PEFT LoRA model and no reference is given, the reference log-probs come from the
 same weights with the adapter switched off (``model.disable_adapter()``): the LoRA base *is* the
@@ -19,135 +13,47 @@ reference, so no second copy of the base model is held.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 from trl.trainer.utils import selective_log_softmax
 
 from primekit.errors import InputError
-from primekit.prm.data import EncodedResponse, Prompt, encode_responses, join_right_padded
+from primekit.prm.data import EncodedResponse, encode_responses, join_right_padded
+from primekit.prm.reading import DEFAULT_BETA, Prompt, ReadingSettings, Steps
+from primekit.prm.reading import aggregate as aggregate_values
+from primekit.prm.reading import (canonical_aggregate, check_coef, check_step_mode, implicit_rewards,
+                                  q_values, split_steps, sum_by_step, token_steps)
 
 __all__ = [
-    "AGGREGATES",
-    "RECORD_FILE",
-    "Aggregate",
     "ImplicitPRM",
     "ResponseRewards",
-    "aggregate_steps",
     "is_peft_model",
     "logprobs_to_token_rewards",
     "reference_logprobs",
     "response_logprobs",
-    "step_spans",
-    "sum_by_step",
-    "token_steps",
-    "write_prm_record",
 ]
-
-Aggregate = Literal["min", "last", "mean", "sum"]
-AGGREGATES: tuple[str, ...] = ("min", "last", "mean", "sum")
-RECORD_FILE = "implicit_prm.json"  # written next to a trained PRM: its reference, beta, EOS handling
-DEFAULT_BETA = 0.05
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure math
 
 
 def logprobs_to_token_rewards(prm_logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
-                              mask: torch.Tensor, beta: float) -> torch.Tensor:
-    """r_t = beta * (log pi_prm - log pi_ref) where ``mask`` is 1, exactly 0 elsewhere.
+                              mask: torch.Tensor, coef: float) -> torch.Tensor:
+    """r_t = coef * (log pi_prm - log pi_ref) where ``mask`` is 1, exactly 0 elsewhere.
 
-    With beta = 1 this is the log-ratio q_t itself. ``torch.where`` rather than a product keeps a
+    With coef = 1 this is the log-ratio q_t itself. ``torch.where`` rather than a product keeps a
     non-finite value at a padding position (a -inf log-prob of a pad token) out of the result.
     """
     if not prm_logprobs.shape == ref_logprobs.shape == mask.shape:
         raise ValueError(f"logprobs_to_token_rewards: shapes differ, {tuple(prm_logprobs.shape)}, "
                          f"{tuple(ref_logprobs.shape)}, {tuple(mask.shape)}")
     ratio = prm_logprobs - ref_logprobs
-    return torch.where(mask.bool(), beta * ratio, torch.zeros_like(ratio))
-
-
-def step_spans(text: str, separator: str = "\n") -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of the reasoning steps of ``text``.
-
-    A step ends right after each occurrence of ``separator`` (so the separator belongs to the step
-    it closes). A span holding only whitespace -- a blank line, text after a trailing separator --
-    is no step of its own and joins its neighbour, so ``"a\\n\\nb"`` has two steps, not three. Text
-    without a separator (or empty text) is one step.
-    """
-    if not separator:
-        raise ValueError("step_spans: the separator must be a non-empty string")
-    bounds = [0]
-    found = text.find(separator)
-    while found != -1:
-        bounds.append(found + len(separator))
-        found = text.find(separator, found + len(separator))
-    bounds.append(len(text))
-    spans: list[tuple[int, int]] = []
-    for start, end in zip(bounds, bounds[1:]):
-        if end == start:
-            continue
-        if spans and not text[start:end].strip():
-            spans[-1] = (spans[-1][0], end)
-        else:
-            spans.append((start, end))
-    if len(spans) > 1 and not text[spans[0][0]:spans[0][1]].strip():
-        spans[:2] = [(spans[0][0], spans[1][1])]  # leading blank lines belong to the first step
-    return spans or [(0, len(text))]
-
-
-def token_steps(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[int]:
-    """The step index of each token, from its character span ``(start, end)`` in the text.
-
-    A token belongs to the step holding its last character, so a BPE token that fuses the end of a
-    step with the separator (``".\\n\\n"``) counts for the step it closes. A zero-width token (a
-    special token such as an appended EOS) joins the step of the token before it.
-    """
-    ends = [end for _, end in spans]
-    steps, current = [], 0
-    for start, end in offsets:
-        if end > start:
-            current = min(bisect.bisect_left(ends, end), len(spans) - 1)
-        steps.append(current)
-    return steps
-
-
-def sum_by_step(token_values: Sequence[float], steps: Sequence[int], num_steps: int) -> list[float]:
-    """Per-step sums of per-token values (a step's reward is the sum of its tokens' rewards)."""
-    if len(token_values) != len(steps):
-        raise ValueError(f"sum_by_step: {len(token_values)} values but {len(steps)} step indices")
-    sums = [0.0] * num_steps
-    for value, step in zip(token_values, steps):
-        sums[step] += float(value)
-    return sums
-
-
-def aggregate_steps(step_rewards: Sequence[float], how: Aggregate = "min") -> float:
-    """One ranking score from a response's step rewards.
-
-    ``min``: the weakest step (the papers' Best-of-N default: one wrong step sinks a solution);
-    ``mean``: the average step; ``sum``: the total. ``last`` is the implicit Q value after the final
-    step, i.e. the running sum at the end -- the sequence reward, so it equals ``sum``; it is kept
-    under the name the papers use for "rank by the outcome reward".
-    """
-    if not step_rewards:
-        raise ValueError("aggregate_steps: a response has at least one step")
-    if how == "min":
-        return float(min(step_rewards))
-    if how == "mean":
-        return float(sum(step_rewards) / len(step_rewards))
-    if how in ("sum", "last"):
-        return float(sum(step_rewards))
-    raise ValueError(f"aggregate_steps: unknown aggregate {how!r} (choose from {', '.join(AGGREGATES)})")
+    return torch.where(mask.bool(), implicit_rewards(ratio, coef), torch.zeros_like(ratio))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,81 +128,80 @@ def reference_logprobs(prm: torch.nn.Module, ref: torch.nn.Module | None, input_
 
 @dataclass
 class ResponseRewards:
-    """Everything a PRM says about one response: its tokens (the EOS included when appended), their
-    rewards r_t, the per-step rewards, and the sequence reward beta * sum_t q_t."""
+    """Everything a PRM says about one response: the text it read (the response, or its ``eurus``
+    rewrite) and its steps, the token ids (the EOS included when appended), their rewards r_t, the
+    per-step rewards r_k and the sequence reward coef * sum_t q_t."""
 
+    steps: Steps
     token_ids: list[int]
     token_rewards: torch.Tensor
     step_rewards: list[float]
     sequence_reward: float
 
-
-def write_prm_record(directory: str | os.PathLike, *, reference: str | None, beta: float,
-                     append_eos: bool) -> None:
-    """Record, next to a trained PRM, how to read it: its reference model, beta and whether
-    responses end with an EOS token. :meth:`ImplicitPRM.from_pretrained` reads it back."""
-    from primekit.io import atomic_write_json
-
-    atomic_write_json(Path(directory) / RECORD_FILE,
-                      {"reference": reference, "beta": beta, "append_eos": append_eos})
-
-
-def _read_prm_record(directory: str) -> dict:
-    path = Path(directory) / RECORD_FILE
-    if not path.is_file():
-        return {}
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"malformed JSON ({err.msg})", path=path, line=err.lineno) from None
-    if not isinstance(record, dict):
-        raise InputError("expected a JSON object", path=path)
-    return record
+    @property
+    def q_values(self) -> list[float]:
+        """Q_k, the implicit Q value after each step (the running sum of the step rewards)."""
+        return q_values(self.step_rewards)
 
 
 class ImplicitPRM:
     """Token, step and sequence rewards of responses, batched through a PRM and its reference.
 
     ``ref=None`` needs a PEFT LoRA ``prm``: the reference is its base (adapter disabled).
-    Responses are sorted by length into batches of ``batch_size`` to limit padding, and every
-    reading runs under ``torch.no_grad()``. The models are used in whatever mode they are in (a
-    trainer may share its PRM), so pass them in eval mode; :meth:`from_pretrained` does.
-    ``append_eos`` must match how the PRM was trained (:class:`~primekit.prm.trainer.ImplicitPRMTrainer`
-    appends one, as sampled responses end so).
+    ``coef`` scales the log-ratios (r = coef * q); ``step_mode`` is the default way responses
+    are cut into steps (:func:`primekit.prm.reading.split_steps`). Responses are sorted by length
+    into batches of ``batch_size`` to limit padding, and every reading runs under
+    ``torch.no_grad()``. The models are used in whatever mode they are in (a trainer may share its
+    PRM), so pass them in eval mode; :meth:`from_pretrained` does. ``append_eos`` must match how
+    the PRM was trained (:class:`~primekit.prm.trainer.ImplicitPRMTrainer` appends one, as sampled
+    responses end so).
     """
 
     def __init__(self, prm: torch.nn.Module, ref: torch.nn.Module | None, tokenizer,
-                 beta: float = DEFAULT_BETA, batch_size: int = 16, append_eos: bool = True):
+                 coef: float = DEFAULT_BETA, batch_size: int = 16, append_eos: bool = True,
+                 step_mode: str = "auto"):
         if ref is None and not is_peft_model(prm):
             raise ValueError("ImplicitPRM: ref=None needs a PEFT (LoRA) PRM whose base is the reference")
         if batch_size < 1:
             raise ValueError(f"ImplicitPRM: batch_size must be >= 1, got {batch_size}")
         self.prm, self.ref, self.tokenizer = prm, ref, tokenizer
-        self.beta, self.batch_size, self.append_eos = beta, batch_size, append_eos
+        self.coef, self.batch_size, self.append_eos = check_coef(coef), batch_size, append_eos
+        self.step_mode = check_step_mode(step_mode)
 
     @classmethod
     def from_pretrained(cls, prm_path: str | os.PathLike, ref_path: str | os.PathLike | None = None,
-                        beta: float | None = None, dtype: str = "auto",
+                        coef: float | None = None, step_mode: str | None = None, dtype: str = "auto",
                         device: str | torch.device | None = None, batch_size: int = 16,
                         append_eos: bool | None = None) -> ImplicitPRM:
-        """Load a PRM (a hub name or a local path) and its reference.
+        """Load a PRM (a hub name, a local path or ``toy``) and its reference.
 
         * A LoRA adapter directory (``adapter_config.json``): its base model is loaded once with the
           adapter on top and serves as the reference too, unless ``ref_path`` names another one.
-        * A full model: the reference is ``ref_path``, or the one recorded in the directory's
-          ``implicit_prm.json`` (``prime-prm train`` writes it). There is no safe default: an
-          implicit PRM is only meaningful against the model it was initialised from (EurusPRM's
-          reference is Qwen2.5-Math-7B-Instruct, its starting point), so without either this is an
-          :class:`InputError`.
+        * A full model: the reference is ``ref_path``, or the one in the PRM's ``implicit_prm.json``
+          (both trainers write it), or a published PRM's (EurusPRM-Stage1: Qwen2.5-Math-7B-Instruct,
+          its starting point). There is no safe default: an implicit PRM is only meaningful against
+          the model it was initialised from, so without any of them this is an :class:`InputError`.
 
-        ``beta`` and ``append_eos`` default to the recorded values, else 0.05 and True. ``device``
-        defaults to CUDA when available.
+        ``coef``, ``step_mode`` and ``append_eos`` default to the recorded values (EurusPRM-Stage1:
+        0.001 and ``eurus`` as on its card), else 0.05, ``auto`` and True. ``device`` defaults to
+        CUDA when available.
         """
+        from primekit.prm.reading import PRMReadingArguments
+
+        settings = PRMReadingArguments(prm=str(prm_path), prm_ref=None if ref_path is None else str(ref_path),
+                                       coef=coef, step_mode=step_mode).resolve()
+        if append_eos is not None:
+            settings = dataclasses.replace(settings, append_eos=append_eos)
+        return cls.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
+
+    @classmethod
+    def from_settings(cls, settings: ReadingSettings, dtype: str = "auto",
+                      device: str | torch.device | None = None, batch_size: int = 16) -> ImplicitPRM:
+        """Load the models that resolved reading settings name (see :meth:`from_pretrained`)."""
         from primekit.models import load_causal_lm, load_tokenizer
 
-        prm_path = str(prm_path)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        record = _read_prm_record(prm_path)
+        prm_path = settings.prm
         adapter_config = Path(prm_path) / "adapter_config.json"
         if adapter_config.is_file():
             from peft import PeftModel
@@ -309,32 +214,24 @@ class ImplicitPRM:
             prm.requires_grad_(False)
             has_tokenizer = (Path(prm_path) / "tokenizer_config.json").is_file()
             tokenizer = load_tokenizer(prm_path if has_tokenizer else base)
-            ref = None if ref_path is None else load_causal_lm(ref_path, dtype=dtype, device=device)
         else:
-            reference = ref_path or record.get("reference")
-            if not reference:
-                raise InputError("an implicit PRM is read against the model it was initialised from; "
-                                 "pass its reference (--ref), e.g. Qwen/Qwen2.5-Math-7B-Instruct for "
-                                 f"EurusPRM (no {RECORD_FILE} records one)", path=prm_path)
             prm = load_causal_lm(prm_path, dtype=dtype, device=device)
-            ref = load_causal_lm(reference, dtype=dtype, device=device)
             tokenizer = load_tokenizer(prm_path)
-        return cls(prm, ref, tokenizer,
-                   beta=record.get("beta", DEFAULT_BETA) if beta is None else beta,
-                   batch_size=batch_size,
-                   append_eos=record.get("append_eos", True) if append_eos is None else append_eos)
+        ref = None if settings.prm_ref is None else load_causal_lm(settings.prm_ref, dtype=dtype, device=device)
+        return cls(prm, ref, tokenizer, coef=settings.coef, batch_size=batch_size,
+                   append_eos=settings.append_eos, step_mode=settings.step_mode)
 
     # -- token ids -----------------------------------------------------------------------------
 
     def token_logratios(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         response_mask: torch.Tensor) -> torch.Tensor:
         """q_t = log pi_prm - log pi_ref at the response positions of a padded batch, 0 elsewhere;
-        (B, T) on the PRM's device. Token rewards are ``beta * q``."""
+        (B, T) on the PRM's device. Token rewards are ``coef * q``."""
         with torch.no_grad():
             prm_logps = response_logprobs(self.prm, input_ids, attention_mask, response_mask)
             ref_logps = reference_logprobs(self.prm, self.ref, input_ids, attention_mask, response_mask)
         return logprobs_to_token_rewards(prm_logps, ref_logps.to(prm_logps.device),
-                                         response_mask.to(prm_logps.device), beta=1.0)
+                                         response_mask.to(prm_logps.device), coef=1.0)
 
     def completion_logratios(self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                              completion_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
@@ -347,9 +244,10 @@ class ImplicitPRM:
 
     # -- strings -------------------------------------------------------------------------------
 
-    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[EncodedResponse]:
-        """Token ids (and character offsets) exactly as the PRM reads them."""
-        return encode_responses(self.tokenizer, prompts, responses, append_eos=self.append_eos)
+    def encode(self, prompts: Sequence[Prompt], texts: Sequence[str]) -> list[EncodedResponse]:
+        """Token ids (and character offsets) exactly as the PRM reads them: the prompt (chat
+        messages through the PRM's chat template) and the response text tokenized separately."""
+        return encode_responses(self.tokenizer, prompts, texts, append_eos=self.append_eos)
 
     def _token_rewards(self, encoded: Sequence[EncodedResponse], show_progress: bool) -> list[torch.Tensor]:
         order = sorted(range(len(encoded)), key=lambda i: -(len(encoded[i].prompt_ids) + len(encoded[i].response_ids)))
@@ -364,37 +262,46 @@ class ImplicitPRM:
             q = q.float().cpu()
             for row, index in enumerate(chunk):
                 begin = len(encoded[index].prompt_ids)
-                rewards[index] = self.beta * q[row, begin:begin + len(encoded[index].response_ids)]
+                rewards[index] = implicit_rewards(q[row, begin:begin + len(encoded[index].response_ids)], self.coef)
             progress.update(len(chunk))
         progress.close()
         return rewards
 
-    def rewards(self, prompts: Sequence[Prompt], responses: Sequence[str], separator: str = "\n",
-                show_progress: bool = False) -> list[ResponseRewards]:
-        """Token, step and sequence rewards of each response, in one pass over both models."""
-        encoded = self.encode(prompts, responses)
+    def read(self, prompts: Sequence[Prompt], steps: Sequence[Steps],
+             show_progress: bool = False) -> list[ResponseRewards]:
+        """Rewards of responses whose steps are already known (``Steps``: the exact text and its
+        step spans), in one pass over both models. ProcessBench's labelled steps are read so."""
+        if len(prompts) != len(steps):
+            raise ValueError(f"{len(prompts)} prompts but {len(steps)} responses")
+        encoded = self.encode(prompts, [item.text for item in steps])
         results = []
-        for item, response, token_rewards in zip(encoded, responses,
-                                                 self._token_rewards(encoded, show_progress)):
-            spans = step_spans(response, separator)
-            steps = sum_by_step(token_rewards.tolist(), token_steps(item.offsets, spans), len(spans))
-            results.append(ResponseRewards(item.response_ids, token_rewards, steps,
+        for item, known, token_rewards in zip(encoded, steps, self._token_rewards(encoded, show_progress)):
+            by_step = sum_by_step(token_rewards.tolist(), token_steps(item.offsets, known.spans), len(known))
+            results.append(ResponseRewards(known, item.response_ids, token_rewards, by_step,
                                            float(token_rewards.sum())))
         return results
 
-    def token_rewards(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> list[torch.Tensor]:
-        """r_t for each response token (and the appended EOS), one 1-D float tensor per response."""
-        return self._token_rewards(self.encode(prompts, responses), show_progress=False)
+    def rewards(self, prompts: Sequence[Prompt], responses: Sequence[str], step_mode: str | None = None,
+                show_progress: bool = False) -> list[ResponseRewards]:
+        """Token, step and sequence rewards of each response, its steps cut by ``step_mode``
+        (default: this PRM's; see :func:`primekit.prm.reading.split_steps`)."""
+        mode = step_mode or self.step_mode
+        return self.read(prompts, [split_steps(response, mode) for response in responses], show_progress)
+
+    def token_rewards(self, prompts: Sequence[Prompt], responses: Sequence[str],
+                      step_mode: str | None = None) -> list[torch.Tensor]:
+        """r_t for each token read (and the appended EOS), one 1-D float tensor per response."""
+        return [result.token_rewards for result in self.rewards(prompts, responses, step_mode)]
 
     def step_rewards(self, prompts: Sequence[Prompt], responses: Sequence[str],
-                     separator: str = "\n") -> list[list[float]]:
-        """Per-step rewards of each response (steps split by ``separator``, see :func:`step_spans`)."""
-        return [result.step_rewards for result in self.rewards(prompts, responses, separator)]
+                     step_mode: str | None = None) -> list[list[float]]:
+        """Per-step rewards r_k of each response."""
+        return [result.step_rewards for result in self.rewards(prompts, responses, step_mode)]
 
-    def score(self, prompts: Sequence[Prompt], responses: Sequence[str], aggregate: Aggregate = "min",
-              separator: str = "\n") -> list[float]:
-        """One ranking score per response: its step rewards aggregated (see :func:`aggregate_steps`)."""
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"unknown aggregate {aggregate!r} (choose from {', '.join(AGGREGATES)})")
-        return [aggregate_steps(result.step_rewards, aggregate)
-                for result in self.rewards(prompts, responses, separator)]
+    def score(self, prompts: Sequence[Prompt], responses: Sequence[str], aggregate: str = "min_q",
+              step_mode: str | None = None) -> list[float]:
+        """One ranking score per response: its step rewards aggregated (``min_q``, ``min_step``,
+        ``last``, ``mean``, ``sum_q``; see :func:`primekit.prm.reading.aggregate`)."""
+        how = canonical_aggregate(aggregate)
+        return [aggregate_values(result.step_rewards, how)
+                for result in self.rewards(prompts, responses, step_mode)]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from primekit.prm.reading import implicit_rewards
+
 __all__ = [
     "sequence_rewards",
     "ce_loss",
@@ -43,7 +45,7 @@ def sequence_rewards(token_logratios: torch.Tensor, mask: torch.Tensor, beta: fl
     whatever garbage they hold, never reach the reward.
     """
     _check_same_shape(token_logratios, mask, "sequence_rewards")
-    return beta * (token_logratios * mask.to(token_logratios.dtype)).sum(dim=-1)
+    return implicit_rewards((token_logratios * mask.to(token_logratios.dtype)).sum(dim=-1), beta)
 
 
 def ce_loss(rewards: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

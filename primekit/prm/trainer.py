@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction, Trainer, TrainingArguments
-from trl.trainer.utils import disable_dropout_in_model
+from trl.trainer.utils import disable_dropout_in_model, get_config_model_id
 
 from primekit.prm.data import ImplicitPRMCollator
 from primekit.prm.implicit import is_peft_model, reference_logprobs, response_logprobs
 from primekit.prm.losses import (ce_loss, dpo_loss, kto_loss, kto_reference_point, nca_loss,
                                  reward_accuracy)
+from primekit.prm.reading import STEP_MODES, implicit_rewards, write_prm_record
 
 OUTCOME_LOSSES = ("ce", "kto")  # trained on outcome-labelled samples
 PAIR_LOSSES = ("dpo", "nca")  # trained on (chosen, rejected) pairs
@@ -60,6 +61,12 @@ class ImplicitPRMConfig(TrainingArguments):
     disable_dropout: bool = field(default=True, metadata={
         "help": "switch dropout off in the PRM and the reference, so the log-ratio is not dropout noise "
                 "(as TRL's DPO does)"})
+    coef: float | None = field(default=None, metadata={
+        "help": "inference coefficient recorded in implicit_prm.json: r = coef * log-ratio when the PRM is "
+                "read (default: beta; EurusPRM's card reads with 0.001)"})
+    step_mode: str = field(default="auto", metadata={
+        "help": "how responses are cut into steps when this PRM is read (" + ", ".join(STEP_MODES)
+                + "); recorded in implicit_prm.json"})
     append_eos: bool = field(default=True, metadata={
         "help": "end every response with the EOS token, as sampled responses do (recorded with the PRM "
                 "so that scoring reads responses the same way)"})
@@ -108,6 +115,10 @@ class ImplicitPRMConfig(TrainingArguments):
             raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
         if self.beta <= 0:
             raise ValueError(f"beta must be > 0, got {self.beta}")
+        if self.coef is not None and self.coef <= 0:
+            raise ValueError(f"coef must be > 0, got {self.coef}")
+        if self.step_mode not in STEP_MODES:
+            raise ValueError(f"step_mode must be one of {', '.join(STEP_MODES)}, got {self.step_mode!r}")
         if not 0 <= self.eval_fraction < 1:
             raise ValueError(f"eval_fraction must be in [0, 1), got {self.eval_fraction}")
         if self.max_length is not None and self.max_length < 2:
@@ -180,6 +191,9 @@ class ImplicitPRMTrainer(Trainer):
             raise ValueError(f"loss_type {args.loss_type} trains on {expected}")
         pad_token_id = getattr(processing_class, "pad_token_id", None)
         self._pad_token_id = 0 if pad_token_id is None else pad_token_id  # padding is masked out anyway
+        # recorded with every save (implicit_prm.json); kept apart as the reference may be released
+        self._base_name = get_config_model_id(model.config)
+        self._reference_name = None if ref_model is None else get_config_model_id(ref_model.config)
         if data_collator is None:
             data_collator = ImplicitPRMCollator(self._pad_token_id, kto_kl=args.loss_type == "kto")
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
@@ -197,6 +211,15 @@ class ImplicitPRMTrainer(Trainer):
             else:
                 self.eval_dataset = self._with_reference_logprobs(self.eval_dataset)
             self.ref_model = None  # every reference log-prob the run needs is now a column
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Trainer's save, plus ``implicit_prm.json`` (base, reference, beta, inference coef, step
+        mode, EOS handling), so that the saved PRM, or any checkpoint, reads with its path alone."""
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:
+            write_prm_record(output_dir or self.args.output_dir, base=self._base_name,
+                             reference=self._reference_name, beta=self.args.beta, coef=self.args.coef,
+                             step_mode=self.args.step_mode, append_eos=self.args.append_eos)
 
     def _prepare_reference(self, ref_model):
         ref_model.eval()
@@ -227,7 +250,7 @@ class ImplicitPRMTrainer(Trainer):
         if ref_sums is None:
             ref_sums = self._reference_sums(model, input_ids, attention_mask, completion_mask)
         ref_sums = ref_sums.to(prm_sums)
-        return self.args.beta * (prm_sums - ref_sums), prm_sums, ref_sums
+        return implicit_rewards(prm_sums - ref_sums, self.args.beta), prm_sums, ref_sums
 
     def _loss_and_rewards(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The loss, the rewards to report ((B,) or, for pairs, (B, 2) chosen/rejected) and the labels."""

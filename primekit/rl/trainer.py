@@ -64,6 +64,7 @@ from trl.trainer.utils import add_fused_lm_head, create_model_from_path, disable
 
 from primekit.errors import InputError
 from primekit.prm.losses import ce_loss, pairwise_accuracy, reward_accuracy, sequence_rewards
+from primekit.prm.reading import write_prm_record
 from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
 from primekit.rl.batch import (PROMPT_KEYS, concat_rows, rank_of_rows, row_assignment, trim_columns,
                                truncated_rows)
@@ -520,6 +521,9 @@ class PrimeTrainer(GRPOTrainer):
         model.save_pretrained(staging, state_dict=state)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(staging)
+        policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
+        write_prm_record(staging, base=self.args.prm_model_name_or_path or policy_id,
+                         reference=self.args.prm_ref_model_name_or_path or policy_id, beta=self.args.prm_beta)
         previous = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
             os.replace(target, previous)
