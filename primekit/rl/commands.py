@@ -213,8 +213,9 @@ def plan(argv: Sequence[str]) -> int:
                                       split=run.dataset_split, limit=1000)
         prompt_tokens = longest_prompt_tokens(dataset["prompt"], load_tokenizer(model_path))
     result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu)
-    render_plan(result, f"prime-rl plan: {model_path} on {backend.gpus} x {options.gpu_memory_gb:g} GiB, "
-                        f"{backend.label}, {result.precision.label}")
+    where = (f"{backend.gpus} GPU(s) of {options.gpu_memory_gb:g} GiB" if on_gpu
+             else f"{backend.gpus} CPU process(es) of {options.gpu_memory_gb:g} GiB")
+    render_plan(result, f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}")
     return 0 if result.fits else 1
 
 

@@ -16,7 +16,8 @@ from. The run is split into phases, because not everything is alive at once:
 - ``scoring``: the frozen forwards (KL / PRM reference log-probs, PRM scores, old log-probs);
 - ``PRM update`` / ``policy update``: forward + backward of one micro-batch of a trained model
   (its gradients, activations, the LM-head buffers);
-- ``optimizer step``: gradients + the optimizer's scratch.
+- ``PRM step`` / ``policy step``: that model's optimizer step (its gradients + the optimizer's
+  scratch). The two models' gradients never coexist: each is freed after its own step.
 
 Weights and AdamW moments of every model stay resident in all phases (on the CPU under offload).
 The plan's total is the largest phase; the verdict compares it with the GPU size.
@@ -51,7 +52,7 @@ BACKENDS = ("ddp", "fsdp2", "fsdp2_offload")
 #: Reserved on every GPU for the CUDA context, cuBLAS workspaces and NCCL buffers (about 0.5-1 GiB
 #: on an A100 with torch 2.x); not counted for CPU processes.
 CUDA_RUNTIME_BYTES = 1 * GIB
-PHASES = ("generation", "scoring", "PRM update", "policy update", "optimizer step")
+PHASES = ("generation", "scoring", "PRM update", "PRM step", "policy update", "policy step")
 RESIDENT = PHASES
 _DTYPE_BYTES = {"float32": 4, "fp32": 4, "float": 4, "bfloat16": 2, "bf16": 2, "float16": 2, "fp16": 2,
                 "half": 2}
@@ -529,8 +530,12 @@ class MemoryPlan:
                 f"({largest.advice})")
 
 
+def _count(parameters: int) -> str:
+    return f"{parameters / 1e9:.2f}B" if parameters >= 1e9 else f"{parameters / 1e6:.1f}M"
+
+
 def _gib(value: float) -> str:
-    return f"{value / GIB:.1f}"
+    return f"{value / GIB:.2f}" if abs(value) < 10 * GIB else f"{value / GIB:.1f}"
 
 
 def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus: int) -> list[PlannedModel]:
@@ -572,22 +577,23 @@ def _trained_items(model: PlannedModel, backend: Backend, precision: Precision, 
     shard_advice = ("shard it: --backend fsdp2 (recipes/accelerate/fsdp2_8gpu.yaml)" if backend.sharding == "ddp"
                     else "offload it: --backend fsdp2_offload (recipes/accelerate/fsdp2_offload_8gpu.yaml) "
                          "or more GPUs")
-    weights_name = "fp32 master weights" if state == 4 and precision.compute < 4 else f"weights ({state} B)"
+    master = ", the fp32 master weights" if state == 4 and precision.compute < 4 else ""
     items = [
         placed("weights", shape.parameters * state / shards, RESIDENT,
-               f"{shape.parameters / 1e9:.2f}B params x {state} B, {share} ({weights_name})", shard_advice),
+               f"{_count(shape.parameters)} params x {state} B, {share}{master}", shard_advice),
         placed("optimizer", adamw_state_bytes(shape.parameters, state) / shards, RESIDENT,
                f"AdamW exp_avg + exp_avg_sq, 2 x {state} B per param, {share}", shard_advice),
     ]
     gradients = shape.parameters * state / shards
-    items.append(placed("gradients", gradients, (phase, "optimizer step"),
+    step = phase.replace("update", "step")
+    items.append(placed("gradients", gradients, (phase, step),
                         f"{state} B per param, {share}, freed after each optimizer step", shard_advice))
     if backend.sharding == "ddp" and backend.gpus > 1:
         items.append(MemoryItem(role, "DDP buckets", shape.parameters * state, RESIDENT,
                                 "torch DDP's flat all-reduce buckets beside the gradients "
                                 "(gradient_as_bucket_view is off)", shard_advice))
     if not model.fused_optimizer and workload.on_gpu and not offloaded:
-        items.append(MemoryItem(role, "optimizer scratch", shape.parameters * state / shards, ("optimizer step",),
+        items.append(MemoryItem(role, "optimizer scratch", shape.parameters * state / shards, (step,),
                                 "foreach AdamW's sqrt(exp_avg_sq) for all parameters at once",
                                 "a fused AdamW (optim: adamw_torch_fused)"))
     if precision.autocast_copies:
@@ -652,7 +658,7 @@ def _frozen_items(model: PlannedModel, backend: Backend, precision: Precision) -
     size = shape.parameters * precision.frozen / shards
     share = f"1/{shards} shard" if shards > 1 else "full copy"
     items = [MemoryItem(model.role, "weights", 0.0 if backend.offload else size, RESIDENT,
-                        f"{shape.parameters / 1e9:.2f}B params x {precision.frozen} B, {share}, frozen"
+                        f"{_count(shape.parameters)} params x {precision.frozen} B, {share}, frozen"
                         + (", in CPU memory" if backend.offload else ""),
                         "" if backend.offload else "shard it: --backend fsdp2" if shards == 1 else "offload it: --backend fsdp2_offload",
                         host=size if backend.offload else 0.0)]
@@ -787,31 +793,35 @@ def plan_run(config: Any, policy: str, backend: Backend, capacity: float, prompt
 
 def render_plan(plan: MemoryPlan, title: str) -> None:
     """The plan as tables on stdout: every item, the phase totals, the verdict."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # a log file or pipe: keep one line per item
     unit = "GPU" if plan.workload.on_gpu else "process"
-    table = Table(title=title, title_justify="left")
-    for column in ("model", "item", f"GiB per {unit}", "CPU GiB", "when", "what"):
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    columns = ["model", "item", f"GiB per {unit}"] + (["CPU GiB"] if plan.backend.offload else []) + ["live in", "what"]
+    for column in columns:
         table.add_column(column, justify="right" if "GiB" in column else "left")
     for item in plan.items:
-        when = "always" if item.phases == RESIDENT else ", ".join(item.phases)
-        table.add_row(item.model, item.kind, _gib(item.device), _gib(item.host) if item.host else "", when, item.detail)
+        when = "all phases" if item.phases == RESIDENT else ", ".join(item.phases)
+        host = [_gib(item.host) if item.host else ""] if plan.backend.offload else []
+        table.add_row(item.model, item.kind, _gib(item.device), *host, when, item.detail)
     console.print(table)
-    phases = Table(title=f"Peak per {unit} by phase", title_justify="left")
+    phases = Table(title=f"Total per {unit} by phase", title_justify="left", box=box.SIMPLE_HEAD)
     phases.add_column("phase")
     phases.add_column("GiB", justify="right")
     for phase in plan.phases:
-        marker = " <- peak" if phase == plan.peak_phase else ""
-        phases.add_row(phase + marker, _gib(plan.phase_total(phase)))
+        phases.add_row(phase + ("  <- peak" if phase == plan.peak_phase else ""), _gib(plan.phase_total(phase)))
     console.print(phases)
     for note in plan.notes:
         console.print(f"note: {note}")
     if plan.backend.offload:
-        console.print(f"CPU memory for the offloaded states: {_gib(plan.host_per_node)} GiB per node "
+        console.print(f"CPU memory of the offloaded states: {_gib(plan.host_per_node)} GiB per node "
                       f"({plan.backend.gpus_per_node} processes)")
-    console.print(("FITS: " if plan.fits else "DOES NOT FIT: ") + plan.summary())
+    console.print(("FITS: " if plan.fits else "DOES NOT FIT: ") + plan.summary(), soft_wrap=True)
 
 
 def environment_capacity(on_gpu: bool, processes_per_node: int) -> float:
