@@ -191,7 +191,7 @@ def plan(argv: Sequence[str]) -> int:
     models' config.json. Exit status 0 when the run fits, 1 when it does not.
     """
     from primekit.models import load_tokenizer, resolve_model_name
-    from primekit.rl.plan import GIB, PlanArguments, plan_backend, plan_run, prompt_cap, render_plan
+    from primekit.rl.plan import GIB, PlanArguments, plan_backend, plan_run, prompt_cap, read_shapes, render_plan
 
     on_gpu = True
     try:
@@ -203,6 +203,7 @@ def plan(argv: Sequence[str]) -> int:
                                                 description=_PLAN_HELP)
     backend = plan_backend(options)
     model_path = resolve_model_name(run.model)
+    shapes = read_shapes(config, model_path)
     prompt_tokens = options.prompt_length or prompt_cap(config)
     if prompt_tokens is None:
         from primekit.rl.data import PromptFormat, load_prompt_dataset
@@ -212,7 +213,7 @@ def plan(argv: Sequence[str]) -> int:
                                       prompt_format=PromptFormat(run.prompt_template, run.chat, run.system_prompt),
                                       split=run.dataset_split, limit=1000)
         prompt_tokens = longest_prompt_tokens(dataset["prompt"], load_tokenizer(model_path))
-    result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu)
+    result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu, shapes)
     where = (f"{backend.gpus} GPU(s) of {options.gpu_memory_gb:g} GiB" if on_gpu
              else f"{backend.gpus} CPU process(es) of {options.gpu_memory_gb:g} GiB")
     render_plan(result, f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}")

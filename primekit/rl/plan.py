@@ -42,7 +42,7 @@ __all__ = [
     "BACKENDS", "Backend", "MemoryItem", "MemoryPlan", "ModelShape", "PlanArguments", "PlannedModel", "Precision",
     "Workload", "backend_from_accelerate_config", "backend_from_environment", "backend_from_name",
     "build_plan", "check_before_training", "decoder_layer_activation_bytes", "kv_cache_bytes", "plan_backend",
-    "plan_run", "read_model_shape", "render_plan",
+    "plan_run", "read_model_shape", "read_shapes", "render_plan",
 ]
 
 GIB = 2**30
@@ -776,13 +776,18 @@ def workload_for(config: Any, prompt_tokens: int, on_gpu: bool) -> Workload:
                     on_gpu=on_gpu)
 
 
-def plan_run(config: Any, policy: str, backend: Backend, capacity: float, prompt_tokens: int,
-             on_gpu: bool) -> MemoryPlan:
-    """The plan of a ``prime-rl train`` run whose policy is ``policy`` (a resolved path or hub name)."""
-    names = {policy}
+def read_shapes(config: Any, policy: str) -> dict[str, ModelShape]:
+    """The shape of every distinct model the run loads (policy, PRM, PRM reference)."""
+    names = [policy]
     if config.uses_prm:
-        names |= {config.prm_model_name_or_path or policy, config.prm_ref_model_name_or_path or policy}
-    shapes = {name: read_model_shape(name) for name in names}
+        names += [config.prm_model_name_or_path or policy, config.prm_ref_model_name_or_path or policy]
+    return {name: read_model_shape(name) for name in dict.fromkeys(names)}
+
+
+def plan_run(config: Any, policy: str, backend: Backend, capacity: float, prompt_tokens: int,
+             on_gpu: bool, shapes: Mapping[str, ModelShape] | None = None) -> MemoryPlan:
+    """The plan of a ``prime-rl train`` run whose policy is ``policy`` (a resolved path or hub name)."""
+    shapes = shapes or read_shapes(config, policy)
     models = model_roles(config, policy, shapes, backend.gpus)
     precision = precision_for(config, backend, shapes[policy])
     return build_plan(models, backend, precision, workload_for(config, prompt_tokens, on_gpu), capacity)
