@@ -601,7 +601,7 @@ def _trained_items(model: PlannedModel, backend: Backend, precision: Precision, 
                                 f"autocast caches a {precision.compute} B copy of every weight for forward + backward",
                                 "FSDP2 mixed precision casts one layer at a time: --backend fsdp2"))
     if backend.sharding == "fsdp2":
-        items.append(MemoryItem(role, "gathered layers", gathered_layers_bytes(shape, precision), (phase, "generation") if role == "policy" else (phase,),
+        items.append(MemoryItem(role, "gathered layers", gathered_layers_bytes(shape, precision), (phase, "generation") if role == "policy" and not workload.use_vllm else (phase,),
                                 "FSDP2 units unsharded while it computes (see gathered_layers_bytes)"))
     items += _backward_items(model, precision, workload, phase, gradients=0.0 if offloaded else gradients)
     return items
@@ -688,16 +688,24 @@ def _scoring_items(models: Sequence[PlannedModel], backend: Backend, precision: 
                         f"{model.rows} rows x {workload.sequence} tokens without autograd",
                         f"a smaller micro-batch ({model.rows} rows now)")]
     if backend.sharding == "fsdp2":
-        frozen = [m for m in models if not m.trained]
-        if frozen:
-            whole = max(frozen, key=lambda m: m.shape.parameters)
-            items.append(MemoryItem(whole.role, "gathered weights", whole.shape.parameters * precision.compute,
-                                    ("scoring",), "TRL's prepare_fsdp shards a frozen model as one unit, so its "
-                                    "forward gathers all of it", "neither more GPUs nor offload shrink it"))
+        widest = max(models, key=lambda m: _unsharded_in_forward(m, precision))
+        if widest.role == "KL reference":
+            items.append(MemoryItem(widest.role, "gathered weights", _unsharded_in_forward(widest, precision),
+                                    ("scoring",), "TRL's prepare_fsdp shards its KL reference as one unit, so "
+                                    "its forward gathers all of it", "beta: 0 (no KL reference)"))
         else:
-            items.append(MemoryItem(model.role, "gathered layers", gathered_layers_bytes(model.shape, precision),
+            items.append(MemoryItem(widest.role, "gathered layers", _unsharded_in_forward(widest, precision),
                                     ("scoring",), "FSDP2 units unsharded during the forward"))
     return items
+
+
+def _unsharded_in_forward(model: PlannedModel, precision: Precision) -> float:
+    """What FSDP2 gathers for one forward of ``model``: TRL's ``prepare_fsdp`` wraps its KL
+    reference as a single unit (the whole model), while accelerate's ``fsdp2_prepare_model``, which
+    the policy, the PRM and the PRM reference get, wraps each decoder layer."""
+    if model.role == "KL reference":
+        return model.shape.parameters * precision.compute
+    return gathered_layers_bytes(model.shape, precision)
 
 
 def _generation_items(policy: PlannedModel, precision: Precision, workload: Workload,
