@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from primekit.config import help_text
+from primekit.config import _yaml_line_of, help_text
 from primekit.errors import InputError
 
 __all__ = [
@@ -222,13 +222,6 @@ def _truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
-def _yaml_line(path: str, key: str) -> int | None:
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip().startswith(f"{key}:"):
-            return number
-    return None
-
-
 def backend_from_accelerate_config(path: str, gpus: int | None = None, nodes: int | None = None) -> Backend:
     """The backend an ``accelerate launch --config_file`` run uses (DDP or FSDP2, ± offload).
 
@@ -249,12 +242,12 @@ def backend_from_accelerate_config(path: str, gpus: int | None = None, nodes: in
     elif kind == "FSDP":
         if str(fsdp.get("fsdp_version", 1)) != "2":
             raise InputError("only FSDP2 is planned; set fsdp_version: 2", path=path,
-                             line=_yaml_line(path, "fsdp_version"), field="fsdp_config.fsdp_version")
+                             line=_yaml_line_of(path, "fsdp_version"), field="fsdp_config.fsdp_version")
         sharding, offload = "fsdp2", _truthy(fsdp.get("fsdp_offload_params", False))
     else:
         raise InputError(f"distributed_type {kind} is not planned (DDP and FSDP2 are); plan with "
                          "recipes/accelerate/fsdp2_8gpu.yaml instead", path=path,
-                         line=_yaml_line(path, "distributed_type"), field="distributed_type")
+                         line=_yaml_line_of(path, "distributed_type"), field="distributed_type")
     machines = int(data.get("num_machines", 1) or 1)
     processes = int(data.get("num_processes", 1) or 1)
     mixed = data.get("mixed_precision")
@@ -476,6 +469,8 @@ class MemoryItem:
 
 @dataclass(frozen=True)
 class MemoryPlan:
+    """Every item of a run, the phases it lives in, and the verdict against one GPU's memory."""
+
     items: tuple[MemoryItem, ...]
     models: tuple[PlannedModel, ...]
     backend: Backend
@@ -511,8 +506,9 @@ class MemoryPlan:
 
     @property
     def largest(self) -> MemoryItem:
-        live = [item for item in self.items if self.peak_phase in item.phases and item.advice]
-        return max(live, key=lambda item: item.device)
+        """The biggest item of the peak phase that a setting can shrink (its advice says which)."""
+        live = [item for item in self.items if self.peak_phase in item.phases]
+        return max([item for item in live if item.advice] or live, key=lambda item: item.device)
 
     @property
     def host_per_node(self) -> float:
