@@ -63,14 +63,22 @@ class Case:
     @property
     def mode(self) -> str:
         if "--process_reward_coef" in self.overrides:
-            return "outcome only"
-        return "frozen PRM" if "none" in self.overrides else "trained PRM"
+            mode = "outcome only"
+        else:
+            mode = "frozen PRM" if "none" in self.overrides else "trained PRM"
+        if self.overrides[:2] == LONG:
+            mode += f", {LONG[1]}-token completions"
+        return mode + (", gradient checkpointing" if "--gradient_checkpointing" in self.overrides else "")
 
 
 TRAINED, FROZEN, OUTCOME = (), ("--prm_update", "none"), ("--process_reward_coef", "0")
+LONG = ("--max_completion_length", "160")  # activations about as large as the model states
 CASES = [Case(f"{backend}-{processes}p-{label}", processes, backend, overrides)
          for backend in ("ddp", "fsdp2") for processes in (1, 2)
          for label, overrides in (("trained", TRAINED), ("frozen", FROZEN), ("outcome", OUTCOME))]
+CASES += [Case("ddp-1p-trained-long", 1, "ddp", LONG),
+          Case("ddp-1p-trained-long-checkpointed", 1, "ddp", (*LONG, "--gradient_checkpointing", "true")),
+          Case("fsdp2-2p-trained-long-checkpointed", 2, "fsdp2", (*LONG, "--gradient_checkpointing", "true"))]
 
 
 def common_options(model_dir: str, output_dir: str) -> list[str]:
@@ -120,6 +128,8 @@ def worker(out_dir: str, argv: list[str]) -> None:
     from primekit.rl.trainer import PrimeTrainer
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if "--fsdp" in argv:
+        fsdp2_on_cpu()[1]()
     record: dict[str, float] = {}
     train = PrimeTrainer.train
 
@@ -142,23 +152,30 @@ def worker(out_dir: str, argv: list[str]) -> None:
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
 
 
-def accelerate_environment(backend: str) -> dict[str, str]:
-    """What `accelerate launch` exports for an FSDP2 config (accelerate/utils/launch.py): torchrun
-    plus these variables is the same launch, on CPU processes."""
-    if backend != "fsdp2":
-        return {}
-    return {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "false",
-            "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP", "FSDP_RESHARD_AFTER_FORWARD": "true",
-            "FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT", "FSDP_CPU_RAM_EFFICIENT_LOADING": "true",
-            "FSDP_ACTIVATION_CHECKPOINTING": "false", "ACCELERATE_MIXED_PRECISION": "no"}
+def fsdp2_on_cpu() -> tuple[dict, object]:
+    """The FSDP2 settings and the CPU shim of the 2-process equality test: accelerate enables FSDP only
+    on accelerator devices, and tests/rl_distributed_worker.py flips its CPU processes to FSDP."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from rl_distributed_worker import FSDP2_SETTINGS, force_fsdp_on_cpu
+
+    return FSDP2_SETTINGS, force_fsdp_on_cpu
 
 
 def measure(case: Case, model_dir: str, scratch: Path) -> dict:
     out = scratch / case.name
     out.mkdir(parents=True, exist_ok=True)
     argv = common_options(model_dir, str(out / "run")) + list(case.overrides)
+    # every response runs to the length cap, the worst case the plan is made for
+    length = argv[len(argv) - 1 - argv[::-1].index("--max_completion_length") + 1]
+    argv += ["--generation_kwargs", json.dumps({"min_new_tokens": int(length)})]
+    if case.backend == "fsdp2":
+        try:
+            settings, _ = fsdp2_on_cpu()
+        except ImportError:
+            return {"case": case, "error": "the FSDP2 CPU shim (tests/rl_distributed_worker.py) is not here"}
+        argv += ["--fsdp", settings["fsdp"], "--fsdp_config", json.dumps(settings["fsdp_config"])]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "OMP_NUM_THREADS": str(2 // case.processes),
-           "PYTHONPATH": str(REPO), **accelerate_environment(case.backend)}
+           "PYTHONPATH": str(REPO)}
     launcher = [sys.executable]
     if case.processes > 1 or case.backend == "fsdp2":
         launcher += ["-m", "torch.distributed.run", "--nproc_per_node", str(case.processes),
@@ -170,8 +187,7 @@ def measure(case: Case, model_dir: str, scratch: Path) -> dict:
     ranks = [json.loads(path.read_text()) for path in sorted(out.glob("rank*.json"))]
     ran_as = ranks[0]["distributed_type"]
     if case.backend == "fsdp2" and ran_as != "FSDP":
-        return {"case": case, "error": f"the run fell back to {ran_as}: accelerate enables FSDP only on "
-                                        "accelerators, so FSDP2 on CPU processes needs the trainer's own fully_shard path"}
+        return {"case": case, "error": f"ran as {ran_as}, not FSDP (the CPU shim flips multi-process runs only)"}
     measured = max(r["peak_rss"] - r["baseline_rss"] for r in ranks)
     return {"case": case, "measured": measured, "seconds": max(r["seconds"] for r in ranks), "argv": argv}
 
@@ -221,7 +237,8 @@ def report(rows: list[dict], plans: list[tuple[str, object]]) -> str:
              "resident-set high-water mark minus its RSS after imports (VmHWM reset through /proc/self/clear_refs; "
              f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD} so freed tensors leave the RSS), the largest over the "
              "processes; planned: `prime-rl plan` with the same options. Two processes run under torchrun (gloo, "
-             "accelerate's MULTI_CPU), FSDP2 with the variables `accelerate launch` sets for an FSDP2 config.", "",
+             "accelerate's MULTI_CPU); FSDP2 with TrainingArguments' fsdp settings and the test suite's CPU shim "
+             "(tests/rl_distributed_worker.py: accelerate enables FSDP only on accelerator devices).", "",
              "| backend | processes | mode | planned GiB | measured GiB | measured / planned | within ±20% | peak phase | wall s |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
