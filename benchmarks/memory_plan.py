@@ -76,7 +76,8 @@ LONG = ("--max_completion_length", "160")  # activations about as large as the m
 CASES = [Case(f"{backend}-{processes}p-{label}", processes, backend, overrides)
          for backend in ("ddp", "fsdp2") for processes in (1, 2)
          for label, overrides in (("trained", TRAINED), ("frozen", FROZEN), ("outcome", OUTCOME))]
-CASES += [Case("ddp-1p-trained-long", 1, "ddp", LONG),
+CASES += [Case("ddp-1p-outcome-long-checkpointed", 1, "ddp", (*LONG, "--gradient_checkpointing", "true", *OUTCOME)),
+          Case("ddp-1p-trained-long", 1, "ddp", LONG),
           Case("ddp-1p-trained-long-checkpointed", 1, "ddp", (*LONG, "--gradient_checkpointing", "true")),
           Case("fsdp2-2p-trained-long-checkpointed", 2, "fsdp2", (*LONG, "--gradient_checkpointing", "true"))]
 
