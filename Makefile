@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test chromium benchmarks clean
+.PHONY: install demo test chromium sandbox benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,18 @@ chromium:
 	    (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ) || \
 	  echo "chromium not installed: the HTML rendering test will be skipped"
 
+# Bubblewrap gives the code verifier its sandbox (namespaces, read-only filesystem view). Without
+# it the code tests are skipped with the verifier's one-line reason.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || \
+	  ( command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) ) || \
+	  echo "bubblewrap not installed: the code sandbox tests will be skipped"
+
 demo: install
 	$(VENV)/bin/prime-rl train
 
-test: install chromium
+test: install chromium sandbox
 	$(PY) -m pytest -q -p no:cacheprovider
 
 benchmarks: install

@@ -1,17 +1,21 @@
-"""Step time of PRIME against plain TRL GRPO on the same policy and batch, with time per phase.
+"""Step time of PRIME (PRM update ``after`` and ``before``) against plain TRL GRPO on the same
+policy and batch, with time per phase.
 
-Both trainers run in this process, one after the other, on the SFT-warmed toy policy with the
+The three trainers run in this process, one after the other, on the SFT-warmed toy policy with the
 same batch (64 prompts x 4 responses, no oversampling, so the generated and the trained batch
-are equal) and the same seed. PRIME adds three passes of a model the policy's size over the
-response tokens: the PRM reference's forward, the PRM's forward + backward (its update) and the
-PRM's forward again (scoring with the updated PRM).
+are equal) and the same seed. PRIME adds passes of a model the policy's size over the response
+tokens: the PRM reference's forward and the PRM's forward + backward (its update); ``before``
+then scores the batch once more with the updated PRM, while ``after`` (the official run) rewards
+each mini-batch with the log-ratios of its own training forward.
 
 FLOP-ideal ratio, with N parameters and per response token 2N FLOPs for a forward and 4N for a
 backward (generation counted as one decoding forward, 2N):
-    GRPO  = generate 2N + policy fwd+bwd 6N                      =  8N
-    PRIME = GRPO + PRM-ref fwd 2N + PRM fwd+bwd 6N + PRM fwd 2N  = 18N   -> ratio 2.25
-(without generation: 16N / 6N = 2.67). On CPU with a 0.5M-parameter model, decoding is bound by
-per-token overheads rather than FLOPs, so the measured ratio sits below the ideal one.
+    GRPO           = generate 2N + policy fwd+bwd 6N                       =  8N
+    PRIME (after)  = GRPO + PRM-ref fwd 2N + PRM fwd+bwd 6N                = 16N   -> ratio 2.00
+    PRIME (before) = PRIME (after) + PRM scoring fwd 2N                    = 18N   -> ratio 2.25
+(without generation: 14N / 6N = 2.33 and 16N / 6N = 2.67). On CPU with a 0.5M-parameter model,
+decoding is bound by per-token overheads rather than FLOPs, so the measured ratios sit below the
+ideal ones.
 
     flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/rl_step_time.py [--steps 8]
 """
@@ -32,7 +36,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = "flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/rl_step_time.py"
 WARMUP_STEPS = 2
 PHASES = ("generate_and_verify", "prm_reference", "prm_update", "prm_score", "advantages")
-IDEAL_RATIO, IDEAL_RATIO_NO_GENERATION = 18 / 8, 16 / 6
+#: FLOP-ideal step time relative to GRPO, with and without generation, per PRM update mode.
+IDEAL_RATIOS = {"after": (16 / 8, 14 / 6), "before": (18 / 8, 16 / 6)}
 
 
 def _settings(output_dir: str, steps: int) -> dict:
@@ -49,6 +54,7 @@ def _measured(log_history: list[dict], key: str) -> list[float]:
 
 
 def run(trainer_kind: str, model_path: str, steps: int) -> dict[str, list[float]]:
+    """``trainer_kind``: "grpo", or a PRM update mode of PrimeTrainer ("after", "before")."""
     from trl import GRPOConfig, GRPOTrainer
 
     from primekit.models import load_tokenizer
@@ -64,7 +70,8 @@ def run(trainer_kind: str, model_path: str, steps: int) -> dict[str, list[float]
             trainer = GRPOTrainer(model=model_path, reward_funcs=outcome_accuracy, args=GRPOConfig(**_settings(scratch, steps)),
                                   train_dataset=dataset, processing_class=tokenizer)
         else:
-            config = PrimeConfig(**_settings(scratch, steps), oversample_factor=1, prm_learning_rate=1e-3)
+            config = PrimeConfig(**_settings(scratch, steps), oversample_factor=1, prm_learning_rate=1e-3,
+                                 prm_update=trainer_kind)
             trainer = PrimeTrainer(model=model_path, args=config, train_dataset=dataset, processing_class=tokenizer)
         started = time.perf_counter()
         trainer.train()
@@ -80,36 +87,40 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(grpo: dict, prime: dict, steps: int) -> str:
-    grpo_step, prime_step = _median(grpo["step_time"]), _median(prime["step_time"])
-    prime_phases = {phase: _median(prime[phase]) for phase in PHASES}
-    prime_other = prime_step - sum(v for v in prime_phases.values() if v == v)
+def report(grpo: dict, primes: dict[str, dict], steps: int) -> str:
+    grpo_step = _median(grpo["step_time"])
     lines = [
         "## PRIME step time against TRL GRPO (toy policy, CPU)", "",
         f"`{COMMAND} --steps {steps}`. Same policy (toy, 0.53M parameters), same batch "
         "(64 prompts x 4 responses of up to 40 tokens, no oversampling), fp32 on CPU (torch threads: "
         f"{__import__('torch').get_num_threads()}); median over {steps} steps after {WARMUP_STEPS} warm-up steps, "
-        "both trainers in one process, one after the other. `step_time` is TRL's own measure of a "
-        "training step (generation, scoring and the policy update).", "",
+        "the three trainers in one process, one after the other. `step_time` is TRL's own measure of a "
+        "training step (generation, scoring and the policy update). No other torch job ran at the same time (the command holds the machine's CPU lock).", "",
         "| trainer | median step time (s) | ratio to GRPO | FLOP-ideal ratio |",
         "|---|---|---|---|",
         f"| TRL GRPOTrainer (outcome reward) | {grpo_step:.2f} | 1.00 | 1.00 |",
-        f"| PrimeTrainer (PRM update before scoring) | {prime_step:.2f} | {prime_step / grpo_step:.2f} | "
-        f"{IDEAL_RATIO:.2f} ({IDEAL_RATIO_NO_GENERATION:.2f} without generation) |", "",
-        "PRIME time per phase (median seconds per step):", "",
-        "| phase | seconds | share of the step |", "|---|---|---|",
     ]
-    for phase, seconds in prime_phases.items():
-        lines.append(f"| {phase.replace('_', ' ')} | {seconds:.3f} | {seconds / prime_step:.0%} |")
-    prm_phases = sum(prime_phases[phase] for phase in ("prm_reference", "prm_update", "prm_score"))
-    lines += [f"| policy update (rest of the step) | {prime_other:.3f} | {prime_other / prime_step:.0%} |", "",
-              f"Without generation, (policy update + PRM phases) / policy update = {(prime_other + prm_phases) / prime_other:.2f}"
-              f" (FLOP-ideal {IDEAL_RATIO_NO_GENERATION:.2f}); the PRM update alone costs "
-              f"{prime_phases['prm_update'] / prime_other:.2f} policy updates (ideal 1.00).", "",
-              "FLOP-ideal ratio: GRPO = generate (2N per token) + policy forward+backward (6N) = 8N; PRIME adds the "
-              "PRM reference forward (2N), the PRM update's forward+backward (6N) and the scoring forward (2N): "
-              "18N / 8N = 2.25. With a KL reference (beta > 0) at temperature 1 the PRM reference is shared with "
-              "it and the ratio becomes 18N / 10N = 1.8.", ""]
+    for mode, prime in primes.items():
+        step = _median(prime["step_time"])
+        ideal, ideal_no_generation = IDEAL_RATIOS[mode]
+        lines.append(f"| PrimeTrainer (PRM update {mode}) | {step:.2f} | {step / grpo_step:.2f} | "
+                     f"{ideal:.2f} ({ideal_no_generation:.2f} without generation) |")
+    lines += ["", "PRIME time per phase (median seconds per step):", "",
+              "| phase | " + " | ".join(f"{mode}: seconds (share)" for mode in primes) + " |",
+              "|---|" + "---|" * len(primes)]
+    phases = {mode: {phase: _median(prime[phase]) for phase in PHASES} for mode, prime in primes.items()}
+    steps_of = {mode: _median(prime["step_time"]) for mode, prime in primes.items()}
+    rest = {mode: steps_of[mode] - sum(v for v in phases[mode].values() if v == v) for mode in primes}
+    for phase in PHASES:
+        cells = [f"{phases[m][phase]:.3f} ({phases[m][phase] / steps_of[m]:.0%})" if phases[m][phase] == phases[m][phase]
+                 else "not run" for m in primes]
+        lines.append(f"| {phase.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    lines.append("| policy update (rest of the step) | " +
+                 " | ".join(f"{rest[m]:.3f} ({rest[m] / steps_of[m]:.0%})" for m in primes) + " |")
+    lines += ["", "FLOP-ideal ratio: GRPO = generate (2N per token) + policy forward+backward (6N) = 8N; PRIME adds the "
+              "PRM reference forward (2N) and the PRM update's forward+backward (6N): 16N / 8N = 2.0 with `after`, "
+              "which rewards each mini-batch with its training forward; `before` scores the batch again with the "
+              "updated PRM (2N more): 18N / 8N = 2.25.", ""]
     return "\n".join(lines)
 
 
@@ -121,8 +132,8 @@ def main() -> int:
 
     model_path = str(toy.policy_path())
     grpo = run("grpo", model_path, args.steps)
-    prime = run("prime", model_path, args.steps)
-    text = report(grpo, prime, args.steps)
+    primes = {mode: run(mode, model_path, args.steps) for mode in IDEAL_RATIOS}
+    text = report(grpo, primes, args.steps)
     RESULTS.mkdir(exist_ok=True)
     from primekit.io import atomic_write_text
 

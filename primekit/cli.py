@@ -23,6 +23,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "grade": ("primekit.eval.commands:grade", "grade an existing JSONL of model outputs"),
         "leaderboard": ("primekit.eval.commands:leaderboard", "Markdown / HTML / PNG report from run folders"),
         "processbench": ("primekit.eval.commands:processbench", "first-error-step F1 of a PRM on ProcessBench"),
+        "check-references": ("primekit.eval.references:check_references",
+                             "run each benchmark's reference solutions / gold answers through its verifier"),
     },
     "prime-bon": {
         "rerank": ("primekit.bon.commands:rerank", "score candidates once, report Best-of-N accuracy vs N"),

@@ -33,12 +33,14 @@ def save_tiny_policy(folder: Path) -> str:
     return str(folder)
 
 
-def problems(patterns: list[str]) -> tuple[Dataset, dict[str, tuple[str, str]]]:
-    """One problem per pattern (in order): the dataset and prompt -> (answer, pattern)."""
+def problems(patterns: list[str], varied_lengths: bool = False) -> tuple[Dataset, dict[str, tuple[str, str]]]:
+    """One problem per pattern (in order): the dataset and prompt -> (answer, pattern). With
+    ``varied_lengths`` the prompts differ in length (``+0`` terms), so batches need left padding."""
     rows, lookup = [], {}
     for index, pattern in enumerate(patterns):
         a, b = 10 + index, 20 + 2 * index  # answers 30, 33, 36, ... : always two digits
-        prompt = f"Compute {a}+{b}\n"
+        zeros = "+0" * (index % 3) if varied_lengths else ""
+        prompt = f"Compute {a}+{b}{zeros}\n"
         rows.append({"prompt": prompt, "answer": str(a + b)})
         lookup[prompt] = (str(a + b), pattern)
     return Dataset.from_list(rows), lookup
@@ -66,12 +68,13 @@ def scripted_rollout(lookup: dict[str, tuple[str, str]], group_size: int):
     return rollout
 
 
-def build_trainer(model_dir: str, patterns: list[str], output_dir: Path, callbacks=None, **overrides: Any):
+def build_trainer(model_dir: str, patterns: list[str], output_dir: Path, callbacks=None,
+                  varied_lengths: bool = False, **overrides: Any):
     """A PrimeTrainer on ``patterns`` with the scripted rollout; one group per pattern, in order."""
     from primekit.rl.config import PrimeConfig
     from primekit.rl.trainer import PrimeTrainer
 
-    dataset, lookup = problems(patterns)
+    dataset, lookup = problems(patterns, varied_lengths)
     settings = dict(output_dir=str(output_dir), use_cpu=True, bf16=False, gradient_checkpointing=False,
                     per_device_train_batch_size=8, num_generations=4, oversample_factor=1,
                     max_completion_length=8, learning_rate=1e-4, prm_learning_rate=1e-3, max_steps=1,

@@ -29,11 +29,11 @@ def test_last_token_mask():
     assert last_token_mask(mask).tolist() == expected
 
 
-def test_token_granularity_zeroes_last_token_and_padding():
+def test_token_granularity_rewards_every_token_and_zeroes_padding():
     q = t([[1, 2, 3, 9], [4, 5, 9, 9]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
-    # beta 0.5: row 0 -> 0.5, 1.0, (last token) 0 ; row 1 -> 2.0, (last token) 0
-    expected = t([[0.5, 1.0, 0, 0], [2.0, 0, 0, 0]])
+    # beta 0.5: row 0 -> 0.5, 1.0, 1.5 (the last token keeps its own) ; row 1 -> 2.0, 2.5
+    expected = t([[0.5, 1.0, 1.5, 0], [2.0, 2.5, 0, 0]])
     assert torch.equal(implicit_token_rewards(q, mask, beta=0.5, granularity="token"), expected)
 
 
@@ -55,6 +55,19 @@ def test_batch_norm_divides_by_largest_reverse_cumsum():
     expected = t([[1, -3, 2], [0.5, 0.5, 0]]) / 2.000001
     assert torch.allclose(normalize_token_rewards(rewards, mask, "batch_norm"), expected, atol=1e-12)
     assert torch.equal(normalize_token_rewards(rewards, mask, "none"), t([[1, -3, 2], [0.5, 0.5, 0]]))
+
+
+def test_batch_norm_per_row_group_uses_each_groups_own_scale():
+    rewards = t([[1, -3, 2], [0.5, 0.5, 9], [4, 0, 0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]])
+    # largest |reverse cumsum| per row: 2, 1, 4. Rows 0 and 2 on one process (scale 4), row 1 alone (1)
+    expected = t([[1 / 4.000001, -3 / 4.000001, 2 / 4.000001], [0.5 / 1.000001, 0.5 / 1.000001, 0], [1 / 1.000001, 0, 0]])
+    expected[2, 0] = 4 / 4.000001
+    scoped = normalize_token_rewards(rewards, mask, "batch_norm", row_groups=torch.tensor([0, 1, 0]))
+    assert torch.allclose(scoped, expected, atol=1e-12)
+    # one group for every row is the global scope
+    one_group = normalize_token_rewards(rewards, mask, "batch_norm", row_groups=torch.tensor([7, 7, 7]))
+    assert torch.equal(one_group, normalize_token_rewards(rewards, mask, "batch_norm"))
 
 
 def test_rloo_outcome_is_one_minus_mean_of_others():

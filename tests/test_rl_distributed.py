@@ -1,9 +1,11 @@
-"""Two processes (torchrun, gloo, accelerate's MULTI_CPU) give the same PRIME step as one.
+"""Two processes (torchrun, gloo) give the same PRIME step as one, under DDP and under FSDP2.
 
 Both runs see the same global generation batch (scripted responses, so sampling randomness is
-out of the picture); what is compared is everything PRIME adds after generation: the gathered
-filter decision, the PRM update (two mini-batches, micro-batched, gradients averaged by DDP) and
-the per-token advantages of every kept response.
+out of the picture) and take one full training step; what is compared is everything PRIME adds
+after generation -- the gathered filter decision, the PRM update (two mini-batches,
+micro-batched, gradients averaged by DDP or reduce-scattered by FSDP2), the per-token advantages
+of every kept response -- and the policy's weights after TRL's optimizer step. Under FSDP2 the
+policy, the PRM and the PRM's reference are all sharded over the two processes.
 """
 
 from __future__ import annotations
@@ -21,32 +23,59 @@ from rl_distributed_worker import run_step
 from rl_support import save_tiny_policy
 
 WORKER = Path(__file__).resolve().parent / "rl_distributed_worker.py"
+POLICY_LR, PRM_LR = 1e-4, 1e-3  # rl_support's defaults
 
 
-def _torchrun(processes: int, model_dir: str, out: Path) -> dict:
+def _torchrun(processes: int, model_dir: str, out: Path, backend: str, *extra: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_port", str(29500 + processes + os.getpid() % 1000), str(WORKER), model_dir, str(out)]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+               "--master_port", str(29500 + processes + os.getpid() % 1000), str(WORKER), model_dir, str(out),
+               backend, *extra]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return torch.load(out, weights_only=False)
 
 
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    model_dir = save_tiny_policy(tmp_path_factory.mktemp("policy"))
+    return model_dir, run_step(model_dir, processes=1)  # in this process: no launcher needed for one
+
+
+def _moved(after: dict[str, torch.Tensor], model_dir: str) -> float:
+    initial = load_file(str(Path(model_dir) / "model.safetensors"))
+    return max((after[name] - initial[name]).abs().max().item() for name in initial)
+
+
 @pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
-    model_dir = save_tiny_policy(tmp_path / "policy")
-    single = run_step(model_dir, processes=1)  # in this process: no launcher needed for one
-    double = _torchrun(2, model_dir, tmp_path / "two.pt")
+@pytest.mark.parametrize("backend", ["ddp", "fsdp2"])
+def test_two_processes_match_one(single_process, tmp_path, backend):
+    model_dir, single = single_process
+    double = _torchrun(2, model_dir, tmp_path / "two.pt", backend)
     assert torch.equal(single["kept"]["completion_ids"], double["kept"]["completion_ids"])
     assert torch.equal(single["kept"]["completion_mask"], double["kept"]["completion_mask"])
     assert single["num_items"] == double["num_items"]
     torch.testing.assert_close(double["kept"]["advantages"], single["kept"]["advantages"], atol=1e-5, rtol=1e-5)
     assert single["metrics"]["prm/loss"] == pytest.approx(double["metrics"]["prm/loss"], abs=1e-6)
-    # Two AdamW steps of lr 1e-3 move every weight by about 2e-3. Summation order differs between
-    # one process and DDP's all-reduce, and Adam turns the float noise of near-zero gradients (the
-    # key biases, to which softmax is invariant) into differences of ~1e-6: allow 0.5% of a step.
-    initial = load_file(str(Path(model_dir) / "model.safetensors"))
-    moved = max((single["prm"][name] - initial[name]).abs().max().item() for name in initial)
-    assert moved == pytest.approx(2e-3, rel=0.01)
+    # Two AdamW steps of lr 1e-3 move every PRM weight by about 2e-3, one step of lr 1e-4 every
+    # policy weight by about 1e-4. Summation order differs between one process and the
+    # all-reduce / reduce-scatter, and Adam turns the float noise of near-zero gradients (the key
+    # biases, to which softmax is invariant) into differences of ~1e-6 (PRM) and ~5e-7 (policy): allow 0.5% and 1% of a step.
+    assert _moved(single["prm"], model_dir) == pytest.approx(2 * PRM_LR, rel=0.01)
+    assert _moved(single["policy"], model_dir) == pytest.approx(POLICY_LR, rel=0.05)
     for name, value in single["prm"].items():
-        torch.testing.assert_close(double["prm"][name], value, atol=1e-5, rtol=0, msg=name)
+        torch.testing.assert_close(double["prm"][name], value, atol=0.005 * 2 * PRM_LR, rtol=0, msg=name)
+    for name, value in single["policy"].items():
+        torch.testing.assert_close(double["policy"][name], value, atol=0.01 * POLICY_LR, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_an_fsdp2_checkpoint_restores_the_prm_and_its_sharded_optimizer(single_process, tmp_path):
+    # Under FSDP2 the PRM's full weights are gathered into a loadable folder and its optimizer
+    # state is written shard by shard (torch.distributed.checkpoint); a resumed run starts from both.
+    model_dir, _ = single_process
+    resumed = _torchrun(2, model_dir, tmp_path / "resume.pt", "fsdp2", str(tmp_path / "run"))
+    assert resumed["optimizer_step"] == 2.0  # two PRM mini-batches in the checkpointed step
+    assert resumed["saved"].keys() <= resumed["prm"].keys()
+    for name, value in resumed["saved"].items():
+        assert torch.equal(resumed["prm"][name], value), name

@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 from transformers import TrainerCallback
 
 from primekit.models import load_tokenizer
 from primekit.rl.commands import latest_checkpoint, parse_train_args, resume_target
 from primekit.rl.data import load_prompt_dataset
-from primekit.rl.trainer import PRM_DIR, PRM_OPTIMIZER_FILE, PrimeTrainer
+from primekit.rl.trainer import PRM_DIR, PRM_OPTIMIZER_DIR, PrimeTrainer
 from rl_support import write_cli_recipe
 
 
@@ -33,7 +34,7 @@ class _PRMAtStart(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         prm = self.trainer.accelerator.unwrap_model(self.trainer.prm)
         self.weights = {k: v.detach().clone() for k, v in prm.state_dict().items()}
-        self.optimizer_steps = float(self.trainer.prm_optimizer.state_dict()["state"][0]["step"])
+        self.optimizer_steps = float(next(iter(self.trainer.prm_optimizer.state.values()))["step"])
 
 
 def _run_until_checkpoint(recipe: Path, output_dir: Path, timeout: float = 180) -> None:
@@ -59,6 +60,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     checkpoint = latest_checkpoint(output_dir)
     step = int(checkpoint.name.split("-")[1])
     assert step >= 2 and (checkpoint / PRM_DIR / "model.safetensors").is_file()
+    assert (checkpoint / PRM_OPTIMIZER_DIR / ".metadata").is_file()
 
     run, config = parse_train_args(["--config", str(recipe), "--max_steps", str(step + 2),
                                     "--resume_from_checkpoint", "true"])
@@ -74,8 +76,9 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     assert saved.keys() <= probe.weights.keys()
     for name, value in saved.items():
         assert torch.equal(probe.weights[name], value), name
-    saved_optimizer = torch.load(checkpoint / PRM_OPTIMIZER_FILE, weights_only=True)
-    assert probe.optimizer_steps == float(saved_optimizer["state"][0]["step"]) == step
+    dcp_to_torch_save(checkpoint / PRM_OPTIMIZER_DIR, tmp_path / "prm_optimizer.pt")
+    saved_optimizer = torch.load(tmp_path / "prm_optimizer.pt", weights_only=False)["optimizer"]["state"]
+    assert probe.optimizer_steps == float(next(iter(saved_optimizer.values()))["step"]) == step
     assert trainer.state.global_step == step + 2
     # the resumed run continued the PRM (weights moved on from the checkpoint's)
     final = trainer.accelerator.unwrap_model(trainer.prm).state_dict()

@@ -98,7 +98,7 @@ def test_failing_fill_groups_get_zero_weight_unless_trained_on(tiny_policy, tmp_
 
 def test_truncated_groups_fail_the_filter(tiny_policy, tmp_path):
     # "10t0" holds a response without EOS: its group is treated like one outside the band
-    trainer = build_trainer(tiny_policy, ["10t0", "1100"], tmp_path, process_reward_coef=0.0,
+    trainer = build_trainer(tiny_policy, ["10t0", "1100"], tmp_path, process_reward_coef=0.0, filter_truncated=True,
                             oversample_factor=2, train_on_failing=False, per_device_train_batch_size=4)
     output = first_batch(trainer)
     assert _decoded_answers(trainer, output)[:2] == ["\\boxed{33}", "\\boxed{33}"]
@@ -114,7 +114,7 @@ def _prm_parameters(trainer) -> list[torch.Tensor]:
 
 
 def test_prm_update_before_scoring_learns_the_outcome(tiny_policy, tmp_path):
-    trainer = build_trainer(tiny_policy, ["1111", "1000"], tmp_path, filter_accuracy=False)
+    trainer = build_trainer(tiny_policy, ["1111", "1000"], tmp_path, filter_accuracy=False, prm_update="before")
     initial = _prm_parameters(trainer)
     output = first_batch(trainer)
     metrics = trainer._metrics["train"]

@@ -132,13 +132,19 @@ PRIME_BENCHMARKS = ("aime2024", "math500", "amc", "minerva_math", "olympiadbench
 
 def benchmark_title(name: str) -> str:
     """Display name for reports (``math500`` -> ``MATH-500``); unknown names pass through."""
+    from primekit.eval.code_benchmarks import CODE_BENCHMARKS
+
     if name == TOY:
         return "Toy arithmetic"
+    if name in CODE_BENCHMARKS:
+        return CODE_BENCHMARKS[name].title
     return REGISTRY[name].title if name in REGISTRY else name
 
 
 def benchmark_names() -> list[str]:
-    return [*REGISTRY, TOY]
+    from primekit.eval.code_benchmarks import CODE_BENCHMARKS
+
+    return [*REGISTRY, *CODE_BENCHMARKS, TOY]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,8 +251,12 @@ def load_benchmark(spec: str, *, fields: FieldNames = FieldNames(), split: str =
     if limit is not None and limit < 1:
         raise InputError(f"limit must be >= 1, got {limit}")
     path = Path(spec).expanduser()
+    from primekit.eval import code_benchmarks
+
     if spec == TOY:
         problems = _load_toy(limit)
+    elif code_benchmarks.is_code_benchmark(spec):
+        problems = code_benchmarks.load_code_benchmark(spec)
     elif spec in REGISTRY:
         problems = _load_registered(spec)
     elif path.suffix in {".jsonl", ".json"}:
@@ -327,5 +337,10 @@ def render_text(problem: str, template: str, tokenizer=None) -> str:
 
 
 def render_prompt(problem: BenchmarkProblem, template: str, tokenizer=None) -> str:
-    """:func:`render_text` for a benchmark problem, resolving ``auto`` by its benchmark."""
+    """:func:`render_text` for a benchmark problem, resolving ``auto`` by its benchmark (code
+    benchmarks: PRIME's code prompt, see :mod:`primekit.eval.code_benchmarks`)."""
+    from primekit.eval import code_benchmarks
+
+    if code_benchmarks.is_code_benchmark(problem.benchmark):
+        return code_benchmarks.render_code_prompt(problem, check_template(template), tokenizer)
     return render_text(problem.problem, resolve_template(template, problem.benchmark), tokenizer)

@@ -161,6 +161,13 @@ def _finish(out: Path, summary: dict[str, Any], samples_path: Path) -> int:
     return 0
 
 
+def _grader_for(name: str, options: SummaryArguments):
+    """Code benchmarks run their answers' programs in the sandbox; math ones use the grader."""
+    from primekit.eval import code_benchmarks
+
+    return code_benchmarks.make_code_grader() if code_benchmarks.is_code_benchmark(name) else options.grader()
+
+
 def run(argv: list[str]) -> int:
     """Generate and grade a model on benchmarks; resumable."""
     args, options, _ = parse_config([RunArguments, SummaryArguments], argv, prog="prime-eval run",
@@ -201,7 +208,7 @@ def run(argv: list[str]) -> int:
                                    show_progress=False)
         for name, problems in problem_sets.items():
             runner.generate_and_grade(problems, prompts[name], generator, spec, samples,
-                                      grade=options.grader(), chunk_size=args.chunk_size)
+                                      grade=_grader_for(name, options), chunk_size=args.chunk_size)
     summary = {"label": args.label or out.resolve().name, "model": args.model or "toy",
                "model_path": model_name, "template": args.template,
                "sampling": asdict(spec), "confidence": options.confidence, "benchmarks": {}}

@@ -77,9 +77,10 @@ def implicit_token_rewards(
 ) -> torch.Tensor:
     """Dense (B, T) rewards from the PRM log-ratios q_t = log pi_phi - log pi_ref.
 
-    - ``"token"``: r_t = beta * q_t on every valid token except the last, whose reward is 0.
-      That zero is a quirk of the official implementation, kept for fidelity: the last token's
-      log-ratio is dropped from the process stream (the outcome reward sits there instead).
+    - ``"token"``: r_t = beta * q_t on every valid token, the last one included (the PRIME
+      repository's PRM worker gives each response token its own log-ratio:
+      ``training/verl/workers/actor/dp_prime.py:126-141``, and its RLOO masks every response
+      token in: ``core_algos.py:115-117``).
     - ``"whole"``: everything 0 except the last valid token, which gets the sequence reward
       beta * sum_t q_t, i.e. the implicit PRM used as an outcome reward model.
 
@@ -88,10 +89,10 @@ def implicit_token_rewards(
     """
     _check_2d_same_shape(q, mask, "implicit_token_rewards")
     valid = mask.bool()
-    last = last_token_mask(valid)
     if granularity == "token":
-        return torch.where(valid & ~last, beta * q, torch.zeros_like(q))
+        return torch.where(valid, beta * q, torch.zeros_like(q))
     if granularity == "whole":
+        last = last_token_mask(valid)
         total = beta * q.masked_fill(~valid, 0).sum(dim=-1, keepdim=True)
         return torch.where(last, total, torch.zeros_like(q))
     raise ValueError(f"implicit_token_rewards: granularity must be 'token' or 'whole', got {granularity!r}")
@@ -101,23 +102,36 @@ def normalize_token_rewards(
     rewards: torch.Tensor,
     mask: torch.Tensor,
     mode: Literal["batch_norm", "none"] = "batch_norm",
+    row_groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The official ``prime_norm``: rescale token rewards so no return exceeds 1 in size.
 
-    ``"batch_norm"`` divides every reward by (the largest |reverse cumulative sum| over all valid
-    tokens of the batch) + 1e-6, i.e. by the largest return-to-go the process rewards alone can
+    ``"batch_norm"`` divides every reward by (the largest |reverse cumulative sum| over the valid
+    tokens of its scope) + 1e-6, i.e. by the largest return-to-go the process rewards alone can
     produce, which keeps the process stream on the scale of a 0/1 outcome whatever beta and the
-    response length are. ``"none"`` leaves the values as they are. Padding becomes 0 in both
-    modes; zero the mask of rows that must not set the scale (filtered groups).
+    response length are. The scope is the whole batch, or, with ``row_groups`` (B,) integer
+    labels, each set of rows sharing a label: the official run normalises inside each
+    data-parallel worker over that worker's rows (``dp_prime.py:239-241``), which is
+    ``row_groups`` = the process each row is trained on. ``"none"`` leaves the values as they are.
+    Padding becomes 0 in both modes; zero the mask of rows that must not set the scale
+    (filtered groups).
     """
     _check_2d_same_shape(rewards, mask, "normalize_token_rewards")
     masked = rewards.masked_fill(~mask.bool(), 0)
     if mode == "none":
         return masked
-    if mode == "batch_norm":
-        reverse_cumsum = masked.flip(dims=[-1]).cumsum(dim=-1).flip(dims=[-1])
-        return masked / (reverse_cumsum.abs().max() + BATCH_NORM_EPS)
-    raise ValueError(f"normalize_token_rewards: mode must be 'batch_norm' or 'none', got {mode!r}")
+    if mode != "batch_norm":
+        raise ValueError(f"normalize_token_rewards: mode must be 'batch_norm' or 'none', got {mode!r}")
+    largest_return = masked.flip(dims=[-1]).cumsum(dim=-1).flip(dims=[-1]).abs().amax(dim=-1)
+    if row_groups is None:
+        return masked / (largest_return.max() + BATCH_NORM_EPS)
+    if row_groups.shape != (rewards.shape[0],):
+        raise ValueError(f"normalize_token_rewards: expected ({rewards.shape[0]},) row_groups, "
+                         f"got {tuple(row_groups.shape)}")
+    labels, group_of_row = torch.unique(row_groups, return_inverse=True)
+    group_max = torch.zeros(len(labels), dtype=largest_return.dtype, device=largest_return.device)
+    group_max = group_max.scatter_reduce(0, group_of_row, largest_return, reduce="amax")
+    return masked / (group_max[group_of_row] + BATCH_NORM_EPS).unsqueeze(-1)
 
 
 def masked_rloo(rewards: torch.Tensor, mask: torch.Tensor, group_size: int) -> torch.Tensor:

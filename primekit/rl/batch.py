@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["row_assignment", "truncated_rows", "trim_columns", "PROMPT_KEYS"]
+__all__ = ["row_assignment", "rank_of_rows", "truncated_rows", "trim_columns", "concat_rows", "PROMPT_KEYS"]
 
 #: Batch fields aligned with the (left-padded) prompt; every other row field follows the completion.
 PROMPT_KEYS = ("prompt_ids", "prompt_mask")
@@ -34,6 +34,14 @@ def row_assignment(num_rows: int, mini_batch_size: int, num_processes: int) -> t
     per_process = mini_batch_size // num_processes
     grid = torch.arange(num_rows).view(num_rows // mini_batch_size, num_processes, per_process)
     return grid.permute(1, 0, 2).reshape(num_processes, -1)
+
+
+def rank_of_rows(assignment: torch.Tensor) -> torch.Tensor:
+    """(num_rows,) the process each row is assigned to by :func:`row_assignment`."""
+    ranks = torch.empty(assignment.numel(), dtype=torch.long)
+    for rank, rows in enumerate(assignment):
+        ranks[rows] = rank
+    return ranks
 
 
 def truncated_rows(completion_ids: torch.Tensor, completion_mask: torch.Tensor,
@@ -64,3 +72,28 @@ def trim_columns(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         else:
             trimmed[key] = value
     return trimmed
+
+
+def concat_rows(batches: list[dict[str, torch.Tensor]], pad_values: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Stack the rows of several batches with the same fields, padding each field to the widest:
+    prompt fields on the left (TRL left-pads prompts), every other 2-D field on the right.
+    ``pad_values`` gives the fill of a field (token-id fields use the pad token); 0 otherwise."""
+    if not batches:
+        raise ValueError("concat_rows: no batches")
+    merged = {}
+    for key in batches[0]:
+        values = [batch[key] for batch in batches]
+        if values[0].dim() >= 2:
+            width = max(value.shape[1] for value in values)
+            fill = pad_values.get(key, 0)
+            values = [_pad_dim1(value, width, fill, left=key in PROMPT_KEYS) for value in values]
+        merged[key] = torch.cat(values, dim=0)
+    return merged
+
+
+def _pad_dim1(value: torch.Tensor, width: int, fill: int, left: bool) -> torch.Tensor:
+    missing = width - value.shape[1]
+    if missing == 0:
+        return value
+    padding = value.new_full((value.shape[0], missing, *value.shape[2:]), fill)
+    return torch.cat([padding, value] if left else [value, padding], dim=1)

@@ -1,8 +1,9 @@
 """``PrimeConfig``: TRL's ``GRPOConfig`` plus every knob of the PRIME online loop.
 
-Defaults are the official PRIME recipe for verl (``prime_trainer.yaml`` / ``run_prime_qwen.sh``),
-so a config that only names the model and data runs PRIME as published. The few places where the
-official sources disagree are fields too; their help text says which default was picked and why.
+Defaults are the settings of the Eurus-2-7B-PRIME run (PRIME repository:
+``training/examples/run_prime_main.sh`` on ``training/verl/trainer/config/ppo_trainer.yaml``), so a
+config that only names the model and data runs PRIME as published; the batch sizes of that run are
+in ``recipes/eurus_2_7b_prime.yaml``, whose header table cites the source line of every setting.
 
 Batch sizes keep TRL's meaning for the *trained* batch: ``per_device_train_batch_size`` completions
 per device and micro-step, ``gradient_accumulation_steps`` micro-steps per optimizer step. PRIME
@@ -17,11 +18,13 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-__all__ = ["PrimeConfig", "PRM_UPDATE_MODES", "REWARD_GRANULARITIES", "PRIME_NORMS", "PER_TOKEN_LOSS_TYPES"]
+__all__ = ["PrimeConfig", "PRM_UPDATE_MODES", "REWARD_GRANULARITIES", "PRIME_NORMS", "PRIME_NORM_SCOPES",
+           "PER_TOKEN_LOSS_TYPES"]
 
 PRM_UPDATE_MODES = ("before", "after", "none")
 REWARD_GRANULARITIES = ("token", "whole")
 PRIME_NORMS = ("batch_norm", "none")
+PRIME_NORM_SCOPES = ("rank", "global")
 #: TRL loss types whose per-token surrogate accepts PRIME's (B, T) advantages unchanged.
 PER_TOKEN_LOSS_TYPES = ("dapo", "bnpo", "grpo", "dr_grpo")
 
@@ -52,11 +55,16 @@ class PrimeConfig(GRPOConfig):
                           "advantages with its whitened per-token ones, so this only affects TRL's "
                           "logged reward statistics; keep 'none'."})
     loss_type: str = field(
-        default="dapo",
-        metadata={"help": "How the clipped per-token surrogate is averaged. 'dapo' (default) divides the sum "
-                          "over every response token of the global batch by their number, which is the "
-                          "official recipe's token-mean; the token count is recomputed after filtering. "
+        default="grpo",
+        metadata={"help": "How the clipped per-token surrogate is averaged. 'grpo' (default) takes each "
+                          "response's token-mean and averages over responses: the official run's loss, a "
+                          "token-mean per micro-batch of one response per GPU (dp_actor.py:189, "
+                          "fsdp_workers.py:86), whatever the micro-batch here. 'dapo' divides the sum over "
+                          "every response token of the batch by their number (recomputed after filtering). "
                           f"Allowed: {', '.join(PER_TOKEN_LOSS_TYPES)}."})
+    weight_decay: float = field(
+        default=0.01,
+        metadata={"help": "Policy AdamW weight decay (official: 0.01, verl's default, fsdp_workers.py:206)."})
 
     # --- the implicit PRM ----------------------------------------------------------------------
     prm_model_name_or_path: str | None = field(
@@ -78,14 +86,17 @@ class PrimeConfig(GRPOConfig):
     prm_grad_clip: float = field(
         default=10.0, metadata={"help": "Max global gradient norm of a PRM update (PRIME: 10)."})
     prm_update: str = field(
-        default="before",
-        metadata={"help": "When the PRM learns from the batch's outcome labels: 'before' scoring it (verl "
-                          "recipe default), 'after' scoring it (the PRIME repository's run), or 'none' "
-                          "(frozen PRM baseline)."})
+        default="after",
+        metadata={"help": "When the PRM learns from the batch's outcome labels. 'after' (the Eurus-2-7B-PRIME "
+                          "run): each PRM mini-batch is rewarded with the log-ratios of its own training "
+                          "forward, taken before that mini-batch's optimizer step, so no second scoring pass "
+                          "is needed. 'before' (verl's later recipe): update on the whole batch, then score it "
+                          "again with the updated PRM. 'none': frozen PRM baseline."})
     prm_mini_batch_size: int | None = field(
         default=None,
         metadata={"help": "Completions per PRM optimizer step, over all processes. Default: the whole "
-                          "trained batch in one step (PRIME: one pass, one step per training step)."})
+                          "trained batch in one step. The Eurus-2-7B-PRIME run uses 256 of 1024, i.e. four "
+                          "PRM optimizer steps per training step (ppo_trainer.yaml:125)."})
     prm_micro_batch_size: int | None = field(
         default=None,
         metadata={"help": "Completions per PRM forward/backward on one device (gradient accumulation inside "
@@ -94,13 +105,19 @@ class PrimeConfig(GRPOConfig):
     # --- rewards and advantages ----------------------------------------------------------------
     reward_granularity: str = field(
         default="token",
-        metadata={"help": "'token': every response token gets r_t = beta*q_t (the last one 0, as in the "
-                          "official code); 'whole': the sequence reward sum_t r_t on the last token only."})
+        metadata={"help": "'token' (official, dp_prime.py:126-141): every response token gets its own "
+                          "r_t = beta*q_t; 'whole': the sequence reward sum_t r_t on the last token only."})
     prime_norm: str = field(
         default="batch_norm",
         metadata={"help": "'batch_norm' divides the token rewards by the largest |return-to-go| they give in "
-                          "the batch (official default; makes the result independent of beta); 'none' "
+                          "its scope (official default; makes the result independent of beta); 'none' "
                           "keeps beta*q."})
+    prime_norm_scope: str = field(
+        default="rank",
+        metadata={"help": "Rows whose largest |return-to-go| sets the batch_norm scale. 'rank' (official): "
+                          "the rows each process trains on, as the official PRM worker normalises inside "
+                          "each data-parallel rank (dp_prime.py:239-241); 'global': the whole trained batch, "
+                          "which makes the result independent of the number of processes."})
     process_reward_coef: float = field(
         default=5.0,
         metadata={"help": "Weight of the RLOO-centred process (implicit PRM) rewards (PRIME: 5). 0 gives the "
@@ -121,9 +138,21 @@ class PrimeConfig(GRPOConfig):
     accuracy_upper: float = field(
         default=0.8, metadata={"help": "Upper edge (inclusive) of the accuracy band (PRIME: 0.8)."})
     filter_truncated: bool = field(
-        default=True,
+        default=False,
         metadata={"help": "Treat a group holding a truncated response (no EOS within max_completion_length) "
-                          "as failing the filter (PRIME: filter_truncate)."})
+                          "as failing the filter (official: off, ppo_trainer.yaml:14)."})
+    max_refill_rounds: int = field(
+        default=0,
+        metadata={"help": "When fewer groups pass the filter than are trained on, sample and verify up to this "
+                          "many further generation batches (fresh prompts drawn at random from the training "
+                          "set) until the trained batch is full of passing groups, like the official run's "
+                          "sampling loop (ray_trainer.py:467-521). 0: no refill; the batch is filled with "
+                          "failing groups (see train_on_failing)."})
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={"help": "Drop training prompts longer than this many tokens (after the chat template) "
+                          "before training, with a logged count, as the official run's dataset does "
+                          "(data.max_prompt_length=1024, run_prime_main.sh:20). None keeps every prompt."})
     train_on_failing: bool = field(
         default=True,
         metadata={"help": "When fewer groups pass than are trained on, the batch is filled with failing "
@@ -152,6 +181,7 @@ class PrimeConfig(GRPOConfig):
         _choice("prm_update", self.prm_update, PRM_UPDATE_MODES)
         _choice("reward_granularity", self.reward_granularity, REWARD_GRANULARITIES)
         _choice("prime_norm", self.prime_norm, PRIME_NORMS)
+        _choice("prime_norm_scope", self.prime_norm_scope, PRIME_NORM_SCOPES)
         _choice("loss_type", self.loss_type, PER_TOKEN_LOSS_TYPES)
         if self.process_reward_coef < 0 or self.outcome_reward_coef < 0:
             raise ValueError("process_reward_coef and outcome_reward_coef must be >= 0")
@@ -163,7 +193,9 @@ class PrimeConfig(GRPOConfig):
             raise ValueError(f"prm_beta must be > 0; got {self.prm_beta}")
         if self.prm_learning_rate < 0 or self.prm_grad_clip <= 0:
             raise ValueError("prm_learning_rate must be >= 0 and prm_grad_clip > 0")
-        for name in ("prm_mini_batch_size", "prm_micro_batch_size"):
+        if self.max_refill_rounds < 0:
+            raise ValueError(f"max_refill_rounds must be >= 0; got {self.max_refill_rounds}")
+        for name in ("prm_mini_batch_size", "prm_micro_batch_size", "max_prompt_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1; got {value}")

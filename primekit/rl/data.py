@@ -1,8 +1,13 @@
-"""Training prompts for PRIME: a ``datasets.Dataset`` with a ``prompt`` and an ``answer`` column.
+"""Training prompts for PRIME: a ``datasets.Dataset`` with ``prompt``, ``answer`` and ``task`` columns.
 
 TRL's ``GRPOTrainer`` samples from the ``prompt`` column (a string, or a list of chat messages that
 it renders with the tokenizer's chat template) and hands every other column to the reward
-function, which is how the verifier gets the gold ``answer``. Sources:
+function, which is how the verifier gets the gold ``answer`` and the row's ``task``: ``math``
+(graded against the gold answer) or ``code`` (the answer holds the test cases; the program runs
+in the sandbox). The task comes from the record's task field (``task_field``; by default
+Eurus-2-RL-Data's ``ability``, or ``task``); rows without one are math. Counts per task are logged
+at load time, and when code rows are present the sandbox is checked before anything else starts.
+Sources:
 
 - ``"toy"``: the embedded arithmetic world (:func:`primekit.toy.train_problems`);
 - a local ``.jsonl`` / ``.json`` file (e.g. a benchmark file from the shared data), with the
@@ -14,6 +19,9 @@ function, which is how the verifier gets the gold ``answer``. Sources:
 
 from __future__ import annotations
 
+import json
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +31,11 @@ from datasets import Dataset
 from primekit.errors import InputError
 from primekit.io import iter_jsonl, read_json_or_jsonl
 
-__all__ = ["PromptFormat", "toy_dataset", "load_prompt_dataset"]
+__all__ = ["PromptFormat", "toy_dataset", "load_prompt_dataset", "DEFAULT_TASK_FIELDS"]
+
+#: Record fields that name a row's task, tried in order when ``task_field`` is "auto".
+DEFAULT_TASK_FIELDS = ("ability", "task")
+logger = logging.getLogger(__name__)
 
 Prompt = str | list[dict[str, str]]
 
@@ -78,6 +90,35 @@ def _gold(value: Any, *, path: str, line: int | None, field: str) -> str:
                      field=field)
 
 
+def _task(record: dict[str, Any], task_field: str | None, *, path: str, line: int | None) -> str:
+    """``math`` or ``code`` for a record (math when it names no task)."""
+    from primekit.rl.verifier import normalize_task
+
+    if task_field is None:
+        return "math"
+    fields = DEFAULT_TASK_FIELDS if task_field == "auto" else (task_field,)
+    for name in fields:
+        if name in record and record[name] is not None:
+            task = normalize_task(record[name])
+            if task is None:
+                raise InputError(f"unknown task {record[name]!r} (expected math or code)", path=path, line=line,
+                                 field=name)
+            return task
+    if task_field != "auto":
+        raise InputError("missing", path=path, line=line, field=task_field)
+    return "math"
+
+
+def _test_cases(value: Any, *, path: str, line: int | None, field: str) -> str:
+    """A code row's test cases as the JSON text the code verifier reads (checked when scored)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return json.dumps(value)
+    raise InputError(f"expected test cases as a JSON string or object, got {type(value).__name__}", path=path,
+                     line=line, field=field)
+
+
 def _problem(value: Any, *, path: str, line: int | None, field: str) -> Prompt:
     if isinstance(value, str) and value.strip():
         return value
@@ -106,8 +147,12 @@ def _records(source: str, split: str) -> list[tuple[int | None, dict[str, Any]]]
 
 def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_field: str = "answer",
                         prompt_format: PromptFormat = PromptFormat(), split: str = "train",
-                        limit: int | None = None) -> Dataset:
-    """The ``prompt`` / ``answer`` dataset from ``source`` (see the module docstring)."""
+                        limit: int | None = None, task_field: str | None = "auto") -> Dataset:
+    """The ``prompt`` / ``answer`` / ``task`` dataset from ``source`` (see the module docstring).
+
+    ``task_field``: the record field naming each row's task ("auto": ``ability``, then ``task``,
+    else math; None: every row is math).
+    """
     if source == "toy":
         from primekit import toy
 
@@ -115,14 +160,25 @@ def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_fie
         return toy_dataset(problems[:limit] if limit else problems, prompt_format)
     prompts: list[Prompt] = []
     answers: list[str] = []
+    tasks: list[str] = []
     for line, record in _records(source, split):
+        task = _task(record, task_field, path=source, line=line)
         prompts.append(prompt_format.render(
             _problem(_nested(record, prompt_field, path=source, line=line), path=source, line=line,
                      field=prompt_field)))
-        answers.append(_gold(_nested(record, answer_field, path=source, line=line), path=source, line=line,
-                             field=answer_field))
+        value = _nested(record, answer_field, path=source, line=line)
+        answers.append(_test_cases(value, path=source, line=line, field=answer_field) if task == "code"
+                       else _gold(value, path=source, line=line, field=answer_field))
+        tasks.append(task)
         if limit is not None and len(prompts) >= limit:
             break
     if not prompts:
         raise InputError("no problems found", path=source)
-    return Dataset.from_dict({"prompt": prompts, "answer": answers})
+    counts = Counter(tasks)
+    logger.warning("%s: %d prompts (%s)", source, len(prompts),
+                ", ".join(f"{task} {counts[task]}" for task in ("math", "code") if counts[task]))
+    if counts["code"]:
+        from primekit.verifiers.code import check_sandbox
+
+        check_sandbox()  # a machine that cannot run code rows safely says so now, in one line
+    return Dataset.from_dict({"prompt": prompts, "answer": answers, "task": tasks})

@@ -25,10 +25,16 @@ are trained on by default, like the official recipe; with ``train_on_failing=Fal
 completion mask is zeroed instead, which drops them from the PRM loss, the policy loss and the
 token count that normalises it (``num_items_in_batch``), while the batch keeps TRL's fixed shape.
 
-Supported parallelism for a *trained* PRM: one process or DDP (``accelerate``'s MULTI_GPU /
-MULTI_CPU, verified on two CPU processes). DeepSpeed and FSDP would need a second engine for the
-PRM and are refused at start-up; the frozen-PRM and outcome-only baselines run under any backend
-TRL supports, since their extra models are only evaluated.
+Parallelism and precision. The PRM follows the policy's backend: under DDP (``accelerate``'s
+MULTI_GPU / MULTI_CPU) it is a second DDP model; under FSDP2 (``distributed_type: FSDP``,
+``fsdp_version: 2``) it is sharded with accelerate's own FSDP2 preparation (per decoder layer, the
+plugin's mixed-precision and CPU-offload policies) and so is its frozen reference, so that at 7B
+each GPU holds 1/N of every model. Trained parameters are kept in fp32 and computed in bf16: FSDP2
+with ``mixed_precision: bf16`` upcasts them to fp32 master weights itself, and under DDP the
+models are loaded in fp32 and run under bf16 autocast. A run that would let AdamW step bf16/fp16
+weights directly (where an update of lr 5e-7 rounds to nothing) is refused at start-up, as are
+DeepSpeed and FSDP1 for a trained PRM (each would need a second engine); the frozen-PRM and
+outcome-only baselines run under any backend TRL supports.
 """
 
 from __future__ import annotations
@@ -42,27 +48,64 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed.checkpoint as dcp
 from accelerate.utils import DistributedType
-from safetensors.torch import load_model, save_model
+from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+from datasets import Dataset
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.distributed.tensor import DTensor
+from transformers.utils import logging
 from trl import GRPOTrainer
+from trl.data_utils import maybe_apply_chat_template
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, create_model_from_path, disable_dropout_in_model, get_config_model_id
 
+from primekit.errors import InputError
 from primekit.prm.losses import ce_loss, pairwise_accuracy, reward_accuracy, sequence_rewards
 from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
-from primekit.rl.batch import PROMPT_KEYS, row_assignment, trim_columns, truncated_rows
+from primekit.rl.batch import (PROMPT_KEYS, concat_rows, rank_of_rows, row_assignment, trim_columns,
+                               truncated_rows)
 from primekit.rl.config import PrimeConfig
 from primekit.rl.filtering import GroupSelection, filter_groups
 from primekit.rl.verifier import outcome_accuracy
 
-__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_FILE"]
+__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision"]
+
+logger = logging.get_logger(__name__)
 
 #: Sub-folder of a checkpoint (and of the final output) holding the PRM as a loadable model.
 PRM_DIR = "prm"
-#: The PRM's optimizer state inside a checkpoint folder.
-PRM_OPTIMIZER_FILE = "prm_optimizer.pt"
-_PRM_WEIGHTS_FILE = "model.safetensors"
+#: The PRM's optimizer state inside a checkpoint folder (a torch.distributed.checkpoint folder,
+#: sharded like the optimizer itself, so FSDP2 ranks write and read only their own shards).
+PRM_OPTIMIZER_DIR = "prm_optimizer"
 _DDP_TYPES = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+_FSDP2_CONFIG = "recipes/accelerate/fsdp2_8gpu.yaml"
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def check_master_precision(model: torch.nn.Module, what: str, distributed_type: DistributedType,
+                           mixed_precision: str) -> None:
+    """Refuse trained parameters that AdamW would step in bf16/fp16.
+
+    bf16 keeps 8 bits of mantissa: at |w| = 0.02 its spacing is 1.2e-4, so an Adam update of about
+    lr = 5e-7 rounds to nothing and the run silently learns nothing. FSDP2 with a mixed-precision
+    policy upcasts the trained parameters to fp32 master weights itself, and DeepSpeed's bf16 mode
+    keeps fp32 master weights in its optimizer; DDP and single-process runs step the parameters as
+    they were loaded.
+    """
+    upcast_by_backend = (distributed_type == DistributedType.DEEPSPEED
+                         or (distributed_type == DistributedType.FSDP and mixed_precision != "no"))
+    if upcast_by_backend:
+        return
+    dtypes = {p.dtype for p in model.parameters() if p.requires_grad and p.dtype in _LOW_PRECISION}
+    if dtypes:
+        dtype = str(next(iter(dtypes))).removeprefix("torch.")
+        raise InputError(f"the {what}'s trained parameters are {dtype} and AdamW would step them directly, so an "
+                         "update of lr ~5e-7 rounds to nothing; load them in float32 (model_init_kwargs: "
+                         "{\"dtype\": \"float32\"}) and set bf16: true for bf16 compute, or train under FSDP2 "
+                         f"with mixed precision ({_FSDP2_CONFIG})")
 
 
 class PrimeTrainer(GRPOTrainer):
@@ -88,6 +131,12 @@ class PrimeTrainer(GRPOTrainer):
         self.prm_optimizer: torch.optim.Optimizer | None = None
         self._prm_ref_is_kl_ref = False
         self._outcome_rewards: torch.Tensor | None = None
+        check_master_precision(self.model, "policy", self.accelerator.distributed_type,
+                               self.accelerator.mixed_precision)
+        self._drop_long_prompts()
+        if args.max_refill_rounds and not isinstance(self.train_dataset, Dataset):
+            raise InputError("max_refill_rounds draws refill prompts by index, which a streaming (iterable) "
+                             "dataset does not allow; load the dataset without streaming or set max_refill_rounds 0")
         if args.uses_prm:
             self._load_prm()
 
@@ -104,18 +153,42 @@ class PrimeTrainer(GRPOTrainer):
         kwargs.setdefault("attn_implementation", self.model.config._attn_implementation)
         return kwargs
 
+    def _drop_long_prompts(self) -> None:
+        """Apply ``max_prompt_length`` to the training prompts, as rendered for the policy."""
+        limit = self.args.max_prompt_length
+        if limit is None or self.train_dataset is None:
+            return
+        tokenizer = self._tokenizer
+
+        def fits(row: dict[str, Any]) -> bool:
+            text = maybe_apply_chat_template({"prompt": row["prompt"]}, tokenizer)["prompt"]
+            return len(tokenizer(text)["input_ids"]) <= limit
+
+        before = len(self.train_dataset)
+        self.train_dataset = self.train_dataset.filter(fits, desc=f"Dropping prompts over {limit} tokens")
+        kept = len(self.train_dataset)
+        if kept == 0:
+            raise InputError(f"every training prompt is longer than max_prompt_length={limit} tokens")
+        if self.accelerator.is_main_process:
+            logger.warning(f"max_prompt_length={limit}: dropped {before - kept} of {before} training prompts")
+
     def _load_prm(self) -> None:
         args = self.args
         trains_prm = args.prm_update != "none"
         kind = self.accelerator.distributed_type
-        if trains_prm and kind not in _DDP_TYPES:
-            raise ValueError(f"training the PRM under {kind.value} is not supported (it needs its own engine); "
-                             "use DDP (accelerate multi-GPU) or prm_update: none")
+        if trains_prm and kind == DistributedType.DEEPSPEED:
+            raise InputError("a trained PRM needs its own engine, which DeepSpeed does not give it; shard it with "
+                             f"FSDP2 instead: accelerate launch --config_file {_FSDP2_CONFIG} (or prm_update: none)")
+        if trains_prm and kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
+            raise InputError(f"a trained PRM is sharded with FSDP2 only; set fsdp_version: 2 ({_FSDP2_CONFIG})")
+        if trains_prm and kind not in (*_DDP_TYPES, DistributedType.FSDP):
+            raise InputError(f"training the PRM under {kind.value} is not supported; use DDP or FSDP2 "
+                             f"({_FSDP2_CONFIG}), or prm_update: none")
         if trains_prm and args.fp16:
-            raise ValueError("fp16 needs a loss scaler that the PRM update does not have; use bf16")
+            raise InputError("fp16 needs a loss scaler that the PRM update does not have; use bf16")
         policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
         if not policy_id and not (args.prm_model_name_or_path and args.prm_ref_model_name_or_path):
-            raise ValueError("the policy was not loaded from a path, so the PRM cannot default to it; set "
+            raise InputError("the policy was not loaded from a path, so the PRM cannot default to it; set "
                              "prm_model_name_or_path and prm_ref_model_name_or_path")
         init_kwargs = self._model_init_kwargs()
 
@@ -124,12 +197,18 @@ class PrimeTrainer(GRPOTrainer):
         if args.disable_dropout:
             disable_dropout_in_model(prm)
         if trains_prm:
+            check_master_precision(prm, "PRM", kind, self.accelerator.mixed_precision)
+            if args.gradient_checkpointing:
+                prm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs
+                                                  or {"use_reentrant": False})
+                prm.config.use_cache = False
             prm.train()
-            # A plain torch optimizer: accelerate's wrapper would skip steps taken while the policy is
-            # between gradient-accumulation boundaries, which is exactly when the PRM learns.
-            self.prm_optimizer = torch.optim.AdamW(prm.parameters(), lr=args.prm_learning_rate,
+            self.prm = self._shard(prm) if self.is_fsdp_enabled else self.accelerator.prepare_model(prm)
+            # A plain torch optimizer, created after sharding so it holds the (sharded) master weights:
+            # accelerate's wrapper would skip steps taken while the policy is between
+            # gradient-accumulation boundaries, which is exactly when the PRM learns.
+            self.prm_optimizer = torch.optim.AdamW(self.prm.parameters(), lr=args.prm_learning_rate,
                                                    weight_decay=args.prm_weight_decay)
-            self.prm = self.accelerator.prepare_model(prm)
         else:
             prm.requires_grad_(False)
             self.prm = self._prepare_frozen(prm)
@@ -145,11 +224,19 @@ class PrimeTrainer(GRPOTrainer):
             prm_ref.requires_grad_(False)
             self.prm_ref = self._prepare_frozen(prm_ref)
 
+    def _shard(self, model: torch.nn.Module) -> torch.nn.Module:
+        """FSDP2 for a model the accelerator did not prepare itself: accelerate's own preparation
+        (per-layer ``fully_shard`` by the plugin's wrap policy, its mixed-precision and offload
+        policies, fp32 upcast of trained parameters, rank-0 loading when cpu_ram_efficient_loading)."""
+        return fsdp2_prepare_model(self.accelerator, model)
+
     def _prepare_frozen(self, model: torch.nn.Module) -> torch.nn.Module:
         """An evaluation-only model placed like TRL places its KL reference."""
         model.eval()
         if self.is_deepspeed_enabled:
             return prepare_deepspeed(model, self.accelerator)
+        if self.is_fsdp_enabled and self.accelerator.is_fsdp2:
+            return self._shard(model)  # sharded exactly like the trained PRM, so q is 0 at initialisation
         if self.is_fsdp_enabled:
             return prepare_fsdp(model, self.accelerator)
         return self.accelerator.prepare_model(model, evaluation_mode=True)
@@ -178,15 +265,17 @@ class PrimeTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         if not self.model.training:  # evaluation keeps TRL's outcome-only advantages
             return output
-        timings = {"generate_and_verify": time.perf_counter() - start}
         outcome = torch.nan_to_num(self._outcome_rewards, nan=0.0)
         batch = self._gather_rows(output)
-        truncated = truncated_rows(batch["completion_ids"], batch["completion_mask"], self.eos_token_ids)
-        selection = filter_groups(
-            outcome, self.num_generations, self.args.trained_batch_size // self.num_generations,
-            truncated=truncated if self.args.filter_truncated else None,
-            low=self.args.accuracy_lower, high=self.args.accuracy_upper,
-            filter_accuracy=self.args.filter_accuracy, train_on_failing=self.args.train_on_failing)
+        selection = self._select_groups(batch, outcome)
+        rounds = 1
+        while selection.stats.num_passing < selection.stats.num_kept and rounds <= self.args.max_refill_rounds:
+            extra = super()._generate_and_score_completions(self._refill_inputs(rounds))
+            outcome = torch.cat([outcome, torch.nan_to_num(self._outcome_rewards, nan=0.0)])
+            batch = concat_rows([batch, self._gather_rows(extra)], self._pad_values())
+            selection = self._select_groups(batch, outcome)
+            rounds += 1
+        timings = {"generate_and_verify": time.perf_counter() - start}
         kept = {key: value[selection.row_indices] for key, value in batch.items()}
         acc = outcome[selection.row_indices]
         weights = selection.row_weights.to(acc.dtype)
@@ -203,7 +292,8 @@ class PrimeTrainer(GRPOTrainer):
                                              self.num_generations))
             trained_mask = _zero_rows(kept["completion_mask"], weights)
             tokens = implicit_token_rewards(q, trained_mask, self.args.prm_beta, self.args.reward_granularity)
-            process_rewards = normalize_token_rewards(tokens, trained_mask, self.args.prime_norm)
+            scope = rank_of_rows(assignment).to(q.device) if self.args.prime_norm_scope == "rank" else None
+            process_rewards = normalize_token_rewards(tokens, trained_mask, self.args.prime_norm, row_groups=scope)
             prm_metrics.update(_process_reward_stats(process_rewards, trained_mask))
         else:
             prm_metrics = {}
@@ -221,8 +311,37 @@ class PrimeTrainer(GRPOTrainer):
         if "tool_mask" in kept:
             loss_mask = loss_mask * kept["tool_mask"]
         local["num_items_in_batch"] = loss_mask.sum()
-        self._log_prime_metrics(selection, acc, weights, prm_metrics, timings)
+        self._log_prime_metrics(selection, acc, weights, prm_metrics, timings, rounds)
         return local
+
+    def _select_groups(self, batch: dict[str, torch.Tensor], outcome: torch.Tensor) -> GroupSelection:
+        """The accuracy / truncation filter over every group sampled so far this step."""
+        truncated = truncated_rows(batch["completion_ids"], batch["completion_mask"], self.eos_token_ids)
+        return filter_groups(
+            outcome, self.num_generations, self.args.trained_batch_size // self.num_generations,
+            truncated=truncated if self.args.filter_truncated else None,
+            low=self.args.accuracy_lower, high=self.args.accuracy_upper,
+            filter_accuracy=self.args.filter_accuracy, train_on_failing=self.args.train_on_failing)
+
+    def _refill_inputs(self, round_index: int) -> list[dict[str, Any]]:
+        """This process's share of one more generation batch of fresh prompts (n copies each).
+
+        The prompts are a seeded random draw from the training set, the same on every process
+        (the seed is the run's seed, the step and the round), laid out as TRL's sampler lays out a
+        generation batch, so TRL's generation, verification and gather run on it unchanged.
+        """
+        prompts = self.args.generation_batch_size // self.num_generations
+        generator = torch.Generator().manual_seed(hash((self.args.seed, self.state.global_step, round_index)) % 2**63)
+        count = len(self.train_dataset)
+        indices = torch.randperm(count, generator=generator)[:prompts] if count >= prompts else \
+            torch.randint(count, (prompts,), generator=generator)
+        rows = [self.train_dataset[int(i)] for i in indices for _ in range(self.num_generations)]
+        share = len(rows) // self.accelerator.num_processes
+        start = self.accelerator.process_index * share
+        return rows[start:start + share]
+
+    def _pad_values(self) -> dict[str, int]:
+        return {"prompt_ids": self._tokenizer.pad_token_id, "completion_ids": self._tokenizer.pad_token_id}
 
     def _prm_mini_batch_size(self) -> int:
         return self.args.prm_mini_batch_size or self.args.trained_batch_size
@@ -236,7 +355,7 @@ class PrimeTrainer(GRPOTrainer):
                 continue
             if not (isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows):
                 raise ValueError(f"PRIME regroups text batches only; cannot regroup the field '{key}'")
-            pad = self._tokenizer.pad_token_id if key in ("prompt_ids", "completion_ids") else 0
+            pad = self._pad_values().get(key, 0)
             if value.dim() >= 2:
                 value = self.accelerator.pad_across_processes(value, dim=1, pad_index=pad,
                                                               pad_first=key in PROMPT_KEYS)
@@ -272,29 +391,26 @@ class PrimeTrainer(GRPOTrainer):
         """Update (per ``prm_update``) and score this process's rows.
 
         Returns q (rows, T), the sequence rewards the PRM gave each row *before* learning from it
-        (a genuine prediction, for the accuracy metrics) and the update's loss metrics.
+        (a genuine prediction, for the accuracy metrics) and the update's loss metrics. The
+        reference log-probs are computed here, on the same regrouped, padded rows as the PRM's,
+        so that q is exactly 0 where the PRM still equals its reference (padding changes bf16
+        results, so reusing log-probs computed on TRL's original batch would not give 0).
         """
         start = time.perf_counter()
         with torch.no_grad():
-            if self._prm_ref_is_kl_ref and "ref_per_token_logps" in local:
-                ref_logps = local["ref_per_token_logps"].float() * local["completion_mask"]
-            else:
-                ref_logps = self._completion_logps(self.prm_ref, local)
+            ref_logps = self._completion_logps(self.prm_ref, local)
         timings["prm_reference"] = time.perf_counter() - start
         mode = self.args.prm_update
-        q = predicted = None
         metrics: dict[str, float] = {}
-        if mode in ("after", "none"):
+        if mode == "none":
             start = time.perf_counter()
             q = self._score(local, ref_logps)
-            predicted = sequence_rewards(q, local["completion_mask"], self.args.prm_beta)
             timings["prm_score"] = time.perf_counter() - start
-        if mode != "none":
-            start = time.perf_counter()
-            seen, metrics = self._update_prm(local, ref_logps, acc, weights)
-            predicted = seen if predicted is None else predicted
-            timings["prm_update"] = time.perf_counter() - start
-        if q is None:
+            return q, sequence_rewards(q, local["completion_mask"], self.args.prm_beta), metrics
+        start = time.perf_counter()
+        q, predicted, metrics = self._update_prm(local, ref_logps, acc, weights)
+        timings["prm_update"] = time.perf_counter() - start
+        if mode == "before":
             start = time.perf_counter()
             q = self._score(local, ref_logps)
             timings["prm_score"] = time.perf_counter() - start
@@ -305,53 +421,59 @@ class PrimeTrainer(GRPOTrainer):
         return self._completion_logps(self.prm, local) - ref_logps
 
     def _update_prm(self, local: dict[str, torch.Tensor], ref_logps: torch.Tensor, acc: torch.Tensor,
-                    weights: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """One pass over the rows in mini-batches: CE(sigmoid(beta * sum_t q_t), outcome), AdamW.
 
         Each mini-batch's loss is the mean over its trained rows on *all* processes: a process
-        scales its sum by P / (global count), and DDP's gradient average divides by P again.
-        Returns the sequence reward each row had just before its mini-batch's step, and the
-        loss / gradient-norm metrics.
+        scales its sum by P / (global count), and the DDP / FSDP2 gradient average divides by P
+        again. Returns q of every row from its training forward, i.e. before its own mini-batch's
+        optimizer step (what ``prm_update: after`` rewards the policy with), the sequence reward
+        that forward gave each row, and the loss / gradient-norm metrics.
         """
         processes = self.accelerator.num_processes
         mini = self._prm_mini_batch_size() // processes
         micro = self._prm_micro_batch_size()
+        q_seen = torch.zeros_like(ref_logps)
         seen = torch.full_like(acc, float("nan"))
         losses, norms = [], []
         for begin in range(0, len(acc), mini):
             end = begin + mini
             total = self.accelerator.gather((weights[begin:end] > 0).sum().reshape(1)).sum()
-            if total == 0:  # every process sees the same total, so all skip together
-                continue
             chunks = [slice(s, min(s + micro, end)) for s in range(begin, end, micro)]
             loss_value = torch.zeros((), device=acc.device)
             for index, rows in enumerate(chunks):
                 last = index == len(chunks) - 1
                 with contextlib.nullcontext() if last else self.accelerator.no_sync(self.prm):
                     q = self._completion_logps(self.prm, local, rows) - ref_logps[rows]
+                    q_seen[rows] = q.detach()
                     rewards = sequence_rewards(q, local["completion_mask"][rows], self.args.prm_beta)
                     seen[rows] = rewards.detach()
                     chosen = weights[rows] > 0
-                    if chosen.any():
+                    if total > 0 and chosen.any():
                         loss = ce_loss(rewards[chosen], acc[rows][chosen]) * chosen.sum() * processes / total
-                    else:  # a backward all the same keeps DDP's gradient hooks in step across processes
+                    else:  # a backward all the same keeps the DDP / FSDP2 collectives in step across processes
                         loss = rewards.sum() * 0.0
                     loss.backward()
                 loss_value += loss.detach() / processes
-            norms.append(float(torch.nn.utils.clip_grad_norm_(self.prm.parameters(), self.args.prm_grad_clip)))
+            if total == 0:  # every process sees the same total: all skip the step together
+                self.prm_optimizer.zero_grad(set_to_none=True)
+                continue
+            norm = torch.nn.utils.clip_grad_norm_(self.prm.parameters(), self.args.prm_grad_clip)
+            norms.append(float(norm.full_tensor() if isinstance(norm, DTensor) else norm))
             self.prm_optimizer.step()
             self.prm_optimizer.zero_grad(set_to_none=True)
             losses.append(float(self.accelerator.reduce(loss_value, reduction="sum")))
         if not losses:
-            return seen, {}
-        return seen, {"prm/loss": sum(losses) / len(losses), "prm/grad_norm": sum(norms) / len(norms)}
+            return q_seen, seen, {}
+        return q_seen, seen, {"prm/loss": sum(losses) / len(losses), "prm/grad_norm": sum(norms) / len(norms)}
 
     # ------------------------------------------------------------------------------------------
     # logging
 
     def _log_prime_metrics(self, selection: GroupSelection, acc: torch.Tensor, weights: torch.Tensor,
-                           prm_metrics: dict[str, float], timings: dict[str, float]) -> None:
+                           prm_metrics: dict[str, float], timings: dict[str, float], rounds: int) -> None:
         metrics = self._metrics["train"]
+        metrics["prime/generation_rounds"].append(float(rounds))
         for key, value in selection.stats.as_metrics(prefix="prime/filter/").items():
             metrics[key].append(value)
         trained = weights > 0
@@ -366,19 +488,30 @@ class PrimeTrainer(GRPOTrainer):
     # checkpoints: the PRM weights and optimizer travel with TRL's checkpoint
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """TRL's save, plus the PRM as a loadable model in ``<output_dir>/prm``."""
+        """TRL's save, plus the PRM as a loadable model in ``<output_dir>/prm``. Every process
+        takes part: under FSDP2 the full weights are gathered from the shards first."""
         super().save_model(output_dir, _internal_call)
-        if self.prm is not None and self.args.should_save:
+        if self.prm is not None:
             self._save_prm(Path(output_dir or self.args.output_dir) / PRM_DIR)
+
+    def _full_prm_state(self) -> dict[str, torch.Tensor]:
+        """The PRM's full weights on the main process (gathered to CPU under FSDP2); {} elsewhere."""
+        if self.accelerator.is_fsdp2:
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return get_model_state_dict(self.prm, options=options)
+        model = self.accelerator.unwrap_model(self.prm)
+        return model.state_dict() if self.accelerator.is_main_process else {}
 
     def _save_prm(self, target: Path) -> None:
         """Write to a temporary folder and rename it into place, so a kill never leaves half a PRM."""
+        state = self._full_prm_state()
+        if not self.args.should_save:
+            return
         staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         model = self.accelerator.unwrap_model(self.prm)
-        model.config.save_pretrained(staging)
-        save_model(model, str(staging / _PRM_WEIGHTS_FILE), metadata={"format": "pt"})
+        model.save_pretrained(staging, state_dict=state)
         if self.processing_class is not None:
             self.processing_class.save_pretrained(staging)
         previous = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -389,26 +522,51 @@ class PrimeTrainer(GRPOTrainer):
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
-        if self.prm_optimizer is not None and self.args.should_save:
-            path = Path(output_dir) / PRM_OPTIMIZER_FILE
-            staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            torch.save(self.prm_optimizer.state_dict(), staging)
-            os.replace(staging, path)
+        if self.prm_optimizer is not None:  # a collective: every process writes its own shard
+            state = get_optimizer_state_dict(self.prm, self.prm_optimizer)
+            dcp.save({"optimizer": state}, checkpoint_id=Path(output_dir) / PRM_OPTIMIZER_DIR)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         """TRL's resume hook; restores the PRM weights and optimizer written with the checkpoint."""
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is None or self.prm is None:
             return
-        weights = Path(checkpoint) / PRM_DIR / _PRM_WEIGHTS_FILE
-        if not weights.is_file():
-            raise ValueError(f"{checkpoint} holds no PRM ({PRM_DIR}/{_PRM_WEIGHTS_FILE}); resume it with the "
+        folder = Path(checkpoint) / PRM_DIR
+        if not any(folder.glob("*.safetensors")):
+            raise InputError(f"{checkpoint} holds no PRM ({PRM_DIR}/*.safetensors); resume it with the "
                              "settings it was written with")
-        load_model(self.accelerator.unwrap_model(self.prm), str(weights), device=str(self.accelerator.device))
+        full = _read_safetensors(folder) if self.accelerator.is_main_process or not self.accelerator.is_fsdp2 else {}
+        if self.accelerator.is_fsdp2:
+            set_model_state_dict(self.prm, full, options=StateDictOptions(full_state_dict=True,
+                                                                          broadcast_from_rank0=True, strict=False))
+        else:
+            model = self.accelerator.unwrap_model(self.prm)
+            missing = set(model.load_state_dict(full, strict=False).missing_keys)
+            if missing - _tied_parameter_names(model):
+                raise InputError(f"{folder} misses PRM weights: {sorted(missing)[:3]}")
         if self.prm_optimizer is not None:
-            state = torch.load(Path(checkpoint) / PRM_OPTIMIZER_FILE, map_location=self.accelerator.device,
-                               weights_only=True)
-            self.prm_optimizer.load_state_dict(state)
+            state = {"optimizer": get_optimizer_state_dict(self.prm, self.prm_optimizer)}
+            dcp.load(state, checkpoint_id=Path(checkpoint) / PRM_OPTIMIZER_DIR)
+            set_optimizer_state_dict(self.prm, self.prm_optimizer, state["optimizer"])
+
+
+def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a saved model folder (one file or several shards)."""
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(str(shard)))
+    return state
+
+
+def _tied_parameter_names(model: torch.nn.Module) -> set[str]:
+    """Names under which a parameter that is shared with another name is reachable (tied weights,
+    which ``save_pretrained`` writes once)."""
+    names: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(parameter), []).append(name)
+    return {name for group in names.values() if len(group) > 1 for name in group}
 
 
 def _zero_rows(mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,508 @@
+"""Run a test suite in a sandbox and judge it.
+
+Each program runs in a process tree of its own, outside the verifier's process:
+
+``bwrap`` backend (default; Debian package ``bubblewrap``)
+    new pid, network, IPC, UTS and cgroup namespaces (plus a user namespace when not started by
+    root); a read-only view of only what Python needs (``/usr``, the interpreter's prefix and
+    virtualenv) on an otherwise empty root; a fresh, size-limited tmpfs as the working directory
+    (``/box``), ``/tmp`` and ``/dev/shm``, emptied after every program and gone when the sandbox
+    ends; an empty environment apart from a few fixed variables; no capabilities. Inside, the
+    harness (``_harness.py``, the pid namespace's init, which programs cannot signal) becomes
+    ``nobody`` in a user namespace of its own, sets the rlimits (address space, file size, open
+    files, processes, core 0; CPU per test), and runs each test in a child process that it kills
+    together with everything else in the namespace. The whole sandbox dies with its pid namespace
+    when the harness exits or the verifier kills it at the program deadline.
+
+``process`` backend (weaker; opt-in with ``backend="process"`` or ``PRIMEKIT_CODE_SANDBOX=process``)
+    for machines without namespaces: the same harness, rlimits, scrubbed environment, fresh
+    temporary directory (removed afterwards) and process-group kills, but **no** network
+    isolation, **no** read-only view of the filesystem (only ``nobody``'s permissions when the
+    verifier runs as root), and a child that leaves its process group (``setsid``) can outlive
+    its test.
+
+Suites go in as JSON lines on stdin; events come back on stdout and are read with a size bound and
+a deadline. Expected outputs never enter the sandbox: they are compared here. A sandbox serves
+many programs in turn (:class:`Sandbox`), each in a fresh process tree with emptied scratch
+folders, and is retired at the first run that does not end cleanly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from primekit.errors import InputError
+from primekit.verifiers.code.compare import call_result_matches, stdout_matches
+from primekit.verifiers.code.suite import TestResult, TestSuite, Verdict
+
+__all__ = ["Sandbox", "SandboxSettings", "SandboxUnavailable", "run_suite", "check_sandbox", "BACKENDS"]
+
+BACKENDS = ("auto", "bwrap", "process")
+NOBODY = 65534
+BACKEND_ENV = "PRIMEKIT_CODE_SANDBOX"
+HARNESS = Path(__file__).with_name("_harness.py")
+SANDBOX_HARNESS = "/primekit/harness.py"
+WORKDIR = "/box"
+#: Seconds allowed beyond the program's time limit for the sandbox and interpreter to start.
+STARTUP_GRACE_SECONDS = 10.0
+DETAIL_CHARS = 600
+_SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "HOME": WORKDIR,
+    "TMPDIR": "/tmp",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+class SandboxUnavailable(InputError):
+    """The machine cannot give the sandbox its isolation; the message is one line saying why and
+    how to opt into the weaker ``process`` backend."""
+
+
+def _default_backend() -> str:
+    return os.environ.get(BACKEND_ENV, "auto")
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Limits of one program run. Times are wall-clock seconds; sizes are per process."""
+
+    test_timeout: float = 5.0  # per test (PRIME's checker: 5 s)
+    program_timeout: float = 60.0  # all tests of one program together
+    memory_mb: int = 1024  # address space of each process
+    stack_mb: int = 256
+    max_processes: int = 8  # processes and threads in one sandbox (memory bound: this x memory_mb)
+    max_open_files: int = 64
+    max_file_mb: int = 16  # largest file a program may write
+    disk_mb: int = 64  # size of each of the working directory, /tmp and /dev/shm
+    max_output_kb: int = 2048  # captured stdout of one test
+    backend: str = field(default_factory=_default_backend)
+    python: str | None = None  # interpreter that runs the programs (default: this one)
+    stop_on_failure: bool = False  # stop a program at its first failing test
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"code sandbox backend must be one of {', '.join(BACKENDS)}; got '{self.backend}'")
+        for name in ("test_timeout", "program_timeout", "memory_mb", "stack_mb", "max_processes",
+                     "max_open_files", "max_file_mb", "disk_mb", "max_output_kb"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"code sandbox setting {name} must be > 0; got {getattr(self, name)}")
+        if self.stack_mb >= self.memory_mb:
+            raise ValueError("code sandbox stack_mb must be below memory_mb")
+
+    def limits(self, pid_namespace: bool) -> dict[str, Any]:
+        mib = 1 << 20
+        return {"test_timeout": self.test_timeout, "program_timeout": self.program_timeout,
+                "memory_bytes": self.memory_mb * mib, "stack_bytes": self.stack_mb * mib,
+                "max_processes": self.max_processes, "max_open_files": self.max_open_files,
+                "max_file_bytes": self.max_file_mb * mib, "max_output_bytes": self.max_output_kb * 1024,
+                "pid_namespace": pid_namespace}
+
+
+# ------------------------------------------------------------------------------------------------
+# launching
+
+
+@functools.lru_cache(maxsize=8)
+def _python_dirs(python: str) -> tuple[str, ...]:
+    """Folders the interpreter needs (its prefixes and real location), outside /usr."""
+    if python == sys.executable:
+        candidates = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
+    else:
+        out = subprocess.run([python, "-I", "-c", "import sys; print(sys.prefix, sys.base_prefix, "
+                              "sys.exec_prefix, sys.base_exec_prefix, sep='\\n')"],
+                             capture_output=True, text=True, timeout=30, check=True)
+        candidates = out.stdout.split()
+    candidates.append(str(Path(os.path.realpath(python)).parent))
+    dirs: list[str] = []
+    for path in sorted({os.path.realpath(p) for p in candidates}, key=len):
+        if not path.startswith("/usr/") and not any(path == d or path.startswith(d + "/") for d in dirs):
+            dirs.append(path)
+    return tuple(dirs)
+
+
+def _bwrap_command(settings: SandboxSettings) -> list[str]:
+    python = settings.python or sys.executable
+    root = os.geteuid() == 0
+    disk = str(settings.disk_mb << 20)
+    command = ["bwrap", "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try", "--new-session", "--hostname", "sandbox", "--as-pid-1"]
+    # --as-pid-1: the harness is the namespace's init, which its programs cannot signal at all, and
+    # whose end kills everything in the namespace at once.
+    # No --die-with-parent: its signal fires when the *thread* that started bwrap ends, and pool
+    # threads end while their sandboxes stay in use. A sandbox whose verifier dies sees its stdin
+    # close and exits after the program it is running (bounded by the time limits).
+    if not root:
+        command.append("--unshare-user")
+    command += ["--ro-bind", "/usr", "/usr"]
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):
+            command += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            command += ["--ro-bind", path, path]
+    command += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    made: set[str] = set()
+    for path in _python_dirs(python):
+        # parents made traversable (e.g. /root), so that the harness can still import after it
+        # has become nobody
+        for parent in reversed(Path(path).parents[:-1]):
+            if str(parent) not in made:
+                made.add(str(parent))
+                command += ["--perms", "0755", "--dir", str(parent)]
+        command += ["--ro-bind", path, path]
+    command += ["--ro-bind", str(HARNESS), SANDBOX_HARNESS,
+                "--proc", "/proc", "--dev", "/dev",
+                "--perms", "1777", "--size", disk, "--tmpfs", "/dev/shm",
+                "--perms", "1777", "--size", disk, "--tmpfs", "/tmp",
+                "--perms", "0777", "--size", disk, "--tmpfs", WORKDIR,
+                "--chdir", WORKDIR, "--clearenv"]
+    for key, value in _ENVIRONMENT.items():
+        command += ["--setenv", key, value]
+    command += ["--cap-drop", "ALL"]
+    if root:  # the harness needs these two to become nobody; it drops them at once
+        command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return command + [python, "-I", SANDBOX_HARNESS]
+
+
+@functools.lru_cache(maxsize=8)
+def _bwrap_problem(settings_key: tuple) -> str | None:
+    """Why the bwrap sandbox cannot start here (None if it can): a real start of the interpreter."""
+    settings = SandboxSettings(**dict(settings_key))
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    command = _bwrap_command(settings)[:-2] + ["-I", "-c", "pass"]
+    try:
+        probe = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"bwrap did not start ({error})"
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+        return f"bwrap cannot create the sandbox ({reason[:200]})"
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _process_problem(python: str) -> str | None:
+    """Why the process backend cannot run programs here: as root it runs them as nobody, who must be
+    able to start the interpreter and read the harness."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        probe = subprocess.run([python, "-I", str(HARNESS), "--probe"], capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL, user=NOBODY, group=NOBODY, extra_groups=[], cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"{python} cannot be started as nobody ({error})"
+    if probe.returncode != 0:
+        return (f"{python} or the harness cannot be read by nobody, who runs the programs when the verifier is "
+                f"root; set python to an interpreter every user can read (e.g. /usr/bin/python3)")
+    return None
+
+
+def _settings_key(settings: SandboxSettings) -> tuple:
+    return tuple(sorted(asdict(settings).items()))
+
+
+def check_sandbox(settings: SandboxSettings | None = None) -> str:
+    """The backend that ``settings`` will use; raises :class:`SandboxUnavailable` (one line) when
+    namespaces are missing and the weaker ``process`` backend was not chosen."""
+    settings = settings or SandboxSettings()
+    if settings.backend == "process":
+        problem = _process_problem(settings.python or sys.executable)
+        if problem is not None:
+            raise SandboxUnavailable(f"code sandbox (process backend) unavailable: {problem}")
+        return "process"
+    problem = _bwrap_problem(_settings_key(settings))
+    if problem is None:
+        return "bwrap"
+    raise SandboxUnavailable(
+        f"code sandbox unavailable: {problem}; install bubblewrap (apt-get install bubblewrap) on a "
+        f"machine with user or pid/net namespaces, or accept the weaker sandbox without network and "
+        f"filesystem isolation with {BACKEND_ENV}=process (see README, Code)")
+
+
+class Sandbox:
+    """One sandbox process that runs suites one after another.
+
+    Starting namespaces and an interpreter costs tens of milliseconds, forking a child of the
+    ready harness well under one, so a sandbox is reused for up to ``MAX_PROGRAMS`` programs as
+    long as each run ends cleanly (the harness reported the end and emptied its scratch folders);
+    anything else (deadline, garbled or oversized report, a dead harness) retires it. With
+    ``stop_on_failure`` the verifier asks the harness to skip the remaining tests once one fails. Every program still gets a fresh process tree and working directory.
+    """
+
+    MAX_PROGRAMS = 200
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.backend = check_sandbox(settings)
+        self.workdir: str | None = None
+        self.stderr = b""
+        self.programs = 0
+        self.reusable = True
+        self._buffer = b""
+        limits = settings.limits(pid_namespace=self.backend == "bwrap")
+        if self.backend == "bwrap":
+            command, cwd, env = _bwrap_command(settings), None, {}
+            limits["scratch"] = [WORKDIR, "/tmp", "/dev/shm"]
+        else:
+            python = settings.python or sys.executable
+            command, env = [python, "-I", str(HARNESS)], dict(_ENVIRONMENT)
+            self.workdir = cwd = tempfile.mkdtemp(prefix="primekit-code-")
+            env["HOME"] = env["TMPDIR"] = cwd
+            if os.geteuid() == 0:
+                os.chown(cwd, NOBODY, NOBODY)
+            limits["scratch"] = [cwd]
+        self.limits = limits
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        cwd=cwd, env=env, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def _send(self, payload: dict[str, Any]) -> None:
+        self.process.stdin.write(json.dumps(payload).encode() + b"\n")
+        self.process.stdin.flush()
+
+    def _send_stop(self) -> None:
+        self.process.stdin.write(b"stop\n")
+        self.process.stdin.flush()
+
+    def _events(self, deadline: float, max_bytes: int):
+        """Parsed event lines of the current suite until its end, the deadline, or too much output."""
+        poller = select.poll()
+        streams = {self.process.stdout.fileno(): "out", self.process.stderr.fileno(): "err"}
+        for fd in streams:
+            poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        total = 0
+        while True:
+            while b"\n" in self._buffer:
+                line, _, self._buffer = self._buffer.partition(b"\n")
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    yield {"event": "garbled"}
+                    return
+                yield event
+                if event.get("event") == "end":
+                    return
+            if not streams:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                yield {"event": "deadline"}
+                return
+            for fd, _ in poller.poll(remaining * 1000):
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    poller.unregister(fd)
+                    del streams[fd]
+                    continue
+                total += len(chunk)
+                if total > max_bytes:
+                    yield {"event": "too_much_output"}
+                    return
+                if streams[fd] == "err":
+                    self.stderr = (self.stderr + chunk)[-4096:]
+                else:
+                    self._buffer += chunk
+
+    def run(self, suite: TestSuite) -> Verdict:
+        """Run and judge ``suite`` (see the module docstring)."""
+        settings = self.settings
+        started = time.monotonic()
+        if not suite.tests:
+            return Verdict(error="no tests to run")
+        if not suite.program.strip():
+            return Verdict(error="no program to run (empty response or no code block)")
+        tokens = [secrets.token_hex(16) for _ in suite.tests]
+        self.programs += 1
+        judge = _Judge(suite, tokens)
+        sandbox_error: str | None = None
+        ended = stopping = False
+        try:
+            self._send({"mode": suite.mode, "program": suite.program, "tests": list(suite.tests), "tokens": tokens,
+                        "fn_name": suite.fn_name, "solution_class": suite.solution_class, "limits": self.limits})
+        except OSError:
+            sandbox_error = "the sandbox stopped before the program was sent"
+        else:
+            deadline = started + settings.program_timeout + STARTUP_GRACE_SECONDS
+            per_test_bytes = 8 * settings.max_output_kb * 1024 + (64 << 10)
+            for event in self._events(deadline, len(suite.tests) * per_test_bytes + (1 << 20)):
+                kind = event.get("event")
+                if kind == "deadline":
+                    sandbox_error = "the program's time limit ran out"
+                    break
+                if kind in ("too_much_output", "garbled"):
+                    sandbox_error = "the sandbox's report was too long or garbled"
+                    break
+                if kind == "end":
+                    ended = bool(event.get("clean"))
+                    break
+                judge.on_event(event)
+                if settings.stop_on_failure and judge.failed() and not stopping:
+                    stopping = True  # the harness skips the remaining tests and ends the suite
+                    try:
+                        self._send_stop()
+                    except OSError:
+                        break
+            else:
+                reason = self.stderr.decode("utf-8", errors="replace").strip().splitlines()
+                sandbox_error = "the sandbox stopped early" + (f" ({reason[-1][:200]})" if reason else "")
+        self.reusable = ended and self.programs < self.MAX_PROGRAMS
+        return judge.verdict(time.monotonic() - started, sandbox_error)
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.workdir is not None:
+            _remove_tree(self.workdir)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a process-backend working directory, even files a program made read-only."""
+    def make_writable(function, target, _):
+        try:
+            os.chmod(os.path.dirname(target), 0o777)
+            os.chmod(target, 0o777)
+        except OSError:
+            pass
+        function(target)
+
+    shutil.rmtree(path, onerror=make_writable)
+
+
+# ------------------------------------------------------------------------------------------------
+# judging
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS // 2] + " ... " + text[-DETAIL_CHARS // 2:]
+
+
+class _Judge:
+    """Turns harness events into per-test results for one suite."""
+
+    def __init__(self, suite: TestSuite, tokens: list[str]) -> None:
+        self.suite = suite
+        self.tokens = tokens
+        self.results: dict[int, TestResult] = {}
+        self.records: dict[int, dict[str, Any]] = {}
+        self.error: str | None = None
+
+    def failed(self) -> bool:
+        return self.error is not None or any(not r.passed for r in self.results.values())
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "record":
+            self._record(event.get("line", ""))
+        elif kind == "child":
+            self._child(event)
+        elif kind == "compile_error":
+            self.error = f"the program does not compile: {event.get('message', '')}"[:DETAIL_CHARS]
+
+    def _record(self, line: str) -> None:
+        try:
+            record = json.loads(line)
+            index = int(record["test"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if 0 <= index < len(self.tokens) and record.get("token") == self.tokens[index]:
+            self.records[index] = record  # only a record carrying the test's own token counts
+
+    def _child(self, event: dict[str, Any]) -> None:
+        tests = [i for i in event.get("tests", []) if isinstance(i, int) and 0 <= i < len(self.tokens)]
+        seconds = float(event.get("seconds", 0.0)) / max(1, len(tests))
+        failure = self._child_failure(event)
+        for position, index in enumerate(tests):
+            if index in self.records:
+                status, detail = self._judge_record(index, self.records[index])
+            elif self.suite.mode == "stdio" and failure is None:
+                status, detail = self._judge_stdout(index, str(event.get("stdout", "")))
+            elif failure is not None and (position == 0 or tests[position - 1] in self.records):
+                status, detail = failure
+            elif failure is None:  # call/script child ended cleanly without reporting this test
+                status, detail = "exited_early", "the program ended before this test finished"
+            else:
+                status, detail = "not_run", "an earlier test of the same script failed"
+            self.results[index] = TestResult(index, status, round(seconds, 4), _clip(detail))
+            if status == "error" and detail.startswith("program defines no function"):
+                self.error = detail
+
+    def _child_failure(self, event: dict[str, Any]) -> tuple[str, str] | None:
+        stderr = str(event.get("stderr", ""))
+        if event.get("output_limit"):
+            return "output_limit", "printed more than the output limit"
+        if event.get("timeout"):
+            return "timeout", "time limit exceeded"
+        if event.get("signal") is not None:
+            number = int(event["signal"])
+            name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+            cause = " (CPU time limit)" if name in ("SIGXCPU", "SIGKILL") else ""
+            return ("timeout" if name == "SIGXCPU" else "killed"), f"killed by {name}{cause}. {stderr}"
+        code = event.get("exit")
+        if code == 3:
+            return "exited_early", stderr or "the program exited before its test finished"
+        if code not in (0, None):
+            return "error", stderr or f"exit status {code}"
+        return None
+
+    def _judge_record(self, index: int, record: dict[str, Any]) -> tuple[str, str]:
+        if "missing" in record:
+            return "error", f"program defines no function '{record['missing']}'"
+        if self.suite.mode == "script":
+            return "passed", ""
+        value, expected = record.get("value"), self.suite.expected[index]
+        if call_result_matches(value, expected):
+            return "passed", ""
+        return "wrong_answer", f"returned {json.dumps(value)[:200]}, expected {json.dumps(expected)[:200]}"
+
+    def _judge_stdout(self, index: int, stdout: str) -> tuple[str, str]:
+        expected = self.suite.expected[index]
+        if stdout_matches(stdout, expected):
+            return "passed", ""
+        return "wrong_answer", f"printed {stdout[:200]!r}, expected {str(expected)[:200]!r}"
+
+    def verdict(self, seconds: float, sandbox_error: str | None) -> Verdict:
+        tests = tuple(self.results.get(i, TestResult(i, "not_run")) for i in range(len(self.tokens)))
+        error = self.error
+        if error is None and sandbox_error is not None and not self.results:
+            error = sandbox_error
+        return Verdict(tests=tests, error=error, seconds=round(seconds, 4),
+                       extra={"sandbox": sandbox_error} if sandbox_error else {})
+
+
+def run_suite(suite: TestSuite, settings: SandboxSettings | None = None) -> Verdict:
+    """Run ``suite`` in a sandbox of its own and judge every test (see the module docstring)."""
+    sandbox = Sandbox(settings or SandboxSettings())
+    try:
+        return sandbox.run(suite)
+    finally:
+        sandbox.close()
