@@ -177,6 +177,33 @@ def test_models_the_trainer_holds(toy_shape, overrides, expected):
     assert [(m.role, m.trained) for m in models] == expected
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    {"gradient_checkpointing": True},
+    {"gradient_checkpointing": True, "prm_update": "none"},
+    {"beta": 0.01},
+    {"beta": 0.01, "temperature": 0.9},
+    {"process_reward_coef": 0.0},
+], ids=["checkpointed", "frozen-prm", "kl-shared", "kl-separate", "outcome-only"])
+def test_models_match_what_the_trainer_loads(tmp_path, overrides):
+    from rl_support import build_trainer, save_tiny_policy
+
+    policy = save_tiny_policy(tmp_path / "policy")
+    trainer = build_trainer(policy, ["1000", "0110"], tmp_path / "run", **overrides)
+    trainer.train()  # one step: the Trainer creates the policy's optimizer and checkpointing here
+    shapes = {policy: memory.read_model_shape(policy)}
+    planned = {m.role: m for m in memory.model_roles(trainer.args, policy, shapes, gpus=1)}
+    loaded = {"policy": trainer.model, "KL reference": trainer.ref_model, "PRM": trainer.prm,
+              "PRM reference": None if trainer._prm_ref_is_kl_ref else trainer.prm_ref}
+    assert set(planned) == {role for role, model in loaded.items() if model is not None}
+    optimized = {id(p) for optimizer in (trainer.optimizer, trainer.prm_optimizer) if optimizer is not None
+                 for group in optimizer.param_groups for p in group["params"]}
+    for role, model in planned.items():
+        module = trainer.accelerator.unwrap_model(loaded[role])
+        assert model.trained == any(id(p) in optimized for p in module.parameters()), role
+        assert model.checkpointing == bool(getattr(module, "is_gradient_checkpointing", False)), role
+
+
 def _plan(shape: memory.ModelShape, backend: memory.Backend, **overrides) -> memory.MemoryPlan:
     config = PrimeConfig(**CPU, **overrides)
     models = memory.model_roles(config, "toy", {"toy": shape}, backend.gpus)
@@ -211,39 +238,43 @@ def test_peak_is_the_largest_phase_and_gradients_do_not_coexist(toy_shape):
 # ----------------------------------------------------------------------------------------------
 # the command
 
-def _plan_7b(qwen_7b: str, backend: str, *extra: str) -> memory.MemoryPlan:
-    from primekit.rl.commands import parse_train_args
+def _plan_7b(qwen_7b: str, *options: str) -> memory.MemoryPlan:
+    from primekit.rl.commands import parse_plan_args
 
-    run, config = parse_train_args(["--config", str(RECIPE_7B), "--model", qwen_7b, "--use_cpu", "true", *extra])[:2]
-    return memory.plan_run(config, run.model, memory.backend_from_name(backend, 8), 80 * memory.GIB, 1024, on_gpu=True)
+    run, config, plan_options, on_gpu = parse_plan_args(["--config", str(RECIPE_7B), *_local_7b(qwen_7b), *options])
+    shapes = memory.read_shapes(config, run.model)
+    return memory.plan_run(config, run.model, memory.plan_backend(plan_options), plan_options.gpu_memory_gb * memory.GIB,
+                           memory.prompt_cap(config), on_gpu, shapes)
 
 
-def test_shipped_7b_recipe_fits_8x80gb_sharded_and_not_with_ddp(qwen_7b, capsys):
-    common = ["plan", "--config", str(RECIPE_7B), "--model", qwen_7b, "--gpus", "8", "--gpu_memory_gb", "80",
-              "--prompt_length", "1024"]
+def _local_7b(qwen_7b: str) -> list[str]:
+    """The recipe's policy, PRM and PRM reference (all Eurus-2-7B-SFT) as the local 7B config.json."""
+    return ["--model", qwen_7b, "--prm_model_name_or_path", qwen_7b, "--prm_ref_model_name_or_path", qwen_7b]
+
+
+def test_shipped_7b_recipe_fits_8x80gb_with_fsdp2_offload_and_not_with_ddp(qwen_7b, capsys):
+    # the recipe as shipped: the official run's batch (1024 responses per rollout, 1 per GPU and
+    # micro-step), prompt cap 1024 + 3072, checkpointing, fp32 master / bf16 compute, vLLM at 0.7
+    common = ["plan", "--config", str(RECIPE_7B), *_local_7b(qwen_7b), "--gpus", "8", "--gpu_memory_gb", "80"]
     assert dispatch("prime-rl", [*common, "--backend", "ddp"]) == 1
     assert "DOES NOT FIT" in capsys.readouterr().out
     assert dispatch("prime-rl", [*common, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml")]) == 0
     out = capsys.readouterr().out
     assert "FITS" in out and "CPU memory of the offloaded states" in out
-    assert _plan_7b(qwen_7b, "fsdp2_offload").margin >= 0.10
-    assert not _plan_7b(qwen_7b, "ddp").fits
-
-
-def test_official_7b_settings_fit_sharded_with_offload(qwen_7b):
-    # DESIGN's table: 256 prompts x 4 = 1024 responses per rollout, policy mini-batch 256 (4 updates of
-    # 4 micro-batches of 8 per GPU), prompt 1024 + response 3072, gradient checkpointing, bf16 compute
-    # on fp32 master weights, vLLM colocated at the official 0.7 and asleep outside generation
-    official = ["--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "4",
-                "--steps_per_generation", "16", "--oversample_factor", "1", "--max_completion_length", "3072",
-                "--gradient_checkpointing", "true", "--bf16", "true", "--model_init_kwargs", '{"dtype": "float32"}',
-                "--use_vllm", "true", "--vllm_mode", "colocate", "--vllm_gpu_memory_utilization", "0.7",
-                "--vllm_enable_sleep_mode", "true", "--prm_micro_batch_size", "8", "--beta", "0"]
-    offload = _plan_7b(qwen_7b, "fsdp2_offload", *official)
-    assert offload.fits and offload.margin >= 0.10
-    assert offload.workload.generation_rows == 128 and offload.precision.trained == 4
-    ddp = _plan_7b(qwen_7b, "ddp", *official)
+    offload = _plan_7b(qwen_7b, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
+    assert offload.fits and offload.margin >= 0.10 and offload.backend.gpus == 8
+    assert (offload.precision.trained, offload.workload.sequence, offload.workload.generation_rows) == (4, 4096, 128)
+    ddp = _plan_7b(qwen_7b, "--backend", "ddp", "--gpus", "8")
     assert not ddp.fits and ddp.largest.kind in ("weights", "optimizer", "DDP buckets", "autocast weight copies")
+
+
+def test_fsdp2_without_offload_fits_when_vllm_leaves_room(qwen_7b):
+    # without offload the sharded states stay on the GPU while vLLM wakes up for generation
+    fsdp = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8")
+    resident = sum(item.device for item in fsdp.items if item.phases == memory.RESIDENT)
+    assert fsdp.peak_phase == "generation" and fsdp.peak == pytest.approx(resident + 0.7 * 80 * memory.GIB)
+    smaller = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8", "--vllm_gpu_memory_utilization", "0.5")
+    assert smaller.fits and smaller.margin >= 0.10
 
 
 @pytest.mark.slow

@@ -75,8 +75,8 @@ class RunArguments:
 
 
 def parse_train_args(argv: Sequence[str], *extra: type, prog: str = "prime-rl train",
-                     description: str = "PRIME online RL with implicit process rewards (TRL GRPOTrainer)"
-                     ) -> tuple[Any, ...]:
+                     description: str = "PRIME online RL with implicit process rewards (TRL GRPOTrainer)",
+                     config_class: type[PrimeConfig] = PrimeConfig) -> tuple[Any, ...]:
     """Options of ``prime-rl train`` (then those of the ``extra`` dataclasses); without ``--config``
     the toy recipe sets the defaults."""
     args = list(argv)
@@ -84,7 +84,7 @@ def parse_train_args(argv: Sequence[str], *extra: type, prog: str = "prime-rl tr
         if not DEFAULT_RECIPE.is_file():
             raise InputError("no --config given and the default toy recipe is missing", path=DEFAULT_RECIPE)
         args = ["--config", str(DEFAULT_RECIPE), *args]
-    classes = [RunArguments, PrimeConfig, *extra]
+    classes = [RunArguments, config_class, *extra]
     return parse_config(classes, args, prog=prog, description=description)[:len(classes)]
 
 
@@ -142,6 +142,7 @@ def train(argv: Sequence[str]) -> int:
     from primekit.models import load_tokenizer, resolve_model_name
     from primekit.rl.data import PromptFormat, load_prompt_dataset
     from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
+    from primekit.rl.plan import check_before_training
     from primekit.rl.trainer import PRM_DIR, PrimeTrainer
 
     prompt_format = PromptFormat(run.prompt_template, run.chat, run.system_prompt)
@@ -149,8 +150,6 @@ def train(argv: Sequence[str]) -> int:
                                   prompt_format=prompt_format, split=run.dataset_split, limit=run.max_train_prompts)
     model_path = resolve_model_name(run.model)
     tokenizer = load_tokenizer(model_path)
-    from primekit.rl.plan import check_before_training
-
     check_before_training(config, model_path, dataset["prompt"], tokenizer, strict=run.strict_memory)
     heldout = _heldout(run, tokenizer)
     callbacks = []
@@ -183,6 +182,22 @@ def train(argv: Sequence[str]) -> int:
     return 0
 
 
+def parse_plan_args(argv: Sequence[str]) -> tuple[RunArguments, PrimeConfig, Any, bool]:
+    """``prime-rl plan``'s options: those of ``prime-rl train``, read as they would be on the planned
+    number of processes, plus :class:`~primekit.rl.plan.PlanArguments`; and whether the run is
+    for GPUs (False when the recipe sets ``use_cpu``)."""
+    from primekit.rl.plan import PlanArguments, config_class_for, planned_processes
+
+    settings = dict(prog="prime-rl plan", description=_PLAN_HELP, config_class=config_class_for(planned_processes(argv)))
+    try:
+        run, config, options = parse_train_args(argv, PlanArguments, **settings)
+        return run, config, options, not config.use_cpu
+    except InputError:
+        # a GPU recipe (bf16, no use_cpu) does not parse on a machine without one; plan it all the same
+        run, config, options = parse_train_args([*argv, "--use_cpu", "true"], PlanArguments, **settings)
+        return run, config, options, True
+
+
 def plan(argv: Sequence[str]) -> int:
     """``prime-rl plan``: the memory of a ``prime-rl train`` run per GPU, and whether it fits.
 
@@ -191,16 +206,9 @@ def plan(argv: Sequence[str]) -> int:
     models' config.json. Exit status 0 when the run fits, 1 when it does not.
     """
     from primekit.models import load_tokenizer, resolve_model_name
-    from primekit.rl.plan import GIB, PlanArguments, plan_backend, plan_run, prompt_cap, read_shapes, render_plan
+    from primekit.rl.plan import GIB, plan_backend, plan_run, prompt_cap, read_shapes, render_plan
 
-    on_gpu = True
-    try:
-        run, config, options = parse_train_args(argv, PlanArguments, prog="prime-rl plan", description=_PLAN_HELP)
-        on_gpu = not config.use_cpu
-    except InputError:
-        # a GPU recipe (bf16, no use_cpu) does not parse on a machine without one; plan it all the same
-        run, config, options = parse_train_args([*argv, "--use_cpu", "true"], PlanArguments, prog="prime-rl plan",
-                                                description=_PLAN_HELP)
+    run, config, options, on_gpu = parse_plan_args(argv)
     backend = plan_backend(options)
     model_path = resolve_model_name(run.model)
     shapes = read_shapes(config, model_path)

@@ -548,7 +548,8 @@ def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus
     if config.uses_prm:
         trained = config.prm_update != "none"
         prm_id = config.prm_model_name_or_path or policy
-        per_process = (config.prm_mini_batch_size or config.trained_batch_size * gpus) // gpus
+        trained_per_process = config.per_device_train_batch_size * config.steps_per_generation
+        per_process = config.prm_mini_batch_size // gpus if config.prm_mini_batch_size else trained_per_process
         models.append(PlannedModel("PRM", shapes[prm_id], trained, prm_rows,
                                    trained and bool(config.gradient_checkpointing),
                                    per_process > prm_rows, False))
@@ -661,14 +662,15 @@ def _frozen_items(model: PlannedModel, backend: Backend, precision: Precision) -
     return items
 
 
-def gathered_layers_bytes(shape: ModelShape, precision: Precision) -> float:
+def gathered_layers_bytes(shape: ModelShape, precision: Precision, backward: bool = True) -> float:
     """What FSDP2 (accelerate's ``fsdp2_prepare_model``: one unit per decoder layer, the embedding
-    and the final norm + LM head as units of their own) holds unsharded while a model computes: the
-    current layer, the prefetched next one and one layer's unsharded gradient before its
-    reduce-scatter, plus the LM head (kept gathered from forward to backward) with its gradient and
-    the embedding when it is not tied, all in the compute dtype."""
-    heads = 2 * shape.head_parameters + (0 if shape.tied_embeddings else shape.head_parameters)
-    return (3 * shape.layer_parameters + heads) * precision.compute
+    and the final norm + LM head as units of their own) holds unsharded while a model computes, in
+    the compute dtype: the current layer and the prefetched next one, the LM head (its unit stays
+    gathered from the end of the forward to its backward) and, in a backward, the unsharded
+    gradients of one layer and of the head before their reduce-scatter. The embedding unit is
+    gathered only at the start of the forward and the end of the backward, when the head is not."""
+    layers, heads = (3, 2) if backward else (2, 1)
+    return (layers * shape.layer_parameters + heads * shape.head_parameters) * precision.compute
 
 
 def _scoring_items(models: Sequence[PlannedModel], backend: Backend, precision: Precision,
@@ -701,7 +703,7 @@ def _unsharded_in_forward(model: PlannedModel, precision: Precision) -> float:
     the policy, the PRM and the PRM reference get, wraps each decoder layer."""
     if model.role == "KL reference":
         return model.shape.parameters * precision.compute
-    return gathered_layers_bytes(model.shape, precision)
+    return gathered_layers_bytes(model.shape, precision, backward=False)
 
 
 def _generation_items(policy: PlannedModel, precision: Precision, workload: Workload,
@@ -842,6 +844,40 @@ def environment_capacity(on_gpu: bool, processes_per_node: int) -> float:
     import psutil
 
     return psutil.virtual_memory().total / max(processes_per_node, 1)
+
+
+def planned_processes(argv: Sequence[str]) -> int:
+    """The process count a ``prime-rl plan`` command line plans for (``--gpus``, else the
+    ``--accelerate_config``'s), read before the recipe is parsed; 1 when neither says (a bad
+    value is reported by the full parse)."""
+    import argparse
+
+    reader = argparse.ArgumentParser(add_help=False)
+    reader.add_argument("--gpus", type=int)
+    reader.add_argument("--accelerate_config")
+    known, _ = reader.parse_known_args(list(argv))
+    if known.gpus and known.gpus > 0:
+        return known.gpus
+    if known.accelerate_config:
+        try:
+            return backend_from_accelerate_config(known.accelerate_config).gpus
+        except InputError:
+            return 1
+    return 1
+
+
+def config_class_for(processes: int) -> type:
+    """``PrimeConfig`` as it parses on ``processes`` processes. TrainingArguments takes the world
+    size from the running process group, which a plan made in one process for eight GPUs does not
+    have, and the batch checks (``prm_mini_batch_size`` against the trained batch) depend on it."""
+    from primekit.rl.config import PrimeConfig
+
+    class PlannedPrimeConfig(PrimeConfig):
+        @property
+        def world_size(self) -> int:
+            return processes
+
+    return PlannedPrimeConfig
 
 
 def plan_backend(options: PlanArguments) -> Backend:
