@@ -162,18 +162,21 @@ def fsdp2_on_cpu() -> tuple[dict, object]:
     return FSDP2_SETTINGS, force_fsdp_on_cpu
 
 
-def measure(case: Case, model_dir: str, scratch: Path) -> dict:
-    out = scratch / case.name
-    out.mkdir(parents=True, exist_ok=True)
-    argv = common_options(model_dir, str(out / "run")) + list(case.overrides)
+def case_options(case: Case, model_dir: str, output_dir: str) -> list[str]:
+    """The `prime-rl train` options of a case (the plan is asked about the same ones)."""
+    argv = common_options(model_dir, output_dir) + list(case.overrides)
     # every response runs to the length cap, the worst case the plan is made for
     length = argv[len(argv) - 1 - argv[::-1].index("--max_completion_length") + 1]
-    argv += ["--generation_kwargs", json.dumps({"min_new_tokens": int(length)})]
+    return argv + ["--generation_kwargs", json.dumps({"min_new_tokens": int(length)})]
+
+
+def measure(case: Case, model_dir: str, scratch: Path) -> dict:
+    """Run the case; its peak (bytes, the largest over its processes) and wall time, or an error."""
+    out = scratch / case.name
+    out.mkdir(parents=True, exist_ok=True)
+    argv = case_options(case, model_dir, str(out / "run"))
     if case.backend == "fsdp2":
-        try:
-            settings, _ = fsdp2_on_cpu()
-        except ImportError:
-            return {"case": case, "error": "the FSDP2 CPU shim (tests/rl_distributed_worker.py) is not here"}
+        settings, _ = fsdp2_on_cpu()
         argv += ["--fsdp", settings["fsdp"], "--fsdp_config", json.dumps(settings["fsdp_config"])]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "OMP_NUM_THREADS": str(2 // case.processes),
            "PYTHONPATH": str(REPO)}
@@ -184,44 +187,34 @@ def measure(case: Case, model_dir: str, scratch: Path) -> dict:
     command = [*launcher, __file__, "--worker", str(out), "--", *argv]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:
-        return {"case": case, "error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
     ranks = [json.loads(path.read_text()) for path in sorted(out.glob("rank*.json"))]
     ran_as = ranks[0]["distributed_type"]
     if case.backend == "fsdp2" and ran_as != "FSDP":
-        return {"case": case, "error": f"ran as {ran_as}, not FSDP (the CPU shim flips multi-process runs only)"}
-    measured = max(r["peak_rss"] - r["baseline_rss"] for r in ranks)
-    return {"case": case, "measured": measured, "seconds": max(r["seconds"] for r in ranks), "argv": argv}
+        return {"error": f"ran as {ran_as}, not FSDP (the CPU shim turns multi-process CPU runs into FSDP only)"}
+    return {"measured": max(r["peak_rss"] - r["baseline_rss"] for r in ranks),
+            "seconds": max(r["seconds"] for r in ranks)}
 
 
-def planned(case: Case, argv: list[str]):
-    from primekit.rl.commands import parse_train_args
-    from primekit.rl.plan import backend_from_name, plan_run
+def planned(case: Case, model_dir: str):
+    from primekit.rl.commands import plan_from_args
 
-    run, config = parse_train_args(argv)[:2]
-    from primekit.models import load_tokenizer
-    from primekit.rl.data import load_prompt_dataset
-    from primekit.rl.plan import longest_prompt_tokens
-
-    prompts = load_prompt_dataset(run.dataset, limit=1000)["prompt"]
-    prompt_tokens = longest_prompt_tokens(prompts, load_tokenizer(run.model))
-    backend = backend_from_name(case.backend, case.processes)
-    return plan_run(config, run.model, backend, capacity=64 * GIB, prompt_tokens=prompt_tokens, on_gpu=False)
+    argv = case_options(case, model_dir, "unused")
+    return plan_from_args([*argv, "--backend", case.backend, "--gpus", str(case.processes)])[0]
 
 
 # ----------------------------------------------------------------------------------------------
 # part 2: the 7B plan
 
 def seven_b_plans(folder: Path) -> list[tuple[str, object]]:
-    from primekit.rl.commands import parse_train_args
-    from primekit.rl.plan import GIB as PLAN_GIB, backend_from_name, plan_run, prompt_cap
+    from primekit.rl.commands import plan_from_args
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
                                                     **QWEN25_MATH_7B}))
-    argv = ["--config", str(REPO / "recipes" / "eurus_2_7b_prime.yaml"), "--model", str(folder), "--use_cpu", "true"]
-    run, config = parse_train_args(argv)[:2]
-    prompt_tokens = prompt_cap(config) or 1024
-    return [(name, plan_run(config, run.model, backend_from_name(name, 8), 80 * PLAN_GIB, prompt_tokens, on_gpu=True))
+    models = ["--model", str(folder), "--prm_model_name_or_path", str(folder), "--prm_ref_model_name_or_path", str(folder)]
+    return [(name, plan_from_args(["--config", str(REPO / "recipes" / "eurus_2_7b_prime.yaml"), *models,
+                                   "--backend", name, "--gpus", "8", "--gpu_memory_gb", "80"])[0])
             for name in ("ddp", "fsdp2", "fsdp2_offload")]
 
 
@@ -280,24 +273,24 @@ def main() -> None:
     if args.worker:
         worker(args.worker, rest[1:] if rest[:1] == ["--"] else rest)
         return
-    cases = [case for case in CASES if args.cases is None or case.name in args.cases]
-    from primekit.io import atomic_write_text
+    from primekit.io import atomic_write_json, atomic_write_text
 
-    rows = []
+    # measurements are kept per case, so that the cases can be run in several sittings
+    store = RESULTS / "memory_plan.json"
+    measured = json.loads(store.read_text()) if store.exists() else {}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         model_dir = save_toy_sized_model(scratch / "model")
-        for case in cases:
-            row = measure(case, model_dir, scratch)
+        for case in CASES:
+            if args.cases is None or case.name in args.cases:
+                measured[case.name] = measure(case, model_dir, scratch)
+                atomic_write_json(store, measured)
+                print(case.name, measured[case.name], flush=True)
+        rows = [{"case": case, **measured[case.name]} for case in CASES if case.name in measured]
+        for row in rows:
             if "error" not in row:
-                row["plan"] = planned(case, row["argv"])
-                print(f"{case.name}: planned {_gib(row['plan'].peak)} GiB, measured {_gib(row['measured'])} GiB "
-                      f"({row['measured'] / row['plan'].peak:.2f})", flush=True)
-            else:
-                print(f"{case.name}: {row['error']}", flush=True)
-            rows.append(row)
+                row["plan"] = planned(row["case"], model_dir)
         plans = seven_b_plans(scratch / "qwen2.5-math-7b")
-    RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "memory_plan.md", report(rows, plans))
 
 

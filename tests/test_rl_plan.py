@@ -239,12 +239,9 @@ def test_peak_is_the_largest_phase_and_gradients_do_not_coexist(toy_shape):
 # the command
 
 def _plan_7b(qwen_7b: str, *options: str) -> memory.MemoryPlan:
-    from primekit.rl.commands import parse_plan_args
+    from primekit.rl.commands import plan_from_args
 
-    run, config, plan_options, on_gpu = parse_plan_args(["--config", str(RECIPE_7B), *_local_7b(qwen_7b), *options])
-    shapes = memory.read_shapes(config, run.model)
-    return memory.plan_run(config, run.model, memory.plan_backend(plan_options), plan_options.gpu_memory_gb * memory.GIB,
-                           memory.prompt_cap(config), on_gpu, shapes)
+    return plan_from_args(["--config", str(RECIPE_7B), *_local_7b(qwen_7b), *options])[0]
 
 
 def _local_7b(qwen_7b: str) -> list[str]:

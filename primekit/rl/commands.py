@@ -198,15 +198,10 @@ def parse_plan_args(argv: Sequence[str]) -> tuple[RunArguments, PrimeConfig, Any
         return run, config, options, True
 
 
-def plan(argv: Sequence[str]) -> int:
-    """``prime-rl plan``: the memory of a ``prime-rl train`` run per GPU, and whether it fits.
-
-    Takes the options of ``prime-rl train`` (same recipe, same overrides) plus where the run goes
-    (``--gpus``, ``--gpu_memory_gb``, ``--backend`` or ``--accelerate_config``). Reads only the
-    models' config.json. Exit status 0 when the run fits, 1 when it does not.
-    """
+def plan_from_args(argv: Sequence[str]) -> tuple[Any, str]:
+    """The memory plan that ``prime-rl plan`` prints for ``argv``, and its title."""
     from primekit.models import load_tokenizer, resolve_model_name
-    from primekit.rl.plan import GIB, plan_backend, plan_run, prompt_cap, read_shapes, render_plan
+    from primekit.rl.plan import GIB, plan_backend, plan_run, prompt_cap, read_shapes
 
     run, config, options, on_gpu = parse_plan_args(argv)
     backend = plan_backend(options)
@@ -224,7 +219,20 @@ def plan(argv: Sequence[str]) -> int:
     result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu, shapes)
     where = (f"{backend.gpus} GPU(s) of {options.gpu_memory_gb:g} GiB" if on_gpu
              else f"{backend.gpus} CPU process(es) of {options.gpu_memory_gb:g} GiB")
-    render_plan(result, f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}")
+    return result, f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}"
+
+
+def plan(argv: Sequence[str]) -> int:
+    """``prime-rl plan``: the memory of a ``prime-rl train`` run per GPU, and whether it fits.
+
+    Takes the options of ``prime-rl train`` (same recipe, same overrides) plus where the run goes
+    (``--gpus``, ``--gpu_memory_gb``, ``--backend`` or ``--accelerate_config``). Reads only the
+    models' config.json. Exit status 0 when the run fits, 1 when it does not.
+    """
+    from primekit.rl.plan import render_plan
+
+    result, title = plan_from_args(argv)
+    render_plan(result, title)
     return 0 if result.fits else 1
 
 
