@@ -57,6 +57,9 @@ class RunArguments(ModelArguments):
     heldout_size: int = field(default=1000, metadata=help_text("held-out problems to score"))
     heldout_every_steps: int = field(default=0, metadata=help_text(
         "also score the held-out problems every N optimizer steps (0: only before and after)"))
+    strict_memory: bool = field(default=False, metadata=help_text(
+        "refuse to start when the memory plan (prime-rl plan) says the run does not fit its GPUs; "
+        "without it that is a warning"))
 
     def __post_init__(self) -> None:
         if self.heldout_size < 1:
@@ -71,16 +74,18 @@ class RunArguments(ModelArguments):
             self.heldout = None
 
 
-def parse_train_args(argv: Sequence[str]) -> tuple[RunArguments, PrimeConfig]:
-    """Options of ``prime-rl train``; without ``--config`` the toy recipe sets the defaults."""
+def parse_train_args(argv: Sequence[str], *extra: type, prog: str = "prime-rl train",
+                     description: str = "PRIME online RL with implicit process rewards (TRL GRPOTrainer)",
+                     config_class: type[PrimeConfig] = PrimeConfig) -> tuple[Any, ...]:
+    """Options of ``prime-rl train`` (then those of the ``extra`` dataclasses); without ``--config``
+    the toy recipe sets the defaults."""
     args = list(argv)
     if "--config" not in args and not {"-h", "--help"} & set(args):
         if not DEFAULT_RECIPE.is_file():
             raise InputError("no --config given and the default toy recipe is missing", path=DEFAULT_RECIPE)
         args = ["--config", str(DEFAULT_RECIPE), *args]
-    run, config, *_ = parse_config([RunArguments, PrimeConfig], args, prog="prime-rl train",
-                                   description="PRIME online RL with implicit process rewards (TRL GRPOTrainer)")
-    return run, config
+    classes = [RunArguments, config_class, *extra]
+    return parse_config(classes, args, prog=prog, description=description)[:len(classes)]
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -131,12 +136,13 @@ def _variant(config: PrimeConfig) -> str:
 
 
 def train(argv: Sequence[str]) -> int:
-    run, config = parse_train_args(argv)
+    run, config = parse_train_args(argv)[:2]
     resume = resume_target(config)
 
     from primekit.models import load_tokenizer, resolve_model_name
     from primekit.rl.data import PromptFormat, load_prompt_dataset
     from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
+    from primekit.rl.plan import check_before_training
     from primekit.rl.trainer import PRM_DIR, PrimeTrainer
 
     prompt_format = PromptFormat(run.prompt_template, run.chat, run.system_prompt)
@@ -144,6 +150,7 @@ def train(argv: Sequence[str]) -> int:
                                   prompt_format=prompt_format, split=run.dataset_split, limit=run.max_train_prompts)
     model_path = resolve_model_name(run.model)
     tokenizer = load_tokenizer(model_path)
+    check_before_training(config, model_path, dataset["prompt"], tokenizer, strict=run.strict_memory)
     heldout = _heldout(run, tokenizer)
     callbacks = []
     if heldout is not None:
@@ -173,6 +180,64 @@ def train(argv: Sequence[str]) -> int:
     atomic_write_json(output / "summary.json", summary)
     _print_summary(summary, history, curve, output, config)
     return 0
+
+
+def parse_plan_args(argv: Sequence[str]) -> tuple[RunArguments, PrimeConfig, Any, bool]:
+    """``prime-rl plan``'s options: those of ``prime-rl train``, read as they would be on the planned
+    number of processes, plus :class:`~primekit.rl.plan.PlanArguments`; and whether the run is
+    for GPUs (False when the recipe sets ``use_cpu``)."""
+    from primekit.rl.plan import PlanArguments, config_class_for, planned_processes
+
+    settings = dict(prog="prime-rl plan", description=_PLAN_HELP, config_class=config_class_for(planned_processes(argv)))
+    try:
+        run, config, options = parse_train_args(argv, PlanArguments, **settings)
+        return run, config, options, not config.use_cpu
+    except InputError:
+        # a GPU recipe (bf16, no use_cpu) does not parse on a machine without one; plan it all the same
+        run, config, options = parse_train_args([*argv, "--use_cpu", "true"], PlanArguments, **settings)
+        return run, config, options, True
+
+
+def plan_from_args(argv: Sequence[str]) -> tuple[Any, str]:
+    """The memory plan that ``prime-rl plan`` prints for ``argv``, and its title."""
+    from primekit.models import load_tokenizer, resolve_model_name
+    from primekit.rl.plan import GIB, plan_backend, plan_run, prompt_cap, read_shapes
+
+    run, config, options, on_gpu = parse_plan_args(argv)
+    backend = plan_backend(options)
+    model_path = resolve_model_name(run.model)
+    shapes = read_shapes(config, model_path)
+    prompt_tokens = options.prompt_length or prompt_cap(config)
+    if prompt_tokens is None:
+        from primekit.rl.data import PromptFormat, load_prompt_dataset
+        from primekit.rl.plan import longest_prompt_tokens
+
+        dataset = load_prompt_dataset(run.dataset, prompt_field=run.prompt_field, answer_field=run.answer_field,
+                                      prompt_format=PromptFormat(run.prompt_template, run.chat, run.system_prompt),
+                                      split=run.dataset_split, limit=1000)
+        prompt_tokens = longest_prompt_tokens(dataset["prompt"], load_tokenizer(model_path))
+    result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu, shapes)
+    where = (f"{backend.gpus} GPU(s) of {options.gpu_memory_gb:g} GiB" if on_gpu
+             else f"{backend.gpus} CPU process(es) of {options.gpu_memory_gb:g} GiB")
+    return result, f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}"
+
+
+def plan(argv: Sequence[str]) -> int:
+    """``prime-rl plan``: the memory of a ``prime-rl train`` run per GPU, and whether it fits.
+
+    Takes the options of ``prime-rl train`` (same recipe, same overrides) plus where the run goes
+    (``--gpus``, ``--gpu_memory_gb``, ``--backend`` or ``--accelerate_config``). Reads only the
+    models' config.json. Exit status 0 when the run fits, 1 when it does not.
+    """
+    from primekit.rl.plan import render_plan
+
+    result, title = plan_from_args(argv)
+    render_plan(result, title)
+    return 0 if result.fits else 1
+
+
+_PLAN_HELP = ("memory per GPU of a prime-rl train run (same options) under DDP / FSDP2 / FSDP2 + offload, "
+              "from the models' config.json; exit status 1 when it does not fit")
 
 
 def _print_summary(summary: dict[str, Any], history: list, curve: Path, output: Path, config: PrimeConfig) -> None:

@@ -1,0 +1,348 @@
+"""`prime-rl plan`: parameter counts by hand, activation bytes against what autograd really saves,
+backends from accelerate configs and the launcher's environment, the 7B verdicts, bad inputs as one
+line, and `prime-rl train`'s start-up check (before any weight loads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from primekit import toy
+from primekit.cli import dispatch
+from primekit.errors import InputError
+from primekit.paths import REPO_ROOT
+from primekit.rl import plan as memory
+from primekit.rl.config import PrimeConfig
+from rl_support import write_cli_recipe
+
+ACCELERATE = REPO_ROOT / "recipes" / "accelerate"
+RECIPE_7B = REPO_ROOT / "recipes" / "eurus_2_7b_prime.yaml"
+CPU = {"output_dir": "unused", "use_cpu": True, "bf16": False, "report_to": "none", "per_device_train_batch_size": 8}
+# Qwen2.5-Math-7B's config.json (the architecture of Eurus-2-7B-SFT)
+QWEN25_MATH_7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
+                  "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+                  "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 4096,
+                  "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "dtype": "bfloat16"}
+FP32 = memory.Precision(trained=4, frozen=4, residual=4, compute=4, autocast_copies=False, label="fp32")
+AUTOCAST = memory.Precision(trained=4, frozen=4, residual=4, compute=2, autocast_copies=True, label="autocast")
+BF16 = memory.Precision(trained=4, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
+
+
+@pytest.fixture(scope="module")
+def qwen_7b(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("qwen2.5-math-7b")
+    (folder / "config.json").write_text(json.dumps(QWEN25_MATH_7B))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def toy_shape(tmp_path_factory) -> memory.ModelShape:
+    folder = tmp_path_factory.mktemp("toy-config")
+    toy.tiny_qwen2_config().save_pretrained(folder)
+    return memory.read_model_shape(str(folder))
+
+
+# ----------------------------------------------------------------------------------------------
+# sizes
+
+def test_toy_parameters_by_hand(toy_shape):
+    # h 128, 2 layers, 4 heads = 4 KV heads, MLP 512, vocabulary 26, tied embeddings
+    layer = 3 * (128 * 128 + 128) + 128 * 128 + 3 * 128 * 512 + 2 * 128  # q, k, v (+bias), o, MLP, 2 norms
+    assert toy_shape.layer_parameters == layer == 262_784
+    assert toy_shape.parameters == 2 * layer + 26 * 128 + 128 == 529_024  # + embedding (= head) + final norm
+    assert toy_shape.tied_embeddings and toy_shape.head_parameters == 26 * 128
+
+
+def test_qwen25_math_7b_parameters_by_hand(qwen_7b):
+    shape = memory.read_model_shape(qwen_7b)  # config.json only: there are no weights in the folder
+    kv = 4 * 128
+    layer = (3584 * 3584 + 3584) + 2 * (3584 * kv + kv) + 3584 * 3584 + 3 * 3584 * 18944 + 2 * 3584
+    assert shape.layer_parameters == layer == 233_057_792
+    assert shape.parameters == 28 * layer + 2 * 152064 * 3584 + 3584 == 7_615_616_512
+    assert not shape.tied_embeddings and (shape.kv_width, shape.attention_width) == (512, 3584)
+    assert shape.config_dtype_bytes == 2
+
+
+def _saved_bytes(layers: int, rows: int, sequence: int, precision: memory.Precision, checkpointing: bool) -> int:
+    """Bytes autograd keeps for backward after a forward of a real Qwen2 (each storage counted once,
+    parameters excluded)."""
+    config = Qwen2Config(vocab_size=64, hidden_size=64, num_hidden_layers=layers, num_attention_heads=8,
+                         num_key_value_heads=2, intermediate_size=176, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    if precision is BF16:
+        model = model.to(torch.bfloat16)
+    model.train()
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    ids = torch.randint(0, 64, (rows, sequence))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision is AUTOCAST)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast:
+        model.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return sum(saved.values())
+
+
+@pytest.mark.parametrize("precision", [FP32, AUTOCAST, BF16], ids=lambda p: p.label)
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["saved", "checkpointed"])
+def test_layer_activation_bytes_are_what_autograd_saves(precision, checkpointing):
+    # one layer's bytes per row: differences over layers (1 vs 3) and rows (2 vs 4) cancel what lies
+    # outside the layers and what does not grow with the batch (autocast's cached weight casts)
+    def layer_delta(rows: int) -> int:
+        return (_saved_bytes(3, rows, 32, precision, checkpointing) - _saved_bytes(1, rows, 32, precision, checkpointing)) // 2
+
+    measured = layer_delta(4) - layer_delta(2)  # two more rows of 32 tokens, one layer
+    shape = memory.ModelShape("probe", 0, 0, 64 * 64, False, 1, 64, 176, 8, 2, 8, 64, 4)
+    formula = (memory.checkpointed_layer_bytes if checkpointing else memory.decoder_layer_activation_bytes)
+    assert measured == formula(shape, 2 * 32, precision)
+
+
+def test_kv_cache_and_adamw_by_hand(qwen_7b):
+    shape = memory.read_model_shape(qwen_7b)
+    # 2 rows of 4096 tokens, 28 layers, 4 KV heads x 128, keys and values in bf16: 2 x 28 x 512 x 2 B per token
+    assert memory.kv_cache_bytes(shape, 2, 4096, BF16) == 2 * 4096 * 28 * 512 * 2 * 2
+    assert memory.adamw_state_bytes(shape.parameters, 4) == 8 * 7_615_616_512
+
+
+# ----------------------------------------------------------------------------------------------
+# backends and precision
+
+def test_backends_of_the_shipped_accelerate_configs():
+    fsdp = memory.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_8gpu.yaml"))
+    offload = memory.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
+    ddp = memory.backend_from_accelerate_config(str(ACCELERATE / "multi_gpu_8.yaml"))
+    assert (fsdp.name, fsdp.gpus, fsdp.shards, fsdp.mixed_precision) == ("fsdp2", 8, 8, "bf16")
+    assert (offload.name, offload.shards) == ("fsdp2_offload", 8)
+    assert (ddp.name, ddp.gpus, ddp.shards) == ("ddp", 8, 1)
+    assert memory.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_8gpu.yaml"), gpus=16, nodes=2).gpus_per_node == 8
+
+
+def test_unplanned_accelerate_configs_are_refused_in_one_line(tmp_path):
+    with pytest.raises(InputError, match=r"deepspeed_zero3.yaml:\d+: field 'distributed_type'"):
+        memory.backend_from_accelerate_config(str(ACCELERATE / "deepspeed_zero3.yaml"))
+    fsdp1 = tmp_path / "fsdp1.yaml"
+    fsdp1.write_text("distributed_type: FSDP\nnum_processes: 8\nfsdp_config:\n  fsdp_version: 1\n")
+    with pytest.raises(InputError, match=r"fsdp1.yaml:4: field 'fsdp_config.fsdp_version'"):
+        memory.backend_from_accelerate_config(str(fsdp1))
+
+
+def test_backend_from_the_launchers_environment():
+    fsdp = memory.backend_from_environment({"WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8", "ACCELERATE_USE_FSDP": "true",
+                                            "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"})
+    assert (fsdp.name, fsdp.gpus, fsdp.nodes) == ("fsdp2_offload", 16, 2)
+    assert memory.backend_from_environment({}).name == "ddp"
+    assert memory.backend_from_environment({"ACCELERATE_USE_DEEPSPEED": "true"}) is None
+    assert memory.backend_from_environment({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}) is None
+
+
+def test_precision_follows_trainer_and_accelerate(toy_shape):
+    fsdp, ddp = memory.backend_from_name("fsdp2", 8), memory.backend_from_name("ddp", 8)
+    fp32_load = {**CPU, "bf16": True, "model_init_kwargs": {"dtype": "float32"}}
+    mixed = memory.precision_for(PrimeConfig(**fp32_load), fsdp, toy_shape)
+    assert (mixed.trained, mixed.frozen, mixed.residual, mixed.compute, mixed.autocast_copies) == (4, 4, 2, 2, False)
+    autocast = memory.precision_for(PrimeConfig(**fp32_load), ddp, toy_shape)
+    assert (autocast.trained, autocast.residual, autocast.compute, autocast.autocast_copies) == (4, 4, 2, True)
+    # bf16 weights under DDP: no master copy (the plan says so); accelerate's FSDP2 upcasts them to fp32
+    bf16_load = {**CPU, "bf16": True, "model_init_kwargs": {"dtype": "bfloat16"}}
+    assert memory.precision_for(PrimeConfig(**bf16_load), ddp, toy_shape).trained == 2
+    assert memory.precision_for(PrimeConfig(**bf16_load), fsdp, toy_shape).trained == 4
+    assert memory.precision_for(PrimeConfig(**CPU), ddp, toy_shape).compute == 4  # TRL loads fp32 by default
+
+
+# ----------------------------------------------------------------------------------------------
+# which models, and the totals
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({}, [("policy", True), ("PRM", True), ("PRM reference", False)]),
+    ({"beta": 0.01}, [("policy", True), ("KL reference", False), ("PRM", True)]),  # PRM reference = KL reference
+    ({"beta": 0.01, "temperature": 0.9}, [("policy", True), ("KL reference", False), ("PRM", True),
+                                         ("PRM reference", False)]),
+    ({"prm_update": "none"}, [("policy", True), ("PRM", False), ("PRM reference", False)]),
+    ({"process_reward_coef": 0.0}, [("policy", True)]),
+])
+def test_models_the_trainer_holds(toy_shape, overrides, expected):
+    models = memory.model_roles(PrimeConfig(**CPU, **overrides), "toy", {"toy": toy_shape}, gpus=1)
+    assert [(m.role, m.trained) for m in models] == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    {"gradient_checkpointing": True},
+    {"gradient_checkpointing": True, "prm_update": "none"},
+    {"beta": 0.01},
+    {"beta": 0.01, "temperature": 0.9},
+    {"process_reward_coef": 0.0},
+], ids=["checkpointed", "frozen-prm", "kl-shared", "kl-separate", "outcome-only"])
+def test_models_match_what_the_trainer_loads(tmp_path, overrides):
+    from rl_support import build_trainer, save_tiny_policy
+
+    policy = save_tiny_policy(tmp_path / "policy")
+    trainer = build_trainer(policy, ["1000", "0110"], tmp_path / "run", **overrides)
+    trainer.train()  # one step: the Trainer creates the policy's optimizer and checkpointing here
+    shapes = {policy: memory.read_model_shape(policy)}
+    planned = {m.role: m for m in memory.model_roles(trainer.args, policy, shapes, gpus=1)}
+    loaded = {"policy": trainer.model, "KL reference": trainer.ref_model, "PRM": trainer.prm,
+              "PRM reference": None if trainer._prm_ref_is_kl_ref else trainer.prm_ref}
+    assert set(planned) == {role for role, model in loaded.items() if model is not None}
+    optimized = {id(p) for optimizer in (trainer.optimizer, trainer.prm_optimizer) if optimizer is not None
+                 for group in optimizer.param_groups for p in group["params"]}
+    for role, model in planned.items():
+        module = trainer.accelerator.unwrap_model(loaded[role])
+        assert model.trained == any(id(p) in optimized for p in module.parameters()), role
+        assert model.checkpointing == bool(getattr(module, "is_gradient_checkpointing", False)), role
+
+
+def _plan(shape: memory.ModelShape, backend: memory.Backend, **overrides) -> memory.MemoryPlan:
+    config = PrimeConfig(**CPU, **overrides)
+    models = memory.model_roles(config, "toy", {"toy": shape}, backend.gpus)
+    precision = memory.precision_for(config, backend, shape)
+    return memory.build_plan(models, backend, precision, memory.workload_for(config, 11, on_gpu=False), 64 * memory.GIB)
+
+
+def test_resident_memory_by_hand(toy_shape):
+    params = toy_shape.parameters
+
+    def resident(plan: memory.MemoryPlan) -> float:
+        return sum(item.device for item in plan.items if item.phases == memory.RESIDENT)
+
+    # fp32: 3 x weights + 2 x AdamW moments; DDP over 2 processes adds a bucket per trained model
+    assert resident(_plan(toy_shape, memory.backend_from_name("ddp", 1))) == (3 * 4 + 2 * 8) * params
+    assert resident(_plan(toy_shape, memory.backend_from_name("ddp", 2))) == (3 * 4 + 2 * 8 + 2 * 4) * params
+    assert resident(_plan(toy_shape, memory.backend_from_name("fsdp2", 4))) == (3 * 4 + 2 * 8) * params / 4
+    offload = _plan(toy_shape, memory.backend_from_name("fsdp2_offload", 4))
+    assert resident(offload) == 0 and offload.host_per_node == 4 * (3 * 4 + 2 * 8 + 2 * 4) * params / 4
+    outcome = _plan(toy_shape, memory.backend_from_name("ddp", 1), process_reward_coef=0.0)
+    assert resident(outcome) == (4 + 8) * params
+
+
+def test_peak_is_the_largest_phase_and_gradients_do_not_coexist(toy_shape):
+    plan = _plan(toy_shape, memory.backend_from_name("ddp", 1))
+    assert plan.peak == max(plan.phase_total(phase) for phase in plan.phases)
+    step = plan.phase_total("policy step")
+    resident = sum(item.device for item in plan.items if item.phases == memory.RESIDENT)
+    assert step == resident + toy_shape.parameters * 4  # the policy's gradients only, not the PRM's
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+
+def _plan_7b(qwen_7b: str, *options: str) -> memory.MemoryPlan:
+    from primekit.rl.commands import plan_from_args
+
+    return plan_from_args(["--config", str(RECIPE_7B), *_local_7b(qwen_7b), *options])[0]
+
+
+def _local_7b(qwen_7b: str) -> list[str]:
+    """The recipe's policy, PRM and PRM reference (all Eurus-2-7B-SFT) as the local 7B config.json."""
+    return ["--model", qwen_7b, "--prm_model_name_or_path", qwen_7b, "--prm_ref_model_name_or_path", qwen_7b]
+
+
+def test_shipped_7b_recipe_fits_8x80gb_with_fsdp2_offload_and_not_with_ddp(qwen_7b, capsys):
+    # the recipe as shipped: the official run's batch (1024 responses per rollout, 1 per GPU and
+    # micro-step), prompt cap 1024 + 3072, checkpointing, fp32 master / bf16 compute, vLLM at 0.7
+    common = ["plan", "--config", str(RECIPE_7B), *_local_7b(qwen_7b), "--gpus", "8", "--gpu_memory_gb", "80"]
+    assert dispatch("prime-rl", [*common, "--backend", "ddp"]) == 1
+    assert "DOES NOT FIT" in capsys.readouterr().out
+    assert dispatch("prime-rl", [*common, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "FITS" in out and "CPU memory of the offloaded states" in out
+    offload = _plan_7b(qwen_7b, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
+    assert offload.fits and offload.margin >= 0.10 and offload.backend.gpus == 8
+    assert (offload.precision.trained, offload.workload.sequence, offload.workload.generation_rows) == (4, 4096, 128)
+    ddp = _plan_7b(qwen_7b, "--backend", "ddp", "--gpus", "8")
+    assert not ddp.fits and ddp.largest.kind in ("weights", "optimizer", "DDP buckets", "autocast weight copies")
+
+
+def test_fsdp2_without_offload_fits_when_vllm_leaves_room(qwen_7b):
+    # without offload the sharded states stay on the GPU while vLLM wakes up for generation
+    fsdp = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8")
+    resident = sum(item.device for item in fsdp.items if item.phases == memory.RESIDENT)
+    assert fsdp.peak_phase == "generation" and fsdp.peak == pytest.approx(resident + 0.7 * 80 * memory.GIB)
+    smaller = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8", "--vllm_gpu_memory_utilization", "0.5")
+    assert smaller.fits and smaller.margin >= 0.10
+
+
+@pytest.mark.slow
+def test_plan_of_the_toy_recipe(capsys):
+    assert dispatch("prime-rl", ["plan"]) == 0  # the toy recipe, as `prime-rl train` runs it
+    out = capsys.readouterr().out
+    assert "FITS" in out and "PRM reference" in out and "CPU process" in out
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--backend", "zero3"], "backend must be one of ddp, fsdp2, fsdp2_offload; got 'zero3'"),
+    (["--gpu_memory_gb", "0"], "gpu_memory_gb must be > 0; got 0"),
+    (["--gpu_memory_gb", "-80"], "gpu_memory_gb must be > 0; got -80"),
+    (["--gpus", "0"], "gpus must be >= 1"),
+    (["--backend", "fsdp2", "--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")], "not both"),
+    (["--accelerate_config", str(ACCELERATE / "deepspeed_zero2.yaml")], "distributed_type DEEPSPEED is not planned"),
+    (["--accelerate_config", "missing.yaml"], "missing.yaml: accelerate config file not found"),
+])
+def test_bad_options_are_one_line(options, message, capsys):
+    assert dispatch("prime-rl", ["plan", *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_config_json_is_one_line(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    assert dispatch("prime-rl", ["plan", "--model", str(tmp_path / "model"), "--prompt_length", "12"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'model' / 'config.json'}: no config.json" in err and err.count("\n") == 1
+    assert dispatch("prime-rl", ["plan", "--model", str(tmp_path / "nowhere")]) == 2
+    assert "model path does not exist" in capsys.readouterr().err
+
+
+def test_longest_prompt_in_toy_tokens():
+    tokenizer = toy.build_tokenizer()
+    # "Compute", " ", then 3+58-19 character by character and the newline
+    assert memory.longest_prompt_tokens(["Compute 3+58-19\n", "Compute 1+2\n"], tokenizer) == 10
+
+
+# ----------------------------------------------------------------------------------------------
+# `prime-rl train`'s start-up check
+
+class _WeightsLoaded(Exception):
+    pass
+
+
+def _no_weights(*args, **kwargs):
+    raise _WeightsLoaded
+
+
+def test_train_refuses_a_run_that_does_not_fit_before_loading_weights(tmp_path, monkeypatch, capsys):
+    import primekit.rl.trainer
+
+    recipe = write_cli_recipe(tmp_path)
+    capsys.readouterr()
+    monkeypatch.setattr(primekit.rl.trainer.PrimeTrainer, "__init__", _no_weights)
+    monkeypatch.setattr(memory, "environment_capacity", lambda on_gpu, processes: 2**20)  # a 1 MiB device
+    assert dispatch("prime-rl", ["train", "--config", str(recipe), "--strict_memory", "true"]) == 2
+    err = capsys.readouterr().err
+    assert "error: the memory plan says this run does not fit" in err and err.count("\n") == 1
+    with pytest.raises(_WeightsLoaded):  # without --strict_memory: a warning, then the trainer loads
+        dispatch("prime-rl", ["train", "--config", str(recipe)])
+    assert "warning: the memory plan says this run does not fit" in capsys.readouterr().err
+
+
+def test_train_start_up_check_is_silent_when_the_run_fits(tmp_path, monkeypatch, capsys):
+    import primekit.rl.trainer
+
+    recipe = write_cli_recipe(tmp_path)
+    capsys.readouterr()
+    monkeypatch.setattr(primekit.rl.trainer.PrimeTrainer, "__init__", _no_weights)
+    with pytest.raises(_WeightsLoaded):
+        dispatch("prime-rl", ["train", "--config", str(recipe), "--strict_memory", "true"])
+    assert "memory plan" not in capsys.readouterr().err
