@@ -66,6 +66,17 @@ def _key_fields(spec) -> dict:
 
 
 DEFAULT_WARMUP = WarmupSpec()
+
+#: Named toy worlds. ``default`` is the demo's (3 operands of 2 digits, 20% skipped-step and 10%
+#: one-slip targets). ``long-chains`` is built for credit assignment: 2 to 8 steps of 1-digit
+#: arithmetic the policy masters (greedy accuracy 1.00), no skipped steps, and every step of a
+#: target slips with chance 0.08, carried to the end; sampled at T=1 it fails one long chain in
+#: three, nearly always through one or two slipped steps (``benchmarks/rl_ablation.py``).
+WORLDS: dict[str, WarmupSpec] = {
+    "default": DEFAULT_WARMUP,
+    "long-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1),
+                              skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.08),
+}
 TRAIN_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2  # train and test problems never share a generator
 
 
