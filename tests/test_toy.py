@@ -13,7 +13,7 @@ from primekit import toy
 from primekit.errors import InputError
 from primekit.models import load_causal_lm, load_tokenizer
 from primekit.toy.localisation import step_errors
-from primekit.toy.task import TaskSpec, make_problems, max_sequence_tokens, sft_target, solve
+from primekit.toy.task import TaskSpec, make_problems, max_sequence_tokens, needs_carry, sft_target, solve
 
 MULTI_LINE = "Compute 50-3-33\n50-3=47\n47-33=14\n\\boxed{14}"
 
@@ -105,6 +105,7 @@ def test_warmup_cache_key_tracks_every_setting():
     assert toy.WarmupSpec(task=TaskSpec(num_operands=4)).key() != toy.WarmupSpec().key()
     assert toy.WarmupSpec(task=TaskSpec(max_operands=5)).key() != toy.WarmupSpec().key()
     assert toy.WarmupSpec(step_slip_rate=0.05).key() != toy.WarmupSpec().key()
+    assert toy.WarmupSpec(carry_slip_rate=0.3).key() != toy.WarmupSpec().key()
 
 
 def test_default_world_and_policy_key_are_unchanged_by_the_added_knobs():
@@ -160,6 +161,33 @@ def test_step_slips_hit_every_step_of_a_long_chain_and_ruin_the_answer():
             assert answer_is_wrong  # one slip anywhere ruins the answer (two may cancel out)
     assert all(abs(count / 3000 - 0.1) < 0.025 for count in slipped_at), slipped_at
     assert abs(wrong_answers / 3000 - (1 - 0.9 ** 8)) < 0.04
+
+
+def test_carries_and_borrows():
+    assert needs_carry(7, "+", 5) and not needs_carry(7, "+", 2) and needs_carry(19, "+", 1)
+    assert needs_carry(13, "-", 5) and not needs_carry(15, "-", 3) and not needs_carry(6, "*", 7)
+    lines, answer = solve([7, 5, 2, 9], ["+", "+", "-"], rng=random.Random(0), carry_slip_rate=1.0)
+    # 7+5 carries (forgotten: 2); 2+2 does not; 4-9 borrows (forgotten: +10)
+    assert lines == ["7+5=2", "2+2=4", "4-9=5"] and answer == 5
+
+
+def test_carry_slips_are_systematic_and_only_where_a_carry_is_needed():
+    problem = make_problems(1, seed=0, spec=TaskSpec(num_operands=9, max_digits=1, operators="+"))[0]
+    values = [int(n) for n in re.findall(r"\d+", problem.prompt)]
+    carry_steps = set()
+    running = values[0]
+    for index, value in enumerate(values[1:]):
+        if needs_carry(running, "+", value):
+            carry_steps.add(index)
+        running += value
+    assert len(carry_steps) >= 2
+    rng = random.Random(0)
+    targets = [sft_target(problem, rng, skip_rate=0, slip_rate=0, carry_slip_rate=0.3) for _ in range(3000)]
+    wrong_lines = [step_errors(problem.prompt, t) for t in targets]
+    # the first forgotten carry is on the right chain's carry step (later ones follow the wrong chain)
+    assert all(w is not None and (not w or w[0] in carry_steps) for w in wrong_lines)
+    exact = sum(t == problem.solution for t in targets) / len(targets)
+    assert abs(exact - 0.7 ** len(carry_steps)) < 0.03
 
 
 def test_sequence_bound_covers_slipped_long_targets():

@@ -29,8 +29,8 @@ class WarmupSpec:
     """Everything that determines the warm-up policy (and so its cache key).
 
     The SFT targets are worked solutions except for ``skip_rate`` (guess the answer without steps),
-    ``slip_rate`` (one step slips) and ``step_slip_rate`` (each step slips independently); see
-    :func:`primekit.toy.task.sft_target`.
+    ``slip_rate`` (one step slips), ``step_slip_rate`` (each step slips independently) and
+    ``carry_slip_rate`` (a carry or borrow is forgotten); see :func:`primekit.toy.task.sft_target`.
     """
 
     task: TaskSpec = field(default_factory=TaskSpec)
@@ -42,9 +42,10 @@ class WarmupSpec:
     learning_rate: float = 3e-3
     seed: int = 0
     step_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
+    carry_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
 
     def __post_init__(self) -> None:
-        for name in ("skip_rate", "slip_rate", "step_slip_rate"):
+        for name in ("skip_rate", "slip_rate", "step_slip_rate", "carry_slip_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]; got {getattr(self, name)}")
         if self.skip_rate + self.slip_rate > 1.0:
@@ -76,6 +77,8 @@ WORLDS: dict[str, WarmupSpec] = {
     "default": DEFAULT_WARMUP,
     "long-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1),
                               skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.08),
+    "carry-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+"),
+                               skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.3),
 }
 TRAIN_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2  # train and test problems never share a generator
 
@@ -100,7 +103,8 @@ def _train(spec: WarmupSpec, output_dir: Path) -> None:
     tokenizer = build_tokenizer()
     problems = train_problems(spec)
     rows = [{"prompt": p.prompt, "completion": sft_target(p, rng, skip_rate=spec.skip_rate, slip_rate=spec.slip_rate,
-                                                           step_slip_rate=spec.step_slip_rate)}
+                                                           step_slip_rate=spec.step_slip_rate,
+                                                           carry_slip_rate=spec.carry_slip_rate)}
             for p in problems]
     config = SFTConfig(
         output_dir=str(output_dir / "trainer"), max_steps=spec.steps,

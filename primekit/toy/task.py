@@ -13,7 +13,12 @@ policy imperfect in ways RL can fix:
 * ``slip_rate``: the fraction of SFT targets with one arithmetic slip in one step, carried to the
   end (an error a process reward can localise to its step);
 * ``step_slip_rate``: the chance that *each* step of a worked target slips, independently, so a
-  long chain slips more often than a short one and a slip can sit at any step of it.
+  long chain slips more often than a short one and a slip can sit at any step of it;
+* ``carry_slip_rate``: the chance that a step needing a carry (``+``) or a borrow (``-``) in the
+  units digit forgets it (a result off by 10). Unlike a random slip, which the policy learns as a
+  rare token, this is a systematic error: the policy hesitates between two likely answers at every
+  such step, so a long chain holds several uncertain decisions and an outcome says little about
+  which one went wrong.
 
 A slipped result is carried on by the later steps, so one slip anywhere ruins the final answer.
 """
@@ -93,14 +98,25 @@ def apply_operator(left: int, op: str, right: int) -> int:
     return left + right if op == "+" else left - right if op == "-" else left * right
 
 
+def needs_carry(left: int, op: str, right: int) -> bool:
+    """Whether ``left op right`` carries (``+``) or borrows (``-``) in the units digit."""
+    if op == "+":
+        return left % 10 + right % 10 >= 10
+    return op == "-" and left % 10 < right % 10
+
+
 def solve(values: list[int], ops: list[str], slip_at: int | Collection[int] | None = None,
-          rng: random.Random | None = None) -> tuple[list[str], int]:
+          rng: random.Random | None = None, carry_slip_rate: float = 0.0) -> tuple[list[str], int]:
     """The step lines ``a+b=c`` and the final value; ``slip_at`` (a step index or several) puts an
-    off-by-small error into that step's result, and later steps carry it on."""
+    off-by-small error into that step's result, ``carry_slip_rate`` makes a step that carries or
+    borrows forget it with that chance; later steps carry the wrong value on."""
     slips = {slip_at} if isinstance(slip_at, int) else set(slip_at or ())
     lines, running = [], values[0]
     for index, (op, operand) in enumerate(zip(ops, values[1:])):
         result = apply_operator(running, op, operand)
+        if carry_slip_rate > 0 and rng is not None and needs_carry(running, op, operand) \
+                and rng.random() < carry_slip_rate:
+            result += -10 if op == "+" else 10
         if index in slips and rng is not None:
             result = max(0, result + rng.choice(SLIP_OFFSETS))
         lines.append(f"{running}{op}{operand}={result}")
@@ -123,24 +139,24 @@ def make_problems(n: int, seed: int, spec: TaskSpec = TaskSpec()) -> list[Proble
 
 
 def sft_target(problem: Problem, rng: random.Random, *, skip_rate: float, slip_rate: float,
-               step_slip_rate: float = 0.0) -> str:
+               step_slip_rate: float = 0.0, carry_slip_rate: float = 0.0) -> str:
     """The completion the warm-up policy imitates for ``problem``: the worked solution, or (with
     the given rates) a skipped-steps guess, a solution with one slipped step, or, with
-    ``step_slip_rate``, a solution in which each step slipped independently with that chance."""
+    ``step_slip_rate``, a solution in which each step slipped independently with that chance; with
+    ``carry_slip_rate`` any worked target may also forget carries (see the module docstring)."""
     roll = rng.random()
     if roll < skip_rate:
         guess = max(0, int(problem.answer) + rng.randint(-15, 15))
         return f"\\boxed{{{guess}}}"
     values, ops = parse_expression(problem_expression(problem.prompt))
+    slips: int | list[int] = []
     if roll < skip_rate + slip_rate:
-        slips: int | list[int] = rng.randrange(len(ops))
+        slips = rng.randrange(len(ops))
     elif step_slip_rate > 0:  # no extra draws at 0, so the default targets stay what they were
         slips = [step for step in range(len(ops)) if rng.random() < step_slip_rate]
-        if not slips:
-            return problem.solution
-    else:
+    if slips == [] and carry_slip_rate == 0:
         return problem.solution
-    lines, answer = solve(values, ops, slip_at=slips, rng=rng)
+    lines, answer = solve(values, ops, slip_at=slips, rng=rng, carry_slip_rate=carry_slip_rate)
     return "\n".join(lines) + f"\n\\boxed{{{answer}}}"
 
 
