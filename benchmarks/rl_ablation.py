@@ -458,26 +458,24 @@ def report(world: World, summaries: dict[str, list[dict]], probes: list[list[dic
         lines += _probe_table(probes)
     if sweep:
         lines += _sweep_table(sweep)
-    lines += ["", _wall_time(world, summaries, probes, sweep), ""]
+    lines += ["", _wall_time(world, summaries, Path(args.runs)), ""]
     return "\n".join(lines)
 
 
-def _wall_time(world: World, summaries: dict[str, list[dict]], probes: list[list[dict]], sweep: list[dict]) -> str:
-    """Measured seconds: training runs (held-out evaluations included), PRM probes, set-up."""
-    timings_file = world.root / "timings.json"
-    setup = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
-    runs = sum(s["seconds"] for group in summaries.values() for s in group)
-    probing = sum(point["probe_seconds"] for run in probes for point in run)
-    searching = sum(row["summary"]["seconds"] + sum(p["probe_seconds"] for p in row["probe"]) for row in sweep)
+def _wall_time(world: World, summaries: dict[str, list[dict]], runs: Path) -> str:
+    """Measured seconds: this world's ablation runs, and everything under ``runs`` (every world,
+    search setting and sweep: training with its held-out evaluations, PRM probes, set-up)."""
+    main = sum(s["seconds"] for group in summaries.values() for s in group)
+    training = sum(json.loads(path.read_text())["seconds"] for path in runs.rglob("summary.json"))
+    probing = sum(point["probe_seconds"] for path in runs.rglob("probe.json") for point in json.loads(path.read_text()))
+    setup = sum(sum(json.loads(path.read_text()).values()) for path in runs.rglob("timings.json"))
     per_arm = ", ".join(f"{ARMS[arm].name} {np.mean([s['seconds'] for s in group]):.0f} s"
                         for arm, group in summaries.items() if group)
-    parts = [f"ablation runs {runs / 60:.0f} min", f"PRM probes {probing / 60:.0f} min"]
-    parts += [f"PRM sweep {searching / 60:.0f} min"] if sweep else []
-    parts += [f"{what.replace('_', ' ')} {seconds / 60:.1f} min" for what, seconds in setup.items()]
-    total = runs + probing + searching + sum(setup.values())
-    return (f"Wall time on this 2-core machine: {total / 60:.0f} min in all ({', '.join(parts)}); mean per run: "
-            f"{per_arm}. Every run held the shared CPU lock, so no other job ran during it; other engineers' "
-            "jobs ran between runs.")
+    return (f"Wall time on this 2-core machine: the {world.name} ablation's runs took {main / 60:.0f} min (mean per "
+            f"run, held-out evaluations included: {per_arm}); everything in this section (all worlds, the search "
+            f"and the sweep) took {(training + probing + setup) / 60:.0f} min: training {training / 60:.0f}, PRM "
+            f"probes {probing / 60:.0f}, SFT warm-ups and offline PRMs {setup / 60:.0f}. Every run held the shared "
+            "CPU lock, so no other job ran during it; other engineers' jobs ran between runs.")
 
 
 def _describe(spec) -> str:
@@ -548,9 +546,67 @@ def _sweep_table(sweep: list[dict]) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 
 
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _summaries(base: Path, seeds: list[int]) -> dict[str, list[dict]]:
+    found = {arm: [_json(base / f"{arm}-seed{seed}" / "summary.json") for seed in seeds] for arm in ARMS}
+    return {arm: [s for s in runs if s is not None] for arm, runs in found.items()}
+
+
+def _sweep_folder(world: World, settings: dict[str, float]) -> Path:
+    return world.root / "sweep" / f"lr{settings['prm_learning_rate']:g}-beta{settings['prm_beta']:g}"
+
+
+def run_base(world: World, tag: str | None, extra: list[str]) -> Path:
+    """Where an ablation's runs live: the world's folder, or a named search setting under it
+    (its flags recorded, so the report can list every setting tried)."""
+    if tag is None:
+        return world.root
+    base = world.root / "search" / tag
+    recorded = _json(base / "settings.json")
+    if recorded is not None and recorded["flags"] != extra:
+        raise SystemExit(f"search setting '{tag}' was run with {recorded['flags']}, not {extra}")
+    atomic_write_json(base / "settings.json", {"flags": extra})
+    return base
+
+
+def search_rows(runs: Path, steps: int) -> list[str]:
+    """Every (world, setting) tried: final accuracies and PRIME's ratio over RLOO on its seeds."""
+    lines = ["Search: every world and setting run (the main table above included). Settings are flags added to "
+             "every PRIME-trainer run of that row; RLOO does not depend on them, so a row without its own RLOO "
+             "runs is compared with its world's RLOO runs on the same seeds. Final held-out accuracy, mean over "
+             "the seeds run; ratio = responses RLOO needs / responses PRIME needs to reach RLOO's final accuracy, "
+             "95% seed-bootstrap interval (single seed: no interval).", "",
+             "| world | setting | seeds | PRIME | frozen offline PRM | RLOO | PRIME / RLOO ratio |", "|---|---|---|---|---|---|---|"]
+    for world_dir in sorted(path for path in runs.iterdir() if (path / "data").is_dir()):
+        bases = [(world_dir, "official PRIME settings (coef 5 / 5)")]
+        bases += [(tag_dir, " ".join(_json(tag_dir / "settings.json")["flags"]))
+                  for tag_dir in sorted((world_dir / "search").glob("*")) if (tag_dir / "settings.json").is_file()]
+        for base, setting in bases:
+            seeds = sorted(int(path.name.rsplit("seed", 1)[1]) for path in base.glob("prime-seed*")
+                           if (path / "summary.json").is_file())
+            if not seeds:
+                continue
+            summaries = _summaries(base, seeds)
+            if not summaries["rloo"]:
+                summaries["rloo"] = _summaries(world_dir, seeds)["rloo"]
+            if len(summaries["rloo"]) != len(seeds) or summaries["prime"][0]["steps"] != steps:
+                continue
+            finals = {arm: (f"{np.mean([r['heldout'][-1]['accuracy'] for r in group]):.3f}" if group else "-")
+                      for arm, group in summaries.items()}
+            xs, rloo = curves(summaries["rloo"])
+            ratio = efficiency_ratio(xs, rloo, curves(summaries["prime"])[1])
+            interval = f" [{ratio.low:.2f}, {ratio.high:.2f}]" if len(seeds) > 1 else ""
+            lines.append(f"| {world_dir.name} | {setting} | {len(seeds)} | {finals['prime']} | {finals['frozen_offline']} | "
+                         f"{finals['rloo']} | {ratio.ratio:.2f}{interval} |")
+    return lines + [""]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--world", default="long-chains", choices=sorted(toy.WORLDS))
+    parser.add_argument("--world", default="carry-chains", choices=sorted(toy.WORLDS))
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=48, help="RL steps per run")
@@ -559,6 +615,8 @@ def main() -> int:
     parser.add_argument("--heldout", type=int, default=2000, help="held-out problems per evaluation")
     parser.add_argument("--probe_problems", type=int, default=500, help="held-out problems per PRM probe (x4 samples)")
     parser.add_argument("--runs", default="runs/rl_ablation", help="folder of the individual runs (resumable)")
+    parser.add_argument("--tag", default=None, help="name of a search setting: its runs (with the extra options "
+                                                    "after --) go to <world>/search/<tag> and into the search table")
     parser.add_argument("--sweep", action="store_true", help="run the PRM lr x beta sweep (PRIME, first seed)")
     parser.add_argument("--sweep_only", type=int, default=None, help="run only this entry of the sweep")
     parser.add_argument("--no_report", action="store_true", help="train only (one chunk); write no report")
@@ -570,37 +628,28 @@ def main() -> int:
         return 0
     world = prepare_world(args.world, Path(args.runs), args.heldout)
 
-    sweep = []
-    entries = list(enumerate(SWEEP)) if args.sweep_only is None else [(args.sweep_only, SWEEP[args.sweep_only])]
     if args.sweep or args.sweep_only is not None:
-        for index, settings in entries:
-            folder = world.root / "sweep" / f"lr{settings['prm_learning_rate']:g}-beta{settings['prm_beta']:g}"
-            summary = run("prime", world, folder, args.seeds[0], args, settings)
-            sweep.append({**settings, "summary": summary, "probe": json.loads((folder / "probe.json").read_text())})
+        for settings in SWEEP if args.sweep_only is None else [SWEEP[args.sweep_only]]:
+            run("prime", world, _sweep_folder(world, settings), args.seeds[0], args, settings)
     else:
+        base = run_base(world, args.tag, list(args.extra))
         for arm in args.arms:
             for seed in args.seeds:
-                run(arm, world, world.root / f"{arm}-seed{seed}", seed, args, PRM_SETTINGS)
+                run(arm, world, base / f"{arm}-seed{seed}", seed, args, PRM_SETTINGS)
     if args.no_report:
         return 0
 
-    sweep = [{**settings, "summary": json.loads((folder / "summary.json").read_text()),
-              "probe": json.loads((folder / "probe.json").read_text())}
-             for settings in SWEEP
-             if ((folder := world.root / "sweep" / f"lr{settings['prm_learning_rate']:g}-beta{settings['prm_beta']:g}")
-                 / "probe.json").is_file()]
-    summaries = {arm: [json.loads((world.root / f"{arm}-seed{seed}" / "summary.json").read_text())
-                       for seed in args.seeds if (world.root / f"{arm}-seed{seed}" / "summary.json").is_file()]
-                 for arm in ARMS}
-    probes = [json.loads((world.root / f"prime-seed{seed}" / "probe.json").read_text())
-              for seed in args.seeds if (world.root / f"prime-seed{seed}" / "probe.json").is_file()]
+    sweep = [{**settings, "summary": _json(folder / "summary.json"), "probe": _json(folder / "probe.json")}
+             for settings in SWEEP if (folder := _sweep_folder(world, settings)).joinpath("probe.json").is_file()]
+    summaries = _summaries(world.root, args.seeds)
+    probes = [probe for seed in args.seeds if (probe := _json(world.root / f"prime-seed{seed}" / "probe.json"))]
     RESULTS.mkdir(exist_ok=True)
     data = {ARMS[arm].name: curves(runs) for arm, runs in summaries.items() if runs}
     if data:
         plot_curves(RESULTS / f"{SECTION}.png", data, f"Toy ablation, {world.name} world: mean and 95% bootstrap band over seeds")
     if probes:
         plot_probe(RESULTS / f"{SECTION}_prm.png", probes)
-    text = report(world, summaries, probes, sweep, args)
+    text = report(world, summaries, probes, sweep, args) + "\n".join(search_rows(Path(args.runs), args.steps))
     atomic_write_text(RESULTS / f"{SECTION}.md", text)
     print(text)
     return 0
