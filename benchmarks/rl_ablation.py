@@ -51,7 +51,7 @@ PRM_MINI_BATCH = 64  # 4 PRM optimizer steps per RL step (256 trained responses)
 OFFLINE_PRM_PROBLEMS = 4000  # x 4 samples: the size of the toy recipe's offline PRM data
 
 #: PRM settings of the ``prime`` arm, chosen by ``--sweep`` (see the report's sweep table).
-PRM_SETTINGS = {"prm_learning_rate": 1e-3, "prm_beta": 0.05}
+PRM_SETTINGS = {"prm_learning_rate": 1e-3, "prm_beta": 0.5}
 SWEEP = [{"prm_learning_rate": lr, "prm_beta": beta} for lr in (3e-4, 1e-3, 3e-3) for beta in (0.05, 0.5)]
 
 
@@ -59,15 +59,14 @@ SWEEP = [{"prm_learning_rate": lr, "prm_beta": beta} for lr in (3e-4, 1e-3, 3e-3
 class Arm:
     name: str
     flags: tuple[str, ...] = ()
-    uses_prm: bool = True
 
 
 ARMS = {
     "prime": Arm("PRIME (online PRM)"),
-    "rloo": Arm("RLOO (outcome only)", ("--process_reward_coef", "0"), uses_prm=False),
+    "rloo": Arm("RLOO (outcome only)", ("--process_reward_coef", "0")),
     "frozen_sft": Arm("PRIME, PRM frozen at SFT (= RLOO)", ("--prm_update", "none")),
     "frozen_offline": Arm("PRIME, frozen offline PRM", ("--prm_update", "none")),
-    "grpo": Arm("GRPO (TRL)", uses_prm=False),
+    "grpo": Arm("GRPO (TRL)"),
 }
 
 
@@ -184,7 +183,7 @@ def prime_command(arm: str, world: World, folder: Path, seed: int, args: argpars
                "--disable_tqdm", "true", "--logging_steps", "1",
                "--save_strategy", "steps" if probe else "no", "--save_steps", str(args.every * args.probe_every),
                "--save_only_model", "true", *ARMS[arm].flags]
-    if ARMS[arm].uses_prm:
+    if arm == "prime":  # a frozen PRM has no learning rate, and batch_norm makes beta irrelevant to it
         command += ["--prm_mini_batch_size", str(PRM_MINI_BATCH)]
         command += [item for key, value in prm_settings.items() for item in (f"--{key}", str(value))]
     if arm == "frozen_offline":
@@ -290,9 +289,38 @@ def read_out(scores: list[np.ndarray], steps: list[list[int]], labels: np.ndarra
             "pairwise_accuracy": float(pairwise_accuracy(torch.from_numpy(sequence), torch.from_numpy(labels),
                                                          PROBE_SAMPLES)),
             "sign_accuracy": metrics["reward_accuracy"] if is_prm else None,
+            "advantage_correlation": advantage_correlation(scores, labels) if is_prm else None,
             "one_slip_responses": located.responses, "step_localisation": located.step_rate,
             "token_localisation": located.token_rate, "step_chance": located.step_chance,
             "token_chance": located.token_chance}
+
+
+def advantage_correlation(q_rows: list[np.ndarray], labels: np.ndarray) -> float:
+    """How much the PRM changes what the policy is pushed towards: the correlation, over the tokens
+    of the groups inside the accuracy band [0.2, 0.8], between PRIME's per-token advantages with
+    these log-ratios (official coefficients 5 / 5, token rewards, batch_norm, which makes beta
+    irrelevant) and outcome-only RLOO's. 1 means the process rewards change nothing."""
+    import torch
+
+    from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
+
+    length = max(len(row) for row in q_rows)
+    q = torch.zeros(len(q_rows), length, dtype=torch.float64)
+    mask = torch.zeros_like(q)
+    for index, row in enumerate(q_rows):
+        q[index, :len(row)] = torch.from_numpy(row.astype(np.float64))
+        mask[index, :len(row)] = 1
+    accuracy = torch.from_numpy(labels)
+    group_accuracy = accuracy.view(-1, PROBE_SAMPLES).mean(1)
+    kept = ((group_accuracy >= 0.2) & (group_accuracy <= 0.8)).repeat_interleave(PROBE_SAMPLES)
+    if not kept.any():
+        return float("nan")
+    q, mask, accuracy = q[kept], mask[kept], accuracy[kept]
+    process = normalize_token_rewards(implicit_token_rewards(q, mask, 1.0), mask)
+    prime, _ = prime_advantages(process, accuracy, mask, PROBE_SAMPLES, process_coef=5.0, outcome_coef=5.0)
+    rloo, _ = prime_advantages(torch.zeros_like(process), accuracy, mask, PROBE_SAMPLES, process_coef=0.0)
+    valid = mask.bool()
+    return float(np.corrcoef(prime[valid].numpy(), rloo[valid].numpy())[0, 1])
 
 
 def probe(policy: str, online_prm: str | None, world: World, problems: list[dict], seed: int) -> dict:
@@ -509,31 +537,39 @@ def _probe_table(probes: list[list[dict]]) -> list[str]:
     lines = [f"PRM learning and slip localisation, on {probes[0][0]['responses']} held-out samples of the PRIME "
              f"policy at each checkpoint ({PROBE_SAMPLES} per problem, T=1), mean over {len(probes)} seeds. AUC: "
              "sequence score vs correctness; pairwise: within a problem's group; localisation: on one-slip "
-             "responses, how often the lowest step (token) score is on (in) the slipped line; the online PRM at "
-             "step 0 is the reference itself (q = 0, chance).", "",
+             "responses, how often the lowest step (token) score is on (in) the slipped line (chance in brackets); "
+             "advantage corr.: correlation of PRIME's per-token advantages with these rewards and RLOO's on the same "
+             "samples (1 = the process rewards change nothing). The online PRM at step 0 is the reference itself "
+             "(q = 0).", "",
              f"![PRM learning]({SECTION}_prm.png)", "",
              "| step | responses | policy accuracy | one-slip share | scorer | AUC | AUC (min step) | pairwise | "
-             "step localisation (chance) | token localisation (chance) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "step localisation | token localisation | advantage corr. |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for index, point in enumerate(probes[0]):
         for scorer in scorers:
             if scorer not in point["scorers"]:
                 continue
-            values = {key: np.mean([run[index]["scorers"][scorer][key] for run in probes])
-                      for key in ("auc", "auc_min_step", "pairwise_accuracy", "step_localisation", "token_localisation",
-                                  "step_chance", "token_chance")}
+
+            def mean(key: str) -> float | None:
+                values = [run[index]["scorers"][scorer].get(key) for run in probes]
+                return None if any(v is None for v in values) else float(np.mean(values))
+
+            correlation = mean("advantage_correlation")
             lines.append(f"| {point['step']} | {point['responses_generated']} | "
                          f"{np.mean([run[index]['accuracy'] for run in probes]):.3f} | "
                          f"{np.mean([run[index]['one_slip_fraction'] for run in probes]):.3f} | {scorer} | "
-                         f"{values['auc']:.3f} | {values['auc_min_step']:.3f} | {values['pairwise_accuracy']:.3f} | "
-                         f"{values['step_localisation']:.3f} ({values['step_chance']:.3f}) | "
-                         f"{values['token_localisation']:.3f} ({values['token_chance']:.3f}) |")
+                         f"{mean('auc'):.3f} | {mean('auc_min_step'):.3f} | {mean('pairwise_accuracy'):.3f} | "
+                         f"{mean('step_localisation'):.3f} ({mean('step_chance'):.3f}) | "
+                         f"{mean('token_localisation'):.3f} ({mean('token_chance'):.3f}) | "
+                         + (f"{correlation:.3f} |" if correlation is not None else "- |"))
     return lines + [""]
 
 
 def _sweep_table(sweep: list[dict]) -> list[str]:
-    lines = ["PRM learning-rate x beta sweep (PRIME, seed 0, the same steps): the online PRM's held-out AUC and "
-             "pairwise accuracy at the last checkpoint, its step localisation, and the policy's final held-out "
-             "accuracy. The setting with the best last-checkpoint AUC is the one used above.", "",
+    steps = sweep[0]["summary"]["steps"]
+    lines = [f"PRM learning-rate x beta sweep (PRIME, seed 0, {steps} steps, {256 // PRM_MINI_BATCH} PRM mini-batches "
+             "per step): the online PRM's held-out AUC, pairwise accuracy and step localisation at the last "
+             "checkpoint, and the policy's final held-out accuracy. The PRIME arm above uses the setting with the "
+             "best AUC.", "",
              "| PRM lr | beta | AUC | pairwise | step localisation | final held-out accuracy |", "|---|---|---|---|---|---|"]
     for row in sweep:
         last = row["probe"][-1]["scorers"]["online PRM"]

@@ -120,6 +120,12 @@ def test_default_world_and_policy_key_are_unchanged_by_the_added_knobs():
     assert hashlib.sha256(held_out.encode()).hexdigest()[:16] == "1085a595d7a89120"
 
 
+def test_named_worlds_keep_the_demo_default_and_train_their_own_policies():
+    assert toy.WORLDS["default"] is toy.DEFAULT_WARMUP
+    keys = {spec.key() for spec in toy.WORLDS.values()}
+    assert len(keys) == len(toy.WORLDS)  # one cached policy per world
+
+
 def test_operand_count_range_mixes_short_and_long_chains():
     spec = TaskSpec(num_operands=3, max_operands=9, max_digits=1)
     problems = make_problems(400, seed=0, spec=spec)
