@@ -20,9 +20,15 @@ log-likelihood (AUC, within-group pairwise accuracy, and slip localisation on on
 
 Every run is its own process whose ``summary.json`` is kept, so the command resumes where it was
 stopped; ``--arms`` / ``--seeds`` / ``--no_report`` run one chunk at a time. ``--sweep`` runs the
-PRM learning-rate x beta sweep (one seed, PRIME only) that chose the PRM settings.
+PRM learning-rate x beta sweep (one seed, PRIME only) that chose the PRM settings; ``--tag NAME``
+runs a search setting (options after ``--`` go to every PRIME-trainer run) that the report lists
+beside every other setting and world tried.
 
-    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_ablation.py
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_ablation.py            # all arms and seeds, resumable
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_ablation.py --arms prime --seeds 3 --no_report
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_ablation.py --sweep --steps 24 --no_report
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_ablation.py --tag prm-coef20 \
+        --arms prime frozen_offline --seeds 0 --no_report -- --process_reward_coef 20
 """
 
 from __future__ import annotations
@@ -113,14 +119,36 @@ def prepare_world(name: str, runs: Path, heldout: int) -> World:
     return world
 
 
+def describe_policy(world: World) -> None:
+    """The SFT policy on the held-out problems: greedy and T=1 accuracy, the latter by chain length
+    (written once per world, for the report)."""
+    if (world.root / "policy.json").is_file():
+        return
+    from primekit.models import load_causal_lm, load_tokenizer
+    from primekit.toy.task import parse_expression, problem_expression
+
+    problems = [json.loads(line) for line in world.heldout_file.open()]
+    prompts, answers = [p["prompt"] for p in problems], [p["answer"] for p in problems]
+    model, tokenizer = load_causal_lm(world.policy, dtype="float32"), load_tokenizer(world.policy)
+    _, greedy = sample_and_grade(model, tokenizer, prompts, answers, 1, world.max_new_tokens, 0, temperature=0.0)
+    _, sampled = sample_and_grade(model, tokenizer, prompts, answers, 1, world.max_new_tokens, 0)
+    by_steps: dict[int, list[int]] = {}
+    for prompt, grade in zip(prompts, sampled):
+        by_steps.setdefault(len(parse_expression(problem_expression(prompt))[1]), []).append(grade[0])
+    atomic_write_json(world.root / "policy.json", {
+        "problems": len(problems), "greedy": float(np.mean(greedy)), "sampled": float(np.mean(sampled)),
+        "sampled_by_steps": {steps: float(np.mean(grades)) for steps, grades in sorted(by_steps.items())}})
+
+
 def sample_and_grade(model, tokenizer, prompts: list[str], answers: list[str], n: int, max_new_tokens: int,
-                     seed: int) -> tuple[list[list[str]], list[list[int]]]:
-    """``n`` samples at T=1 per prompt and their 0/1 grades."""
+                     seed: int, temperature: float = 1.0) -> tuple[list[list[str]], list[list[int]]]:
+    """``n`` samples per prompt (T=1 unless told) and their 0/1 grades."""
     from primekit.eval.generate import SamplingSpec, TransformersGenerator
     from primekit.eval.grader import grade_many
 
     generator = TransformersGenerator(model, tokenizer, batch_size=512, show_progress=False)
-    groups = generator.generate(prompts, SamplingSpec(n=n, temperature=1.0, max_new_tokens=max_new_tokens, seed=seed))
+    groups = generator.generate(prompts, SamplingSpec(n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                                                      seed=seed))
     texts = [[sample.text for sample in group] for group in groups]
     flat = grade_many([(text, answer) for group, answer in zip(texts, answers) for text in group])
     return texts, [[int(g) for g in flat[i * n:(i + 1) * n]] for i in range(len(prompts))]
@@ -468,7 +496,7 @@ def report(world: World, summaries: dict[str, list[dict]], probes: list[list[dic
         f"## The PRIME ablation at toy scale ({world.name} world)", "",
         f"`{COMMAND} --world {world.name} --seeds {seeds} --steps {args.steps} --every {args.every}` "
         "(resumable; each run was one locked chunk, `--arms A --seeds S --no_report`).", "",
-        f"- world `{world.name}` (`primekit.toy.WORLDS`): {_describe(spec)}",
+        f"- world `{world.name}` (`primekit.toy.WORLDS`): {_describe(spec)}. {_describe_policy(world.root)}",
         f"- every arm: {args.steps} steps x 512 responses generated (128 prompts x 4 at T=1), one policy update "
         "per step, policy lr 1e-4 (toy recipe); PRIME arms train on 64 of the 128 groups (accuracy filter "
         f"[0.2, 0.8]); GRPO is TRL's `GRPOTrainer` with its defaults on all 512. PRIME's PRM: update `before`, "
@@ -512,6 +540,15 @@ def _describe(spec) -> str:
     return (f"{operands} operands of up to {task.max_digits} digit(s) ({task.operators}); SFT targets: "
             f"{spec.skip_rate:.0%} skipped steps, {spec.slip_rate:.0%} one-slip, each step slips with chance "
             f"{spec.step_slip_rate:g}")
+
+
+def _describe_policy(root: Path) -> str:
+    policy = _json(root / "policy.json")
+    if policy is None:
+        return ""
+    steps = ", ".join(f"{value:.2f} with {count} steps" for count, value in policy["sampled_by_steps"].items())
+    return (f"Its SFT policy on {policy['problems']} held-out problems: greedy accuracy {policy['greedy']:.3f}, "
+            f"sampled at T=1 {policy['sampled']:.3f} ({steps}).")
 
 
 def _ratio_table(data: dict[str, tuple[list[int], np.ndarray]]) -> list[str]:
@@ -675,6 +712,7 @@ def main() -> int:
     if args.no_report:
         return 0
 
+    describe_policy(world)
     sweep = [{**settings, "summary": _json(folder / "summary.json"), "probe": _json(folder / "probe.json")}
              for settings in SWEEP if (folder := _sweep_folder(world, settings)).joinpath("probe.json").is_file()]
     summaries = _summaries(world.root, args.seeds)
