@@ -55,6 +55,7 @@ SECTION = "rl_ablation"
 PROBE_SAMPLES = 4  # responses per probe problem (a group, for the pairwise accuracy)
 PRM_MINI_BATCH = 64  # 4 PRM optimizer steps per RL step (256 trained responses), as in the official run
 OFFLINE_PRM_PROBLEMS = 4000  # x 4 samples: the size of the toy recipe's offline PRM data
+EXTRAPOLATE = 0.25  # a curve may be extended along its last segment by a quarter of the run (sample_efficiency)
 
 #: PRM settings of the ``prime`` arm, chosen by ``--sweep`` (see the report's sweep table).
 PRM_SETTINGS = {"prm_learning_rate": 1e-3, "prm_beta": 0.5}
@@ -495,7 +496,8 @@ def report(world: World, summaries: dict[str, list[dict]], probes: list[list[dic
     lines = [
         f"## The PRIME ablation at toy scale ({world.name} world)", "",
         f"`{COMMAND} --world {world.name} --seeds {seeds} --steps {args.steps} --every {args.every}` "
-        "(resumable; each run was one locked chunk, `--arms A --seeds S --no_report`).", "",
+        "(resumable; each run was one locked chunk, `--arms A --seeds S --no_report`; the PRM sweep below: "
+        "`--sweep --steps 24`; the search settings: `--tag NAME ... -- FLAGS`).", "",
         f"- world `{world.name}` (`primekit.toy.WORLDS`): {_describe(spec)}. {_describe_policy(world.root)}",
         f"- every arm: {args.steps} steps x 512 responses generated (128 prompts x 4 at T=1), one policy update "
         "per step, policy lr 1e-4 (toy recipe); PRIME arms train on 64 of the 128 groups (accuracy filter "
@@ -536,10 +538,14 @@ def _wall_time(world: World, summaries: dict[str, list[dict]], runs: Path) -> st
 
 def _describe(spec) -> str:
     task = spec.task
-    operands = (f"{task.num_operands}-{task.max_operands}" if task.max_operands else str(task.num_operands))
-    return (f"{operands} operands of up to {task.max_digits} digit(s) ({task.operators}); SFT targets: "
-            f"{spec.skip_rate:.0%} skipped steps, {spec.slip_rate:.0%} one-slip, each step slips with chance "
-            f"{spec.step_slip_rate:g}")
+    operands = f"{task.num_operands}-{task.max_operands}" if task.max_operands else str(task.num_operands)
+    errors = [f"{label} {value:g}" for label, value in (
+        ("share skipping the steps", spec.skip_rate), ("share with one slipped step", spec.slip_rate),
+        ("each step slips with chance", spec.step_slip_rate),
+        ("a needed carry is forgotten with chance", spec.carry_slip_rate))
+        if value]
+    return (f"{operands} operands of 1 to {10 ** task.max_digits - 1} ({' '.join(task.operators)}); SFT targets: "
+            + (", ".join(errors) if errors else "all worked correctly"))
 
 
 def _describe_policy(root: Path) -> str:
@@ -557,12 +563,13 @@ def _ratio_table(data: dict[str, tuple[list[int], np.ndarray]]) -> list[str]:
         return []
     xs, rloo = data[baseline]
     lines = [f"Sample efficiency: responses each arm needs to reach RLOO's final mean accuracy "
-             f"({rloo.mean(0)[-1]:.3f}), on seed-mean curves with linear interpolation; ratio = RLOO's / the arm's, "
-             "95% interval from 2000 seed resamples of both arms (0 = target not reached).", "",
+             f"({rloo.mean(0)[-1]:.3f}), on seed-mean curves with linear interpolation (a curve still rising at "
+             f"the end is extended along its last segment by up to {EXTRAPOLATE:.0%} more responses); ratio = "
+             "RLOO's / the arm's, 95% interval from 2000 seed resamples of both arms (0 = target not reached).", "",
              "| arm | final accuracy | responses to RLOO's final | RLOO / arm [95% CI] | resamples reaching it |",
              "|---|---|---|---|---|"]
     for name, (_, values) in data.items():
-        result = efficiency_ratio(xs, rloo, values)
+        result = efficiency_ratio(xs, rloo, values, extrapolate=EXTRAPOLATE)
         needed = f"{result.variant_responses:.0f}" if result.variant_responses is not None else "not reached"
         lines.append(f"| {name} | {_interval(values[:, -1])} | {needed} | {result.ratio:.2f} "
                      f"[{result.low:.2f}, {result.high:.2f}] | {result.reached_fraction:.0%} |")
@@ -653,7 +660,10 @@ def search_rows(runs: Path, steps: int) -> list[str]:
              "the seeds run; ratio = responses RLOO needs / responses PRIME needs to reach RLOO's final accuracy, "
              "95% seed-bootstrap interval (single seed: no interval).", "",
              "| world | setting | seeds | PRIME | frozen offline PRM | RLOO | PRIME / RLOO ratio |", "|---|---|---|---|---|---|---|"]
-    for world_dir in sorted(path for path in runs.iterdir() if (path / "data").is_dir()):
+    worlds = sorted(path for path in runs.iterdir() if (path / "data").is_dir() and path.name in toy.WORLDS)
+    lines[1:1] = ["", *(f"- `{path.name}`: {_describe(toy.WORLDS[path.name])}. {_describe_policy(path)}"
+                        for path in worlds)]
+    for world_dir in worlds:
         bases = [(world_dir, "official PRIME settings (coef 5 / 5)")]
         bases += [(tag_dir, " ".join(_json(tag_dir / "settings.json")["flags"]))
                   for tag_dir in sorted((world_dir / "search").glob("*")) if (tag_dir / "settings.json").is_file()]
@@ -670,7 +680,7 @@ def search_rows(runs: Path, steps: int) -> list[str]:
             finals = {arm: (f"{np.mean([r['heldout'][-1]['accuracy'] for r in group]):.3f}" if group else "-")
                       for arm, group in summaries.items()}
             xs, rloo = curves(summaries["rloo"])
-            ratio = efficiency_ratio(xs, rloo, curves(summaries["prime"])[1])
+            ratio = efficiency_ratio(xs, rloo, curves(summaries["prime"])[1], extrapolate=EXTRAPOLATE)
             interval = f" [{ratio.low:.2f}, {ratio.high:.2f}]" if len(seeds) > 1 else ""
             lines.append(f"| {world_dir.name} | {setting} | {len(seeds)} | {finals['prime']} | {finals['frozen_offline']} | "
                          f"{finals['rloo']} | {ratio.ratio:.2f}{interval} |")
@@ -723,7 +733,7 @@ def main() -> int:
         plot_curves(RESULTS / f"{SECTION}.png", data, f"Toy ablation, {world.name} world: mean and 95% bootstrap band over seeds")
     if probes:
         plot_probe(RESULTS / f"{SECTION}_prm.png", probes)
-    text = report(world, summaries, probes, sweep, args) + "\n".join(search_rows(Path(args.runs), args.steps))
+    text = report(world, summaries, probes, sweep, args) + "\n" + "\n".join(search_rows(Path(args.runs), args.steps))
     atomic_write_text(RESULTS / f"{SECTION}.md", text)
     print(text)
     return 0

@@ -20,6 +20,20 @@ def test_responses_to_reach_interpolates_between_evaluations():
         responses_to_reach(X, [0.5], 0.6)
 
 
+def test_extrapolation_extends_a_rising_last_segment_only_so_far():
+    # last segment rises 0.1 per 10 responses: 0.72 is crossed at 22, inside 20 * 1.25
+    assert responses_to_reach(X, [0.5, 0.6, 0.7], 0.72, extrapolate=0.25) == pytest.approx(22.0)
+    assert responses_to_reach(X, [0.5, 0.6, 0.7], 0.76, extrapolate=0.25) is None   # would be at 26
+    assert responses_to_reach(X, [0.5, 0.7, 0.7], 0.72, extrapolate=0.25) is None   # flat: never
+    assert responses_to_reach(X, [0.5, 0.6, 0.7], 0.72) is None                      # off by default
+
+
+def test_extrapolation_turns_a_near_miss_into_a_ratio_just_below_one():
+    result = efficiency_ratio(X, [[0.5, 0.6, 0.7]], [[0.5, 0.58, 0.68]], resamples=100, extrapolate=0.25)
+    assert result.variant_responses == pytest.approx(22.0)
+    assert result.ratio == pytest.approx(20 / 22)
+
+
 def test_ratio_of_single_seeds_by_hand():
     result = efficiency_ratio(X, [[0.5, 0.6, 0.7]], [[0.5, 0.7, 0.8]], resamples=200)
     assert result.target == pytest.approx(0.7)

@@ -10,8 +10,12 @@ The seed is the unit of replication, so uncertainty comes from resampling seeds 
   both variants' seeds are resampled independently (RLOO's final accuracy, the target, moves with
   its resample, as it would in a repeated experiment).
 
-A curve that never reaches the target gives a ratio of 0 (it needs more responses than were
-generated); percentiles stay meaningful since any curve that does reach it has a larger ratio.
+The target sits at the end of the baseline's curve, so a variant that is as good as the baseline
+reaches it near the end of its run in some resamples and just after it in others. A curve may
+therefore be extended along its last segment by up to ``extrapolate`` times the responses it was
+run for (a still-rising curve crosses the target there); a curve that does not reach the target
+even then gives a ratio of 0 (it needs more responses than were generated). Percentiles stay
+meaningful, since any curve that does reach it has a larger ratio.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ import numpy as np
 __all__ = ["EfficiencyRatio", "bootstrap_band", "efficiency_ratio", "responses_to_reach"]
 
 
-def responses_to_reach(responses: Sequence[float], accuracy: Sequence[float], target: float) -> float | None:
+def responses_to_reach(responses: Sequence[float], accuracy: Sequence[float], target: float,
+                       extrapolate: float = 0.0) -> float | None:
     """First point where the curve reaches ``target``, interpolated linearly between evaluations;
-    None if it never does."""
+    past the last evaluation, the last segment extended by at most ``extrapolate`` x the last x
+    value; None if it never gets there."""
     if len(responses) != len(accuracy) or not responses:
         raise ValueError("responses_to_reach: the curve needs as many accuracies as x values (at least one)")
     if accuracy[0] >= target:
@@ -34,6 +40,11 @@ def responses_to_reach(responses: Sequence[float], accuracy: Sequence[float], ta
     for (x0, y0), (x1, y1) in zip(zip(responses, accuracy), zip(responses[1:], accuracy[1:])):
         if y1 >= target:
             return x0 + (x1 - x0) * (target - y0) / (y1 - y0)
+    if extrapolate > 0 and len(responses) > 1 and accuracy[-1] > accuracy[-2]:
+        (x0, y0), (x1, y1) = (responses[-2], accuracy[-2]), (responses[-1], accuracy[-1])
+        crossing = x1 + (x1 - x0) * (target - y1) / (y1 - y0)
+        if crossing <= x1 * (1 + extrapolate):
+            return crossing
     return None
 
 
@@ -68,10 +79,11 @@ class EfficiencyRatio:
     reached_fraction: float  # share of bootstrap resamples in which the variant reached the target
 
 
-def _ratio(responses: Sequence[float], baseline: np.ndarray, variant: np.ndarray) -> tuple[float, float, float | None, float]:
+def _ratio(responses: Sequence[float], baseline: np.ndarray, variant: np.ndarray,
+           extrapolate: float) -> tuple[float, float, float | None, float]:
     target = float(baseline[-1])
     needed_baseline = responses_to_reach(responses, baseline, target)
-    needed_variant = responses_to_reach(responses, variant, target)
+    needed_variant = responses_to_reach(responses, variant, target, extrapolate)
     if needed_variant is None:
         return target, needed_baseline, None, 0.0
     if needed_variant == 0:
@@ -81,18 +93,19 @@ def _ratio(responses: Sequence[float], baseline: np.ndarray, variant: np.ndarray
 
 def efficiency_ratio(responses: Sequence[float], baseline_curves: Sequence[Sequence[float]],
                      variant_curves: Sequence[Sequence[float]], *, confidence: float = 0.95,
-                     resamples: int = 2000, seed: int = 0) -> EfficiencyRatio:
-    """Sample-efficiency ratio of a variant over the baseline, with a seed-bootstrap interval."""
+                     resamples: int = 2000, seed: int = 0, extrapolate: float = 0.0) -> EfficiencyRatio:
+    """Sample-efficiency ratio of a variant over the baseline, with a seed-bootstrap interval
+    (``extrapolate``: see the module docstring)."""
     baseline, variant = _curves(baseline_curves), _curves(variant_curves)
     if baseline.shape[1] != len(responses) or variant.shape[1] != len(responses):
         raise ValueError("every curve must have one accuracy per x value")
-    target, needed_baseline, needed_variant, ratio = _ratio(responses, baseline.mean(0), variant.mean(0))
+    target, needed_baseline, needed_variant, ratio = _ratio(responses, baseline.mean(0), variant.mean(0), extrapolate)
     rng = np.random.default_rng(seed)
     ratios, reached = [], 0
     for _ in range(resamples):
         baseline_mean = baseline[rng.integers(0, len(baseline), len(baseline))].mean(0)
         variant_mean = variant[rng.integers(0, len(variant), len(variant))].mean(0)
-        _, _, needed, value = _ratio(responses, baseline_mean, variant_mean)
+        _, _, needed, value = _ratio(responses, baseline_mean, variant_mean, extrapolate)
         ratios.append(value)
         reached += needed is not None
     tail = (1 - confidence) / 2 * 100
