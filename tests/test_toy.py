@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 
@@ -11,7 +12,8 @@ import torch
 from primekit import toy
 from primekit.errors import InputError
 from primekit.models import load_causal_lm, load_tokenizer
-from primekit.toy.task import TaskSpec, make_problems, sft_target, solve
+from primekit.toy.localisation import step_errors
+from primekit.toy.task import TaskSpec, make_problems, max_sequence_tokens, needs_carry, sft_target, solve
 
 MULTI_LINE = "Compute 50-3-33\n50-3=47\n47-33=14\n\\boxed{14}"
 
@@ -117,3 +119,103 @@ def test_warmup_cache_key_tracks_every_setting():
     assert toy.WarmupSpec().key() == toy.WarmupSpec().key()
     assert toy.WarmupSpec(steps=10).key() != toy.WarmupSpec().key()
     assert toy.WarmupSpec(task=TaskSpec(num_operands=4)).key() != toy.WarmupSpec().key()
+    assert toy.WarmupSpec(task=TaskSpec(max_operands=5)).key() != toy.WarmupSpec().key()
+    assert toy.WarmupSpec(step_slip_rate=0.05).key() != toy.WarmupSpec().key()
+    assert toy.WarmupSpec(carry_slip_rate=0.3).key() != toy.WarmupSpec().key()
+
+
+def test_default_world_and_policy_key_are_unchanged_by_the_added_knobs():
+    """Everyone's cached toy policy is keyed by this hash and trained on these targets: adding a
+    knob must change neither (the fingerprints were taken before the knobs existed)."""
+    assert toy.DEFAULT_WARMUP.key() == "0bcdf5c68d48"
+    spec, rng = toy.DEFAULT_WARMUP, random.Random(toy.DEFAULT_WARMUP.seed)
+    rows = [p.prompt + "|" + sft_target(p, rng, skip_rate=spec.skip_rate, slip_rate=spec.slip_rate,
+                                        step_slip_rate=spec.step_slip_rate) for p in toy.train_problems()]
+    assert hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16] == "9e0ce7ebee8e606c"
+    held_out = "\n".join(p.prompt + p.solution for p in toy.test_problems(1000))
+    assert hashlib.sha256(held_out.encode()).hexdigest()[:16] == "1085a595d7a89120"
+
+
+def test_named_worlds_keep_the_demo_default_and_train_their_own_policies():
+    assert toy.WORLDS["default"] is toy.DEFAULT_WARMUP
+    keys = {spec.key() for spec in toy.WORLDS.values()}
+    assert len(keys) == len(toy.WORLDS)  # one cached policy per world
+
+
+def test_operand_count_range_mixes_short_and_long_chains():
+    spec = TaskSpec(num_operands=3, max_operands=9, max_digits=1)
+    problems = make_problems(400, seed=0, spec=spec)
+    counts = {len(p.solution.splitlines()) for p in problems}  # steps + the boxed line
+    assert counts == set(range(3, 10))
+    for problem in problems:
+        assert step_errors(problem.prompt, problem.solution) == []
+        assert all(int(n) <= 9 for n in re.findall(r"\d+", problem.prompt))
+
+
+def test_bad_difficulty_settings_are_refused():
+    with pytest.raises(ValueError, match="num_operands"):
+        TaskSpec(num_operands=1)
+    with pytest.raises(ValueError, match="max_operands"):
+        TaskSpec(num_operands=4, max_operands=3)
+    with pytest.raises(ValueError, match="operators"):
+        TaskSpec(operators="/")
+    with pytest.raises(ValueError, match="step_slip_rate"):
+        toy.WarmupSpec(step_slip_rate=1.5)
+    with pytest.raises(ValueError, match="skip_rate \\+ slip_rate"):
+        toy.WarmupSpec(skip_rate=0.6, slip_rate=0.6)
+
+
+def test_step_slips_hit_every_step_of_a_long_chain_and_ruin_the_answer():
+    spec = TaskSpec(num_operands=9, max_digits=2)  # 8 steps; 2 digits keep no-op slips (0 - x -> 0) rare
+    problems = make_problems(3000, seed=1, spec=spec)
+    rng = random.Random(0)
+    slipped_at = [0] * 8
+    wrong_answers = 0
+    for problem in problems:
+        target = sft_target(problem, rng, skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.1)
+        wrong = step_errors(problem.prompt, target)
+        assert wrong is not None and 8 not in wrong  # a worked chain; the boxed line repeats the last value
+        for step in wrong:
+            slipped_at[step] += 1
+        answer_is_wrong = not target.endswith(f"{{{problem.answer}}}")
+        wrong_answers += answer_is_wrong
+        if len(wrong) == 1:
+            assert answer_is_wrong  # one slip anywhere ruins the answer (two may cancel out)
+    assert all(abs(count / 3000 - 0.1) < 0.025 for count in slipped_at), slipped_at
+    assert abs(wrong_answers / 3000 - (1 - 0.9 ** 8)) < 0.04
+
+
+def test_carries_and_borrows():
+    assert needs_carry(7, "+", 5) and not needs_carry(7, "+", 2) and needs_carry(19, "+", 1)
+    assert needs_carry(13, "-", 5) and not needs_carry(15, "-", 3) and not needs_carry(6, "*", 7)
+    lines, answer = solve([7, 5, 2, 9], ["+", "+", "-"], rng=random.Random(0), carry_slip_rate=1.0)
+    # 7+5 carries (forgotten: 2); 2+2 does not; 4-9 borrows (forgotten: +10)
+    assert lines == ["7+5=2", "2+2=4", "4-9=5"] and answer == 5
+
+
+def test_carry_slips_are_systematic_and_only_where_a_carry_is_needed():
+    problem = make_problems(1, seed=0, spec=TaskSpec(num_operands=9, max_digits=1, operators="+"))[0]
+    values = [int(n) for n in re.findall(r"\d+", problem.prompt)]
+    carry_steps = set()
+    running = values[0]
+    for index, value in enumerate(values[1:]):
+        if needs_carry(running, "+", value):
+            carry_steps.add(index)
+        running += value
+    assert len(carry_steps) >= 2
+    rng = random.Random(0)
+    targets = [sft_target(problem, rng, skip_rate=0, slip_rate=0, carry_slip_rate=0.3) for _ in range(3000)]
+    wrong_lines = [step_errors(problem.prompt, t) for t in targets]
+    # the first forgotten carry is on the right chain's carry step (later ones follow the wrong chain)
+    assert all(w is not None and (not w or w[0] in carry_steps) for w in wrong_lines)
+    exact = sum(t == problem.solution for t in targets) / len(targets)
+    assert abs(exact - 0.7 ** len(carry_steps)) < 0.03
+
+
+def test_sequence_bound_covers_slipped_long_targets():
+    tokenizer = toy.build_tokenizer()
+    spec = TaskSpec(num_operands=2, max_operands=9, max_digits=2)
+    rng = random.Random(0)
+    longest = max(len(tokenizer(p.prompt + sft_target(p, rng, skip_rate=0, slip_rate=0.5, step_slip_rate=0.3))
+                      ["input_ids"]) + 1 for p in make_problems(500, seed=3, spec=spec))
+    assert longest <= max_sequence_tokens(spec) <= 2 * longest

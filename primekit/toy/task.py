@@ -2,18 +2,38 @@
 
 It is small enough for a 0.5M-parameter model to half-learn in CPU minutes, and it has the shape of
 real math reasoning: a prompt, intermediate steps separated by newlines, and a ``\\boxed{}`` final
-answer graded against a gold answer. Two knobs make the learned policy imperfect in ways RL can fix:
+answer graded against a gold answer.
+
+Difficulty is set by :class:`TaskSpec` (how many operands a problem has, possibly a different number
+per problem, and how large they are). The SFT warm-up (:func:`sft_target`) then makes the learned
+policy imperfect in ways RL can fix:
 
 * ``skip_rate``: the fraction of SFT targets that jump straight to ``\\boxed{...}`` with a guessed
   answer (a policy habit with low accuracy that outcome rewards can discourage);
 * ``slip_rate``: the fraction of SFT targets with one arithmetic slip in one step, carried to the
-  end (an error a process reward can localise to its step).
+  end (an error a process reward can localise to its step);
+* ``step_slip_rate``: the chance that *each* step of a worked target slips, independently, so a
+  long chain slips more often than a short one and a slip can sit at any step of it;
+* ``carry_slip_rate``: the chance that a step needing a carry (``+``) or a borrow (``-``) in the
+  units digit forgets it (a result off by 10). Unlike a random slip, which the policy learns as a
+  rare token, this is a systematic error: the policy hesitates between two likely answers at every
+  such step, so a long chain holds several uncertain decisions and an outcome says little about
+  which one went wrong.
+
+A slipped result is carried on by the later steps, so one slip anywhere ruins the final answer.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+#: Field metadata of a knob added after the first release: a cache key leaves such a field out
+#: while it holds its default, so adding a knob never changes the key of a policy already cached.
+ADDED_KNOB = {"key_omits_default": True}
+
+SLIP_OFFSETS = (-10, -2, -1, 1, 2, 10)
 
 
 @dataclass(frozen=True)
@@ -28,43 +48,77 @@ class Problem:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Difficulty of the toy task."""
+    """Difficulty of the toy task.
+
+    A problem has ``num_operands`` operands (``num_operands - 1`` steps); with ``max_operands`` set,
+    each problem draws its count uniformly from ``num_operands .. max_operands``, so one data set
+    mixes short and long chains. Operands lie in ``1 .. 10**max_digits - 1`` (the operand range).
+    """
 
     num_operands: int = 3
     max_digits: int = 2
     operators: str = "+-"
+    max_operands: int | None = field(default=None, metadata=ADDED_KNOB)
+
+    def __post_init__(self) -> None:
+        if self.num_operands < 2:
+            raise ValueError(f"num_operands must be >= 2 (one step at least); got {self.num_operands}")
+        if self.max_operands is not None and self.max_operands < self.num_operands:
+            raise ValueError(f"max_operands ({self.max_operands}) is below num_operands ({self.num_operands})")
+        if self.max_digits < 1:
+            raise ValueError(f"max_digits must be >= 1; got {self.max_digits}")
+        if not self.operators or set(self.operators) - set("+-*"):
+            raise ValueError(f"operators must be a non-empty string of + - *; got '{self.operators}'")
+
+    @property
+    def most_operands(self) -> int:
+        return self.max_operands or self.num_operands
 
 
 def _operands_and_ops(spec: TaskSpec, rng: random.Random) -> tuple[list[int], list[str]]:
     """Draw operands and operators keeping every running value non-negative."""
     high = 10 ** spec.max_digits - 1
+    count = spec.num_operands if spec.max_operands is None else rng.randint(spec.num_operands, spec.max_operands)
     values = [rng.randint(1, high)]
     ops: list[str] = []
     running = values[0]
-    for _ in range(spec.num_operands - 1):
+    for _ in range(count - 1):
         op = rng.choice(spec.operators)
         if op == "-" and running == 0:
             op = "+"
         operand = rng.randint(1, min(high, running)) if op == "-" else rng.randint(1, high)
-        running = running - operand if op == "-" else running + operand
+        running = apply_operator(running, op, operand)
         values.append(operand)
         ops.append(op)
     return values, ops
 
 
-def _apply(left: int, op: str, right: int) -> int:
+def apply_operator(left: int, op: str, right: int) -> int:
+    """``left op right`` for the task's operators (+, -, *)."""
     return left + right if op == "+" else left - right if op == "-" else left * right
 
 
-def solve(values: list[int], ops: list[str], slip_at: int | None = None,
-          rng: random.Random | None = None) -> tuple[list[str], int]:
-    """The step lines ``a+b=c`` and the final value; ``slip_at`` puts an off-by-small error into
-    that step's result, and later steps carry it on."""
+def needs_carry(left: int, op: str, right: int) -> bool:
+    """Whether ``left op right`` carries (``+``) or borrows (``-``) in the units digit."""
+    if op == "+":
+        return left % 10 + right % 10 >= 10
+    return op == "-" and left % 10 < right % 10
+
+
+def solve(values: list[int], ops: list[str], slip_at: int | Collection[int] | None = None,
+          rng: random.Random | None = None, carry_slip_rate: float = 0.0) -> tuple[list[str], int]:
+    """The step lines ``a+b=c`` and the final value; ``slip_at`` (a step index or several) puts an
+    off-by-small error into that step's result, ``carry_slip_rate`` makes a step that carries or
+    borrows forget it with that chance; later steps carry the wrong value on."""
+    slips = {slip_at} if isinstance(slip_at, int) else set(slip_at or ())
     lines, running = [], values[0]
     for index, (op, operand) in enumerate(zip(ops, values[1:])):
-        result = _apply(running, op, operand)
-        if index == slip_at and rng is not None:
-            result = max(0, result + rng.choice([-10, -2, -1, 1, 2, 10]))
+        result = apply_operator(running, op, operand)
+        if carry_slip_rate > 0 and rng is not None and needs_carry(running, op, operand) \
+                and rng.random() < carry_slip_rate:
+            result += -10 if op == "+" else 10
+        if index in slips and rng is not None:
+            result = max(0, result + rng.choice(SLIP_OFFSETS))
         lines.append(f"{running}{op}{operand}={result}")
         running = result
     return lines, running
@@ -84,22 +138,35 @@ def make_problems(n: int, seed: int, spec: TaskSpec = TaskSpec()) -> list[Proble
     return [make_problem(spec, rng) for _ in range(n)]
 
 
-def sft_target(problem: Problem, rng: random.Random, *, skip_rate: float, slip_rate: float) -> str:
+def sft_target(problem: Problem, rng: random.Random, *, skip_rate: float, slip_rate: float,
+               step_slip_rate: float = 0.0, carry_slip_rate: float = 0.0) -> str:
     """The completion the warm-up policy imitates for ``problem``: the worked solution, or (with
-    the given rates) a skipped-steps guess or a solution with one slipped step."""
+    the given rates) a skipped-steps guess, a solution with one slipped step, or, with
+    ``step_slip_rate``, a solution in which each step slipped independently with that chance; with
+    ``carry_slip_rate`` any worked target may also forget carries (see the module docstring)."""
     roll = rng.random()
     if roll < skip_rate:
         guess = max(0, int(problem.answer) + rng.randint(-15, 15))
         return f"\\boxed{{{guess}}}"
+    values, ops = parse_expression(problem_expression(problem.prompt))
+    slips: int | list[int] = []
     if roll < skip_rate + slip_rate:
-        expression = problem.prompt[len("Compute "):].strip()
-        values, ops = _parse_expression(expression)
-        lines, answer = solve(values, ops, slip_at=rng.randrange(len(ops)), rng=rng)
-        return "\n".join(lines) + f"\n\\boxed{{{answer}}}"
-    return problem.solution
+        slips = rng.randrange(len(ops))
+    elif step_slip_rate > 0:  # no extra draws at 0, so the default targets stay what they were
+        slips = [step for step in range(len(ops)) if rng.random() < step_slip_rate]
+    if slips == [] and carry_slip_rate == 0:
+        return problem.solution
+    lines, answer = solve(values, ops, slip_at=slips, rng=rng, carry_slip_rate=carry_slip_rate)
+    return "\n".join(lines) + f"\n\\boxed{{{answer}}}"
 
 
-def _parse_expression(expression: str) -> tuple[list[int], list[str]]:
+def problem_expression(prompt: str) -> str:
+    """``"37+58-19"`` from the prompt ``"Compute 37+58-19\\n"``."""
+    return prompt.removeprefix("Compute ").strip()
+
+
+def parse_expression(expression: str) -> tuple[list[int], list[str]]:
+    """Operands and operators of ``"37+58-19"``: ``([37, 58, 19], ["+", "-"])``."""
     values, ops, number = [], [], ""
     for char in expression:
         if char.isdigit():
@@ -110,3 +177,14 @@ def _parse_expression(expression: str) -> tuple[list[int], list[str]]:
             number = ""
     values.append(int(number))
     return values, ops
+
+
+def max_sequence_tokens(spec: TaskSpec) -> int:
+    """An upper bound on prompt + worked solution + EOS, in toy tokens (one per character, plus
+    ``Compute`` and ``\\boxed{`` as one token each), slips included."""
+    operands = spec.most_operands
+    largest = (10 ** spec.max_digits - 1) * (operands if "*" not in spec.operators else 10 ** operands)
+    value = len(str(largest)) + 2  # a slip can add a digit; the bound is loose on purpose
+    prompt = 2 + operands * (spec.max_digits + 1) + 1
+    step = value + 1 + spec.max_digits + 1 + value + 1
+    return prompt + (operands - 1) * step + 1 + value + 1 + 1

@@ -1,0 +1,114 @@
+"""Sample efficiency read off accuracy-vs-responses curves, with bootstrap uncertainty over seeds.
+
+PRIME's headline claim is a ratio: how many fewer generated responses it needs than outcome-only
+RLOO to reach RLOO's final accuracy (2.5x in the paper). Here every training run is one curve,
+accuracy at a shared grid of "responses generated"; runs of one variant differ by their seed.
+The seed is the unit of replication, so uncertainty comes from resampling seeds with replacement:
+
+* :func:`bootstrap_band`: a percentile band around a variant's seed-mean curve;
+* :func:`efficiency_ratio`: the ratio on the seed-mean curves, and its percentile interval when
+  both variants' seeds are resampled independently (RLOO's final accuracy, the target, moves with
+  its resample, as it would in a repeated experiment).
+
+The target sits at the end of the baseline's curve, so a variant that is as good as the baseline
+reaches it near the end of its run in some resamples and just after it in others. A curve may
+therefore be extended along its last segment by up to ``extrapolate`` times the responses it was
+run for (a still-rising curve crosses the target there); a curve that does not reach the target
+even then gives a ratio of 0 (it needs more responses than were generated). Percentiles stay
+meaningful, since any curve that does reach it has a larger ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["EfficiencyRatio", "bootstrap_band", "efficiency_ratio", "responses_to_reach"]
+
+
+def responses_to_reach(responses: Sequence[float], accuracy: Sequence[float], target: float,
+                       extrapolate: float = 0.0) -> float | None:
+    """First point where the curve reaches ``target``, interpolated linearly between evaluations;
+    past the last evaluation, the last segment extended by at most ``extrapolate`` x the last x
+    value; None if it never gets there."""
+    if len(responses) != len(accuracy) or not responses:
+        raise ValueError("responses_to_reach: the curve needs as many accuracies as x values (at least one)")
+    if accuracy[0] >= target:
+        return float(responses[0])
+    for (x0, y0), (x1, y1) in zip(zip(responses, accuracy), zip(responses[1:], accuracy[1:])):
+        if y1 >= target:
+            return x0 + (x1 - x0) * (target - y0) / (y1 - y0)
+    if extrapolate > 0 and len(responses) > 1 and accuracy[-1] > accuracy[-2]:
+        (x0, y0), (x1, y1) = (responses[-2], accuracy[-2]), (responses[-1], accuracy[-1])
+        crossing = x1 + (x1 - x0) * (target - y1) / (y1 - y0)
+        if crossing <= x1 * (1 + extrapolate):
+            return crossing
+    return None
+
+
+def _curves(curves: Sequence[Sequence[float]]) -> np.ndarray:
+    array = np.asarray(curves, dtype=np.float64)
+    if array.ndim != 2 or len(array) == 0:
+        raise ValueError("expected one accuracy curve per seed, all on the same grid")
+    return array
+
+
+def bootstrap_band(curves: Sequence[Sequence[float]], *, confidence: float = 0.95, resamples: int = 2000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seed-mean curve and the percentile band of the mean over seed resamples: (mean, low, high)."""
+    array = _curves(curves)
+    rng = np.random.default_rng(seed)
+    means = array[rng.integers(0, len(array), size=(resamples, len(array)))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return array.mean(axis=0), low, high
+
+
+@dataclass(frozen=True)
+class EfficiencyRatio:
+    """Baseline responses / variant responses to reach the baseline's final mean accuracy."""
+
+    target: float
+    baseline_responses: float
+    variant_responses: float | None
+    ratio: float
+    low: float
+    high: float
+    reached_fraction: float  # share of bootstrap resamples in which the variant reached the target
+
+
+def _ratio(responses: Sequence[float], baseline: np.ndarray, variant: np.ndarray,
+           extrapolate: float) -> tuple[float, float, float | None, float]:
+    target = float(baseline[-1])
+    needed_baseline = responses_to_reach(responses, baseline, target)
+    needed_variant = responses_to_reach(responses, variant, target, extrapolate)
+    if needed_variant is None:
+        return target, needed_baseline, None, 0.0
+    if needed_variant == 0:
+        return target, needed_baseline, 0.0, float("inf")
+    return target, needed_baseline, needed_variant, needed_baseline / needed_variant
+
+
+def efficiency_ratio(responses: Sequence[float], baseline_curves: Sequence[Sequence[float]],
+                     variant_curves: Sequence[Sequence[float]], *, confidence: float = 0.95,
+                     resamples: int = 2000, seed: int = 0, extrapolate: float = 0.0) -> EfficiencyRatio:
+    """Sample-efficiency ratio of a variant over the baseline, with a seed-bootstrap interval
+    (``extrapolate``: see the module docstring)."""
+    baseline, variant = _curves(baseline_curves), _curves(variant_curves)
+    if baseline.shape[1] != len(responses) or variant.shape[1] != len(responses):
+        raise ValueError("every curve must have one accuracy per x value")
+    target, needed_baseline, needed_variant, ratio = _ratio(responses, baseline.mean(0), variant.mean(0), extrapolate)
+    rng = np.random.default_rng(seed)
+    ratios, reached = [], 0
+    for _ in range(resamples):
+        baseline_mean = baseline[rng.integers(0, len(baseline), len(baseline))].mean(0)
+        variant_mean = variant[rng.integers(0, len(variant), len(variant))].mean(0)
+        _, _, needed, value = _ratio(responses, baseline_mean, variant_mean, extrapolate)
+        ratios.append(value)
+        reached += needed is not None
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(np.asarray(ratios), [tail, 100 - tail])
+    return EfficiencyRatio(target, needed_baseline, needed_variant, ratio, float(low), float(high),
+                           reached / resamples)
