@@ -212,7 +212,7 @@ def seven_b_plans(folder: Path) -> list[tuple[str, object]]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
                                                     **QWEN25_MATH_7B}))
-    models = ["--model", str(folder), "--prm_model_name_or_path", str(folder), "--prm_ref_model_name_or_path", str(folder)]
+    models = ["--model", str(folder), "--prm", str(folder), "--prm_ref", str(folder)]
     recipe = ["--config", str(REPO / "recipes" / "eurus_2_7b_prime.yaml"), *models, "--gpus", "8", "--gpu_memory_gb", "80"]
     variants = [("ddp", []), ("fsdp2", []), ("fsdp2_offload", []),
                 ("fsdp2", ["--vllm_gpu_memory_utilization", "0.5"])]

@@ -216,8 +216,8 @@ def prime_command(arm: str, world: World, folder: Path, seed: int, args: argpars
         command += ["--prm_mini_batch_size", str(PRM_MINI_BATCH)]
         command += [item for key, value in prm_settings.items() for item in (f"--{key}", str(value))]
     if arm == "frozen_offline":
-        command += ["--prm_model_name_or_path", str(train_offline_prm(world)),
-                    "--prm_ref_model_name_or_path", world.policy]
+        command += ["--prm", str(train_offline_prm(world)),
+                    "--prm_ref", world.policy]
     return command + list(args.extra)
 
 

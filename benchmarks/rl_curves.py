@@ -34,8 +34,8 @@ def variants(offline_prm: Path, policy: str) -> dict[str, list[str]]:
     SFT policy's own graded samples, read against the SFT policy."""
     return {"PRIME": [],
             "RLOO (outcome only)": ["--process_reward_coef", "0"],
-            FROZEN: ["--prm_update", "none", "--prm_model_name_or_path", str(offline_prm),
-                     "--prm_ref_model_name_or_path", policy]}
+            FROZEN: ["--prm_update", "none", "--prm", str(offline_prm),
+                     "--prm_ref", policy]}
 
 
 def train_offline_prm(root: Path) -> Path:

@@ -88,3 +88,13 @@ def test_latest_checkpoint_skips_incomplete_ones(tmp_path):
             (folder / "trainer_state.json").write_text("{}")
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
     assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_prm_options_share_the_other_clis_names_and_old_names_still_parse(capsys):
+    _, config = parse_train_args(["--prm", "runs/prm", "--prm_ref", "sft", "--output_dir", "unused"])
+    assert (config.prm, config.prm_ref) == ("runs/prm", "sft")
+    _, config = parse_train_args(["--prm_model_name_or_path", "runs/prm", "--prm_ref_model_name_or_path", "sft",
+                                  "--output_dir", "unused"])
+    assert (config.prm, config.prm_ref) == ("runs/prm", "sft")
+    warnings = capsys.readouterr().err
+    assert "'--prm_model_name_or_path' (command-line option) is deprecated" in warnings and "use '--prm'" in warnings

@@ -246,7 +246,7 @@ def _plan_7b(qwen_7b: str, *options: str) -> memory.MemoryPlan:
 
 def _local_7b(qwen_7b: str) -> list[str]:
     """The recipe's policy, PRM and PRM reference (all Eurus-2-7B-SFT) as the local 7B config.json."""
-    return ["--model", qwen_7b, "--prm_model_name_or_path", qwen_7b, "--prm_ref_model_name_or_path", qwen_7b]
+    return ["--model", qwen_7b, "--prm", qwen_7b, "--prm_ref", qwen_7b]
 
 
 def test_shipped_7b_recipe_fits_8x80gb_with_fsdp2_offload_and_not_with_ddp(qwen_7b, capsys):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from primekit.errors import InputError
-from primekit.prm.reading import (PRMReadingArguments, Prompt, Query, ReadingSettings, aggregate,
+from primekit.prm.reading import (Prompt, Query, ReadingSettings, aggregate,
                                   prm_prompt, split_steps)
 
 
@@ -166,15 +166,6 @@ class ImplicitPRMScorer:
                     "append_eos": settings.append_eos,
                     "ref": None if settings.prm_ref is None else model_fingerprint(settings.prm_ref)}
         return cls(load, identity, step_mode=settings.step_mode, prm_context=settings.prm_context)
-
-    @classmethod
-    def from_pretrained(cls, prm_path: str, ref_path: str | None = None, coef: float | None = None,
-                        step_mode: str | None = None, prm_context: str = "chat", dtype: str = "auto",
-                        device: str | None = None, batch_size: int = 16) -> "ImplicitPRMScorer":
-        """A scorer for a saved PRM; unset reading options come from its record (or its card)."""
-        settings = PRMReadingArguments(prm=prm_path, prm_ref=ref_path, coef=coef, step_mode=step_mode,
-                                       prm_context=prm_context).resolve()
-        return cls.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
 
     def identity(self) -> dict[str, Any]:
         return self._identity

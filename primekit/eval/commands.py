@@ -21,6 +21,7 @@ from primekit.eval import benchmarks as bench
 from primekit.eval import runner
 from primekit.eval.generate import SamplingSpec, make_generator
 from primekit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS, Generation, get_protocol
+from primekit.prm.reading import PRMReadingArguments
 
 def _split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
@@ -121,15 +122,9 @@ class RunArguments(EvalArguments):
         "problems generated, graded and saved at a time (what a killed run can lose at most)"))
     label: str | None = field(default=None, metadata=help_text(
         "row name in leaderboards (default: the run folder's name)"))
-    prm: str | None = field(default=None, metadata=help_text(
-        "implicit PRM that reranks the samples: adds bon@N (its Best-of-N pick) and "
-        "weighted_maj@N (its reward-weighted vote) beside pass@k and maj@k"))
-    prm_ref: str | None = field(default=None, metadata=help_text(
-        "the PRM's reference model (default: the one recorded with the PRM)"))
     bon_n: int | None = field(default=None, metadata=help_text(
-        "N for the PRM metrics (default: --n); N < --n averages random N-subsets"))
-    bon_aggregate: str = field(default="min", metadata=help_text(
-        "how step rewards rank a response: min, last, mean or sum"))
+        "N for the PRM metrics (with --prm: bon@N, its Best-of-N pick, and weighted_maj@N, its "
+        "reward-weighted vote; default: --n); N < --n averages random N-subsets"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -224,9 +219,9 @@ def _grader_for(name: str, protocol: str, options: SummaryArguments):
 
 def run(argv: list[str]) -> int:
     """Generate and grade a model on benchmarks under an evaluation protocol; resumable."""
-    model_args, generation_args, sampling, args, options, *_ = parse_config(
-        [ModelArguments, GenerationArguments, SamplingArguments, RunArguments, SummaryArguments],
-        argv, prog="prime-eval run", description=run.__doc__)
+    model_args, generation_args, sampling, args, options, reading, *_ = parse_config(
+        [ModelArguments, GenerationArguments, SamplingArguments, RunArguments, SummaryArguments,
+         PRMReadingArguments], argv, prog="prime-eval run", description=run.__doc__)
     problem_sets = load_problem_sets(args, model_args.model)
     from primekit.eval import provenance
     from primekit.eval.grader import GRADER_VERSION
@@ -279,23 +274,23 @@ def run(argv: list[str]) -> int:
                 [p.id for p in problems], [r for r in records if r["benchmark"] == name],
                 specs[name].n, seed=sampling.seed, **options.summary_options()),
             "generation": generations[name].to_json()}
-    if args.prm is not None:
-        _add_bon_metrics(summary, args, problem_sets, records, out, specs, generation_args,
+    if reading.prm is not None:
+        _add_bon_metrics(summary, args, reading, problem_sets, records, out, specs, generation_args,
                          sampling.seed)
     return _finish(out, summary, samples.path)
 
 
-def _add_bon_metrics(summary: dict[str, Any], args: RunArguments, problem_sets: dict[str, list],
-                     records: list[dict[str, Any]], out: Path, specs: dict[str, SamplingSpec],
-                     generation_args: GenerationArguments, seed: int) -> None:
-    """PRM-reranked accuracy per benchmark, so "policy + PRM" is a leaderboard row of its own.
-    PRM scores are cached in the run folder: a re-run loads no PRM."""
+def _add_bon_metrics(summary: dict[str, Any], args: RunArguments, reading: PRMReadingArguments,
+                     problem_sets: dict[str, list], records: list[dict[str, Any]], out: Path,
+                     specs: dict[str, SamplingSpec], generation_args: GenerationArguments, seed: int) -> None:
+    """PRM-reranked accuracy per benchmark (by the first of ``--aggregate``), so "policy + PRM" is a
+    leaderboard row of its own. PRM scores are cached in the run folder: a re-run loads no PRM."""
     from primekit.bon import rerank
     from primekit.bon.data import problems_from_samples
     from primekit.bon.scorers import ImplicitPRMScorer
 
-    scorer = ImplicitPRMScorer.from_pretrained(args.prm, args.prm_ref, device=generation_args.device,
-                                               dtype=generation_args.dtype)
+    scorer = ImplicitPRMScorer.from_settings(reading.resolve(), device=generation_args.device,
+                                             dtype=generation_args.dtype)
     cache = rerank.ScoreCache(rerank.cache_file(out, scorer.name, scorer.identity()),
                               scorer.identity())
     for name, problems in problem_sets.items():
@@ -304,7 +299,7 @@ def _add_bon_metrics(summary: dict[str, Any], args: RunArguments, problem_sets: 
                    and r["sample_index"] < specs[name].n]
         texts = {p.id: p.problem for p in problems}  # the PRM reads the problem, not the policy prompt
         metrics = rerank.bon_metrics(problems_from_samples(samples, problem_texts=texts), scorer,
-                                     args.bon_n or specs[name].n, aggregate=args.bon_aggregate,
+                                     args.bon_n or specs[name].n, aggregate=reading.aggregates[0],
                                      cache=cache, seed=seed)
         summary["benchmarks"][name]["metrics"].update(metrics)
 

@@ -15,6 +15,7 @@ oversample_factor) and must not be set by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from trl import GRPOConfig
 
@@ -39,6 +40,10 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 @dataclass
 class PrimeConfig(GRPOConfig):
     """Configuration of :class:`primekit.rl.trainer.PrimeTrainer` (see the module docstring)."""
+
+    #: the PRM options' earlier names (the other CLIs call the same models ``prm``, ``prm_ref``)
+    deprecated_aliases: ClassVar[dict[str, str]] = {"prm_model_name_or_path": "prm",
+                                                    "prm_ref_model_name_or_path": "prm_ref"}
 
     # --- overridden GRPOConfig defaults -------------------------------------------------------
     learning_rate: float = field(
@@ -69,11 +74,11 @@ class PrimeConfig(GRPOConfig):
         metadata={"help": "Policy AdamW weight decay (official: 0.01, verl's default, fsdp_workers.py:206)."})
 
     # --- the implicit PRM ----------------------------------------------------------------------
-    prm_model_name_or_path: str | None = field(
+    prm: str | None = field(
         default=None,
         metadata={"help": "Initial weights of the implicit PRM (a causal LM). Default: the policy's own "
                           "weights (the SFT model), as in PRIME."})
-    prm_ref_model_name_or_path: str | None = field(
+    prm_ref: str | None = field(
         default=None,
         metadata={"help": "Frozen reference of the implicit PRM: q_t = log pi_prm - log pi_ref. Default: the "
                           "policy's initial weights (the SFT model). When it equals the policy and TRL's KL "

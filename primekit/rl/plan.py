@@ -547,13 +547,13 @@ def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus
         models.append(PlannedModel("KL reference", shapes[policy], False, policy_rows, False, False, True))
     if config.uses_prm:
         trained = config.prm_update != "none"
-        prm_id = config.prm_model_name_or_path or policy
+        prm_id = config.prm or policy
         trained_per_process = config.per_device_train_batch_size * config.steps_per_generation
         per_process = config.prm_mini_batch_size // gpus if config.prm_mini_batch_size else trained_per_process
         models.append(PlannedModel("PRM", shapes[prm_id], trained, prm_rows,
                                    trained and bool(config.gradient_checkpointing),
                                    per_process > prm_rows, False))
-        ref_id = config.prm_ref_model_name_or_path or policy
+        ref_id = config.prm_ref or policy
         if not (kl_reference and ref_id == policy and config.temperature == 1.0):
             models.append(PlannedModel("PRM reference", shapes[ref_id], False, prm_rows, False, False, True))
     return models
@@ -786,7 +786,7 @@ def read_shapes(config: Any, policy: str) -> dict[str, ModelShape]:
     """The shape of every distinct model the run loads (policy, PRM, PRM reference)."""
     names = [policy]
     if config.uses_prm:
-        names += [config.prm_model_name_or_path or policy, config.prm_ref_model_name_or_path or policy]
+        names += [config.prm or policy, config.prm_ref or policy]
     return {name: read_model_shape(name) for name in dict.fromkeys(names)}
 
 

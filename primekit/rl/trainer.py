@@ -194,12 +194,12 @@ class PrimeTrainer(GRPOTrainer):
         if trains_prm and args.fp16:
             raise InputError("fp16 needs a loss scaler that the PRM update does not have; use bf16")
         policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
-        if not policy_id and not (args.prm_model_name_or_path and args.prm_ref_model_name_or_path):
+        if not policy_id and not (args.prm and args.prm_ref):
             raise InputError("the policy was not loaded from a path, so the PRM cannot default to it; set "
-                             "prm_model_name_or_path and prm_ref_model_name_or_path")
+                             "prm and prm_ref")
         init_kwargs = self._model_init_kwargs()
 
-        prm = create_model_from_path(args.prm_model_name_or_path or policy_id, **init_kwargs)
+        prm = create_model_from_path(args.prm or policy_id, **init_kwargs)
         add_fused_lm_head(prm, temperature=1.0, cast_lm_head_to_fp32=args.cast_lm_head_to_fp32)
         if args.disable_dropout:
             disable_dropout_in_model(prm)
@@ -220,7 +220,7 @@ class PrimeTrainer(GRPOTrainer):
             prm.requires_grad_(False)
             self.prm = self._prepare_frozen(prm)
 
-        ref_id = args.prm_ref_model_name_or_path or policy_id
+        ref_id = args.prm_ref or policy_id
         self._prm_ref_is_kl_ref = (self.ref_model is not None and ref_id == policy_id
                                    and args.temperature == 1.0)
         if self._prm_ref_is_kl_ref:
@@ -522,8 +522,8 @@ class PrimeTrainer(GRPOTrainer):
         if self.processing_class is not None:
             self.processing_class.save_pretrained(staging)
         policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
-        write_prm_record(staging, base=self.args.prm_model_name_or_path or policy_id,
-                         reference=self.args.prm_ref_model_name_or_path or policy_id, beta=self.args.prm_beta)
+        write_prm_record(staging, base=self.args.prm or policy_id,
+                         reference=self.args.prm_ref or policy_id, beta=self.args.prm_beta)
         previous = target.with_name(f".{target.name}.old-{os.getpid()}")
         if target.exists():
             os.replace(target, previous)
