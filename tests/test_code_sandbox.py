@@ -289,3 +289,18 @@ def test_the_weaker_process_backend_still_limits_time_output_and_exits(tmp_path)
     assert not run("x = bytearray(10 ** 12)\n", settings).passed
     assert wait_for_no_sandbox_processes() == []
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("primekit-code-*"))
+
+
+def test_an_interpreter_under_tmp_is_still_seen_inside_the_sandbox(settings, tmp_path):
+    """The sandbox's /tmp is a fresh tmpfs; a checkout (and its virtualenv) under the host's /tmp
+    must stay visible, read-only, on top of it."""
+    import subprocess
+    import sys
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", str(venv)], check=True)
+    in_tmp = dataclasses.replace(settings, python=str(venv / "bin" / "python"))
+    assert check_sandbox(in_tmp) == "bwrap"
+    verdict = run("import os\nopen(os.path.join(os.path.dirname(os.__file__), 'x'), 'w')\n", in_tmp)
+    assert not verdict.passed  # read-only
+    assert run(RIGHT, in_tmp).passed

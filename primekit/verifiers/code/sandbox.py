@@ -159,7 +159,9 @@ def _bwrap_command(settings: SandboxSettings) -> list[str]:
         elif os.path.isdir(path):
             command += ["--ro-bind", path, path]
     command += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    made: set[str] = set()
+    # the empty /tmp first: an interpreter that lives under /tmp (a checkout there) is bound on top
+    command += ["--perms", "1777", "--size", disk, "--tmpfs", "/tmp"]
+    made: set[str] = {"/tmp"}
     for path in _python_dirs(python):
         # parents made traversable (e.g. /root), so that the harness can still import after it
         # has become nobody
@@ -171,7 +173,6 @@ def _bwrap_command(settings: SandboxSettings) -> list[str]:
     command += ["--ro-bind", str(HARNESS), SANDBOX_HARNESS,
                 "--proc", "/proc", "--dev", "/dev",
                 "--perms", "1777", "--size", disk, "--tmpfs", "/dev/shm",
-                "--perms", "1777", "--size", disk, "--tmpfs", "/tmp",
                 "--perms", "0777", "--size", disk, "--tmpfs", WORKDIR,
                 "--chdir", WORKDIR, "--clearenv"]
     for key, value in _ENVIRONMENT.items():
