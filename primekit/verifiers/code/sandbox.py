@@ -55,6 +55,7 @@ NOBODY = 65534
 BACKEND_ENV = "PRIMEKIT_CODE_SANDBOX"
 HARNESS = Path(__file__).with_name("_harness.py")
 SANDBOX_HARNESS = "/primekit/harness.py"
+HOST_TMP_INSIDE = "/primekit/host"
 WORKDIR = "/box"
 #: Seconds allowed beyond the program's time limit for the sandbox and interpreter to start.
 STARTUP_GRACE_SECONDS = 10.0
@@ -139,6 +140,13 @@ def _python_dirs(python: str) -> tuple[str, ...]:
     return tuple(dirs)
 
 
+def _path_inside(path: str) -> str:
+    """Where a host folder of the interpreter appears in the sandbox: where it is, except under
+    /tmp, which is the sandbox's own empty scratch space (a checkout under the host's /tmp is
+    seen under ``/primekit/host``, and the scratch space stays empty between programs)."""
+    return HOST_TMP_INSIDE + path if path == "/tmp" or path.startswith("/tmp/") else path
+
+
 def _bwrap_command(settings: SandboxSettings) -> list[str]:
     python = settings.python or sys.executable
     root = os.geteuid() == 0
@@ -159,20 +167,20 @@ def _bwrap_command(settings: SandboxSettings) -> list[str]:
         elif os.path.isdir(path):
             command += ["--ro-bind", path, path]
     command += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    # the empty /tmp first: an interpreter that lives under /tmp (a checkout there) is bound on top
-    command += ["--perms", "1777", "--size", disk, "--tmpfs", "/tmp"]
-    made: set[str] = {"/tmp"}
+    made: set[str] = set()
     for path in _python_dirs(python):
+        inside = _path_inside(path)
         # parents made traversable (e.g. /root), so that the harness can still import after it
         # has become nobody
-        for parent in reversed(Path(path).parents[:-1]):
+        for parent in reversed(Path(inside).parents[:-1]):
             if str(parent) not in made:
                 made.add(str(parent))
                 command += ["--perms", "0755", "--dir", str(parent)]
-        command += ["--ro-bind", path, path]
+        command += ["--ro-bind", path, inside]
     command += ["--ro-bind", str(HARNESS), SANDBOX_HARNESS,
                 "--proc", "/proc", "--dev", "/dev",
                 "--perms", "1777", "--size", disk, "--tmpfs", "/dev/shm",
+                "--perms", "1777", "--size", disk, "--tmpfs", "/tmp",
                 "--perms", "0777", "--size", disk, "--tmpfs", WORKDIR,
                 "--chdir", WORKDIR, "--clearenv"]
     for key, value in _ENVIRONMENT.items():
@@ -180,7 +188,7 @@ def _bwrap_command(settings: SandboxSettings) -> list[str]:
     command += ["--cap-drop", "ALL"]
     if root:  # the harness needs these two to become nobody; it drops them at once
         command += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    return command + [python, "-I", SANDBOX_HARNESS]
+    return command + [_path_inside(os.path.abspath(python)), "-I", SANDBOX_HARNESS]
 
 
 @functools.lru_cache(maxsize=8)
