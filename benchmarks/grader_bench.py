@@ -27,10 +27,10 @@ and resource limits (it evaluates model text with ``eval`` and sympy), and the s
 where it and primekit disagree. PRIME pins ``antlr4-python3-runtime==4.11.0`` for sympy's
 ``parse_latex``; math-verify needs 4.13.2, so give PRIME its own copy with ``--prime_path``:
 
-    git clone https://github.com/PRIME-RL/PRIME /tmp/prime-checkout
-    pip install --target /tmp/prime-site --no-deps antlr4-python3-runtime==4.11.0
+    git clone https://github.com/PRIME-RL/PRIME ../upstream/PRIME-RL+PRIME   # where the tests look too
+    .venv/bin/pip install --target .cache/prime-site --no-deps antlr4-python3-runtime==4.11.0
     flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/grader_bench.py --baseline main \
-        --prime_repo /tmp/prime-checkout --prime_path /tmp/prime-site
+        --prime_repo ../upstream/PRIME-RL+PRIME --prime_path .cache/prime-site
 
 Writes a Markdown section to ``benchmarks/results/grader.md``.
 """
@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "grader.md"
 MAX_PRIME_EXAMPLES = 6
 COMMAND = ("flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/grader_bench.py --baseline main "
-           "--prime_repo /tmp/prime-checkout --prime_path /tmp/prime-site")
+           "--prime_repo ../upstream/PRIME-RL+PRIME --prime_path .cache/prime-site")
 
 # Disagreements with Qwen's labels that were checked by hand: (gold, our extracted answer) -> why.
 _UNIT_MARK = "primekit right: the reference solution's own answer; PRIME compares strings and sympy " \
@@ -356,7 +356,9 @@ class _PrimeRule:
         if not (checkout / PRIME_SCRIPTS["math"]).exists():
             raise SystemExit(f"--prime_repo {checkout}: no {PRIME_SCRIPTS['math']} there "
                              "(expected a checkout of github.com/PRIME-RL/PRIME)")
-        self.checkout, self.extra_path = checkout, extra_path
+        # absolute: the worker runs in an empty folder of its own
+        self.checkout = checkout.resolve()
+        self.extra_path = str(Path(extra_path).resolve()) if extra_path else None
         self.folder = tempfile.TemporaryDirectory()
         self.process: subprocess.Popen | None = None
         self.timeouts = 0
@@ -558,7 +560,7 @@ def main() -> int:
     verdicts = [_protocol_verdicts(t.texts, t.golds, t.benchmark) for t in sets]
     lines += _protocol_section(sets, verdicts)
     if args.prime_repo is not None:
-        lines += _prime_section(sets, verdicts, args.prime_repo.resolve(), args.prime_path)
+        lines += _prime_section(sets, verdicts, args.prime_repo, args.prime_path)
     text = "\n".join(lines) + "\n"
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULT, text)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,10 @@ from primekit.cli import dispatch
 from primekit.eval import code_benchmarks as cb
 from primekit.eval import commands
 from primekit.eval.benchmarks import load_benchmark, render_prompt
+from primekit.eval.protocols import PRIME_COMMIT, PRIME_REPO
 from primekit.verifiers.code import SandboxSettings, SandboxUnavailable, check_sandbox
 from test_code_sandbox import wait_for_no_sandbox_processes
-
-PRIME_REPO = Path("/work/.mirror/PRIME-RL+PRIME/repo")
-
+from upstream import require_upstream_file
 
 @pytest.fixture(scope="module")
 def sandbox():
@@ -31,10 +29,7 @@ def sandbox():
 
 
 def prime_file(path: str) -> str:
-    if not PRIME_REPO.is_dir():
-        pytest.skip("no copy of the PRIME repository here")
-    return subprocess.run(["git", f"--git-dir={PRIME_REPO}", "show", f"HEAD:{path}"], capture_output=True,
-                          check=True).stdout.decode()
+    return require_upstream_file(PRIME_REPO, path, PRIME_COMMIT)
 
 
 def test_benchmarks_load_with_their_sizes():

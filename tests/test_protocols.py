@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,21 +15,14 @@ from primekit.cli import dispatch
 from primekit.errors import InputError
 from primekit.eval import protocols as pr
 from primekit.eval.benchmarks import BenchmarkProblem, eurus_system_prompt, load_benchmark
+from upstream import require_upstream_file, upstream_file
 
-# bare git mirrors of the two repositories (PRIMEKIT_UPSTREAM names their parent folder)
-MIRRORS = Path(os.environ.get("PRIMEKIT_UPSTREAM", "/work/.mirror"))
-REPOS = {pr.PRIME_REPO: (MIRRORS / "PRIME-RL+PRIME" / "repo", pr.PRIME_COMMIT),
-         pr.QWEN_REPO: (MIRRORS / "QwenLM+Qwen2.5-Math" / "repo", pr.QWEN_COMMIT)}
 PRIME_PROMPT_BLOB = "51ada27615c009cc92bf42d9e31f6ef7a3b8252c"  # eval/system_prompt.md @ 18ad596
+COMMITS = {pr.PRIME_REPO: pr.PRIME_COMMIT, pr.QWEN_REPO: pr.QWEN_COMMIT}
 
 
 def upstream(repo: str, path: str) -> str | None:
-    git_dir, commit = REPOS[repo]
-    if not git_dir.is_dir():
-        return None
-    done = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"{commit}:{path}"],
-                          capture_output=True, text=True)
-    return done.stdout if done.returncode == 0 else None
+    return upstream_file(repo, path, COMMITS[repo])
 
 
 def problem(benchmark: str, text: str = "What is $1+1$? ", answer: str = "2") -> BenchmarkProblem:
@@ -66,9 +57,7 @@ def test_each_table_row_is_the_protocol_and_the_published_line(row):
     expected = actual_value(row)
     if expected is not None:
         assert row.value == expected
-    text = upstream(row.repo, row.path)
-    if text is None:
-        pytest.skip(f"no copy of {row.repo} (set PRIMEKIT_UPSTREAM to a folder of git mirrors)")
+    text = require_upstream_file(row.repo, row.path, COMMITS[row.repo])
     assert row.quote in text.splitlines()[row.line - 1], row.citation()
 
 
