@@ -175,6 +175,19 @@ def test_the_leak_check_sees_a_sandbox_even_after_its_bwrap_is_gone(settings):
     assert wait_for_no_sandbox_processes() == []
 
 
+@pytest.mark.parametrize("backend", ["bwrap", "process"])
+def test_a_sandbox_closed_in_the_middle_of_a_program_ends_at_once(backend, settings, monkeypatch):
+    """The verifier gives up on a sandbox that does not report in time (here: at once, while the
+    program's own limits are long) and closes it: nothing of it outlives the close."""
+    patient = dataclasses.replace(settings, backend=backend, test_timeout=30.0, program_timeout=60.0)
+    if backend == "process" and os.geteuid() == 0:
+        patient = dataclasses.replace(patient, python="/usr/bin/python3")
+    monkeypatch.setattr(sandbox_module, "STARTUP_GRACE_SECONDS", 1.0 - patient.program_timeout)
+    verdict = run_suite(apps_suite("import time\ntime.sleep(10 ** 6)\n", ADD), patient)
+    assert verdict.extra["sandbox"] == "the program's time limit ran out", verdict
+    assert wait_for_no_sandbox_processes(timeout=1.0) == []
+
+
 def test_a_reused_sandbox_gives_each_program_a_clean_slate(settings):
     litter = ("import os, subprocess\nfor folder in ('.', '/tmp', '/dev/shm'):\n"
               "    open(os.path.join(folder, 'litter'), 'w').write('x')\n    os.makedirs(os.path.join(folder, 'd/e'))\n"
