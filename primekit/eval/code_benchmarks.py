@@ -123,14 +123,13 @@ def _rows(name: str) -> dict[str, dict[str, Any]]:
     return by_id
 
 
-def load_code_benchmark(name: str, limit: int | None = None) -> list[BenchmarkProblem]:
+def load_code_benchmark(name: str) -> list[BenchmarkProblem]:
     """The problems of a registered code benchmark."""
-    rows = list(_rows(name).items())[:limit]
     source = CODE_BENCHMARKS[name]
     return [BenchmarkProblem(id=problem_id, problem=source.question(row), benchmark=name,
                              answer=json.dumps({"tests": name, "id": problem_id}),
                              metadata={"reference": row.get(source.reference_field) if source.reference_field else None})
-            for problem_id, row in rows]
+            for problem_id, row in _rows(name).items()]
 
 
 def code_messages(question: str) -> list[dict[str, str]]:
