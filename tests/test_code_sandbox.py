@@ -4,8 +4,10 @@ nothing changed outside its directory."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
+import signal
 import socket
 import threading
 import time
@@ -52,22 +54,45 @@ def shared(settings):
         yield verifier
 
 
-def sandbox_processes() -> list[str]:
-    """Live processes of any sandbox on this machine (the harness, its children, or bwrap itself)."""
-    found = []
+#: prctl option: orphaned descendants are re-parented to this process, not to the machine's init.
+PR_SET_CHILD_SUBREAPER = 36
+# A sandbox whose bwrap died, or a program that daemonized outside a pid namespace, is an orphan;
+# as their subreaper this test process keeps them among its descendants, where the check below
+# looks (sandboxes of other jobs on the machine are not its descendants and do not count).
+ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _process_table() -> dict[int, tuple[int, str, bool, bool]]:
+    """pid -> (parent pid, command line, looks like a sandbox process, is a zombie) of every process."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
             status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
-            uid = int(status["Uid"].split()[0])
+            parent, uid = int(status["PPid"]), int(status["Uid"].split()[0])
         except (OSError, KeyError, ValueError):
             continue
-        if status.get("State", "").strip().startswith("Z"):
-            continue  # a zombie runs nothing; reaping it is its parent's (here: init's) job
-        if "primekit/harness.py" in cmdline or "_harness.py" in cmdline or (os.geteuid() == 0 and uid == 65534):
-            found.append(f"{entry.name}: {cmdline[:80]}")
+        cmdline = b" ".join(argv).decode(errors="replace")
+        sandbox = (os.path.basename(argv[0]) == b"bwrap" or "primekit/harness.py" in cmdline
+                   or "_harness.py" in cmdline or (os.geteuid() == 0 and uid == 65534))
+        table[int(entry.name)] = (parent, cmdline, sandbox, status.get("State", "").strip().startswith("Z"))
+    return table
+
+
+def sandbox_processes() -> list[str]:
+    """Live sandbox processes started by this test process: a bwrap, a harness, a process running
+    as nobody (under root), or anything one of them started."""
+    table, me, found = _process_table(), os.getpid(), []
+    for pid, (parent, cmdline, sandbox, zombie) in table.items():
+        if zombie:
+            continue  # a zombie runs nothing; reaping it is its parent's (or init's) job
+        while parent != me and parent in table:  # up the lineage to this process, if it leads here
+            sandbox = sandbox or table[parent][2]
+            parent = table[parent][0]
+        if parent == me and sandbox:
+            found.append(f"{pid}: {cmdline[:80]}")
     return found
 
 
@@ -135,6 +160,32 @@ def test_hostile_program_fails_in_time_and_leaves_nothing(name, settings, shared
     assert shared.verify(apps_suite(RIGHT, ADD)).passed, name
     shared.close()
     assert wait_for_no_sandbox_processes() == []
+
+
+def test_the_leak_check_sees_a_sandbox_even_after_its_bwrap_is_gone(settings):
+    sandbox = sandbox_module.Sandbox(settings)
+    try:
+        assert sandbox.run(apps_suite(RIGHT, ADD)).passed
+        assert any("harness.py" in line for line in sandbox_processes())
+        os.kill(sandbox.process.pid, signal.SIGKILL)  # bwrap alone: the harness is orphaned, still alive
+        sandbox.process.wait()
+        assert any("harness.py" in line for line in sandbox_processes())
+    finally:
+        sandbox.close()
+    assert wait_for_no_sandbox_processes() == []
+
+
+@pytest.mark.parametrize("backend", ["bwrap", "process"])
+def test_a_sandbox_closed_in_the_middle_of_a_program_ends_at_once(backend, settings, monkeypatch):
+    """The verifier gives up on a sandbox that does not report in time (here: at once, while the
+    program's own limits are long) and closes it: nothing of it outlives the close."""
+    patient = dataclasses.replace(settings, backend=backend, test_timeout=30.0, program_timeout=60.0)
+    if backend == "process" and os.geteuid() == 0:
+        patient = dataclasses.replace(patient, python="/usr/bin/python3")
+    monkeypatch.setattr(sandbox_module, "STARTUP_GRACE_SECONDS", 1.0 - patient.program_timeout)
+    verdict = run_suite(apps_suite("import time\ntime.sleep(10 ** 6)\n", ADD), patient)
+    assert verdict.extra["sandbox"] == "the program's time limit ran out", verdict
+    assert wait_for_no_sandbox_processes(timeout=1.0) == []
 
 
 def test_a_reused_sandbox_gives_each_program_a_clean_slate(settings):

@@ -15,12 +15,12 @@ PRIME's evaluation (PRIME-RL/PRIME @ 18ad596, ``eval/``), setting by setting:
 | HumanEval question | "Write Python code to solve the task.\nWrite a Python function `{signature}` to solve the following problem: Present code in ```python```\n```python\n{prompt}\n```\n" | same | evaluate_human_eval.py:49-50 |
 | MBPP question | "...`{signature}` to solve the following problem: Present code in ```python and ```\n{description}\nThe code should pass the following test cases:>>> {test_list[0]}\n\n Let's coding step by step.\n" | same, signature quirk included (``lstrip("def ")`` also eats leading d/e/f letters of the name) | evaluate_mbpp.py:58-59, 66-72 |
 | LeetCode question | ``prompt_sft`` | same | evaluate_leetcode.py:74 |
-| decoding | greedy; 4096 new tokens (8192 LeetCode) | greedy by default; ``--max_new_tokens`` for all benchmarks of a run | evaluate_human_eval.py:92, evaluate_mbpp.py:47, evaluate_leetcode.py:59 |
+| decoding | greedy; 4096 new tokens (8192 LeetCode) | greedy by default; ``--max_new_tokens`` for all benchmarks of a run | evaluate_human_eval.py:23, 92; evaluate_mbpp.py:47, 48; evaluate_leetcode.py:22, 59 |
 | code extraction | ``match_code``: last fenced python block with "def ", else the last python block, the same over any fence, else text before the first fence | same (:func:`~primekit.verifiers.code.formats.extract_code`) | evaluate_human_eval.py:65 |
 | HumanEval program | ``prompt`` + code, then ``test`` and ``check(entry_point)`` | same | evaluate_human_eval.py:115 |
-| MBPP program | drops every unindented line not starting with "def" (imports too), then the asserts | keeps the code whole, adds ``test_imports``, one test per assert | evaluate_mbpp.py:96-103 |
+| MBPP program | drops every unindented line not starting with "def" (imports too), then the asserts | keeps the code whole, adds ``test_imports``, one test per assert | evaluate_mbpp.py:113, 119 |
 | LeetCode program | code without ``class Solution:`` is indented into one | same, after a prelude with typing/collections imports and ``ListNode``/``TreeNode`` | evaluate_leetcode.py:88-91 |
-| time limit | 3 s per exec (MBPP) | 5 s per test, 60 s per program (``SandboxSettings``) | evaluate_mbpp.py:84 |
+| time limit | 3 s per exec (MBPP) | 5 s per test, 60 s per program (``SandboxSettings``) | evaluate_mbpp.py:99 |
 
 PRIME's own tables give no HumanEval/MBPP/LeetCode numbers as text in the repository (only in a
 figure), so the leaderboard has no reported code rows.
@@ -123,14 +123,13 @@ def _rows(name: str) -> dict[str, dict[str, Any]]:
     return by_id
 
 
-def load_code_benchmark(name: str, limit: int | None = None) -> list[BenchmarkProblem]:
+def load_code_benchmark(name: str) -> list[BenchmarkProblem]:
     """The problems of a registered code benchmark."""
-    rows = list(_rows(name).items())[:limit]
     source = CODE_BENCHMARKS[name]
     return [BenchmarkProblem(id=problem_id, problem=source.question(row), benchmark=name,
                              answer=json.dumps({"tests": name, "id": problem_id}),
                              metadata={"reference": row.get(source.reference_field) if source.reference_field else None})
-            for problem_id, row in rows]
+            for problem_id, row in _rows(name).items()]
 
 
 def code_messages(question: str) -> list[dict[str, str]]:

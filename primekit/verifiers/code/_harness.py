@@ -69,7 +69,7 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _drop_privileges(libc, new_user_namespace: bool) -> None:
+def _drop_privileges(libc) -> None:
     """Become an unprivileged user in a user namespace of our own, with no capabilities.
 
     As root (bubblewrap started by root keeps CAP_SETUID so that this step can happen) the harness
@@ -81,8 +81,7 @@ def _drop_privileges(libc, new_user_namespace: bool) -> None:
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
         os.setresuid(NOBODY, NOBODY, NOBODY)
-    if new_user_namespace:
-        libc.unshare(CLONE_NEWUSER)  # best effort: without it the process count is per uid
+    libc.unshare(CLONE_NEWUSER)  # best effort: without it the process count is per uid
     # The creator of a user namespace holds every capability inside it; drop them all.
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = (ctypes.c_uint32 * 6)()
@@ -492,7 +491,7 @@ def main() -> None:
         suite = json.loads(line)
         if limits is None:
             limits = suite["limits"]
-            _drop_privileges(libc, suite.get("new_user_namespace", True))
+            _drop_privileges(libc)
             if limits["pid_namespace"] and os.getpid() != 1:
                 limits["pid_namespace"] = False  # not the pid namespace we were promised: kill by group only
             _set_limits(limits)

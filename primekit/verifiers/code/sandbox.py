@@ -384,10 +384,15 @@ class Sandbox:
         return judge.verdict(time.monotonic() - started, sandbox_error)
 
     def close(self) -> None:
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """End the sandbox now, even in the middle of a program: the started process's group and
+        the group of each of its children, which lead groups of their own (under bwrap the harness,
+        the pid namespace's init, whose end takes the whole namespace with it; under the process
+        backend the child running the current test)."""
+        for group in (*_children(self.process.pid), self.process.pid):
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.process.wait()
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             try:
@@ -396,6 +401,14 @@ class Sandbox:
                 pass
         if self.workdir is not None:
             _remove_tree(self.workdir)
+
+
+def _children(pid: int) -> list[int]:
+    """The live children of process ``pid`` (empty once it has ended)."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def _remove_tree(path: str) -> None:
