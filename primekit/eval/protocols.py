@@ -41,7 +41,6 @@ PRIME_COMMIT = "18ad596f08d487bb546d80d738d99ec697bd2e75"
 QWEN_COMMIT = "a45202bd16f1ec06f433442dc1152d0074773465"
 PRIME_REPO, QWEN_REPO = "PRIME-RL/PRIME", "QwenLM/Qwen2.5-Math"
 DEFAULT_PROTOCOL = "primekit"
-PROTOCOL_NAMES = ("primekit", "prime", "qwen25-math")
 
 
 QWEN_COT_TEMPLATE = ("<|im_start|>system\nPlease reason step by step, and put your final answer "
