@@ -56,6 +56,12 @@ class SummaryArguments(BootstrapArguments):
 OVERRIDABLE = ("n", "temperature", "top_p", "max_new_tokens", "stop")
 
 
+def _check_protocol(name: str) -> None:
+    """The ``--protocol`` option's check (a ValueError, which the parser reports against it)."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol '{name}' (choose from {', '.join(PROTOCOLS)})")
+
+
 @dataclass
 class EvalArguments:
     """Which benchmarks, under which protocol, into which run folder."""
@@ -83,9 +89,7 @@ class EvalArguments:
     split: str = field(default="test", metadata=help_text("split of datasets benchmarks"))
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol '{self.protocol}' (choose from "
-                             f"{', '.join(PROTOCOLS)})")
+        _check_protocol(self.protocol)
         bench.check_template(self.template)
         if self.protocol != DEFAULT_PROTOCOL and self.template != "auto":
             raise ValueError(f"template applies to --protocol {DEFAULT_PROTOCOL}; protocol "
@@ -327,9 +331,7 @@ class GradeArguments:
     def __post_init__(self) -> None:
         if self.input is None:
             raise ValueError("give the JSONL file to grade: prime-eval grade FILE.jsonl")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol '{self.protocol}' (choose from "
-                             f"{', '.join(PROTOCOLS)})")
+        _check_protocol(self.protocol)
 
 
 def _responses(record: dict[str, Any], field_name: str, path: str, line: int) -> list[str]:
