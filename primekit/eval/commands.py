@@ -354,9 +354,10 @@ def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
     counts: dict[tuple[str, str], int] = {}
     records = []
     for line, record in iter_jsonl(path):
-        benchmark = str(record.get(args.benchmark_field or "benchmark") or path.stem)
         if args.benchmark_field:
             benchmark = str(require_field(record, args.benchmark_field, path=path, line=line))
+        else:
+            benchmark = str(record.get("benchmark") or path.stem)
         id_field = args.id_field or next((f for f in ("problem_id", "id", "idx") if f in record),
                                          None)
         problem_id = str(require_field(record, id_field, path=path, line=line)
@@ -393,14 +394,15 @@ def grade(argv: list[str]) -> int:
                "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, context)
     samples = runner.open_samples(out)
-    for name in dict.fromkeys(record["benchmark"] for record in records):
+    benchmarks = list(dict.fromkeys(record["benchmark"] for record in records))
+    for name in benchmarks:
         runner.grade_pending([r for r in records if r["benchmark"] == name], samples,
                              grade=options.grader(args.protocol, name))
     graded = list(samples.records.values())
     summary = {"label": args.label or out.name, "model": str(args.input), **context,
                "grader_version": GRADER_VERSION, "date": provenance.today(),
                "confidence": options.confidence, "benchmarks": {}}
-    for name in dict.fromkeys(record["benchmark"] for record in records):
+    for name in benchmarks:
         ids = list(dict.fromkeys(r["problem_id"] for r in records if r["benchmark"] == name))
         summary["benchmarks"][name] = runner.benchmark_summary(
             ids, [r for r in graded if r["benchmark"] == name], None, **options.summary_options())
