@@ -230,8 +230,8 @@ class PrimeProtocol:
         _no_toy(self.name, problem.benchmark)
         if problem.benchmark in _PRIME_SCRIPTS:
             user = problem.problem + EURUS_USER_SUFFIX  # make_conv_hf: the question as it is
-        else:  # math_eval.py: the qwen25-math-cot user turn, stripped, then the suffix
-            user = qwen_question(problem).strip() + EURUS_USER_SUFFIX
+        else:  # math_eval.py: the qwen25-math-cot user turn (a stripped question), the suffix
+            user = qwen_question(problem) + EURUS_USER_SUFFIX
         return _chat(tokenizer, [{"role": "system", "content": eurus_system_prompt()},
                                  {"role": "user", "content": user}])
 
