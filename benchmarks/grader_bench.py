@@ -54,7 +54,7 @@ from math_verify import parse, verify
 from primekit.eval import _sandbox
 from primekit.eval.answer import extract_answer
 from primekit.eval.grader import grade, grade_many, is_equivalent
-from primekit.io import atomic_write_text
+from primekit.io import atomic_write_text, iter_jsonl
 from primekit.paths import data_dir
 from prime_rule_worker import PRIME_SCRIPTS  # noqa: E402 (next to this script)
 
@@ -94,9 +94,13 @@ REVIEWED.update({(answer, answer): _SUBSCRIPT for answer in (
     "\\frac{\\cos (2 t)}{15}+C_{1} e^{t}+C_{2} e^{-t}+C_{3} \\cos (t)+C_{4} \\sin (t)")})
 
 
+def _bon_records() -> list[dict]:
+    """The shipped Best-of-N file: per MATH problem, Qwen2.5-Math's responses and their labels."""
+    return [record for _, record in iter_jsonl(data_dir() / "bon" / "qwen25math_math_cot_100.jsonl")]
+
+
 def _bon() -> tuple[list[tuple[str, str]], list[bool]]:
-    path = data_dir() / "bon" / "qwen25math_math_cot_100.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = _bon_records()
     pairs = [(response, r["gt"]) for r in records for response in r["response"]]
     return pairs, [bool(s) for r in records for s in r["score"]]
 
@@ -187,16 +191,14 @@ def _speed_rows(name: str, result: dict, mv: dict, labels: dict) -> list[str]:
     return rows
 
 
-PROTOCOL_RULES = ("primekit", "prime", "qwen25-math")
-
-
 def _protocol_verdicts(texts: list[str], golds: list[str], benchmark: str) -> dict[str, list[bool]]:
     """Verdict of each protocol's extraction (+ primekit's equivalence), and math-verify's."""
+    from primekit.eval.protocols import PROTOCOLS
     from primekit.eval.runner import grade_responses
 
     verdicts = {rule: [ok for _, ok in grade_responses(texts, golds, processes=2, protocol=rule,
                                                        benchmark=benchmark)]
-                for rule in PROTOCOL_RULES}
+                for rule in PROTOCOLS}
     verdicts["math-verify"] = [_math_verify(text, f"${gold}$") for text, gold in zip(texts, golds)]
     return verdicts
 
@@ -217,8 +219,7 @@ class TextSet:
 def _real_text_sets() -> list[TextSet]:
     from primekit.eval.benchmarks import load_benchmark
 
-    records = [json.loads(line) for line in
-               (data_dir() / "bon" / "qwen25math_math_cot_100.jsonl").read_text().splitlines() if line.strip()]
+    records = _bon_records()
     golds = [r["gt"] for r in records for _ in r["response"]]
     sets = [TextSet("best-of-8 responses (Qwen2.5-Math, MATH)", "math500",
                     [resp for r in records for resp in r["response"]], golds, golds,

@@ -162,6 +162,7 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", metavar="YAML", help="recipe file whose keys set the defaults "
                         "of the options below; options given on the command line override it")
+    known = {action.dest for action in parser._actions}
     aliases = deprecated_aliases(dataclass_types)
     args = _join_negative_numbers(
         _rename_cli_aliases(list(argv) if argv is not None else [], aliases, prog))
@@ -178,14 +179,12 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
             if old in config:
                 _warn_deprecated(prog, old, new, f"key in {config_path}")
                 config.setdefault(new, config.pop(old))
-        known = {action.dest for action in parser._actions}
         for key in config:
             if key not in known:
                 raise InputError(f"unknown option '{key}' (see --help for the options)",
                                  path=config_path, line=_yaml_line_of(config_path, key))
         parser.set_defaults_with_config(**config)
     sources = _Sources(_cli_options(args), config_path, config)
-    known = {action.dest for action in parser._actions}
     try:
         *parsed, unknown = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
     except InputError:

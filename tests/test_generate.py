@@ -163,3 +163,15 @@ def test_stop_strings_cut_the_output_like_vllm(model, generator):
             assert after[0].finished
         else:
             assert after[0] == before[0]
+
+
+def test_stop_strings_keep_an_eos_finish_when_the_pad_is_the_eos(model):
+    """Qwen's tokenizers pad with <|endoftext|>, one of their end-of-sequence tokens: a row that
+    ends on it stays finished (and counts it) when stop strings are set."""
+    tokenizer = toy.build_tokenizer()
+    tokenizer.pad_token = tokenizer.eos_token
+    generator = TransformersGenerator(model, tokenizer, batch_size=2, show_progress=False)
+    plain = generator.generate(PROMPTS, SamplingSpec(max_new_tokens=6))
+    assert any(c[0].finished for c in plain)  # some row ends on the EOS
+    never = generator.generate(PROMPTS, SamplingSpec(max_new_tokens=6, stop=("9999999",)))
+    assert never == plain

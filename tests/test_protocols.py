@@ -161,3 +161,16 @@ def test_sources_table_renders():
 def test_readme_shows_the_current_sources_table():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert pr.sources_markdown() in readme
+
+
+@pytest.mark.parametrize("arguments, argv", [
+    ("PromptsArguments", ["--protocol", "prime-rl"]),
+    ("GradeArguments", ["--input", "outputs.jsonl", "--protocol", "prime-rl"]),
+])
+def test_an_unknown_protocol_is_an_error_on_the_option(arguments, argv):
+    from primekit.config import parse_config
+    from primekit.eval import commands
+
+    with pytest.raises(InputError, match=r"^command-line option --protocol: unknown protocol "
+                                         r"'prime-rl' \(choose from primekit, prime, qwen25-math\)$"):
+        parse_config([getattr(commands, arguments)], argv, prog="prime-eval", description="")

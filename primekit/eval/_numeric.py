@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from primekit.eval.brackets import MAX_NESTING, nesting
+from primekit.eval.brackets import MAX_NESTING, group_end, nesting
 
 __all__ = ["Number", "evaluate", "numbers_equal", "has_huge_power"]
 
@@ -362,13 +362,8 @@ def _group_after(text: str, start: int) -> str:
     while i < len(text) and text[i] == " ":
         i += 1
     if i < len(text) and text[i] in "{(":
-        opener, closer = text[i], "}" if text[i] == "{" else ")"
-        depth = 0
-        for j in range(i, len(text)):
-            depth += 1 if text[j] == opener else -1 if text[j] == closer else 0
-            if depth == 0:
-                return text[i + 1 : j]
-        return text[i + 1 :]
+        end = group_end(text, i, escapes=False)
+        return text[i + 1 : end - 1] if end is not None else text[i + 1 :]
     match = re.match(r"-?\d+(?:\.\d+)?|\\[A-Za-z]+|.", text[i:])
     return match.group() if match else ""
 

@@ -14,6 +14,7 @@ set and all 83 rows of the AI-MO AMC validation set.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -319,9 +320,11 @@ STEP_BY_STEP = "Please reason step by step, and put your final answer within \\b
 EURUS_USER_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
 
 
+@functools.cache
 def eurus_system_prompt() -> str:
     """Eurus-2-7B-PRIME's system prompt exactly as PRIME's evaluation reads it from
-    ``eval/system_prompt.md``: 414 bytes whose line breaks are literal ``\\n`` escapes."""
+    ``eval/system_prompt.md``: 414 bytes whose line breaks are literal ``\\n`` escapes (read once,
+    not once per prompt)."""
     from importlib import resources
 
     return (resources.files("primekit.eval") / "prompts" / "prime_system_prompt.md").read_text(

@@ -56,6 +56,12 @@ class SummaryArguments(BootstrapArguments):
 OVERRIDABLE = ("n", "temperature", "top_p", "max_new_tokens", "stop")
 
 
+def _check_protocol(name: str) -> None:
+    """The ``--protocol`` option's check (a ValueError, which the parser reports against it)."""
+    if name not in PROTOCOLS:
+        raise ValueError(f"unknown protocol '{name}' (choose from {', '.join(PROTOCOLS)})")
+
+
 @dataclass
 class EvalArguments:
     """Which benchmarks, under which protocol, into which run folder."""
@@ -83,9 +89,7 @@ class EvalArguments:
     split: str = field(default="test", metadata=help_text("split of datasets benchmarks"))
 
     def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol '{self.protocol}' (choose from "
-                             f"{', '.join(PROTOCOLS)})")
+        _check_protocol(self.protocol)
         bench.check_template(self.template)
         if self.protocol != DEFAULT_PROTOCOL and self.template != "auto":
             raise ValueError(f"template applies to --protocol {DEFAULT_PROTOCOL}; protocol "
@@ -327,9 +331,7 @@ class GradeArguments:
     def __post_init__(self) -> None:
         if self.input is None:
             raise ValueError("give the JSONL file to grade: prime-eval grade FILE.jsonl")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol '{self.protocol}' (choose from "
-                             f"{', '.join(PROTOCOLS)})")
+        _check_protocol(self.protocol)
 
 
 def _responses(record: dict[str, Any], field_name: str, path: str, line: int) -> list[str]:
@@ -352,9 +354,10 @@ def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
     counts: dict[tuple[str, str], int] = {}
     records = []
     for line, record in iter_jsonl(path):
-        benchmark = str(record.get(args.benchmark_field or "benchmark") or path.stem)
         if args.benchmark_field:
             benchmark = str(require_field(record, args.benchmark_field, path=path, line=line))
+        else:
+            benchmark = str(record.get("benchmark") or path.stem)
         id_field = args.id_field or next((f for f in ("problem_id", "id", "idx") if f in record),
                                          None)
         problem_id = str(require_field(record, id_field, path=path, line=line)
@@ -391,14 +394,15 @@ def grade(argv: list[str]) -> int:
                "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, context)
     samples = runner.open_samples(out)
-    for name in dict.fromkeys(record["benchmark"] for record in records):
+    benchmarks = list(dict.fromkeys(record["benchmark"] for record in records))
+    for name in benchmarks:
         runner.grade_pending([r for r in records if r["benchmark"] == name], samples,
                              grade=options.grader(args.protocol, name))
     graded = list(samples.records.values())
     summary = {"label": args.label or out.name, "model": str(args.input), **context,
                "grader_version": GRADER_VERSION, "date": provenance.today(),
                "confidence": options.confidence, "benchmarks": {}}
-    for name in dict.fromkeys(record["benchmark"] for record in records):
+    for name in benchmarks:
         ids = list(dict.fromkeys(r["problem_id"] for r in records if r["benchmark"] == name))
         summary["benchmarks"][name] = runner.benchmark_summary(
             ids, [r for r in graded if r["benchmark"] == name], None, **options.summary_options())

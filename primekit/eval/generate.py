@@ -63,6 +63,7 @@ class TransformersGenerator:
         jobs.sort(key=lambda job: len(job[1]))
         results: list[list[Completion]] = [[] for _ in prompts]
         eos_ids = sorted({*_eos_ids(self.model, self.tokenizer), *spec.stop_token_ids})
+        pad = self.tokenizer.pad_token_id
         batches = range(0, len(jobs), self.batch_size)
         for start in tqdm(batches, desc="generate", unit="batch", disable=not self.show_progress):
             batch = jobs[start:start + self.batch_size]
@@ -73,8 +74,10 @@ class TransformersGenerator:
             new_tokens = output[:, encoded["input_ids"].shape[1]:]
             for (index, _), tokens in zip(batch, new_tokens):
                 tokens = tokens.tolist()
-                if spec.stop and self.tokenizer.pad_token_id in tokens:
-                    tokens = tokens[:tokens.index(self.tokenizer.pad_token_id)]  # a stopped row
+                if spec.stop and pad not in eos_ids and pad in tokens:
+                    # a row ended by a stop string is padded; a pad that is also an end-of-sequence
+                    # token is left to _completion, which counts it as the row's own finish
+                    tokens = tokens[:tokens.index(pad)]
                 results[index].append(cut_at_stop(_completion(tokens, eos_ids, self.tokenizer),
                                                   spec.stop))
         return results

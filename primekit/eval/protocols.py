@@ -41,7 +41,6 @@ PRIME_COMMIT = "18ad596f08d487bb546d80d738d99ec697bd2e75"
 QWEN_COMMIT = "a45202bd16f1ec06f433442dc1152d0074773465"
 PRIME_REPO, QWEN_REPO = "PRIME-RL/PRIME", "QwenLM/Qwen2.5-Math"
 DEFAULT_PROTOCOL = "primekit"
-PROTOCOL_NAMES = ("primekit", "prime", "qwen25-math")
 
 
 QWEN_COT_TEMPLATE = ("<|im_start|>system\nPlease reason step by step, and put your final answer "
@@ -231,8 +230,8 @@ class PrimeProtocol:
         _no_toy(self.name, problem.benchmark)
         if problem.benchmark in _PRIME_SCRIPTS:
             user = problem.problem + EURUS_USER_SUFFIX  # make_conv_hf: the question as it is
-        else:  # math_eval.py: the qwen25-math-cot user turn, stripped, then the suffix
-            user = qwen_question(problem).strip() + EURUS_USER_SUFFIX
+        else:  # math_eval.py: the qwen25-math-cot user turn (a stripped question), the suffix
+            user = qwen_question(problem) + EURUS_USER_SUFFIX
         return _chat(tokenizer, [{"role": "system", "content": eurus_system_prompt()},
                                  {"role": "user", "content": user}])
 
