@@ -47,7 +47,7 @@ def actual_value(row: pr.Source) -> str | None:
     generation = protocol.generation(benchmark, "Qwen/Qwen2.5-Math-7B-Instruct")
     values = {"max_new_tokens": str(generation.max_new_tokens),
               "temperature": str(int(generation.temperature)), "n": str(generation.n),
-              "stop": repr(list(generation.stop)),
+              "stop": repr(list(generation.stop)), "top_p": f"{generation.top_p:g}",
               "user suffix": repr(pr.EURUS_USER_SUFFIX)}
     return values.get(row.setting)
 
