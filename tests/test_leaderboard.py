@@ -194,3 +194,13 @@ def test_leaderboard_command(runs, tmp_path, capsys):
     assert dispatch("prime-eval", ["leaderboard", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "no summary here" in capsys.readouterr().err
     json.loads((runs[0] / runner.SUMMARY_FILE).read_text())  # inputs untouched
+
+
+def test_interval_headings_follow_the_runs_confidence(tmp_path):
+    run = write_run(tmp_path / "runs" / "narrow", {"math500": {"pass@1": 0.5}})
+    summary = json.loads((run / runner.SUMMARY_FILE).read_text())
+    runner.write_summary(run, {**summary, "confidence": 0.9})
+    written = lb.write_leaderboard([str(run)], tmp_path / "report")
+    markdown, page = written["leaderboard.md"].read_text(), written["leaderboard.html"].read_text()
+    assert "## All metrics (%, 90% CI)" in markdown and "with its 90% interval" in markdown
+    assert "All metrics (%, 90% CI)" in page and "95%" not in markdown

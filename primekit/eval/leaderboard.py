@@ -1,8 +1,9 @@
 """Leaderboard from run folders: a Markdown table, a self-contained HTML page and PNG charts.
 
 Input is the ``summary.json`` of each ``prime-eval run`` / ``prime-eval grade`` folder. The main
-table has one row per run and one column per benchmark (pass@1 %, with its 95% interval: Wilson
-for one right-or-wrong sample per problem, bootstrap otherwise), next to reference rows with the
+table has one row per run and one column per benchmark (pass@1 %, with its interval at the runs'
+``--confidence``, 95% by default: Wilson for one right-or-wrong sample per problem, bootstrap
+otherwise), next to reference rows with the
 published numbers of PRIME's results table (marked "reported"). Context columns say how each
 number was made: protocol, samples per problem, temperature, generation budget, date, model
 revision and primekit version. A run whose protocol is not the published rows' is flagged, and a
@@ -25,6 +26,7 @@ from typing import Any
 
 from primekit.errors import InputError
 from primekit.eval.benchmarks import PRIME_BENCHMARKS, benchmark_title
+from primekit.eval.protocols import get_protocol
 from primekit.eval.runner import SUMMARY_FILE
 from primekit.io import atomic_write_bytes, atomic_write_text
 
@@ -44,11 +46,29 @@ REPORTED: dict[str, dict[str, float]] = {
 }
 # The published "Avg." where it is not the mean of the five numbers above (GPT-4o: 42.3).
 REPORTED_AVG_NOTE = {"GPT-4o": 43.3}
-# How the published rows were made (PRIME's eval/: greedy, one sample, 8192 new tokens for
-# MATH-500 and 4096 elsewhere; arXiv 2502.01456, February 2025).
-REPORTED_CONTEXT = {"protocol": "prime", "n": "1", "T": "0", "max tokens": "4096/8192",
+
+
+def _joined(values: list[Any]) -> str:
+    """Distinct values, smallest first, joined by "/" ("4096/8192"); "–" when none."""
+    numbers = sorted({v for v in values if isinstance(v, (int, float))})
+    distinct = [_plain(v) for v in numbers] + list(dict.fromkeys(
+        _plain(v) for v in values if v is not None and not isinstance(v, (int, float))))
+    return "/".join(distinct) if distinct else "–"
+
+
+def _plain(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+# How the published rows were made: the ``prime`` protocol (PRIME's eval/, its settings sourced in
+# primekit.eval.protocols), arXiv 2502.01456, February 2025.
+REPORTED_PROTOCOL = "prime"
+_REPORTED_GENERATIONS = [get_protocol(REPORTED_PROTOCOL).generation(b) for b in PRIME_BENCHMARKS]
+REPORTED_CONTEXT = {"protocol": REPORTED_PROTOCOL,
+                    "n": _joined([g.n for g in _REPORTED_GENERATIONS]),
+                    "T": _joined([g.temperature for g in _REPORTED_GENERATIONS]),
+                    "max tokens": _joined([g.max_new_tokens for g in _REPORTED_GENERATIONS]),
                     "date": "2025-02", "revision": "–", "primekit": "–"}
-REPORTED_PROTOCOL = REPORTED_CONTEXT["protocol"]
 MAIN_METRIC = "pass@1"
 AVERAGE = "PRIME avg"
 CONTEXT_COLUMNS = ("protocol", "n", "T", "max tokens")
@@ -98,16 +118,6 @@ def load_summary(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     return str(label), summary
 
 
-def _joined(values: list[Any]) -> str:
-    """Distinct values, smallest first, joined by "/" ("4096/8192"); "–" when none."""
-    numbers = sorted({v for v in values if isinstance(v, (int, float))})
-    distinct = [_plain(v) for v in numbers] + list(dict.fromkeys(
-        _plain(v) for v in values if v is not None and not isinstance(v, (int, float))))
-    return "/".join(distinct) if distinct else "–"
-
-
-def _plain(value: Any) -> str:
-    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def run_context(summary: dict[str, Any]) -> dict[str, str]:
@@ -258,13 +268,19 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join([line(header), line(["---"] * len(header)), *map(line, body)])
 
 
-def _footnote() -> str:
+def _confidence(summaries: list[tuple[str, dict[str, Any]]]) -> str:
+    """The runs' interval level(s), as the headings and the footnote name them ("95%")."""
+    levels = sorted({float(summary.get("confidence", 0.95)) for _, summary in summaries}) or [0.95]
+    return "/".join(f"{level:.0%}" for level in levels)
+
+
+def _footnote(confidence: str) -> str:
     notes = ", ".join(f"{model}: {value}" for model, value in REPORTED_AVG_NOTE.items())
     return (f"Reported rows: PRIME's published greedy pass@1 (%), made with its own evaluation "
-            f"(protocol {REPORTED_PROTOCOL}: one greedy sample, 8192 new tokens for MATH-500 and "
-            f"4096 elsewhere). {AVERAGE} is the mean over AIME 2024, MATH-500, AMC, Minerva Math "
+            f"(protocol {REPORTED_PROTOCOL}: n {REPORTED_CONTEXT['n']}, T {REPORTED_CONTEXT['T']}, "
+            f"{REPORTED_CONTEXT['max tokens']} new tokens by benchmark). {AVERAGE} is the mean over AIME 2024, MATH-500, AMC, Minerva Math "
             f"and OlympiadBench, shown for rows that have all five; the published Avg. differs "
-            f"for {notes}. Run rows: pass@1 (%) with its 95% interval over problems (Wilson for "
+            f"for {notes}. Run rows: pass@1 (%) with its {confidence} interval over problems (Wilson for "
             f"one right-or-wrong sample per problem, percentile bootstrap otherwise). "
             f"{OTHER_PROTOCOL} marks a protocol other than the published rows' (prompts, budgets "
             f"and answer extraction differ, so the numbers are not directly comparable); "
@@ -276,13 +292,14 @@ def _footnote() -> str:
 
 def markdown_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
                     charts: dict[str, bytes]) -> str:
+    confidence = _confidence(summaries)
     parts = ["# Leaderboard", "", "## pass@1 (%)", "", markdown_table(*main_table(rows)), "",
-             _footnote(), "", "## All metrics (%, 95% CI)", "",
+             _footnote(confidence), "", f"## All metrics (%, {confidence} CI)", "",
              markdown_table(*details_table(summaries)), ""]
     for key in ("level", "subject"):
         header, body = breakdown_table(summaries, key)
         if body:
-            parts += [f"## pass@1 by {key} (%, 95% CI)", "", markdown_table(header, body), ""]
+            parts += [f"## pass@1 by {key} (%, {confidence} CI)", "", markdown_table(header, body), ""]
     parts += [f"![{name}]({name})" for name in charts]
     return "\n".join(parts) + "\n"
 
@@ -321,6 +338,7 @@ def _html_table(header: list[str], body: list[list[str]], reported: list[bool] |
 def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
                 charts: dict[str, bytes]) -> str:
     """One HTML file with everything inline (CSS and base64 PNGs), so it can be mailed or archived."""
+    confidence = _confidence(summaries)
     images = "".join(f'<img alt="{html.escape(name)}" '
                      f'src="data:image/png;base64,{base64.b64encode(data).decode()}">'
                      for name, data in charts.items())
@@ -329,10 +347,10 @@ def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
             "<h1>Leaderboard</h1><h2>pass@1 (%)</h2>"
             + _html_table(*main_table(rows), reported=[row.reported for row in rows],
                           table_id="leaderboard")
-            + f'<p class="note">{html.escape(_footnote())}</p>'
-            + "<h2>All metrics (%, 95% CI)</h2>"
+            + f'<p class="note">{html.escape(_footnote(confidence))}</p>'
+            + f"<h2>All metrics (%, {confidence} CI)</h2>"
             + _html_table(*details_table(summaries), table_id="metrics")
-            + "".join(f"<h2>pass@1 by {key} (%, 95% CI)</h2>"
+            + "".join(f"<h2>pass@1 by {key} (%, {confidence} CI)</h2>"
                       + _html_table(header, body, table_id=f"by-{key}")
                       for key in ("level", "subject")
                       for header, body in [breakdown_table(summaries, key)] if body)
