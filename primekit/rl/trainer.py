@@ -84,6 +84,8 @@ PRM_OPTIMIZER_DIR = "prm_optimizer"
 _DDP_TYPES = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 _FSDP2_CONFIG = "recipes/accelerate/fsdp2_8gpu.yaml"
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+#: The batch fields a log-prob forward reads.
+_FORWARD_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
 
 
 def check_master_precision(model: torch.nn.Module, what: str, distributed_type: DistributedType,
@@ -383,15 +385,42 @@ class PrimeTrainer(GRPOTrainer):
 
     def _completion_logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
                           rows: slice = slice(None)) -> torch.Tensor:
-        """log pi_model(y_t | x, y_<t) on the completion tokens of ``batch[rows]``, 0 on padding."""
-        input_ids = torch.cat([batch["prompt_ids"][rows], batch["completion_ids"][rows]], dim=1)
-        attention = torch.cat([batch["prompt_mask"][rows], batch["completion_mask"][rows]], dim=1)
-        logps, _, _ = self._get_per_token_logps_and_entropies(
-            model, input_ids, attention, batch["completion_ids"].shape[1], batch_size=self._prm_micro_batch_size())
-        return logps.float() * batch["completion_mask"][rows]
+        """log pi_model(y_t | x, y_<t) on the completion tokens of ``batch[rows]``, 0 on padding.
+
+        One forward per PRM micro-batch (:meth:`_prm_micro_batches`), each cut to its own longest
+        prompt and completion: the rows of a process span the whole batch's lengths, and at the
+        official micro-batch of one response a forward at the batch's width would mostly compute
+        padding. The reference, the update and the scoring pass all cut the same micro-batches,
+        so q is exactly 0 where the PRM still equals its reference.
+        """
+        num_rows, width = batch["completion_ids"].shape
+        start, stop, _ = rows.indices(num_rows)
+        parts = [slice(max(chunk.start, start), min(chunk.stop, stop))
+                 for mini in self._prm_micro_batches(num_rows) for chunk in mini
+                 if chunk.start < stop and chunk.stop > start]
+        pieces = []
+        for part in parts:
+            inputs = trim_columns({key: batch[key][part] for key in _FORWARD_KEYS})
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                model, torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1),
+                torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1), inputs["completion_ids"].shape[1])
+            logps = logps.float() * inputs["completion_mask"]
+            pieces.append(torch.nn.functional.pad(logps, (0, width - logps.shape[1])))
+        return torch.cat(pieces)
 
     def _prm_micro_batch_size(self) -> int:
         return self.args.prm_micro_batch_size or self.args.per_device_train_batch_size
+
+    def _prm_micro_batches(self, num_rows: int) -> list[list[slice]]:
+        """This process's ``num_rows`` rows as PRM mini-batches (its share of ``prm_mini_batch_size``),
+        each a list of micro-batch row slices of at most ``prm_micro_batch_size`` rows."""
+        mini = self._prm_mini_batch_size() // self.accelerator.num_processes
+        micro = self._prm_micro_batch_size()
+        batches = []
+        for begin in range(0, num_rows, mini):
+            end = min(begin + mini, num_rows)
+            batches.append([slice(s, min(s + micro, end)) for s in range(begin, end, micro)])
+        return batches
 
     def _prm_step(self, local: dict[str, torch.Tensor], acc: torch.Tensor, weights: torch.Tensor,
                   timings: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
@@ -438,15 +467,11 @@ class PrimeTrainer(GRPOTrainer):
         that forward gave each row, and the loss / gradient-norm metrics.
         """
         processes = self.accelerator.num_processes
-        mini = self._prm_mini_batch_size() // processes
-        micro = self._prm_micro_batch_size()
         q_seen = torch.zeros_like(ref_logps)
         seen = torch.full_like(acc, float("nan"))
         losses, norms = [], []
-        for begin in range(0, len(acc), mini):
-            end = begin + mini
-            total = self.accelerator.gather((weights[begin:end] > 0).sum().reshape(1)).sum()
-            chunks = [slice(s, min(s + micro, end)) for s in range(begin, end, micro)]
+        for chunks in self._prm_micro_batches(len(acc)):
+            total = self.accelerator.gather((weights[chunks[0].start:chunks[-1].stop] > 0).sum().reshape(1)).sum()
             loss_value = torch.zeros((), device=acc.device)
             for index, rows in enumerate(chunks):
                 last = index == len(chunks) - 1
