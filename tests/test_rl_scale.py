@@ -176,6 +176,24 @@ def test_each_prm_forward_is_cut_to_its_own_micro_batch(tiny_policy, tmp_path):
     assert all(mask.shape[0] == 1 and mask.all() for mask in masks)
 
 
+def test_each_policy_micro_batch_is_cut_to_its_own_rows(tiny_policy, tmp_path):
+    # One response per policy micro-batch (the 7B recipe's per_device_train_batch_size 1): TRL
+    # buffers the step's batch padded to its longest row; the loss sees each row unpadded.
+    trainer = build_trainer(tiny_policy, ["100t", "0110"], tmp_path, varied_lengths=True,
+                            per_device_train_batch_size=1, gradient_accumulation_steps=8)
+    trainer.model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    micro_batches = []
+    for step in range(8):
+        trainer._step = step
+        micro_batches.append(trainer._prepare_inputs(batch))
+    buffered = trainer._buffered_inputs
+    assert any(not (b["prompt_mask"].all() and b["completion_mask"].all()) for b in buffered), "TRL pads them"
+    for inputs in micro_batches:
+        assert inputs["prompt_mask"].all() and inputs["completion_mask"].all()
+        assert inputs["advantages"].shape == inputs["completion_ids"].shape
+
+
 # ------------------------------------------------------------------------------------------------
 # sampling
 

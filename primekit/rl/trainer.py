@@ -20,6 +20,12 @@ changes what happens between sampling and the policy loss, so the one method it 
 5. turns q and the outcome into per-token advantages (:func:`primekit.rl.advantages.prime_advantages`)
    and returns them as TRL's ``advantages`` (B, T), which its ``_compute_loss`` accepts as is.
 
+Padding. A step's rows span every length the batch has, so each forward is cut to its own rows'
+longest prompt and completion: every PRM / reference micro-batch (``prm_micro_batch_size``) and
+every policy micro-batch TRL hands to its loss (``_prepare_inputs``). At one response per
+micro-batch, as in the 7B recipe, no forward computes padding (the official run removes it with
+``use_remove_padding``).
+
 Groups that the filter keeps only to fill the batch (fewer groups passed than are trained on)
 are trained on by default, like the official recipe; with ``train_on_failing=False`` their
 completion mask is zeroed instead, which drops them from the PRM loss, the policy loss and the
@@ -322,6 +328,14 @@ class PrimeTrainer(GRPOTrainer):
         local["num_items_in_batch"] = loss_mask.sum()
         self._log_prime_metrics(selection, acc, weights, prm_metrics, timings, rounds)
         return local
+
+    def _prepare_inputs(self, generation_batch: dict[str, Any]) -> dict[str, Any]:
+        """TRL's micro-batch for the policy loss, cut to its own longest prompt and completion. TRL
+        slices it from the buffered batch, which is padded to the longest row of the whole step,
+        so at one response per micro-batch (the 7B recipe) most of the policy's forward and
+        backward would otherwise be spent on padding."""
+        inputs = super()._prepare_inputs(generation_batch)
+        return trim_columns(inputs) if self.model.training else inputs
 
     def _select_groups(self, batch: dict[str, torch.Tensor], outcome: torch.Tensor) -> GroupSelection:
         """The accuracy / truncation filter over every group sampled so far this step."""
