@@ -64,7 +64,6 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.tensor import DTensor
 from transformers.utils import logging
 from trl import GRPOTrainer
-from trl.data_utils import maybe_apply_chat_template
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, create_model_from_path, disable_dropout_in_model, get_config_model_id
 
@@ -75,6 +74,7 @@ from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewar
 from primekit.rl.batch import (PROMPT_KEYS, concat_rows, rank_of_rows, row_assignment, trim_columns,
                                truncated_rows)
 from primekit.rl.config import PrimeConfig
+from primekit.rl.data import prompt_length
 from primekit.rl.filtering import GroupSelection, filter_groups
 from primekit.rl.verifier import OutcomeVerifier
 
@@ -176,8 +176,7 @@ class PrimeTrainer(GRPOTrainer):
         tokenizer = self._tokenizer
 
         def fits(row: dict[str, Any]) -> bool:
-            text = maybe_apply_chat_template({"prompt": row["prompt"]}, tokenizer)["prompt"]
-            return len(tokenizer(text)["input_ids"]) <= limit
+            return prompt_length(row["prompt"], tokenizer) <= limit
 
         before = len(self.train_dataset)
         self.train_dataset = self.train_dataset.filter(fits, desc=f"Dropping prompts over {limit} tokens")
