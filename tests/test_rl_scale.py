@@ -155,6 +155,45 @@ def test_after_rewards_with_the_training_forward_and_before_scores_again(tiny_po
         "time/prm_score" not in trainer._metrics["train"]
 
 
+def test_each_prm_forward_is_cut_to_its_own_micro_batch(tiny_policy, tmp_path):
+    # Prompts of three lengths and truncated (shorter) responses: at one row per micro-batch, as in
+    # the 7B recipe, no PRM or reference forward computes a single padding token.
+    trainer = build_trainer(tiny_policy, ["100t", "0110", "1t00", "0100"], tmp_path, varied_lengths=True,
+                            per_device_train_batch_size=16, prm_update="before", prm_mini_batch_size=8,
+                            prm_micro_batch_size=1)
+    masks = []
+    forward = trainer._get_per_token_logps_and_entropies
+
+    def recording(model, input_ids, attention_mask, *args, **kwargs):
+        if model is trainer.prm or model is trainer.prm_ref:
+            masks.append(attention_mask)
+        return forward(model, input_ids, attention_mask, *args, **kwargs)
+
+    trainer._get_per_token_logps_and_entropies = recording
+    output = first_batch(trainer)
+    assert not output["prompt_mask"].all() and not output["completion_mask"].all(), "the batch itself is padded"
+    assert len(masks) == 3 * 16  # reference, update and scoring pass, one row each
+    assert all(mask.shape[0] == 1 and mask.all() for mask in masks)
+
+
+def test_each_policy_micro_batch_is_cut_to_its_own_rows(tiny_policy, tmp_path):
+    # One response per policy micro-batch (the 7B recipe's per_device_train_batch_size 1): TRL
+    # buffers the step's batch padded to its longest row; the loss sees each row unpadded.
+    trainer = build_trainer(tiny_policy, ["100t", "0110"], tmp_path, varied_lengths=True,
+                            per_device_train_batch_size=1, gradient_accumulation_steps=8)
+    trainer.model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    micro_batches = []
+    for step in range(8):
+        trainer._step = step
+        micro_batches.append(trainer._prepare_inputs(batch))
+    buffered = trainer._buffered_inputs
+    assert any(not (b["prompt_mask"].all() and b["completion_mask"].all()) for b in buffered), "TRL pads them"
+    for inputs in micro_batches:
+        assert inputs["prompt_mask"].all() and inputs["completion_mask"].all()
+        assert inputs["advantages"].shape == inputs["completion_ids"].shape
+
+
 # ------------------------------------------------------------------------------------------------
 # sampling
 

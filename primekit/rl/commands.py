@@ -73,6 +73,20 @@ class RunArguments(ModelArguments):
         if self.heldout in ("none", ""):
             self.heldout = None
 
+    def prompt_format(self) -> Any:
+        """The :class:`~primekit.rl.data.PromptFormat` of ``prompt_template``, ``chat``, ``system_prompt``."""
+        from primekit.rl.data import PromptFormat
+
+        return PromptFormat(self.prompt_template, self.chat, self.system_prompt)
+
+    def load_prompts(self, source: str, **options: Any) -> Any:
+        """The prompt dataset of ``source`` read with this run's fields and prompt format
+        (``options``: :func:`~primekit.rl.data.load_prompt_dataset`'s ``split``, ``limit``)."""
+        from primekit.rl.data import load_prompt_dataset
+
+        return load_prompt_dataset(source, prompt_field=self.prompt_field, answer_field=self.answer_field,
+                                   prompt_format=self.prompt_format(), **options)
+
 
 def parse_train_args(argv: Sequence[str], *extra: type, prog: str = "prime-rl train",
                      description: str = "PRIME online RL with implicit process rewards (TRL GRPOTrainer)",
@@ -112,18 +126,16 @@ def resume_target(config: PrimeConfig) -> str | None:
 
 
 def _heldout(run: RunArguments, tokenizer: Any) -> tuple[list[str], list[str]] | None:
-    from primekit.rl.data import PromptFormat, load_prompt_dataset, toy_dataset
+    from primekit.rl.data import toy_dataset
 
     if run.heldout is None:
         return None
-    prompt_format = PromptFormat(run.prompt_template, run.chat, run.system_prompt)
     if run.heldout == "toy":
         from primekit import toy
 
-        data = toy_dataset(toy.test_problems(run.heldout_size), prompt_format)
+        data = toy_dataset(toy.test_problems(run.heldout_size), run.prompt_format())
     else:
-        data = load_prompt_dataset(run.heldout, prompt_field=run.prompt_field, answer_field=run.answer_field,
-                                   prompt_format=prompt_format, limit=run.heldout_size)
+        data = run.load_prompts(run.heldout, limit=run.heldout_size)
     prompts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
                for p in data["prompt"]]
     return prompts, list(data["answer"])
@@ -140,14 +152,11 @@ def train(argv: Sequence[str]) -> int:
     resume = resume_target(config)
 
     from primekit.models import load_tokenizer, resolve_model_name
-    from primekit.rl.data import PromptFormat, load_prompt_dataset
     from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
     from primekit.rl.plan import check_before_training
     from primekit.rl.trainer import PRM_DIR, PrimeTrainer
 
-    prompt_format = PromptFormat(run.prompt_template, run.chat, run.system_prompt)
-    dataset = load_prompt_dataset(run.dataset, prompt_field=run.prompt_field, answer_field=run.answer_field,
-                                  prompt_format=prompt_format, split=run.dataset_split, limit=run.max_train_prompts)
+    dataset = run.load_prompts(run.dataset, split=run.dataset_split, limit=run.max_train_prompts)
     model_path = resolve_model_name(run.model)
     tokenizer = load_tokenizer(model_path)
     check_before_training(config, model_path, dataset["prompt"], tokenizer, strict=run.strict_memory)
@@ -201,20 +210,17 @@ def parse_plan_args(argv: Sequence[str]) -> tuple[RunArguments, PrimeConfig, Any
 def plan_from_args(argv: Sequence[str]) -> tuple[Any, str]:
     """The memory plan that ``prime-rl plan`` prints for ``argv``, and its title."""
     from primekit.models import load_tokenizer, resolve_model_name
-    from primekit.rl.plan import GIB, plan_backend, plan_run, prompt_cap, read_shapes
+    from primekit.rl.plan import GIB, plan_backend, plan_run, read_shapes
 
     run, config, options, on_gpu = parse_plan_args(argv)
     backend = plan_backend(options)
     model_path = resolve_model_name(run.model)
     shapes = read_shapes(config, model_path)
-    prompt_tokens = options.prompt_length or prompt_cap(config)
+    prompt_tokens = options.prompt_length or config.max_prompt_length
     if prompt_tokens is None:
-        from primekit.rl.data import PromptFormat, load_prompt_dataset
         from primekit.rl.plan import longest_prompt_tokens
 
-        dataset = load_prompt_dataset(run.dataset, prompt_field=run.prompt_field, answer_field=run.answer_field,
-                                      prompt_format=PromptFormat(run.prompt_template, run.chat, run.system_prompt),
-                                      split=run.dataset_split, limit=1000)
+        dataset = run.load_prompts(run.dataset, split=run.dataset_split, limit=1000)
         prompt_tokens = longest_prompt_tokens(dataset["prompt"], load_tokenizer(model_path))
     result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu, shapes)
     where = (f"{backend.gpus} GPU(s) of {options.gpu_memory_gb:g} GiB" if on_gpu

@@ -1,9 +1,11 @@
 """``PrimeConfig``: TRL's ``GRPOConfig`` plus every knob of the PRIME online loop.
 
 Defaults are the settings of the Eurus-2-7B-PRIME run (PRIME repository:
-``training/examples/run_prime_main.sh`` on ``training/verl/trainer/config/ppo_trainer.yaml``), so a
-config that only names the model and data runs PRIME as published; the batch sizes of that run are
-in ``recipes/eurus_2_7b_prime.yaml``, whose header table cites the source line of every setting.
+``training/examples/run_prime_main.sh`` on ``training/verl/trainer/config/ppo_trainer.yaml``), except
+how a batch of passing prompts is gathered (here ``oversample_factor`` 4 without refill; the run
+samples 1x and samples again, ``max_refill_rounds``) and the prompt cap (``max_prompt_length``,
+none by default). The batch sizes of that run are in ``recipes/eurus_2_7b_prime.yaml``, whose
+header table cites the source line of every setting.
 
 Batch sizes keep TRL's meaning for the *trained* batch: ``per_device_train_batch_size`` completions
 per device and micro-step, ``gradient_accumulation_steps`` micro-steps per optimizer step. PRIME
@@ -65,8 +67,8 @@ class PrimeConfig(GRPOConfig):
         default="grpo",
         metadata={"help": "How the clipped per-token surrogate is averaged. 'grpo' (default) takes each "
                           "response's token-mean and averages over responses: the official run's loss, a "
-                          "token-mean per micro-batch of one response per GPU (dp_actor.py:189, "
-                          "fsdp_workers.py:86), whatever the micro-batch here. 'dapo' divides the sum over "
+                          "token-mean per micro-batch of one response per GPU (core_algos.py:189, "
+                          "dp_actor.py:193, fsdp_workers.py:86), whatever the micro-batch here. 'dapo' divides the sum over "
                           "every response token of the batch by their number (recomputed after filtering). "
                           f"Allowed: {', '.join(PER_TOKEN_LOSS_TYPES)}."})
     weight_decay: float = field(
@@ -142,8 +144,10 @@ class PrimeConfig(GRPOConfig):
     # --- filtering and oversampling ------------------------------------------------------------
     oversample_factor: float = field(
         default=4.0,
-        metadata={"help": "Prompts sampled per trained prompt (PRIME: 4, i.e. 256 sampled for 64 trained). "
-                          "The filter keeps the trained number of groups, preferring those that pass."})
+        metadata={"help": "Prompts sampled per trained prompt, e.g. 4: 256 sampled for 64 trained. The filter "
+                          "keeps the trained number of groups, preferring those that pass. The Eurus-2-7B-PRIME "
+                          "run samples 1x and samples again until enough pass (ppo_trainer.yaml:18; see "
+                          "max_refill_rounds)."})
     filter_accuracy: bool = field(
         default=True,
         metadata={"help": "Prefer prompts whose group accuracy lies in [accuracy_lower, accuracy_upper]."})

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from datasets import Dataset
 from primekit.errors import InputError
 from primekit.io import iter_jsonl, read_json_or_jsonl
 
-__all__ = ["PromptFormat", "toy_dataset", "load_prompt_dataset", "DEFAULT_TASK_FIELDS"]
+__all__ = ["PromptFormat", "prompt_length", "toy_dataset", "load_prompt_dataset", "DEFAULT_TASK_FIELDS"]
 
 #: Record fields that name a row's task, tried in order when ``task_field`` is "auto".
 DEFAULT_TASK_FIELDS = ("ability", "task")
@@ -61,6 +62,15 @@ class PromptFormat:
             return text
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         return system + [{"role": "user", "content": text}]
+
+
+def prompt_length(prompt: Prompt, tokenizer: Any) -> int:
+    """Tokens of ``prompt`` as TRL's GRPOTrainer tokenizes it: a string with the tokenizer's special
+    tokens, a list of messages through the chat template with the generation prompt."""
+    if isinstance(prompt, str):
+        return len(tokenizer(prompt)["input_ids"])
+    ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
+    return len(ids["input_ids"] if isinstance(ids, Mapping) else ids)
 
 
 def toy_dataset(problems: list[Any], prompt_format: PromptFormat = PromptFormat()) -> Dataset:
@@ -128,12 +138,14 @@ def _problem(value: Any, *, path: str, line: int | None, field: str) -> Prompt:
                      field=field)
 
 
-def _records(source: str, split: str) -> list[tuple[int | None, dict[str, Any]]]:
+def _records(source: str, split: str) -> Iterator[tuple[int | None, dict[str, Any]]]:
+    """``(line, record)`` pairs of ``source``, read as they are consumed, so that a ``limit`` stops
+    reading (a JSONL file or a dataset's rows) once enough problems are found."""
     path = Path(source)
     if path.suffix == ".jsonl":
-        return list(iter_jsonl(path))
+        return iter_jsonl(path)
     if path.suffix == ".json":
-        return [(None, record) for record in read_json_or_jsonl(path)]
+        return ((None, record) for record in read_json_or_jsonl(path))
     if path.exists():
         raise InputError("expected a .jsonl or .json file of problems", path=source)
     try:
@@ -142,7 +154,7 @@ def _records(source: str, split: str) -> list[tuple[int | None, dict[str, Any]]]
         hub = load_dataset(source, split=split)
     except Exception as err:  # datasets raises many types for a missing / offline dataset
         raise InputError(f"cannot load dataset ({str(err).splitlines()[0][:200]})", path=source) from None
-    return [(None, dict(row)) for row in hub]
+    return ((None, dict(row)) for row in hub)
 
 
 def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_field: str = "answer",
@@ -176,7 +188,7 @@ def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_fie
         raise InputError("no problems found", path=source)
     counts = Counter(tasks)
     logger.warning("%s: %d prompts (%s)", source, len(prompts),
-                ", ".join(f"{task} {counts[task]}" for task in ("math", "code") if counts[task]))
+                   ", ".join(f"{task} {counts[task]}" for task in ("math", "code") if counts[task]))
     if counts["code"]:
         from primekit.verifiers.code import check_sandbox
 

@@ -25,10 +25,11 @@ The plan's total is the largest phase; the verdict compares it with the GPU size
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -754,23 +755,12 @@ def build_plan(models: Sequence[PlannedModel], backend: Backend, precision: Prec
 # ----------------------------------------------------------------------------------------------
 # from the options of `prime-rl train`
 
-def longest_prompt_tokens(prompts: Sequence[Any], tokenizer: Any, limit: int = 1000) -> int:
-    """Tokens of the longest of the first ``limit`` prompts, as TRL renders them (chat template for
-    message lists)."""
-    longest = 0
-    for prompt in list(prompts)[:limit]:
-        if isinstance(prompt, str):
-            ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        else:
-            ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True)
-            ids = ids["input_ids"] if isinstance(ids, Mapping) else ids
-        longest = max(longest, len(ids))
-    return longest
+def longest_prompt_tokens(prompts: Iterable[Any], tokenizer: Any, limit: int = 1000) -> int:
+    """Tokens of the longest of the first ``limit`` prompts, as TRL tokenizes them (only those
+    are read: a dataset column is not decoded past them)."""
+    from primekit.rl.data import prompt_length
 
-
-def prompt_cap(config: Any) -> int | None:
-    """The recipe's cap on prompt tokens, if it has one."""
-    return getattr(config, "max_prompt_length", None)
+    return max((prompt_length(prompt, tokenizer) for prompt in itertools.islice(prompts, limit)), default=0)
 
 
 def workload_for(config: Any, prompt_tokens: int, on_gpu: bool) -> Workload:
@@ -887,7 +877,7 @@ def plan_backend(options: PlanArguments) -> Backend:
     return backend_from_name(options.backend, options.gpus, options.nodes)
 
 
-def check_before_training(config: Any, model_path: str, prompts: Sequence[Any], tokenizer: Any, *,
+def check_before_training(config: Any, model_path: str, prompts: Iterable[Any], tokenizer: Any, *,
                           strict: bool, env: Mapping[str, str] | None = None) -> MemoryPlan | None:
     """``prime-rl train``'s start-up check, before any weight loads: the plan of this very run
     (backend and process count from the launcher's environment, the GPU's memory from CUDA, or an
@@ -900,7 +890,7 @@ def check_before_training(config: Any, model_path: str, prompts: Sequence[Any], 
     import torch
 
     on_gpu = torch.cuda.is_available() and not config.use_cpu
-    prompt_tokens = prompt_cap(config) or longest_prompt_tokens(prompts, tokenizer)
+    prompt_tokens = config.max_prompt_length or longest_prompt_tokens(prompts, tokenizer)
     plan = plan_run(config, model_path, backend, environment_capacity(on_gpu, backend.gpus_per_node),
                     prompt_tokens, on_gpu)
     if not plan.fits:

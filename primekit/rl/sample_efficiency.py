@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from primekit.eval.metrics import bootstrap_ci
+
 __all__ = ["EfficiencyRatio", "bootstrap_band", "efficiency_ratio", "responses_to_reach"]
 
 
@@ -57,13 +59,13 @@ def _curves(curves: Sequence[Sequence[float]]) -> np.ndarray:
 
 def bootstrap_band(curves: Sequence[Sequence[float]], *, confidence: float = 0.95, resamples: int = 2000,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seed-mean curve and the percentile band of the mean over seed resamples: (mean, low, high)."""
+    """Seed-mean curve and the percentile band of the mean over seed resamples: (mean, low, high),
+    each point's band by :func:`primekit.eval.metrics.bootstrap_ci` (one seed, so every point
+    draws the same resamples of seeds)."""
     array = _curves(curves)
-    rng = np.random.default_rng(seed)
-    means = array[rng.integers(0, len(array), size=(resamples, len(array)))].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
-    return array.mean(axis=0), low, high
+    bands = np.array([bootstrap_ci(column.tolist(), confidence=confidence, n_resamples=resamples, seed=seed)
+                      for column in array.T])
+    return array.mean(axis=0), bands[:, 0], bands[:, 1]
 
 
 @dataclass(frozen=True)

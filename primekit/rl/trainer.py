@@ -20,6 +20,12 @@ changes what happens between sampling and the policy loss, so the one method it 
 5. turns q and the outcome into per-token advantages (:func:`primekit.rl.advantages.prime_advantages`)
    and returns them as TRL's ``advantages`` (B, T), which its ``_compute_loss`` accepts as is.
 
+Padding. A step's rows span every length the batch has, so each forward is cut to its own rows'
+longest prompt and completion: every PRM / reference micro-batch (``prm_micro_batch_size``) and
+every policy micro-batch TRL hands to its loss (``_prepare_inputs``). At one response per
+micro-batch, as in the 7B recipe, no forward computes padding (the official run removes it with
+``use_remove_padding``).
+
 Groups that the filter keeps only to fill the batch (fewer groups passed than are trained on)
 are trained on by default, like the official recipe; with ``train_on_failing=False`` their
 completion mask is zeroed instead, which drops them from the PRM loss, the policy loss and the
@@ -58,7 +64,6 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.tensor import DTensor
 from transformers.utils import logging
 from trl import GRPOTrainer
-from trl.data_utils import maybe_apply_chat_template
 from trl.models import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, create_model_from_path, disable_dropout_in_model, get_config_model_id
 
@@ -69,6 +74,7 @@ from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewar
 from primekit.rl.batch import (PROMPT_KEYS, concat_rows, rank_of_rows, row_assignment, trim_columns,
                                truncated_rows)
 from primekit.rl.config import PrimeConfig
+from primekit.rl.data import prompt_length
 from primekit.rl.filtering import GroupSelection, filter_groups
 from primekit.rl.verifier import OutcomeVerifier
 
@@ -84,6 +90,8 @@ PRM_OPTIMIZER_DIR = "prm_optimizer"
 _DDP_TYPES = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 _FSDP2_CONFIG = "recipes/accelerate/fsdp2_8gpu.yaml"
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+#: The batch fields a log-prob forward reads.
+_FORWARD_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
 
 
 def check_master_precision(model: torch.nn.Module, what: str, distributed_type: DistributedType,
@@ -168,8 +176,7 @@ class PrimeTrainer(GRPOTrainer):
         tokenizer = self._tokenizer
 
         def fits(row: dict[str, Any]) -> bool:
-            text = maybe_apply_chat_template({"prompt": row["prompt"]}, tokenizer)["prompt"]
-            return len(tokenizer(text)["input_ids"]) <= limit
+            return prompt_length(row["prompt"], tokenizer) <= limit
 
         before = len(self.train_dataset)
         self.train_dataset = self.train_dataset.filter(fits, desc=f"Dropping prompts over {limit} tokens")
@@ -321,6 +328,14 @@ class PrimeTrainer(GRPOTrainer):
         self._log_prime_metrics(selection, acc, weights, prm_metrics, timings, rounds)
         return local
 
+    def _prepare_inputs(self, generation_batch: dict[str, Any]) -> dict[str, Any]:
+        """TRL's micro-batch for the policy loss, cut to its own longest prompt and completion. TRL
+        slices it from the buffered batch, which is padded to the longest row of the whole step,
+        so at one response per micro-batch (the 7B recipe) most of the policy's forward and
+        backward would otherwise be spent on padding."""
+        inputs = super()._prepare_inputs(generation_batch)
+        return trim_columns(inputs) if self.model.training else inputs
+
     def _select_groups(self, batch: dict[str, torch.Tensor], outcome: torch.Tensor) -> GroupSelection:
         """The accuracy / truncation filter over every group sampled so far this step."""
         truncated = truncated_rows(batch["completion_ids"], batch["completion_mask"], self.eos_token_ids)
@@ -383,15 +398,42 @@ class PrimeTrainer(GRPOTrainer):
 
     def _completion_logps(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
                           rows: slice = slice(None)) -> torch.Tensor:
-        """log pi_model(y_t | x, y_<t) on the completion tokens of ``batch[rows]``, 0 on padding."""
-        input_ids = torch.cat([batch["prompt_ids"][rows], batch["completion_ids"][rows]], dim=1)
-        attention = torch.cat([batch["prompt_mask"][rows], batch["completion_mask"][rows]], dim=1)
-        logps, _, _ = self._get_per_token_logps_and_entropies(
-            model, input_ids, attention, batch["completion_ids"].shape[1], batch_size=self._prm_micro_batch_size())
-        return logps.float() * batch["completion_mask"][rows]
+        """log pi_model(y_t | x, y_<t) on the completion tokens of ``batch[rows]``, 0 on padding.
+
+        One forward per PRM micro-batch (:meth:`_prm_micro_batches`), each cut to its own longest
+        prompt and completion: the rows of a process span the whole batch's lengths, and at the
+        official micro-batch of one response a forward at the batch's width would mostly compute
+        padding. The reference, the update and the scoring pass all cut the same micro-batches,
+        so q is exactly 0 where the PRM still equals its reference.
+        """
+        num_rows, width = batch["completion_ids"].shape
+        start, stop, _ = rows.indices(num_rows)
+        parts = [slice(max(chunk.start, start), min(chunk.stop, stop))
+                 for mini in self._prm_micro_batches(num_rows) for chunk in mini
+                 if chunk.start < stop and chunk.stop > start]
+        pieces = []
+        for part in parts:
+            inputs = trim_columns({key: batch[key][part] for key in _FORWARD_KEYS})
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                model, torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1),
+                torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1), inputs["completion_ids"].shape[1])
+            logps = logps.float() * inputs["completion_mask"]
+            pieces.append(torch.nn.functional.pad(logps, (0, width - logps.shape[1])))
+        return torch.cat(pieces)
 
     def _prm_micro_batch_size(self) -> int:
         return self.args.prm_micro_batch_size or self.args.per_device_train_batch_size
+
+    def _prm_micro_batches(self, num_rows: int) -> list[list[slice]]:
+        """This process's ``num_rows`` rows as PRM mini-batches (its share of ``prm_mini_batch_size``),
+        each a list of micro-batch row slices of at most ``prm_micro_batch_size`` rows."""
+        mini = self._prm_mini_batch_size() // self.accelerator.num_processes
+        micro = self._prm_micro_batch_size()
+        batches = []
+        for begin in range(0, num_rows, mini):
+            end = min(begin + mini, num_rows)
+            batches.append([slice(s, min(s + micro, end)) for s in range(begin, end, micro)])
+        return batches
 
     def _prm_step(self, local: dict[str, torch.Tensor], acc: torch.Tensor, weights: torch.Tensor,
                   timings: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
@@ -438,15 +480,11 @@ class PrimeTrainer(GRPOTrainer):
         that forward gave each row, and the loss / gradient-norm metrics.
         """
         processes = self.accelerator.num_processes
-        mini = self._prm_mini_batch_size() // processes
-        micro = self._prm_micro_batch_size()
         q_seen = torch.zeros_like(ref_logps)
         seen = torch.full_like(acc, float("nan"))
         losses, norms = [], []
-        for begin in range(0, len(acc), mini):
-            end = begin + mini
-            total = self.accelerator.gather((weights[begin:end] > 0).sum().reshape(1)).sum()
-            chunks = [slice(s, min(s + micro, end)) for s in range(begin, end, micro)]
+        for chunks in self._prm_micro_batches(len(acc)):
+            total = self.accelerator.gather((weights[chunks[0].start:chunks[-1].stop] > 0).sum().reshape(1)).sum()
             loss_value = torch.zeros((), device=acc.device)
             for index, rows in enumerate(chunks):
                 last = index == len(chunks) - 1

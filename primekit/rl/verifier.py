@@ -4,8 +4,9 @@ row's kind.
 These are TRL reward functions: ``GRPOTrainer`` calls them with the sampled ``completions`` and
 every extra dataset column as a keyword list (already repeated for the n samples of a prompt):
 
-- :func:`outcome_accuracy` (the trainer's default) reads ``answer`` and, when the dataset has one,
-  the ``task`` column that :mod:`primekit.rl.data` fills from Eurus-2-RL-Data's ``ability``. Math
+- :class:`OutcomeVerifier` (the trainer builds one with ``PrimeConfig.code_reward``; the module's
+  :func:`outcome_accuracy` is one with the ``"pass_all"`` code reward) reads ``answer`` and, when
+  the dataset has one, the ``task`` column that :mod:`primekit.rl.data` fills from Eurus-2-RL-Data's ``ability``. Math
   rows go to the math grader (:mod:`primekit.verifiers.math`: the boxed answer against the gold
   one, never evaluating model output); code rows go to the code verifier
   (:mod:`primekit.verifiers.code`: the last ```python block runs against the row's tests, in a
@@ -17,9 +18,10 @@ warning (logged at the 1st, 10th, 100th, ... occurrence) and in the ``verifier/b
 it never stops a training step. Per-kind accuracies are logged as ``verifier/math_accuracy`` and
 ``verifier/code_accuracy`` (like the official run's per-``ability`` reward metrics).
 
-Code reward (``code_reward``): ``"pass_all"`` (default) gives 1 only when every test passes;
-``"prime"`` is the official checker's score (PRIME ``training/verl/utils/reward_score/prime.py``):
-1 when all of the first 10 tests pass, else the fraction of them that pass.
+Code reward (``code_reward``): ``"pass_all"`` gives 1 only when every test passes; ``"prime"``
+(PrimeConfig's default) is the official checker's score (PRIME
+``training/verl/utils/reward_score/prime.py:67-76``): 1 when every test passes, else the fraction
+of the first 10 tests that pass.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ class OutcomeVerifier:
         return scores
 
 
-#: The trainer's default reward: math and code rows, routed by the ``task`` column.
+#: A ready reward function for math and code rows, routed by the ``task`` column (all-or-nothing code reward).
 outcome_accuracy = OutcomeVerifier()
 _code_only = OutcomeVerifier(name="code_accuracy")
 
