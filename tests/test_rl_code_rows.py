@@ -176,3 +176,23 @@ def test_prime_trainer_steps_on_mixed_math_and_code_rows(tmp_path):
     logged = {key: value for entry in trainer.state.log_history for key, value in entry.items()}
     assert logged["verifier/math_accuracy"] == 0.5 and logged["verifier/code_accuracy"] == 0.25
     assert logged["verifier/bad_rows"] == 6.0
+
+
+def test_held_out_code_rows_are_graded_by_the_code_verifier(monkeypatch):
+    from primekit.eval.generate import Completion
+    from primekit.rl import heldout
+
+    canned = {"Compute 10+20\n": "\\boxed{30}", "Double it.\n": fence("print(int(input()) * 2)\n")}
+    class Canned:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def generate(self, prompts, spec):
+            return [[Completion(canned[p], True, 5)] for p in prompts]
+
+    monkeypatch.setattr(heldout, "TransformersGenerator", Canned)
+    callback = heldout.HeldOutAccuracy(list(canned), ["30", DOUBLE], tokenizer=None, tasks=["math", "code"],
+                                       temperature=1.0, max_new_tokens=8, responses_per_step=1)
+    assert callback.evaluate(torch.nn.Linear(1, 1), step=0).accuracy == 1.0  # both right
+    callback.tasks = None  # without the task column the code row is read as math: its "answer" is JSON
+    assert callback.evaluate(torch.nn.Linear(1, 1), step=0).accuracy == 0.5

@@ -125,7 +125,8 @@ def resume_target(config: PrimeConfig) -> str | None:
     return str(value)
 
 
-def _heldout(run: RunArguments, tokenizer: Any) -> tuple[list[str], list[str]] | None:
+def _heldout(run: RunArguments, tokenizer: Any) -> tuple[list[str], list[str], list[str] | None] | None:
+    """Held-out prompts rendered to text, their answers, and their tasks (None: all math)."""
     from primekit.rl.data import toy_dataset
 
     if run.heldout is None:
@@ -138,7 +139,7 @@ def _heldout(run: RunArguments, tokenizer: Any) -> tuple[list[str], list[str]] |
         data = run.load_prompts(run.heldout, limit=run.heldout_size)
     prompts = [p if isinstance(p, str) else tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
                for p in data["prompt"]]
-    return prompts, list(data["answer"])
+    return prompts, list(data["answer"]), list(data["task"]) if "task" in data.column_names else None
 
 
 def _variant(config: PrimeConfig) -> str:
@@ -163,8 +164,9 @@ def train(argv: Sequence[str]) -> int:
     heldout = _heldout(run, tokenizer)
     callbacks = []
     if heldout is not None:
+        prompts, answers, tasks = heldout
         callbacks.append(HeldOutAccuracy(
-            *heldout, tokenizer, temperature=config.temperature, max_new_tokens=config.max_completion_length,
+            prompts, answers, tokenizer, tasks=tasks, temperature=config.temperature, max_new_tokens=config.max_completion_length,
             responses_per_step=config.generation_batch_size * config.gradient_accumulation_steps
             // config.steps_per_generation, every_steps=run.heldout_every_steps))
 

@@ -37,18 +37,20 @@ class HeldOutPoint:
 
 
 class HeldOutAccuracy(TrainerCallback):
-    """Sample-and-grade accuracy on ``prompts`` / ``answers`` (prompts already rendered to text).
+    """Sample-and-grade accuracy on ``prompts`` / ``answers`` (prompts already rendered to text),
+    each row graded by the verifier of its ``tasks`` entry (math or code; None: all math).
 
     ``responses_per_step`` converts optimizer steps into responses generated, the x axis on which
     PRIME's sample efficiency is compared.
     """
 
-    def __init__(self, prompts: list[str], answers: list[str], tokenizer: Any, *, temperature: float,
+    def __init__(self, prompts: list[str], answers: list[str], tokenizer: Any, *, tasks: list[str] | None = None,
+                 temperature: float,
                  max_new_tokens: int, responses_per_step: int, every_steps: int = 0, seed: int = 1234,
                  batch_size: int = 256):
-        if len(prompts) != len(answers) or not prompts:
-            raise ValueError("held-out evaluation needs the same, non-zero number of prompts and answers")
-        self.prompts, self.answers = prompts, answers
+        if len(prompts) != len(answers) or not prompts or (tasks is not None and len(tasks) != len(prompts)):
+            raise ValueError("held-out evaluation needs the same, non-zero number of prompts, answers and tasks")
+        self.prompts, self.answers, self.tasks = prompts, answers, tasks
         self.tokenizer = tokenizer
         self.spec = SamplingSpec(n=1, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         self.responses_per_step = responses_per_step
@@ -64,7 +66,7 @@ class HeldOutAccuracy(TrainerCallback):
             generator = TransformersGenerator(model, self.tokenizer, self.batch_size, show_progress=False)
             completions = [group[0].text for group in generator.generate(self.prompts, self.spec)]
         model.train(was_training)
-        accuracy = sum(outcome_accuracy(completions, self.answers)) / len(self.answers)
+        accuracy = sum(outcome_accuracy(completions, self.answers, task=self.tasks)) / len(self.answers)
         point = HeldOutPoint(step, step * self.responses_per_step, accuracy, len(self.answers))
         self.history.append(point)
         return point
