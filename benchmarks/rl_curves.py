@@ -9,7 +9,7 @@ RLOO (the paper reports 2.5x fewer for PRIME on its data), interpolated linearly
 evaluations. Runs are separate processes whose ``summary.json`` is kept, so an interrupted
 benchmark resumes with the runs it has not finished.
 
-    flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/rl_curves.py [--steps 40] [--seeds 0 1 2]
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_curves.py [--steps 40] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COMMAND = "flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/rl_curves.py"
+COMMAND = "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_curves.py"
 FROZEN = "PRIME, frozen offline PRM"
 
 

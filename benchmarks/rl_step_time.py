@@ -17,7 +17,7 @@ backward (generation counted as one decoding forward, 2N):
 decoding is bound by per-token overheads rather than FLOPs, so the measured ratios sit below the
 ideal ones.
 
-    flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/rl_step_time.py [--steps 8]
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_step_time.py [--steps 8]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COMMAND = "flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/rl_step_time.py"
+COMMAND = "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_step_time.py"
 WARMUP_STEPS = 2
 PHASES = ("generate_and_verify", "prm_reference", "prm_update", "prm_score", "advantages")
 #: FLOP-ideal step time relative to GRPO, with and without generation, per PRM update mode.

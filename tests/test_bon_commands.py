@@ -74,7 +74,7 @@ def test_rerank_end_to_end_then_rerun_without_models(candidates_file, models, tm
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded although every score is cached")
 
-    monkeypatch.setattr("primekit.prm.implicit.ImplicitPRM.from_pretrained", no_model)
+    monkeypatch.setattr("primekit.prm.implicit.ImplicitPRM.from_settings", no_model)
     monkeypatch.setattr("primekit.bon.scorers._load_classifier", no_model)
     argv = [a if a != "min_q,last" else "mean" for a in argv] + ["--n_max", "2"]
     assert dispatch("prime-bon", argv) == 0

@@ -190,6 +190,42 @@ def test_eurus_recipe_matches_its_source_table():
     assert settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] * 8 == 64  # 8 GPUs
 
 
+IMPLICITPRM_COMMIT = "c04417559fdbd59738187c613c6c31821e964431"
+IMPLICITPRM_FILES = {"run_ce.sh": "train/tasks/run_ce.sh", "train_ce.py": "train/openrlhf/cli/train_ce.py",
+                     "ce_trainer.py": "train/openrlhf/trainer/ce_trainer.py",
+                     "deepspeed.py": "train/openrlhf/utils/deepspeed.py",
+                     "utils/utils.py": "train/openrlhf/utils/utils.py",
+                     "datasets/ce_dataset.py": "train/openrlhf/datasets/ce_dataset.py",
+                     "eval/prm_eval_utils.py": "eval/prm_eval_utils.py", "eval/processbench.py": "eval/processbench.py"}
+# What the first cited line(s) of each row must say, in ImplicitPRM's own spelling.
+EURUS_SOURCE_TEXT = {
+    "ref_model_name_or_path": "args.ref_pretrain = args.pretrain", "loss_type": "openrlhf.cli.train_ce",
+    "beta": "beta=0.05", "learning_rate": "LR=5e-7", "num_train_epochs": "max_epochs=1",
+    "per_device_train_batch_size": "--micro_train_batch_size 2", "gradient_accumulation_steps": "--train_batch_size 64",
+    "max_length": "--max_len 8192", "lr_scheduler_type": '"cosine_with_min_lr"',
+    "lr_scheduler_kwargs": "args.learning_rate * 0.1", "warmup_steps": "max_steps * 0.03",
+    "adam_beta1": "default=(0.9, 0.95)", "adam_beta2": "default=(0.9, 0.95)", "weight_decay": '"--l2", type=float, default=0.0',
+    "max_grad_norm": '"--max_norm", type=float, default=1.0', "bf16": "--bf16",
+    "gradient_checkpointing": "--gradient_checkpointing", "eval_fraction": "len(train_data) * 0.03",
+    "dataloader_drop_last": "drop_last=True", "append_eos": "eos_token", "seed": '"--seed", type=int, default=42',
+    "step_mode": "re.split('Step \\d+:'", "coef": "coef in [0.001]"}
+
+
+def test_eurus_recipe_sources_say_what_the_table_says():
+    """Each sourced row cites ImplicitPRM lines (read at the pinned commit) that hold its setting."""
+    from upstream import require_upstream_file
+
+    recipe = RECIPES / "eurus_prm_stage1.yaml"
+    for name, expected in EURUS_SOURCE_TEXT.items():
+        source = line_of(recipe, name).split("|")[3]
+        cited = []
+        for short, first, last in re.findall(r"([\w/.]+\.(?:sh|py)):(\d+)(?:-(\d+))?", source):
+            text = require_upstream_file("PRIME-RL/ImplicitPRM", IMPLICITPRM_FILES[short], IMPLICITPRM_COMMIT)
+            cited.append("\n".join(text.splitlines()[int(first) - 1:int(last or first)]))
+        assert cited, f"{name}: no file:line in {source!r}"
+        assert any(expected in lines for lines in cited), f"{name}: {source!r} does not say {expected!r}"
+
+
 def line_of(path: Path, setting: str) -> str:
     return next(line for line in path.read_text().splitlines() if line.startswith(f"# | {setting} |"))
 

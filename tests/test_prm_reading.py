@@ -4,7 +4,6 @@ EurusPRM's model-card read-out reproduced independently on tiny models."""
 from __future__ import annotations
 
 import json
-import math
 import re
 
 import pytest

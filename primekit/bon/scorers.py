@@ -158,9 +158,7 @@ class ImplicitPRMScorer:
         def load():
             from primekit.prm.implicit import ImplicitPRM
 
-            return ImplicitPRM.from_pretrained(settings.prm, settings.prm_ref, coef=settings.coef,
-                                               step_mode=settings.step_mode, append_eos=settings.append_eos,
-                                               dtype=dtype, device=device, batch_size=batch_size)
+            return ImplicitPRM.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
 
         identity = {"prm": model_fingerprint(settings.prm), "coef": settings.coef, "dtype": dtype,
                     "append_eos": settings.append_eos,

@@ -15,7 +15,7 @@ reference policy's log-likelihood) *localises* the slip when
 
 Chance levels are reported beside the rates (a uniformly random step; a uniformly random token),
 since long responses make localisation harder. Everything here is pure: tokens are mapped to steps
-by the caller (:func:`primekit.prm.implicit.token_steps` gives that mapping for any tokenizer).
+by the caller (:func:`primekit.prm.reading.token_steps` gives that mapping for any tokenizer).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from primekit.prm.reading import sum_by_step
 from primekit.toy.task import apply_operator, parse_expression, problem_expression
 
 __all__ = ["Localisation", "SlipCase", "localisation", "lowest_index", "single_slip_step", "step_errors"]
@@ -95,10 +96,7 @@ class SlipCase:
         return max(self.token_steps) + 1
 
     def step_scores(self) -> list[float]:
-        sums = [0.0] * self.num_steps
-        for score, step in zip(self.token_scores, self.token_steps):
-            sums[step] += float(score)
-        return sums
+        return sum_by_step(self.token_scores, self.token_steps, self.num_steps)
 
 
 @dataclass(frozen=True)

@@ -73,16 +73,17 @@ def _key_fields(spec) -> dict:
 
 DEFAULT_WARMUP = WarmupSpec()
 
-#: Named toy worlds, each with its own cached policy (``policy_path(WORLDS[name])``). Accuracies
-#: below are on 2000 held-out problems, as ``benchmarks/rl_ablation.py`` reports them.
+#: Named toy worlds, each with its own cached policy (``policy_path(WORLDS[name])``). Their SFT
+#: policies' greedy and sampled accuracies, by chain length, are measured and reported by
+#: ``benchmarks/rl_ablation.py`` (BENCHMARKS.md, "The PRIME ablation at toy scale").
 #:
 #: * ``default``: the demo's (3 operands of 2 digits; 20% skipped-step and 10% one-slip targets).
-#: * ``long-chains``: 2 to 8 steps of 1-digit +/- arithmetic the policy masters (greedy accuracy
-#:   1.00); no skipped steps; each step of a target slips with chance 0.08, carried to the end.
-#:   At T=1 the policy solves 0.72 of held-out problems (0.86 with 2 steps, 0.60 with 8).
+#: * ``long-chains``: 2 to 8 steps of 1-digit +/- arithmetic the policy masters greedily; no
+#:   skipped steps; each step of a target slips with chance 0.08, carried to the end, so sampled
+#:   accuracy falls with the chain's length.
 #: * ``carry-chains``: 2 to 8 additions of 1-digit numbers; a target forgets a needed carry with
-#:   chance 0.3, so a long chain holds several uncertain steps. Greedy 1.00; at T=1 0.44 (0.72 with
-#:   2 steps, 0.23 with 8). The world of ``benchmarks/rl_ablation.py``.
+#:   chance 0.3, so a long chain holds several uncertain steps. The world of
+#:   ``benchmarks/rl_ablation.py``.
 WORLDS: dict[str, WarmupSpec] = {
     "default": DEFAULT_WARMUP,
     "long-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1),

@@ -19,6 +19,7 @@ import hashlib
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
+from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 WORDS = ["Compute", "\\boxed{"]
@@ -30,23 +31,9 @@ VOCAB = SPECIAL_TOKENS + WORDS + SYMBOLS
 CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
 
 
-def _byte_level_alphabet() -> dict[int, str]:
-    """The byte -> character table of byte-level BPE (GPT-2's): printable Latin-1 bytes stand for
-    themselves, every other byte for the next unused character from U+0100 on."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
-    table, extra = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            table[byte] = chr(byte)
-        else:
-            table[byte] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def _spelled(symbol: str) -> str:
-    alphabet = _byte_level_alphabet()
+    """``symbol`` in the byte-level alphabet (GPT-2's byte -> character table)."""
+    alphabet = bytes_to_unicode()
     return "".join(alphabet[byte] for byte in symbol.encode("utf-8"))
 
 
