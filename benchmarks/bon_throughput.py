@@ -8,7 +8,7 @@ CPU; the weights do not matter for speed, the shapes do. Both orders go through
 ``primekit.bon.rerank.score_problems`` with the same batch size, so the only difference is which
 candidates share a batch (and so how much padding each batch carries).
 
-    flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/bon_throughput.py
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/bon_throughput.py
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from primekit.paths import data_dir
 from primekit.prm.implicit import ImplicitPRM
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COMMAND = "flock /tmp/primekit-heavy.lock .venv/bin/python benchmarks/bon_throughput.py"
+COMMAND = "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/bon_throughput.py"
 NUM_PROBLEMS, BATCH_SIZE, THREADS, REPEATS = 100, 16, 2, 2
 
 
