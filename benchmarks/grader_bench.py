@@ -29,7 +29,7 @@ where it and primekit disagree. PRIME pins ``antlr4-python3-runtime==4.11.0`` fo
 
     git clone https://github.com/PRIME-RL/PRIME ../upstream/PRIME-RL+PRIME   # where the tests look too
     .venv/bin/pip install --target .cache/prime-site --no-deps antlr4-python3-runtime==4.11.0
-    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/grader_bench.py --baseline main \
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/grader_bench.py --baseline a7b4a18 \
         --prime_repo ../upstream/PRIME-RL+PRIME --prime_path .cache/prime-site
 
 Writes a Markdown section to ``benchmarks/results/grader.md``.
@@ -42,6 +42,7 @@ import importlib.util
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -61,8 +62,6 @@ from prime_rule_worker import PRIME_SCRIPTS  # noqa: E402 (next to this script)
 REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "grader.md"
 MAX_PRIME_EXAMPLES = 6
-COMMAND = ("flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/grader_bench.py --baseline main "
-           "--prime_repo ../upstream/PRIME-RL+PRIME --prime_path .cache/prime-site")
 
 # Disagreements with Qwen's labels that were checked by hand: (gold, our extracted answer) -> why.
 _UNIT_MARK = "primekit right: the reference solution's own answer; PRIME compares strings and sympy " \
@@ -490,6 +489,11 @@ def _prime_commit(checkout: Path) -> str:
     return done.stdout.strip() if done.returncode == 0 else "a copy without git metadata"
 
 
+def _command() -> str:
+    """This run's command line, as the report's reproducing command."""
+    return "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/grader_bench.py " + shlex.join(sys.argv[1:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="git revision whose grader is measured beside this one")
@@ -516,7 +520,7 @@ def main() -> int:
     lines = [
         "## Answer grader: primekit vs math-verify" + (f" and the grader of `{args.baseline}`" if baseline else ""),
         "",
-        f"Reproduce: `{COMMAND}` (CPU only, {os.cpu_count()} cores, load average "
+        f"Reproduce: `{_command()}` (CPU only, {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f} at the end of the run; the graders timed one after the other, "
         "after a start-up call each; the baseline grader in a subprocess of the same run).",
         "",
