@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from primekit.eval.protocols import PRIME_COMMIT
 from primekit.paths import REPO_ROOT
 
 EURUS_2_7B_PRIME = REPO_ROOT / "recipes" / "eurus_2_7b_prime.yaml"
@@ -58,3 +60,52 @@ def test_the_recipe_parses_as_prime_rl_options():
         ("PRIME-RL/Eurus-2-7B-SFT", "after", "grpo", 1024)
     assert config.steps_per_generation // config.gradient_accumulation_steps == 4
     assert config.trained_batch_size // config.prm_mini_batch_size == 4
+
+
+PRIME_FILES = {"run": "training/examples/run_prime_main.sh", "yaml": "training/verl/trainer/config/ppo_trainer.yaml",
+               "workers": "training/verl/workers/fsdp_workers.py",
+               "ray_trainer.py": "training/verl/trainer/ppo/ray_trainer.py",
+               "core_algos.py": "training/verl/trainer/ppo/core_algos.py",
+               "dp_actor.py": "training/verl/workers/actor/dp_actor.py",
+               "dp_prime.py": "training/verl/workers/actor/dp_prime.py",
+               "prime.py": "training/verl/utils/reward_score/prime.py"}
+# an official setting written as `dotted.key=value` (a run_prime_main.sh override) or `dotted.key: value` (a
+# ppo_trainer.yaml entry, found under its last key)
+SETTING = re.compile(r"^([\w.]+)(=|: )([^\s,(]+)")
+
+
+def cited_lines(source: str) -> list[tuple[str, str]]:
+    """(file, its cited lines) for each ``file:1,2-4`` reference of a source cell; a bare number after a
+    comma continues the previous file."""
+    from upstream import require_upstream_file
+
+    cited, current = [], None
+    for part in re.split(r",\s*", source):
+        named = re.fullmatch(r"([\w.]+):([\d-]+)", part)
+        if named:
+            current, lines = named.groups()
+        elif current and re.fullmatch(r"[\d-]+", part):
+            lines = part
+        else:
+            continue
+        text = require_upstream_file("PRIME-RL/PRIME", PRIME_FILES[current], PRIME_COMMIT).splitlines()
+        first, _, last = lines.partition("-")
+        cited.append((current, "\n".join(text[int(first) - 1:int(last or first)])))
+    return cited
+
+
+def test_each_cited_line_of_the_official_table_says_the_setting():
+    """Every row cites PRIME lines (read at the pinned commit); where the official setting is a run
+    override or a config entry, the cited lines hold it as written."""
+    checked = 0
+    for key, row in header_table(EURUS_2_7B_PRIME).items():
+        cited = cited_lines(row["source"])
+        assert cited, f"{key}: no file:line in {row['source']!r}"
+        setting = SETTING.match(row["official"])
+        if setting is None:
+            continue
+        name, separator, value = setting.groups()
+        wanted = f"{name}={value}" if separator == "=" else f"{name.rsplit('.', 1)[-1]}: {value}"
+        assert any(wanted in lines for _, lines in cited), f"{key}: {row['source']} does not say {wanted!r}"
+        checked += 1
+    assert checked >= 20
