@@ -29,7 +29,8 @@ from primekit.errors import InputError
 from primekit.prm.data import EncodedResponse, encode_responses, join_right_padded
 from primekit.prm.reading import DEFAULT_BETA, Prompt, ReadingSettings, Steps
 from primekit.prm.reading import aggregate as aggregate_values
-from primekit.prm.reading import (canonical_aggregate, check_coef, check_step_mode, implicit_rewards,
+from primekit.prm.reading import (canonical_aggregate, card_boundaries, card_conversation, card_step_texts,
+                                  card_values, check_coef, check_read_out, check_step_mode, implicit_rewards,
                                   q_values, split_steps, sum_by_step, token_steps)
 
 __all__ = [
@@ -154,12 +155,13 @@ class ImplicitPRM:
     ``torch.no_grad()``. The models are used in whatever mode they are in (a trainer may share its
     PRM), so pass them in eval mode; :meth:`from_pretrained` does. ``append_eos`` must match how
     the PRM was trained (:class:`~primekit.prm.trainer.ImplicitPRMTrainer` appends one, as sampled
-    responses end so).
+    responses end so). ``read_out`` says where Q_k is read: ``steps`` (at the end of each step) or
+    ``card`` (ImplicitPRM's evaluation, token for token; see :mod:`primekit.prm.reading`).
     """
 
     def __init__(self, prm: torch.nn.Module, ref: torch.nn.Module | None, tokenizer,
                  coef: float = DEFAULT_BETA, batch_size: int = 16, append_eos: bool = True,
-                 step_mode: str = "auto"):
+                 step_mode: str = "auto", read_out: str = "steps"):
         if ref is None and not is_peft_model(prm):
             raise ValueError("ImplicitPRM: ref=None needs a PEFT (LoRA) PRM whose base is the reference")
         if batch_size < 1:
@@ -167,12 +169,13 @@ class ImplicitPRM:
         self.prm, self.ref, self.tokenizer = prm, ref, tokenizer
         self.coef, self.batch_size, self.append_eos = check_coef(coef), batch_size, append_eos
         self.step_mode = check_step_mode(step_mode)
+        self.read_out = check_read_out(read_out)
 
     @classmethod
     def from_pretrained(cls, prm_path: str | os.PathLike, ref_path: str | os.PathLike | None = None,
                         coef: float | None = None, step_mode: str | None = None, dtype: str = "auto",
                         device: str | torch.device | None = None, batch_size: int = 16,
-                        append_eos: bool | None = None) -> ImplicitPRM:
+                        append_eos: bool | None = None, read_out: str | None = None) -> ImplicitPRM:
         """Load a PRM (a hub name, a local path or ``toy``) and its reference.
 
         * A LoRA adapter directory (``adapter_config.json``): its base model is loaded once with the
@@ -182,14 +185,15 @@ class ImplicitPRM:
           its starting point). There is no safe default: an implicit PRM is only meaningful against
           the model it was initialised from, so without any of them this is an :class:`InputError`.
 
-        ``coef``, ``step_mode`` and ``append_eos`` default to the recorded values (EurusPRM-Stage1:
-        0.001 and ``eurus`` as on its card), else 0.05, ``auto`` and True. ``device`` defaults to
+        ``coef``, ``step_mode``, ``append_eos`` and ``read_out`` default to the recorded values
+        (EurusPRM-Stage1: 0.001, ``eurus`` and ``card`` as its evaluation reads it), else 0.05,
+        ``auto``, True and ``steps``. ``device`` defaults to
         CUDA when available.
         """
         from primekit.prm.reading import PRMReadingArguments
 
         settings = PRMReadingArguments(prm=str(prm_path), prm_ref=None if ref_path is None else str(ref_path),
-                                       coef=coef, step_mode=step_mode).resolve()
+                                       coef=coef, step_mode=step_mode, read_out=read_out).resolve()
         if append_eos is not None:
             settings = dataclasses.replace(settings, append_eos=append_eos)
         return cls.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
@@ -219,7 +223,7 @@ class ImplicitPRM:
             tokenizer = load_tokenizer(prm_path)
         ref = None if settings.prm_ref is None else load_causal_lm(settings.prm_ref, dtype=dtype, device=device)
         return cls(prm, ref, tokenizer, coef=settings.coef, batch_size=batch_size,
-                   append_eos=settings.append_eos, step_mode=settings.step_mode)
+                   append_eos=settings.append_eos, step_mode=settings.step_mode, read_out=settings.read_out)
 
     # -- token ids -----------------------------------------------------------------------------
 
@@ -273,11 +277,41 @@ class ImplicitPRM:
         step spans), in one pass over both models. ProcessBench's labelled steps are read so."""
         if len(prompts) != len(steps):
             raise ValueError(f"{len(prompts)} prompts but {len(steps)} responses")
+        if self.read_out == "card":
+            return self._card_read(prompts, steps, show_progress)
         encoded = self.encode(prompts, [item.text for item in steps])
         results = []
         for item, known, token_rewards in zip(encoded, steps, self._token_rewards(encoded, show_progress)):
             by_step = sum_by_step(token_rewards.tolist(), token_steps(item.offsets, known.spans), len(known))
             results.append(ResponseRewards(known, item.response_ids, token_rewards, by_step,
+                                           float(token_rewards.sum())))
+        return results
+
+    def _card_read(self, prompts: Sequence[Prompt], steps: Sequence[Steps],
+                   show_progress: bool) -> list[ResponseRewards]:
+        """:meth:`read` as ImplicitPRM's evaluation reads: the whole conversation tokenized at once,
+        the card's Q_k (:func:`~primekit.prm.reading.card_values`) as the running values and their
+        increments as step rewards. The tokens read are those from the card's first boundary (the
+        last prompt token) to the end-of-turn marker."""
+        encoded, bounds = [], []
+        for prompt, known in zip(prompts, steps):
+            if isinstance(prompt, str):
+                raise InputError("read_out card reads the conversation through the PRM's chat template: "
+                                 "give the prompt as chat messages (prm_context chat)", field="read_out")
+            pieces = card_step_texts(known)
+            ids = self.tokenizer.encode(card_conversation(self.tokenizer, prompt, pieces), add_special_tokens=False)
+            ends = card_boundaries(self.tokenizer, prompt, pieces)
+            first, last = ends[0], ends[-1] + 1  # tokens e_0 .. e_K + 1 are read
+            if not 1 <= first <= last < len(ids):
+                raise InputError(f"read_out card: the chat template gives boundaries {ends} for a conversation "
+                                 f"of {len(ids)} tokens", field="read_out")
+            encoded.append(EncodedResponse(ids[:first], ids[first:last + 1], []))
+            bounds.append([end - first + 1 for end in ends])  # counted from token e_0 - 1
+        results = []
+        for item, known, token_rewards, ends in zip(encoded, steps, self._token_rewards(encoded, show_progress), bounds):
+            values = card_values([0.0, *token_rewards.tolist()], ends)  # token e_0 - 1 is not read
+            increments = [value - before for value, before in zip(values, [0.0, *values[:-1]])]
+            results.append(ResponseRewards(known, item.response_ids, token_rewards, increments,
                                            float(token_rewards.sum())))
         return results
 

@@ -1,7 +1,7 @@
 """Reading an implicit PRM: the one home of every convention that turns log-ratios into scores.
 
 An implicit PRM is a causal LM pi_phi read against a frozen reference pi_ref. Reading it takes
-five decisions, each made here and nowhere else:
+six decisions, each made here and nowhere else:
 
 1. **The reward scale.** ``r_t = coef * q_t`` with ``q_t = log pi_phi(y_t|...) - log pi_ref(y_t|...)``
    (:func:`implicit_rewards`). Training uses ``beta`` (0.05 for PRIME and EurusPRM); reading may
@@ -23,20 +23,29 @@ five decisions, each made here and nowhere else:
    inference coefficient, step mode, EOS handling; :func:`write_prm_record`), so a saved PRM loads
    with its path alone; a few published PRMs have their card's reading built in
    (:data:`KNOWN_PRMS`).
+6. **The read-out.** ``read_out steps`` (the default for PRMs primekit trains) reads Q_k at the
+   end of step k as above; ``read_out card`` reads the conversation exactly as ImplicitPRM's
+   evaluation does, both shifts included (:func:`card_boundaries`, :func:`card_values`), and is the
+   default for ``PRIME-RL/EurusPRM-Stage1``, so that ``--aggregate min_q`` gives the published
+   Best-of-N scores. Their boundary k is found by tokenizing the conversation cut after k steps,
+   so it lands one token past the end of step k only where the BPE keeps the step's last token
+   apart from the blank line; where it fuses them (a step ending in ``"."``: ``".\n\n"`` is one
+   Qwen2 token) the card reads two tokens into the next step.
 
 :class:`PRMReadingArguments` holds the options every command shares (``prm``, ``prm_ref``,
-``aggregate``, ``step_mode``, ``coef``, ``prm_context``); :meth:`PRMReadingArguments.resolve`
-combines them with the record into the settings a reader uses.
+``aggregate``, ``step_mode``, ``coef``, ``prm_context``, ``read_out``);
+:meth:`PRMReadingArguments.resolve` combines them with the record into the settings a reader uses.
 
 Against EurusPRM's model card and ImplicitPRM's evaluation (``eval/prm_eval_utils.py:184-226``
 builds the inputs, ``:405-460`` reads them): the text, the prompt, the coefficient and the
 aggregate are theirs with ``--prm PRIME-RL/EurusPRM-Stage1 --aggregate min_q``. Where they read
-Q_k differs by two tokens, both added on their side. Their first boundary is the last prompt token
-(the newline after "assistant"), so its log-ratio joins every Q_k: a shift shared by all
-candidates of a problem, which changes no ranking among them. And at every step but the last they
-read one token late (``len(ids) - 2`` after appending a blank line), so their Q_k also holds the
-first token of step k+1, the "Step" of its marker. primekit reads Q_k at the end of step k, blank
-line included; ``tests/test_prm_reading.py`` checks this decomposition token by token.
+Q_k differs from ``read_out steps`` by two tokens, both added on their side. Their first boundary
+is the last prompt token (the newline after "assistant"), so its log-ratio joins every Q_k: a
+shift shared by all candidates of a problem, which changes no ranking among them. And at every
+step but the last they read one token late (``len(ids) - 2`` after appending a blank line), so
+their Q_k also holds the first token of step k+1, the "Step" of its marker. primekit reads Q_k at
+the end of step k, blank line included; ``tests/test_prm_reading.py`` checks this decomposition
+token by token (with a word-level tokenizer; on Qwen2's BPE see item 6).
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ __all__ = [
     "AGGREGATES",
     "KNOWN_PRMS",
     "PRM_CONTEXTS",
+    "READ_OUTS",
     "RECORD_FILE",
     "STEP_MODES",
     "PRMReadingArguments",
@@ -69,6 +79,8 @@ __all__ = [
     "Steps",
     "aggregate",
     "canonical_aggregate",
+    "card_boundaries",
+    "card_values",
     "implicit_rewards",
     "join_steps",
     "prm_prompt",
@@ -83,6 +95,7 @@ __all__ = [
 ]
 
 STEP_MODES: tuple[str, ...] = ("newline", "double_newline", "eurus", "auto")
+READ_OUTS: tuple[str, ...] = ("steps", "card")
 AGGREGATES: tuple[str, ...] = ("min_step", "min_q", "last", "mean", "sum_q")
 # Old names kept for one release: "min" was the minimum step increment, "sum" the sequence reward;
 # ProcessBench called its two read-outs "step" and "q".
@@ -370,6 +383,64 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# 6. the read-out as ImplicitPRM's evaluation makes it
+
+# Llama 3 markers that ImplicitPRM's evaluation removes from a cut conversation
+# (eval/prm_eval_utils.py:205-208); a ChatML conversation keeps its <|im_end|>.
+_CARD_CUT_SUFFIXES = ("<|start_header_id|>assistant<|end_header_id|>", "<|eot_id|>")
+
+
+def check_read_out(value: str) -> str:
+    return _check_choice(value, READ_OUTS, "read_out", "read_out")
+
+
+def card_step_texts(steps: Steps) -> list[str]:
+    """The step texts the card's read-out joins with blank lines: ``steps`` must be that join (the
+    ``eurus`` rewrite, ProcessBench's numbered steps), else an :class:`InputError`."""
+    pieces = [text.removesuffix(EURUS_SEPARATOR) if index < len(steps) - 1 else text
+              for index, text in enumerate(steps.texts)]
+    if EURUS_SEPARATOR.join(pieces) != steps.text:
+        raise InputError("read_out card reads steps joined by blank lines (step_mode eurus, or "
+                         "ProcessBench's labelled steps)", field="read_out")
+    return pieces
+
+
+def card_conversation(tokenizer, messages: list[dict[str, str]], steps: Sequence[str]) -> str:
+    """The conversation the card reads: the prompt messages and the steps, joined by blank lines,
+    as the assistant's turn, through the PRM's chat template (eval/prm_eval_utils.py:190-193)."""
+    return tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": EURUS_SEPARATOR.join(steps)}],
+        tokenize=False, add_generation_prompt=False)
+
+
+def card_boundaries(tokenizer, messages: list[dict[str, str]], steps: Sequence[str]) -> list[int]:
+    """ImplicitPRM's boundaries e_0 .. e_K (eval/prm_eval_utils.py:196-219): for k = 0 .. K, the
+    conversation with the first k steps, stripped (Llama 3's end markers removed before the last
+    step), a blank line appended after steps 1 .. K-1, tokenized; e_k is its length minus two."""
+    boundaries = []
+    for count in range(len(steps) + 1):
+        text = card_conversation(tokenizer, messages, steps[:count]).strip()
+        for suffix in _CARD_CUT_SUFFIXES:
+            if count != len(steps) and text.endswith(suffix):
+                text = text[:-len(suffix)]
+        if 0 < count < len(steps):
+            text += EURUS_SEPARATOR
+        boundaries.append(len(tokenizer.encode(text, add_special_tokens=False)) - 2)
+    return boundaries
+
+
+def card_values(token_terms: Sequence[float], boundaries: Sequence[int]) -> list[float]:
+    """The card's Q_k for k = 1 .. K from the per-token terms of the whole conversation
+    (``token_terms[j]`` = coef * q of token j): the running sum of the terms of tokens e_0 ..
+    e_k + 1 (their mask starts at token e_0, and their log-prob at index j belongs to token j + 1;
+    eval/prm_eval_utils.py:220 and :409-445)."""
+    first = boundaries[0]
+    if first < 1 or boundaries[-1] + 1 >= len(token_terms):
+        raise ValueError(f"card_values: boundaries {list(boundaries)} outside {len(token_terms)} tokens")
+    return [math.fsum(float(value) for value in token_terms[first:end + 2]) for end in boundaries[1:]]
+
+
+# ---------------------------------------------------------------------------------------------
 # 5. the record
 
 
@@ -380,7 +451,8 @@ class PRMRecord:
     ``base``: the model it was initialised from; ``reference``: pi_ref (None for a LoRA adapter,
     whose base is the reference); ``beta``: the training scale; ``coef``: the inference
     coefficient (default: beta); ``step_mode``: how its responses are cut into steps;
-    ``append_eos``: whether responses end with the EOS token, as in training.
+    ``append_eos``: whether responses end with the EOS token, as in training; ``read_out``:
+    ``steps`` (primekit's step-aligned Q_k) or ``card`` (ImplicitPRM's evaluation).
     """
 
     base: str | None
@@ -389,16 +461,18 @@ class PRMRecord:
     coef: float
     step_mode: str = "auto"
     append_eos: bool = True
+    read_out: str = "steps"
 
 
 # Published PRMs read as their model cards read them. EurusPRM-Stage1: reference and
 # coefficient from the card's example and ImplicitPRM's evaluation (eval/prm_eval_utils.py:433,
 # eval/processbench.py:78), steps as ImplicitPRM's BoN evaluation writes them
-# (eval/prm_eval_utils.py:311-313), beta from the training script (train/tasks/run_ce.sh:6).
+# (eval/prm_eval_utils.py:311-313), beta from the training script (train/tasks/run_ce.sh:6),
+# Q_k read as that evaluation reads it (eval/prm_eval_utils.py:184-226, :405-460).
 KNOWN_PRMS: dict[str, PRMRecord] = {
     "PRIME-RL/EurusPRM-Stage1": PRMRecord(
         base="Qwen/Qwen2.5-Math-7B-Instruct", reference="Qwen/Qwen2.5-Math-7B-Instruct",
-        beta=0.05, coef=0.001, step_mode="eurus", append_eos=True),
+        beta=0.05, coef=0.001, step_mode="eurus", append_eos=True, read_out="card"),
 }
 
 
@@ -433,7 +507,8 @@ def read_prm_record(name_or_path: str | os.PathLike) -> PRMRecord | None:
             return PRMRecord(base=raw.get("base"), reference=raw.get("reference"),
                              beta=check_coef(beta, "beta"), coef=check_coef(raw.get("coef", beta)),
                              step_mode=check_step_mode(raw.get("step_mode", "auto")),
-                             append_eos=bool(raw.get("append_eos", True)))
+                             append_eos=bool(raw.get("append_eos", True)),
+                             read_out=check_read_out(raw.get("read_out", "steps")))
         except InputError as err:
             raise InputError(err.reason, path=path, field=err.field) from None
     return KNOWN_PRMS.get(str(name_or_path))
@@ -453,6 +528,7 @@ class ReadingSettings:
     step_mode: str
     prm_context: str
     append_eos: bool
+    read_out: str = "steps"
 
 
 @dataclass
@@ -488,6 +564,11 @@ class PRMReadingArguments:
     prm_context: str = field(default="chat", metadata=help_text(
         "what the PRM reads before a response: chat (the problem as a user message through the "
         "PRM's chat template, as EurusPRM's card does) or prompt (the policy's prompt verbatim)"))
+    read_out: str | None = field(default=None, metadata=help_text(
+        "where Q_k is read: steps (at the end of step k, its blank line included) or card "
+        "(ImplicitPRM's evaluation token for token: from the last prompt token on, one token into "
+        "the next step; needs prm_context chat and blank-line steps); default: the PRM's recorded "
+        "read-out (EurusPRM-Stage1: card), else steps"))
 
     def __post_init__(self) -> None:
         self.aggregates = [canonical_aggregate(name.strip())
@@ -500,6 +581,8 @@ class PRMReadingArguments:
         if self.coef is not None:
             check_coef(self.coef)
         check_prm_context(self.prm_context)
+        if self.read_out is not None:
+            check_read_out(self.read_out)
 
     def resolve(self, require_reference: bool = True) -> ReadingSettings:
         """The settings a reader uses: these options, else the PRM's record, else defaults. Reads
@@ -516,9 +599,13 @@ class PRMReadingArguments:
                              f"(no {RECORD_FILE} records one)", path=prm)
         coef = self.coef if self.coef is not None else (record.coef if record else DEFAULT_BETA)
         step_mode = self.step_mode or (record.step_mode if record else "auto")
+        read_out = self.read_out or (record.read_out if record else "steps")
+        if read_out == "card" and self.prm_context != "chat":
+            raise InputError("read_out card reads the conversation through the PRM's chat template: "
+                             "use prm_context chat (or read_out steps)", field="read_out")
         return ReadingSettings(prm=prm, prm_ref=reference, coef=coef, step_mode=step_mode,
                                prm_context=self.prm_context,
-                               append_eos=record.append_eos if record else True)
+                               append_eos=record.append_eos if record else True, read_out=read_out)
 
 
 def _toy_prm_path() -> Path:
