@@ -13,16 +13,17 @@ nothing from primekit's apps.
   a conversation without a system message gets Qwen2.5-Math's chain-of-thought system prompt — the
   ``qwen25-math-cot`` template of Qwen2.5-Math's evaluation (``evaluation/utils.py:141-146`` at
   a45202b), whose stop words name ``<|im_end|>`` and ``<|endoftext|>`` (``math_eval.py:234``).
-  The instruct policy ends its answer with ``<|im_end|>`` (its EOS); ``<|endoftext|>`` pads. A
-  base-model policy (``eos="<|endoftext|>"``, the shared tokenizer's own setting) ends with
+  The instruct policy ends its answer with ``<|im_end|>`` (its EOS); ``<|endoftext|>`` pads, and
+  generation stops at either (the model's ``generation_config``, as that evaluation's stop words
+  say). A base-model policy (``eos="<|endoftext|>"``, the shared tokenizer's own setting) ends with
   ``<|endoftext|>``, which then also pads.
 * The model: hidden size 64, 2 layers, 4 heads (2 key/value heads), an untied head of
   :data:`QWEN2_VOCAB` = 151,936 columns (Qwen2.5-Math-1.5B's; 7B's is 152,064, also accepted).
 * :func:`model_path` with ``answer`` gives a *scripted* policy: after any prompt that opens the
-  assistant turn it writes ``answer`` and then its EOS, greedily and, in practice, at any
-  temperature (the answer's token is ahead by ``SCRIPT_LOGIT`` logits at each step). Its decoder
-  layers write nothing into the residual stream, so the next token depends on the current one
-  only, and the head maps each token of the script to the next one. Everything else stays random,
+  assistant turn it writes ``answer`` and then its EOS (or ``answer_end``), greedily and, in
+  practice, at any temperature (the script's next token leads by ``SCRIPT_LOGIT`` logits). Its
+  decoder layers write nothing into the residual stream, so the next token depends on the current
+  one only, and the head maps each token of the script to the next one. Everything else stays random,
   so it trains like any model.
 
 Use :func:`model_path` (a local folder: config, weights, tokenizer, like any hub model) or the
@@ -63,7 +64,7 @@ QWEN25_MATH_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
 SCRIPT_LOGIT = 40.0
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def tokenizer_dir() -> Path:
@@ -126,35 +127,39 @@ def _script(model: Qwen2ForCausalLM, chain: list[int]) -> None:
 
 
 def build_model(tokenizer: PreTrainedTokenizerBase, vocab_size: int = QWEN2_VOCAB, seed: int = 0,
-                answer: str | None = None) -> Qwen2ForCausalLM:
+                answer: str | None = None, answer_end: str | None = None) -> Qwen2ForCausalLM:
     """A random Qwen-shaped model (deterministic under ``seed``); with ``answer``, scripted to write
-    it and then the tokenizer's EOS after the assistant turn opens (see the module docstring)."""
+    it and then ``answer_end`` (default: the tokenizer's EOS) after the assistant turn opens (see
+    the module docstring)."""
     if vocab_size not in HEAD_WIDTHS:
         raise ValueError(f"vocab_size must be one of {HEAD_WIDTHS} (Qwen2.5's head widths), got {vocab_size}")
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(_config(tokenizer, vocab_size))
     if answer is not None:
         opener = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)[-1]
-        _script(model, [opener, *tokenizer.encode(answer, add_special_tokens=False), tokenizer.eos_token_id])
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+        end = tokenizer.convert_tokens_to_ids(answer_end or tokenizer.eos_token)
+        _script(model, [opener, *tokenizer.encode(answer, add_special_tokens=False), end])
+    stops = dict.fromkeys([tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TEXT)])
+    model.generation_config.eos_token_id = list(stops) if len(stops) > 1 else tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = model.config.bos_token_id
     return model.eval()
 
 
-def _key(eos: str, vocab_size: int, seed: int, answer: str | None) -> str:
+def _key(eos: str, vocab_size: int, seed: int, answer: str | None, answer_end: str | None) -> str:
     tokenizer_hash = hashlib.sha256((tokenizer_dir() / "tokenizer.json").read_bytes()).hexdigest()
     settings = json.dumps([FORMAT_VERSION, tokenizer_hash, QWEN25_MATH_CHAT_TEMPLATE, eos, vocab_size, seed,
-                           answer])
+                           answer, answer_end])
     return hashlib.sha256(settings.encode()).hexdigest()[:12]
 
 
 def model_path(eos: str = END_OF_TURN, vocab_size: int = QWEN2_VOCAB, seed: int = 0,
-               answer: str | None = None) -> Path:
+               answer: str | None = None, answer_end: str | None = None) -> Path:
     """A saved Qwen-shaped model (config, weights, tokenizer) under ``PRIMEKIT_CACHE``, built on
     first use (a few seconds) and written atomically: a staging folder renamed into place, under a
     file lock so that two processes build it once."""
-    name = f"{'instruct' if eos == END_OF_TURN else 'base'}-{vocab_size}-{_key(eos, vocab_size, seed, answer)}"
+    kind = "instruct" if eos == END_OF_TURN else "base"
+    name = f"{kind}-{vocab_size}-{_key(eos, vocab_size, seed, answer, answer_end)}"
     target = cache_dir() / "qwen-shaped" / name
     if (target / "config.json").is_file():
         return target
@@ -166,7 +171,7 @@ def model_path(eos: str = END_OF_TURN, vocab_size: int = QWEN2_VOCAB, seed: int 
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
         try:
             tokenizer = build_tokenizer(eos)
-            build_model(tokenizer, vocab_size, seed, answer).save_pretrained(staging)
+            build_model(tokenizer, vocab_size, seed, answer, answer_end).save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             os.replace(staging, target)
         finally:
