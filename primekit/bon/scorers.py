@@ -229,7 +229,8 @@ def trl_reward_input(tokenizer, prompt: Prompt, response: str) -> list[int]:
     (``trl/trainer/reward_trainer.py``, dataset preparation): a conversation goes through the chat
     template with the response as the assistant turn; text is ``prompt + response`` with the EOS
     appended when missing, tokenized with the tokenizer's own special tokens (a BOS where it adds
-    one). The model is read at the last token, which is therefore the EOS."""
+    one). The model is read at the last token: the EOS for text; for a conversation whatever the
+    template ends a turn with (Qwen's ChatML: the newline after ``<|im_end|>``)."""
     if isinstance(prompt, list):
         conversation = prompt + [{"role": "assistant", "content": response}]
         return list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])

@@ -64,7 +64,7 @@ QWEN25_MATH_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
 SCRIPT_LOGIT = 40.0
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def tokenizer_dir() -> Path:
@@ -74,8 +74,8 @@ def tokenizer_dir() -> Path:
 
 def build_tokenizer(eos: str = END_OF_TURN) -> PreTrainedTokenizerBase:
     """Qwen2's tokenizer with Qwen2.5-Math-Instruct's chat template, ``eos`` as its EOS
-    (``<|im_end|>``: an instruct policy; ``<|endoftext|>``: a base one) and ``<|endoftext|>`` as
-    padding, left-padded as generation wants. A missing tokenizer folder is a FileNotFoundError
+    (``<|im_end|>``: an instruct policy; ``<|endoftext|>``: a base one), ``<|endoftext|>`` as
+    padding (left-padded, as generation wants) and no BOS. A missing tokenizer folder is a FileNotFoundError
     naming where it was looked for."""
     if eos not in (END_OF_TURN, END_OF_TEXT):
         raise ValueError(f"eos must be {END_OF_TURN} or {END_OF_TEXT}, got {eos!r}")
@@ -85,6 +85,9 @@ def build_tokenizer(eos: str = END_OF_TURN) -> PreTrainedTokenizerBase:
                                 "shared data folder")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.eos_token, tokenizer.pad_token = eos, END_OF_TEXT
+    # Qwen2.5's tokenizers have no BOS token (the llama.cpp conversion names <|endoftext|>); code
+    # that prepends a BOS when there is one (TRL's step-PRM layout) must not get one.
+    tokenizer.bos_token = None
     tokenizer.padding_side = "left"
     tokenizer.chat_template = QWEN25_MATH_CHAT_TEMPLATE
     return tokenizer
