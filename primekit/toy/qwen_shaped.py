@@ -17,7 +17,8 @@ nothing from primekit's apps.
   generation stops at either (the model's ``generation_config``, as that evaluation's stop words
   say). A base-model policy (``eos="<|endoftext|>"``, the shared tokenizer's own setting) ends with
   ``<|endoftext|>``, which then also pads.
-* The model: hidden size 64, 2 layers, 4 heads (2 key/value heads), an untied head of
+* The model: hidden size 64, 2 layers, 2 heads of 32 sharing 1 key/value head (vLLM's CPU
+  attention has no kernel for heads of 16), an untied head of
   :data:`QWEN2_VOCAB` = 151,936 columns (Qwen2.5-Math-1.5B's; 7B's is 152,064, also accepted).
 * :func:`model_path` with ``answer`` gives a *scripted* policy: after any prompt that opens the
   assistant turn it writes ``answer`` and then its EOS (or ``answer_end``), greedily and, in
@@ -64,7 +65,7 @@ QWEN25_MATH_CHAT_TEMPLATE = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
 SCRIPT_LOGIT = 40.0
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 def tokenizer_dir() -> Path:
@@ -93,10 +94,10 @@ def build_tokenizer(eos: str = END_OF_TURN) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def _config(tokenizer: PreTrainedTokenizerBase, vocab_size: int) -> Qwen2Config:
-    return Qwen2Config(
-        vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, intermediate_size=128, max_position_embeddings=4096,
+def _config(tokenizer: PreTrainedTokenizerBase, vocab_size: int, initializer_range: float) -> Qwen2Config:
+    return Qwen2Config(initializer_range=initializer_range,
+        vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, intermediate_size=128, max_position_embeddings=4096,
         tie_word_embeddings=False, bos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TEXT),
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="float32")
 
@@ -130,14 +131,17 @@ def _script(model: Qwen2ForCausalLM, chain: list[int]) -> None:
 
 
 def build_model(tokenizer: PreTrainedTokenizerBase, vocab_size: int = QWEN2_VOCAB, seed: int = 0,
-                answer: str | None = None, answer_end: str | None = None) -> Qwen2ForCausalLM:
+                answer: str | None = None, answer_end: str | None = None,
+                initializer_range: float = 0.02) -> Qwen2ForCausalLM:
     """A random Qwen-shaped model (deterministic under ``seed``); with ``answer``, scripted to write
     it and then ``answer_end`` (default: the tokenizer's EOS) after the assistant turn opens (see
-    the module docstring)."""
+    the module docstring). ``initializer_range`` is the weights' standard deviation (Qwen2's 0.02);
+    a larger one (e.g. 1.0) spreads the logits, so that two back ends' greedy choices are far from
+    ties and can be compared token for token."""
     if vocab_size not in HEAD_WIDTHS:
         raise ValueError(f"vocab_size must be one of {HEAD_WIDTHS} (Qwen2.5's head widths), got {vocab_size}")
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(_config(tokenizer, vocab_size))
+    model = Qwen2ForCausalLM(_config(tokenizer, vocab_size, initializer_range))
     if answer is not None:
         opener = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)[-1]
         end = tokenizer.convert_tokens_to_ids(answer_end or tokenizer.eos_token)
@@ -149,20 +153,20 @@ def build_model(tokenizer: PreTrainedTokenizerBase, vocab_size: int = QWEN2_VOCA
     return model.eval()
 
 
-def _key(eos: str, vocab_size: int, seed: int, answer: str | None, answer_end: str | None) -> str:
+def _key(*settings) -> str:
     tokenizer_hash = hashlib.sha256((tokenizer_dir() / "tokenizer.json").read_bytes()).hexdigest()
-    settings = json.dumps([FORMAT_VERSION, tokenizer_hash, QWEN25_MATH_CHAT_TEMPLATE, eos, vocab_size, seed,
-                           answer, answer_end])
-    return hashlib.sha256(settings.encode()).hexdigest()[:12]
+    described = json.dumps([FORMAT_VERSION, tokenizer_hash, QWEN25_MATH_CHAT_TEMPLATE, *settings])
+    return hashlib.sha256(described.encode()).hexdigest()[:12]
 
 
 def model_path(eos: str = END_OF_TURN, vocab_size: int = QWEN2_VOCAB, seed: int = 0,
-               answer: str | None = None, answer_end: str | None = None) -> Path:
+               answer: str | None = None, answer_end: str | None = None,
+               initializer_range: float = 0.02) -> Path:
     """A saved Qwen-shaped model (config, weights, tokenizer) under ``PRIMEKIT_CACHE``, built on
     first use (a few seconds) and written atomically: a staging folder renamed into place, under a
     file lock so that two processes build it once."""
     kind = "instruct" if eos == END_OF_TURN else "base"
-    name = f"{kind}-{vocab_size}-{_key(eos, vocab_size, seed, answer, answer_end)}"
+    name = f"{kind}-{vocab_size}-{_key(eos, vocab_size, seed, answer, answer_end, initializer_range)}"
     target = cache_dir() / "qwen-shaped" / name
     if (target / "config.json").is_file():
         return target
@@ -174,7 +178,8 @@ def model_path(eos: str = END_OF_TURN, vocab_size: int = QWEN2_VOCAB, seed: int 
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
         try:
             tokenizer = build_tokenizer(eos)
-            build_model(tokenizer, vocab_size, seed, answer, answer_end).save_pretrained(staging)
+            model = build_model(tokenizer, vocab_size, seed, answer, answer_end, initializer_range)
+            model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             os.replace(staging, target)
         finally:
