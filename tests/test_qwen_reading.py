@@ -271,3 +271,13 @@ def test_card_is_eurusprm_stage1s_default_and_steps_stays_primekits(tmp_path):
         PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1", prm_context="prompt").resolve()
     with pytest.raises(InputError, match="read_out"):
         PRMReadingArguments(prm=str(tmp_path), read_out="late")
+
+
+def test_best_of_n_score_caches_tell_the_read_outs_apart():
+    import dataclasses
+
+    from primekit.bon.scorers import ImplicitPRMScorer
+
+    card = PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1").resolve()
+    steps = dataclasses.replace(card, read_out="steps")
+    assert ImplicitPRMScorer.from_settings(card).identity() != ImplicitPRMScorer.from_settings(steps).identity()

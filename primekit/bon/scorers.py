@@ -161,7 +161,7 @@ class ImplicitPRMScorer:
             return ImplicitPRM.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
 
         identity = {"prm": model_fingerprint(settings.prm), "coef": settings.coef, "dtype": dtype,
-                    "append_eos": settings.append_eos,
+                    "append_eos": settings.append_eos, "read_out": settings.read_out,
                     "ref": None if settings.prm_ref is None else model_fingerprint(settings.prm_ref)}
         return cls(load, identity, step_mode=settings.step_mode, prm_context=settings.prm_context)
 
