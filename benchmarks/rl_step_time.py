@@ -4,7 +4,8 @@ policy and batch, with time per phase, on the toy policy and on a Qwen-shaped on
 The three trainers run in this process, one after the other, on the SFT-warmed toy policy with the
 same batch (64 prompts x 4 responses, no oversampling, so the generated and the trained batch
 are equal) and the same seed; then again on a random Qwen-shaped policy (Qwen2's tokenizer and an
-untied 151,936-column head, :mod:`primekit.toy.qwen_shaped`) with 8 prompts x 4 responses. The
+untied 151,936-column head, :mod:`primekit.toy.qwen_shaped`) with 4 prompts x 4 responses and
+fewer measured steps (``--qwen_steps``): on CPU its 152k-column head makes a step take seconds. The
 random policy never answers, so PRIME's accuracy and truncation filters would drop every group and
 sample again: they are off for it, and every trainer trains on the batch it generated. PRIME adds passes of a model the policy's size over the response
 tokens: the PRM reference's forward and the PRM's forward + backward (its update); ``before``
@@ -20,7 +21,7 @@ backward (generation counted as one decoding forward, 2N):
 decoding is bound by per-token overheads rather than FLOPs, so the measured ratios sit below the
 ideal ones.
 
-    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_step_time.py [--steps 8]
+    flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_step_time.py [--steps 8] [--qwen_steps 3]
 """
 
 from __future__ import annotations
@@ -92,16 +93,16 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def report(policies: dict[str, tuple[dict, dict[str, dict]]], steps: int) -> str:
+def report(policies: dict[str, tuple[dict, dict[str, dict]]], steps: int, qwen_steps: int) -> str:
     lines = [
         "## PRIME step time against TRL GRPO (toy and Qwen-shaped policies, CPU)", "",
-        f"`{COMMAND} --steps {steps}`. Per policy, the three trainers on the same batch (no "
-        "oversampling), in one process, one after the other: the toy policy (0.53M parameters, 64 prompts x 4 "
-        "responses of up to 40 tokens, PRIME's filters on) and a random Qwen-shaped policy (Qwen2's "
-        "tokenizer, hidden 64, an untied 151,936-column head: 19.5M parameters, almost all in the "
-        "embedding and the head; 8 prompts x 4 responses of 40 tokens; it never answers, so PRIME's "
-        "filters are off). fp32 on CPU (torch threads: "
-        f"{__import__('torch').get_num_threads()}); median over {steps} steps after {WARMUP_STEPS} warm-up steps. "
+        f"`{COMMAND} --steps {steps} --qwen_steps {qwen_steps}`. Per policy, the three trainers on the same "
+        "batch (no oversampling), in one process, one after the other: the toy policy (0.53M parameters, "
+        f"64 prompts x 4 responses of up to 40 tokens, PRIME's filters on; median over {steps} steps) and "
+        "a random Qwen-shaped policy (Qwen2's tokenizer, hidden 64, an untied 151,936-column head: 19.5M "
+        "parameters, almost all in the embedding and the head; 4 prompts x 4 responses of 40 tokens; it "
+        f"never answers, so PRIME's filters are off; median over {qwen_steps} steps). fp32 on CPU (torch threads: "
+        f"{__import__('torch').get_num_threads()}); {WARMUP_STEPS} warm-up steps first. "
         "`step_time` is TRL's own measure of a training step (generation, scoring and the policy update). "
         "No other torch job ran at the same time (the command holds the machine's CPU lock).", "",
         "| policy | trainer | median step time (s) | ratio to GRPO | FLOP-ideal ratio |",
@@ -147,17 +148,19 @@ def _phase_rows(name: str, primes: dict[str, dict]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8, help="measured steps per trainer")
+    parser.add_argument("--steps", type=int, default=8, help="measured steps per trainer, toy policy")
+    parser.add_argument("--qwen_steps", type=int, default=3, help="measured steps per trainer, Qwen-shaped policy")
     args = parser.parse_args()
     from primekit import toy
     from primekit.toy import qwen_shaped
 
     policies = {}
-    for name, model_path, rows, filters in (("toy", str(toy.policy_path()), 256, True),
-                                            ("Qwen-shaped", str(qwen_shaped.model_path()), 32, False)):
-        grpo = run("grpo", model_path, args.steps, rows, filters)
-        policies[name] = (grpo, {mode: run(mode, model_path, args.steps, rows, filters) for mode in IDEAL_RATIOS})
-    text = report(policies, args.steps)
+    for name, model_path, steps, rows, filters in (
+            ("toy", str(toy.policy_path()), args.steps, 256, True),
+            ("Qwen-shaped", str(qwen_shaped.model_path()), args.qwen_steps, 16, False)):
+        grpo = run("grpo", model_path, steps, rows, filters)
+        policies[name] = (grpo, {mode: run(mode, model_path, steps, rows, filters) for mode in IDEAL_RATIOS})
+    text = report(policies, args.steps, args.qwen_steps)
     RESULTS.mkdir(exist_ok=True)
     from primekit.io import atomic_write_text
 
