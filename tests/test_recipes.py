@@ -68,7 +68,9 @@ PRIME_FILES = {"run": "training/examples/run_prime_main.sh", "yaml": "training/v
                "core_algos.py": "training/verl/trainer/ppo/core_algos.py",
                "dp_actor.py": "training/verl/workers/actor/dp_actor.py",
                "dp_prime.py": "training/verl/workers/actor/dp_prime.py",
-               "prime.py": "training/verl/utils/reward_score/prime.py"}
+               "prime.py": "training/verl/utils/reward_score/prime.py",
+               "rl_dataset.py": "training/verl/utils/dataset/rl_dataset.py",
+               "main_ppo.py": "training/verl/trainer/main_ppo.py"}
 # an official setting written as `dotted.key=value` (a run_prime_main.sh override) or `dotted.key: value` (a
 # ppo_trainer.yaml entry, found under its last key)
 SETTING = re.compile(r"^([\w.]+)(=|: )([^\s,(]+)")
