@@ -111,3 +111,86 @@ def test_each_cited_line_of_the_official_table_says_the_setting():
         assert any(wanted in lines for _, lines in cited), f"{key}: {row['source']} does not say {wanted!r}"
         checked += 1
     assert checked >= 20
+
+
+# ----------------------------------------------------------------------------------------------
+# drift: the configuration the trainer really builds, against the recipe's reviewed table
+
+NO_COUNTERPART = "no official counterpart"
+# Qwen2.5-Math-7B's config.json (the architecture of Eurus-2-7B-SFT): sizes for the meta-device models
+QWEN25_MATH_7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584,
+                  "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
+                  "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 4096,
+                  "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "dtype": "bfloat16"}
+OFFLOAD_8GPU = REPO_ROOT / "recipes" / "accelerate" / "fsdp2_offload_8gpu.yaml"
+
+
+def no_effect_keys(path: Path) -> set[str]:
+    """The keys of the recipe's reviewed ``# No effect on the numbers:`` list (comma-separated lines)."""
+    keys, inside = set(), False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# No effect on the numbers"):
+            inside = True
+            continue
+        if inside and line.startswith("#   "):
+            keys.update(key.strip() for key in line[4:].split(",") if key.strip())
+        elif inside:
+            break
+    return keys
+
+
+@pytest.fixture(scope="module")
+def effective_7b(tmp_path_factory) -> dict:
+    """The 7B recipe's configuration as `prime-rl config` resolves it on 8 GPUs with FSDP2 + offload."""
+    import json
+
+    from primekit.rl.effective import config_from_args
+
+    folder = tmp_path_factory.mktemp("qwen2.5-math-7b")
+    (folder / "config.json").write_text(json.dumps(QWEN25_MATH_7B))
+    values, _, _ = config_from_args(["--config", str(EURUS_2_7B_PRIME), "--accelerate_config", str(OFFLOAD_8GPU),
+                                     "--model", str(folder), "--prm", str(folder), "--prm_ref", str(folder),
+                                     "--gpus", "8", "--format", "json"])
+    return values
+
+
+def _same(effective, listed: str) -> bool:
+    expected = yaml.safe_load(listed)
+    if isinstance(effective, float) or isinstance(expected, float):
+        return expected is not None and effective is not None and abs(float(effective) - float(expected)) <= 1e-12 * max(1, abs(float(expected)))
+    return effective == expected
+
+
+def test_every_setting_that_changes_the_numbers_is_reviewed(effective_7b):
+    """A field of the effective configuration is either a row of the reviewed table (and has its
+    value there) or in the reviewed no-effect list; a new TRL default fails here, not in a run."""
+    table = header_table(EURUS_2_7B_PRIME)
+    quiet = no_effect_keys(EURUS_2_7B_PRIME)
+    assert len(quiet) >= 50
+    unreviewed, drifted = [], []
+    for key, value in effective_7b.items():
+        name = key.removeprefix("trl.")
+        if name in table:
+            if not _same(value, table[name]["value"]):
+                drifted.append(f"{name}: runs with {value!r}, the table says {table[name]['value']}")
+        elif name not in quiet:
+            unreviewed.append(name)
+    assert not drifted, "; ".join(drifted)
+    assert not unreviewed, f"not reviewed (add to the recipe's table or its no-effect list): {', '.join(unreviewed)}"
+    stale = (set(table) | quiet) - {key.removeprefix("trl.") for key in effective_7b}
+    assert not stale, f"reviewed but not in the configuration: {sorted(stale)}"
+
+
+def test_the_7b_run_executes_as_the_official_one(effective_7b):
+    values = effective_7b
+    assert values["trl.vllm_importance_sampling_correction"] is False
+    assert (values["fsdp.param_dtype"], values["fsdp.reduce_dtype"]) == ("bfloat16", "float32")
+    assert values["fsdp.reduce_dtype_of_accelerate_alone"] == "bfloat16"  # what accelerate alone would do
+    assert values["policy.gradients_sharded_during_accumulation"] is True
+    assert values["prm.gradients_sharded_during_accumulation"] is True
+    assert values["policy.weight_decay_parameters"] == "all"
+    assert [group["weight_decay"] for group in values["policy.optimizer"]["groups"]] == [0.01]
+    assert values["policy.optimizer"]["groups"][0]["parameters"] == values["policy.parameters"] == 7_615_616_512
+    assert values["schedule.optimizer_steps_per_rl_step"] == 4
+    assert values["schedule.checkpoint_every_rl_steps"] == 16
+    assert values["schedule.epoch"] == "official"

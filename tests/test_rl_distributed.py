@@ -60,13 +60,15 @@ def test_two_processes_match_one(single_process, tmp_path, backend):
     # Two AdamW steps of lr 1e-3 move every PRM weight by about 2e-3, one step of lr 1e-4 every
     # policy weight by about 1e-4. Summation order differs between one process and the
     # all-reduce / reduce-scatter, and Adam turns the float noise of near-zero gradients (the key
-    # biases, to which softmax is invariant) into differences of ~1e-6 (PRM) and ~5e-7 (policy): allow 0.5% and 1% of a step.
+    # biases, to which softmax is invariant) into differences of ~1e-6 (PRM) and ~1e-6 (policy; the PRM's
+    # micro-batches are all-reduced one by one, which changes its float noise and so the policy's
+    # advantages in their last bits): allow 0.5% and 2% of a step.
     assert _moved(single["prm"], model_dir) == pytest.approx(2 * PRM_LR, rel=0.01)
     assert _moved(single["policy"], model_dir) == pytest.approx(POLICY_LR, rel=0.05)
     for name, value in single["prm"].items():
         torch.testing.assert_close(double["prm"][name], value, atol=0.005 * 2 * PRM_LR, rtol=0, msg=name)
     for name, value in single["policy"].items():
-        torch.testing.assert_close(double["policy"][name], value, atol=0.01 * POLICY_LR, rtol=0, msg=name)
+        torch.testing.assert_close(double["policy"][name], value, atol=0.02 * POLICY_LR, rtol=0, msg=name)
 
 
 @pytest.mark.slow

@@ -80,7 +80,7 @@ from primekit.rl.data import OfficialEpoch, prompt_length
 from primekit.rl.filtering import GroupSelection, filter_groups
 from primekit.rl.verifier import OutcomeVerifier
 
-__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision"]
+__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision", "decay_parameter_names"]
 
 logger = logging.get_logger(__name__)
 
@@ -119,6 +119,16 @@ def check_master_precision(model: torch.nn.Module, what: str, distributed_type: 
                          "update of lr ~5e-7 rounds to nothing; load them in float32 (model_init_kwargs: "
                          "{\"dtype\": \"float32\"}) and set bf16: true for bf16 compute, or train under FSDP2 "
                          f"with mixed precision ({_FSDP2_CONFIG})")
+
+
+def decay_parameter_names(model: torch.nn.Module, which: str) -> list[str]:
+    """The policy parameters AdamW decays: every one for ``which='all'`` (the official AdamW over all
+    parameters, fsdp_workers.py:206-209), else the HF Trainer's choice (no biases, no norm weights)."""
+    if which == "all":
+        return [name for name, _ in model.named_parameters()]
+    from transformers import Trainer
+
+    return Trainer.get_decay_parameter_names(None, model)
 
 
 class PrimeTrainer(GRPOTrainer):
@@ -183,10 +193,7 @@ class PrimeTrainer(GRPOTrainer):
                 plugin.mixed_precision_policy = policy
 
     def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
-        """Every parameter under ``weight_decay_parameters: all`` (the official AdamW); else the HF Trainer's."""
-        if self.args.weight_decay_parameters == "all":
-            return [name for name, _ in model.named_parameters()]
-        return super().get_decay_parameter_names(model)
+        return decay_parameter_names(model, self.args.weight_decay_parameters)
 
     def _model_init_kwargs(self) -> dict[str, Any]:
         """The policy's loading options (dtype, attention kernel, ...), as TRL uses for its reference."""
