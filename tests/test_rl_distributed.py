@@ -26,6 +26,21 @@ WORKER = Path(__file__).resolve().parent / "rl_distributed_worker.py"
 POLICY_LR, PRM_LR = 1e-4, 1e-3  # rl_support's defaults
 
 
+def _two_machines(model_dir: str, out: Path, backend: str) -> dict:
+    """The worker on 2 "machines" x 2 processes on this host: two torchrun launchers, static
+    rendezvous on 127.0.0.1 (node ranks 0 and 1), as two machines are launched."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    port = str(29700 + os.getpid() % 1000)
+    launchers = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+                                   "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", port,
+                                   str(WORKER), model_dir, str(out), backend],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    for launcher in launchers:
+        _, stderr = launcher.communicate(timeout=300)
+        assert launcher.returncode == 0, stderr[-3000:]
+    return torch.load(out, weights_only=False)
+
+
 def _torchrun(processes: int, model_dir: str, out: Path, backend: str, *extra: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
@@ -48,10 +63,12 @@ def _moved(after: dict[str, torch.Tensor], model_dir: str) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["ddp", "fsdp2"])
-def test_two_processes_match_one(single_process, tmp_path, backend):
+@pytest.mark.parametrize("backend, machines", [("ddp", 1), ("fsdp2", 1), ("fsdp2", 2)])
+def test_two_processes_match_one(single_process, tmp_path, backend, machines):
+    # machines 2: two launchers of two processes each on localhost (4 processes, 2 per "node")
     model_dir, single = single_process
-    double = _torchrun(2, model_dir, tmp_path / "two.pt", backend)
+    double = (_torchrun(2, model_dir, tmp_path / "two.pt", backend) if machines == 1
+              else _two_machines(model_dir, tmp_path / "four.pt", backend))
     assert torch.equal(single["kept"]["completion_ids"], double["kept"]["completion_ids"])
     assert torch.equal(single["kept"]["completion_mask"], double["kept"]["completion_mask"])
     assert single["num_items"] == double["num_items"]

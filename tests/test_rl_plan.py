@@ -346,3 +346,43 @@ def test_train_start_up_check_is_silent_when_the_run_fits(tmp_path, monkeypatch,
     with pytest.raises(_WeightsLoaded):
         dispatch("prime-rl", ["train", "--config", str(recipe), "--strict_memory", "true"])
     assert "memory plan" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# what runs: gradients held during accumulation, CPU memory per node
+
+def test_gradient_sync_off_holds_the_unsharded_gradient_during_accumulation(qwen_7b):
+    offload = ["--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml")]
+    synced = _plan_7b(qwen_7b, *offload)
+    deferred = _plan_7b(qwen_7b, *offload, "--sync_gradients_each_micro_batch", "false")
+    assert not [item for item in synced.items if item.kind == "unsharded gradient"]
+    held = {item.model: item for item in deferred.items if item.kind == "unsharded gradient"}
+    # 7,615,616,512 parameters x 4 B (reduced and accumulated in fp32) on every GPU, offload or not
+    assert held["policy"].device == 7_615_616_512 * 4 and held["policy"].phases == ("policy update",)
+    assert held["PRM"].device == 7_615_616_512 * 4 and held["PRM"].phases == ("PRM update",)
+    assert deferred.phase_total("policy update") - synced.phase_total("policy update") == 7_615_616_512 * 4
+
+
+def test_cpu_memory_per_node_by_hand(qwen_7b):
+    from primekit.rl.host_memory import GIB, PROCESS_OVERHEAD_BYTES, host_memory
+
+    plan = _plan_7b(qwen_7b, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
+    host = host_memory(plan)
+    params = 7_615_616_512
+    # offloaded: policy and PRM weights + gradients + AdamW moments (4 + 4 + 8 B, fp32), the PRM reference's
+    # weights (4 B: the recipe loads every model in fp32); the 8 processes' 1/8 shards make whole models
+    assert host.offloaded == pytest.approx(2 * params * 16 + params * 4, rel=1e-9)
+    assert (host.staging, host.staging_copies) == (params * 4, 1)  # cpu_ram_efficient_loading: rank 0 only
+    assert host.overhead == 8 * PROCESS_OVERHEAD_BYTES
+    assert host.fits(1000 * GIB) and not host.fits(300 * GIB)
+
+
+def test_plan_on_two_nodes_prints_cpu_memory_per_node_and_a_verdict(qwen_7b, capsys):
+    common = ["plan", "--config", str(RECIPE_7B), *_local_7b(qwen_7b), "--accelerate_config",
+              str(ACCELERATE / "fsdp2_offload_2x8gpu.yaml"), "--prm_mini_batch_size", "256"]
+    assert dispatch("prime-rl", [*common, "--cpu_memory_gb", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "16 GPU(s) on 2 nodes" in out and "CPU memory per node (2 node(s), 8 processes each)" in out
+    assert "FITS in 1000 GiB per node" in out
+    assert dispatch("prime-rl", [*common, "--cpu_memory_gb", "100"]) == 1
+    assert "DOES NOT FIT in 100 GiB per node" in capsys.readouterr().out

@@ -212,8 +212,9 @@ def parse_plan_args(argv: Sequence[str], *extra: type, prog: str = "prime-rl pla
         return (run, config, options, True, *rest)
 
 
-def plan_from_args(argv: Sequence[str]) -> tuple[Any, str]:
-    """The memory plan that ``prime-rl plan`` prints for ``argv``, and its title."""
+def plan_from_args(argv: Sequence[str], with_cpu_memory: bool = False) -> tuple[Any, ...]:
+    """The memory plan that ``prime-rl plan`` prints for ``argv`` and its title (and, with
+    ``with_cpu_memory``, the machine's CPU memory in bytes from ``--cpu_memory_gb``, or None)."""
     from primekit.models import load_tokenizer, resolve_model_name
     from primekit.rl.plan import GIB, plan_backend, plan_run, read_shapes
 
@@ -228,9 +229,13 @@ def plan_from_args(argv: Sequence[str]) -> tuple[Any, str]:
         dataset = run.load_prompts(run.dataset, split=run.dataset_split, limit=1000)
         prompt_tokens = longest_prompt_tokens(dataset["prompt"], load_tokenizer(model_path))
     result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu, shapes)
-    where = (f"{backend.gpus} GPU(s) of {options.gpu_memory_gb:g} GiB" if on_gpu
+    nodes = f" on {backend.nodes} nodes" if backend.nodes > 1 else ""
+    where = (f"{backend.gpus} GPU(s){nodes} of {options.gpu_memory_gb:g} GiB" if on_gpu
              else f"{backend.gpus} CPU process(es) of {options.gpu_memory_gb:g} GiB")
-    return result, f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}"
+    title = f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}"
+    if not with_cpu_memory:
+        return result, title
+    return result, title, None if options.cpu_memory_gb is None else options.cpu_memory_gb * GIB
 
 
 def plan(argv: Sequence[str]) -> int:
@@ -242,9 +247,12 @@ def plan(argv: Sequence[str]) -> int:
     """
     from primekit.rl.plan import render_plan
 
-    result, title = plan_from_args(argv)
-    render_plan(result, title)
-    return 0 if result.fits else 1
+    from primekit.rl.host_memory import host_memory
+
+    result, title, cpu_memory = plan_from_args(argv, with_cpu_memory=True)
+    render_plan(result, title, cpu_memory)
+    host_fits = cpu_memory is None or host_memory(result).fits(cpu_memory)
+    return 0 if result.fits and host_fits else 1
 
 
 def show_config(argv: Sequence[str]) -> int:

@@ -124,9 +124,13 @@ def _optimizer_groups(model: Any, config: Any, *, prm: bool) -> dict[str, Any]:
 def effective_config(run: Any, config: Any, backend: Any, accelerate_config: str | None,
                      on_gpu: bool) -> dict[str, Any]:
     """Every setting of the run, flattened to dotted keys (see the module docstring)."""
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {f"run.{item.name}": _plain(getattr(run, item.name)) for item in dataclasses.fields(run)}
     for item in dataclasses.fields(config):
-        result[f"trl.{item.name}"] = _plain(getattr(config, item.name))
+        value = _plain(getattr(config, item.name))
+        if item.name == "accelerator_config":  # one key per setting: gradient sync is one of them
+            result.update({f"trl.accelerator_config.{key}": inner for key, inner in value.items()})
+        else:
+            result[f"trl.{item.name}"] = value
     if on_gpu:
         result["trl.use_cpu"] = False  # parsed with use_cpu on a machine without a GPU; the run has one
     result.update(_fsdp_settings(accelerate_config, config))
@@ -163,7 +167,6 @@ def effective_config(run: Any, config: Any, backend: Any, accelerate_config: str
     saves = getattr(config.save_strategy, "value", config.save_strategy) == "steps"
     result["schedule.checkpoint_every_rl_steps"] = (config.save_steps / steps if saves else None)
     result["schedule.epoch"] = config.epoch_mode
-    result["schedule.max_refill_rounds"] = config.max_refill_rounds
     return result
 
 

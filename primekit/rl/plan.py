@@ -81,6 +81,9 @@ class PlanArguments:
     prompt_length: int | None = field(default=None, metadata=help_text(
         "longest prompt in tokens; default: the recipe's prompt cap, else the longest of the first "
         "1000 training prompts"))
+    cpu_memory_gb: float | None = field(default=None, metadata=help_text(
+        "CPU memory of one machine in GiB: the plan's CPU memory per node (offloaded states, rank 0's "
+        "full-model staging, per-process overhead) gets a verdict against it"))
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKENDS:
@@ -89,6 +92,8 @@ class PlanArguments:
             raise ValueError("give --backend or --accelerate_config, not both")
         if not self.gpu_memory_gb > 0:
             raise ValueError(f"gpu_memory_gb must be > 0; got {self.gpu_memory_gb}")
+        if self.cpu_memory_gb is not None and not self.cpu_memory_gb > 0:
+            raise ValueError(f"cpu_memory_gb must be > 0; got {self.cpu_memory_gb}")
         for name in ("gpus", "nodes", "prompt_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -191,6 +196,7 @@ class Backend:
     nodes: int = 1
     mixed_precision: str | None = None  # the launcher's setting ("no", "bf16", "fp16"); the recipe's bf16/fp16 win
     source: str = ""
+    ram_efficient_loading: bool = False  # FSDP's cpu_ram_efficient_loading: only rank 0 reads the full weights
 
     @property
     def name(self) -> str:
@@ -253,7 +259,8 @@ def backend_from_accelerate_config(path: str, gpus: int | None = None, nodes: in
     processes = int(data.get("num_processes", 1) or 1)
     mixed = data.get("mixed_precision")
     return Backend(sharding=sharding, offload=offload, gpus=gpus or processes, nodes=nodes or machines,
-                   mixed_precision=None if mixed is None else str(mixed).lower(), source=path)
+                   mixed_precision=None if mixed is None else str(mixed).lower(), source=path,
+                   ram_efficient_loading=sharding == "fsdp2" and _truthy(fsdp.get("fsdp_cpu_ram_efficient_loading", False)))
 
 
 def backend_from_environment(env: Mapping[str, str]) -> Backend | None:
@@ -434,6 +441,9 @@ class PlannedModel:
     checkpointing: bool   # gradient checkpointing in its backward
     accumulates: bool     # several micro-batches per optimizer step: gradients live through the next backward
     fused_optimizer: bool  # torch's fused AdamW (no scratch); else foreach AdamW on a GPU
+    #: bytes per parameter of the unsharded gradient FSDP2 accumulates when gradient sync waits for the
+    #: last micro-batch (sync_gradients_each_micro_batch false); 0 when it reduce-scatters every one
+    unsharded_gradient_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -541,8 +551,11 @@ def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus
     policy's weights and sampling runs at temperature 1, else it is loaded on its own."""
     policy_rows = config.per_device_train_batch_size
     prm_rows = config.prm_micro_batch_size or policy_rows
+    deferred = 0 if getattr(config, "sync_gradients_each_micro_batch", True) else (
+        4 if getattr(config, "fsdp_reduce_dtype", "float32") == "float32" or not (config.bf16 or config.fp16) else 2)
+    accumulates = config.gradient_accumulation_steps > 1
     models = [PlannedModel("policy", shapes[policy], True, policy_rows, bool(config.gradient_checkpointing),
-                           config.gradient_accumulation_steps > 1, "fused" in str(config.optim))]
+                           accumulates, "fused" in str(config.optim), deferred if accumulates else 0)]
     kl_reference = config.beta != 0
     if kl_reference:
         models.append(PlannedModel("KL reference", shapes[policy], False, policy_rows, False, False, True))
@@ -553,7 +566,7 @@ def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus
         per_process = config.prm_mini_batch_size // gpus if config.prm_mini_batch_size else trained_per_process
         models.append(PlannedModel("PRM", shapes[prm_id], trained, prm_rows,
                                    trained and bool(config.gradient_checkpointing),
-                                   per_process > prm_rows, False))
+                                   per_process > prm_rows, False, deferred if trained and per_process > prm_rows else 0))
         ref_id = config.prm_ref or policy
         if not (kl_reference and ref_id == policy and config.temperature == 1.0):
             models.append(PlannedModel("PRM reference", shapes[ref_id], False, prm_rows, False, False, True))
@@ -598,6 +611,11 @@ def _trained_items(model: PlannedModel, backend: Backend, precision: Precision, 
         items.append(MemoryItem(role, "autocast weight copies", shape.parameters * precision.compute, (phase,),
                                 f"autocast caches a {precision.compute} B copy of every weight for forward + backward",
                                 "FSDP2 mixed precision casts one layer at a time: --backend fsdp2"))
+    if backend.sharding == "fsdp2" and shards > 1 and model.unsharded_gradient_bytes:
+        items.append(MemoryItem(role, "unsharded gradient", shape.parameters * model.unsharded_gradient_bytes, (phase,),
+                                f"gradient sync waits for the last micro-batch: FSDP2 accumulates the whole model's "
+                                f"gradient ({model.unsharded_gradient_bytes} B per param) on every GPU, offload or not",
+                                "sync_gradients_each_micro_batch: true (reduce-scatter every micro-batch)"))
     if backend.sharding == "fsdp2":
         items.append(MemoryItem(role, "gathered layers", gathered_layers_bytes(shape, precision), (phase, "generation") if role == "policy" and not workload.use_vllm else (phase,),
                                 "FSDP2 units unsharded while it computes (see gathered_layers_bytes)"))
@@ -792,8 +810,9 @@ def plan_run(config: Any, policy: str, backend: Backend, capacity: float, prompt
 # ----------------------------------------------------------------------------------------------
 # output
 
-def render_plan(plan: MemoryPlan, title: str) -> None:
-    """The plan as tables on stdout: every item, the phase totals, the verdict."""
+def render_plan(plan: MemoryPlan, title: str, cpu_memory: float | None = None) -> None:
+    """The plan as tables on stdout: every item, the phase totals, the verdict; and the CPU memory per
+    node (with a verdict against ``cpu_memory`` bytes when given)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -823,6 +842,10 @@ def render_plan(plan: MemoryPlan, title: str) -> None:
         console.print(f"CPU memory of the offloaded states: {_gib(plan.host_per_node)} GiB per node "
                       f"({plan.backend.gpus_per_node} processes)")
     console.print(("FITS: " if plan.fits else "DOES NOT FIT: ") + plan.summary(), soft_wrap=True)
+    if cpu_memory is not None or plan.backend.nodes > 1 or plan.backend.offload:
+        from primekit.rl.host_memory import host_memory
+
+        console.print(host_memory(plan).summary(cpu_memory), soft_wrap=True)
 
 
 def environment_capacity(on_gpu: bool, processes_per_node: int) -> float:

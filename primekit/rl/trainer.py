@@ -383,7 +383,7 @@ class PrimeTrainer(GRPOTrainer):
         loss_mask = _zero_rows(kept["completion_mask"], weights)
         if "tool_mask" in kept:
             loss_mask = loss_mask * kept["tool_mask"]
-        local["num_items_in_batch"] = loss_mask.sum().clamp(min=1)  # 1 where nothing is trained: a zero loss, not 0/0
+        local["num_items_in_batch"] = loss_mask.sum()
         self._log_prime_metrics(selection, acc, weights, prm_metrics, timings, rounds)
         return local
 
