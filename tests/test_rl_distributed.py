@@ -1,4 +1,6 @@
-"""Two processes (torchrun, gloo) give the same PRIME step as one, under DDP and under FSDP2.
+"""Two processes (torchrun, gloo) give the same PRIME step as one, under DDP and under FSDP2, and so
+do 2 "machines" x 2 processes on localhost; under FSDP2 with gradient accumulation the gradients stay
+sharded between micro-batches.
 
 Both runs see the same global generation batch (scripted responses, so sampling randomness is
 out of the picture) and take one full training step; what is compared is everything PRIME adds

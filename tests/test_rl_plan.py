@@ -386,3 +386,29 @@ def test_plan_on_two_nodes_prints_cpu_memory_per_node_and_a_verdict(qwen_7b, cap
     assert "FITS in 1000 GiB per node" in out
     assert dispatch("prime-rl", [*common, "--cpu_memory_gb", "100"]) == 1
     assert "DOES NOT FIT in 100 GiB per node" in capsys.readouterr().out
+
+
+QWEN25_32B = {**QWEN25_MATH_7B, "hidden_size": 5120, "intermediate_size": 27648, "num_hidden_layers": 64,
+              "num_attention_heads": 40, "num_key_value_heads": 8, "max_position_embeddings": 131072,
+              "rope_theta": 1000000.0, "rms_norm_eps": 1e-5}
+
+
+def test_vllm_share_must_hold_its_weights_and_one_sequence(qwen_7b, tmp_path):
+    from primekit.rl.commands import plan_from_args
+
+    shape = memory.read_model_shape(qwen_7b)
+    # 7B: bf16 weights 15.23 GB + one 4096-token sequence of KV (28 layers x 512 x 2 x 2 B) + profiling
+    kv = 4096 * 28 * 512 * 4
+    profile = 4096 * (2 * 2 * 3584 + 8 * 3584 + 3 * 2 * 18944) + 4096 * 152064 * 4
+    assert memory.vllm_minimum_bytes(shape, 4096) == 7_615_616_512 * 2 + kv + profile
+    assert memory.vllm_minimum_bytes(shape, 4096, tensor_parallel=2) == (7_615_616_512 * 2 + kv + profile) / 2
+    folder = tmp_path / "qwen2.5-32b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(QWEN25_32B))
+    models = ["--model", str(folder), "--prm", str(folder), "--prm_ref", str(folder)]
+    offload = ["--accelerate_config", str(ACCELERATE / "fsdp2_offload_2x8gpu.yaml")]
+    tp1 = plan_from_args(["--config", str(RECIPE_7B), *models, *offload])[0]
+    assert tp1.peak <= tp1.capacity and tp1.vllm_share_too_small and not tp1.fits  # 61 GiB of weights in 56
+    assert "vllm_gpu_memory_utilization >= 0.8" in tp1.summary()
+    tp2 = plan_from_args(["--config", str(RECIPE_7B), *models, *offload, "--vllm_tensor_parallel_size", "2"])[0]
+    assert tp2.fits

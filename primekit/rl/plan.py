@@ -422,6 +422,18 @@ def kv_cache_bytes(shape: ModelShape, rows: int, sequence: int, precision: Preci
     return rows * sequence * shape.num_layers * shape.kv_width * (precision.residual + precision.compute)
 
 
+def vllm_minimum_bytes(shape: ModelShape, sequence: int, tensor_parallel: int = 1) -> float:
+    """A lower bound on the GPU memory vLLM's colocated engine needs on one GPU: its share of the
+    weights in the checkpoint's dtype, the KV cache of one sequence of the longest length (2 B per
+    key and value element), and the forward it profiles at start-up (a batch of that many tokens,
+    counted like :func:`inference_working_bytes` in bf16, plus the sampler's fp32 logits of it)."""
+    bf16 = Precision(trained=2, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
+    weights = shape.parameters * shape.config_dtype_bytes / tensor_parallel
+    kv = sequence * shape.num_layers * shape.kv_width * 2 * 2 / tensor_parallel
+    profile = inference_working_bytes(shape, sequence, bf16) / tensor_parallel + sequence * shape.vocab_size * 4 / tensor_parallel
+    return weights + kv + profile
+
+
 def adamw_state_bytes(parameters: float, state_bytes: int) -> float:
     """AdamW's two moments (exp_avg, exp_avg_sq), in the parameters' dtype as torch keeps them."""
     return 2 * parameters * state_bytes
@@ -459,6 +471,7 @@ class Workload:
     vllm_sleeps: bool           # vllm_enable_sleep_mode: its memory is released outside generation
     fp32_head: bool             # cast_lm_head_to_fp32
     on_gpu: bool                # CUDA devices (else CPU processes)
+    vllm_tensor_parallel: int = 1  # vllm_tensor_parallel_size
 
     @property
     def sequence(self) -> int:
@@ -507,8 +520,19 @@ class MemoryPlan:
         return self.phase_total(self.peak_phase)
 
     @property
+    def vllm_minimum(self) -> float:
+        """Least GPU memory vLLM's colocated engine needs (0 without one): :func:`vllm_minimum_bytes`."""
+        if not (self.workload.use_vllm and self.workload.vllm_colocate and self.workload.on_gpu):
+            return 0.0
+        return vllm_minimum_bytes(self.models[0].shape, self.workload.sequence, self.workload.vllm_tensor_parallel)
+
+    @property
+    def vllm_share_too_small(self) -> bool:
+        return self.workload.vllm_share * self.capacity < self.vllm_minimum
+
+    @property
     def fits(self) -> bool:
-        return self.peak <= self.capacity
+        return self.peak <= self.capacity and not self.vllm_share_too_small
 
     @property
     def margin(self) -> float:
@@ -530,11 +554,16 @@ class MemoryPlan:
         """One line: the peak against the GPU, the verdict and the largest item to change."""
         unit = "GPU" if self.workload.on_gpu else "process"
         verdict = (f"fits (margin {self.margin:.0%})" if self.fits
-                   else f"does not fit ({_gib(self.peak - self.capacity)} GiB over)")
+                   else f"does not fit ({_gib(self.peak - self.capacity)} GiB over)" if self.peak > self.capacity
+                   else f"does not fit: vLLM's share {_gib(self.workload.vllm_share * self.capacity)} GiB is below the "
+                        f"{_gib(self.vllm_minimum)} GiB it needs at least (vllm_gpu_memory_utilization >= "
+                        f"{math.ceil(100 * self.vllm_minimum / self.capacity) / 100:.2f}, or vllm_tensor_parallel_size > "
+                        f"{self.workload.vllm_tensor_parallel})")
         largest = self.largest
-        return (f"peak {_gib(self.peak)} GiB per {unit} ({self.peak_phase}) of {_gib(self.capacity)} GiB: "
-                f"{verdict}; largest item: {largest.model} {largest.kind} {_gib(largest.device)} GiB "
-                f"({largest.advice})")
+        line = f"peak {_gib(self.peak)} GiB per {unit} ({self.peak_phase}) of {_gib(self.capacity)} GiB: {verdict}"
+        if self.vllm_share_too_small and self.peak <= self.capacity:
+            return line
+        return f"{line}; largest item: {largest.model} {largest.kind} {_gib(largest.device)} GiB ({largest.advice})"
 
 
 def _count(parameters: int) -> str:
@@ -787,7 +816,7 @@ def workload_for(config: Any, prompt_tokens: int, on_gpu: bool) -> Workload:
                     generation_rows=rows, use_vllm=bool(config.use_vllm), vllm_colocate=config.vllm_mode == "colocate",
                     vllm_share=float(config.vllm_gpu_memory_utilization),
                     vllm_sleeps=bool(config.vllm_enable_sleep_mode), fp32_head=bool(config.cast_lm_head_to_fp32),
-                    on_gpu=on_gpu)
+                    on_gpu=on_gpu, vllm_tensor_parallel=int(config.vllm_tensor_parallel_size or 1))
 
 
 def read_shapes(config: Any, policy: str) -> dict[str, ModelShape]:
@@ -838,6 +867,10 @@ def render_plan(plan: MemoryPlan, title: str, cpu_memory: float | None = None) -
     console.print(phases)
     for note in plan.notes:
         console.print(f"note: {note}")
+    if plan.vllm_minimum:
+        console.print(f"vLLM colocated: its share is {_gib(plan.workload.vllm_share * plan.capacity)} GiB; it needs at least "
+                      f"{_gib(plan.vllm_minimum)} GiB (weights / tensor parallel + one {plan.workload.sequence}-token "
+                      f"sequence of KV + its profiling forward)")
     if plan.backend.offload:
         console.print(f"CPU memory of the offloaded states: {_gib(plan.host_per_node)} GiB per node "
                       f"({plan.backend.gpus_per_node} processes)")
