@@ -126,7 +126,7 @@ def run(model_dir: str, device: str, prime: bool, output: Path) -> tuple[float, 
     else:
         settings.update(use_cpu=True, bf16=False)
     config = PrimeConfig(**settings)
-    dataset = toy_dataset(toy.train_problems(config.generation_batch_size // config.num_generations * 3))
+    dataset = toy_dataset(toy.make_problems(config.generation_batch_size // config.num_generations * 3, seed=5))
     phases = PhaseMemory(cuda)
     trainer = PrimeTrainer(model=model_dir, args=config, train_dataset=dataset, processing_class=load_tokenizer(model_dir),
                            callbacks=[phases.optimizer_callback()])
