@@ -68,6 +68,10 @@ class Case:
             mode = "frozen PRM" if "none" in self.overrides else "trained PRM"
         if self.overrides[:2] == LONG:
             mode += f", {LONG[1]}-token completions"
+        if "--gradient_accumulation_steps" in self.overrides:
+            mode += f", {ACCUMULATE[-1]} micro-batches per step"
+        if "--bf16" in self.overrides:
+            mode += ", bf16 compute"
         return mode + (", gradient checkpointing" if "--gradient_checkpointing" in self.overrides else "")
 
 
@@ -80,6 +84,13 @@ CASES += [Case("ddp-1p-outcome-long-checkpointed", 1, "ddp", (*LONG, "--gradient
           Case("ddp-1p-trained-long", 1, "ddp", LONG),
           Case("ddp-1p-trained-long-checkpointed", 1, "ddp", (*LONG, "--gradient_checkpointing", "true")),
           Case("fsdp2-2p-trained-long-checkpointed", 2, "fsdp2", (*LONG, "--gradient_checkpointing", "true"))]
+# gradient accumulation (the gradients of earlier micro-batches live through the next backward; FSDP2
+# reduce-scatters each one) and bf16 compute (CPU autocast under DDP, FSDP2's bf16 parameters)
+ACCUMULATE = ("--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "4")
+BF16 = ("--bf16", "true")
+CASES += [Case("ddp-1p-trained-accumulate", 1, "ddp", ACCUMULATE),
+          Case("ddp-1p-trained-bf16", 1, "ddp", BF16),
+          Case("fsdp2-2p-trained-accumulate-bf16", 2, "fsdp2", (*ACCUMULATE, *BF16))]
 
 
 def common_options(model_dir: str, output_dir: str) -> list[str]:
