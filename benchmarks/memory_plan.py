@@ -59,6 +59,7 @@ class Case:
     processes: int
     backend: str                 # "ddp" or "fsdp2"
     overrides: tuple[str, ...]   # prime-rl train options beyond the common ones
+    model: str = "toy-sized"     # "toy-sized", or "qwen-vocab": Qwen2's vocabulary and an untied head
 
     @property
     def mode(self) -> str:
@@ -68,6 +69,12 @@ class Case:
             mode = "frozen PRM" if "none" in self.overrides else "trained PRM"
         if self.overrides[:2] == LONG:
             mode += f", {LONG[1]}-token completions"
+        if "--gradient_accumulation_steps" in self.overrides:
+            mode += f", {ACCUMULATE[-1]} micro-batches per step"
+        if "--bf16" in self.overrides:
+            mode += ", bf16 compute"
+        if self.model == "qwen-vocab":
+            mode += f", Qwen2 vocabulary ({QWEN_VOCAB['vocab_size']:,}, untied head, hidden {QWEN_VOCAB['hidden_size']})"
         return mode + (", gradient checkpointing" if "--gradient_checkpointing" in self.overrides else "")
 
 
@@ -80,6 +87,20 @@ CASES += [Case("ddp-1p-outcome-long-checkpointed", 1, "ddp", (*LONG, "--gradient
           Case("ddp-1p-trained-long", 1, "ddp", LONG),
           Case("ddp-1p-trained-long-checkpointed", 1, "ddp", (*LONG, "--gradient_checkpointing", "true")),
           Case("fsdp2-2p-trained-long-checkpointed", 2, "fsdp2", (*LONG, "--gradient_checkpointing", "true"))]
+# gradient accumulation (the gradients of earlier micro-batches live through the next backward; FSDP2
+# reduce-scatters each one) and bf16 compute (CPU autocast under DDP, FSDP2's bf16 parameters)
+ACCUMULATE = ("--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "4")
+BF16 = ("--bf16", "true")
+CASES += [Case("ddp-1p-trained-accumulate", 1, "ddp", ACCUMULATE),
+          Case("ddp-1p-trained-bf16", 1, "ddp", BF16),
+          Case("fsdp2-2p-trained-accumulate-bf16", 2, "fsdp2", (*ACCUMULATE, *BF16)),
+          Case("ddp-1p-trained-qwen-vocab", 1, "ddp", (), model="qwen-vocab"),
+          Case("fsdp2-2p-trained-qwen-vocab-accumulate-bf16", 2, "fsdp2", (*ACCUMULATE, *BF16), model="qwen-vocab")]
+#: A Qwen-shaped model whose LM head dominates: Qwen2.5's 152,064-column untied head on a small body
+#: (random weights, Qwen2's tokenizer from the shared data).
+QWEN_VOCAB = dict(vocab_size=152064, hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False)
+QWEN_TOKENIZER = REPO.parent / "shared" / "data" / "tokenizers" / "qwen2"
 
 
 def common_options(model_dir: str, output_dir: str) -> list[str]:
@@ -89,6 +110,21 @@ def common_options(model_dir: str, output_dir: str) -> list[str]:
             "--max_completion_length", "32", "--max_steps", "2", "--learning_rate", "1e-4",
             "--prm_learning_rate", "1e-4", "--save_strategy", "no", "--report_to", "none",
             "--logging_steps", "1", "--seed", "0", "--disable_tqdm", "true"]
+
+
+def save_qwen_vocab_model(folder: Path) -> str:
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(QWEN_TOKENIZER)
+    config = Qwen2Config(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **QWEN_VOCAB)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
 
 def save_toy_sized_model(folder: Path) -> str:
@@ -294,16 +330,17 @@ def main() -> None:
     measured = json.loads(store.read_text()) if store.exists() else {}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        model_dir = save_toy_sized_model(scratch / "model")
+        models = {"toy-sized": save_toy_sized_model(scratch / "model"),
+                  "qwen-vocab": save_qwen_vocab_model(scratch / "qwen-vocab")}
         for case in CASES:
             if args.cases is None or case.name in args.cases:
-                measured[case.name] = measure(case, model_dir, scratch)
+                measured[case.name] = measure(case, models[case.model], scratch)
                 atomic_write_json(store, measured)
                 print(case.name, measured[case.name], flush=True)
         rows = [{"case": case, **measured[case.name]} for case in CASES if case.name in measured]
         for row in rows:
             if "error" not in row:
-                row["plan"] = planned(row["case"], model_dir)
+                row["plan"] = planned(row["case"], models[row["case"].model])
         plans = seven_b_plans(scratch / "qwen2.5-math-7b")
     atomic_write_text(RESULTS / "memory_plan.md", report(rows, plans))
 

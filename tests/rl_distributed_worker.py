@@ -100,6 +100,97 @@ def run_step(model_dir: str, processes: int, backend: str = "ddp") -> dict:
                 "is_main": trainer.accelerator.is_main_process}
 
 
+ACCUMULATION = 4  # micro-batches per optimizer step in the accumulation check
+
+
+def held_gradient_fraction(model: torch.nn.Module) -> float:
+    """Gradient elements this process holds for ``model`` over its parameter count: FSDP2's sharded
+    gradients plus any unsharded gradient it accumulates while gradient sync is off; a plain
+    gradient for a model that is not sharded."""
+    total = sum(p.numel() for p in model.parameters())
+    held = 0
+    seen = set()
+    for module in model.modules():
+        if not hasattr(module, "_get_fsdp_state"):
+            continue
+        for group in module._get_fsdp_state()._fsdp_param_groups:
+            for fsdp_param in group.fsdp_params:
+                if id(fsdp_param) in seen:
+                    continue
+                seen.add(id(fsdp_param))
+                if fsdp_param.unsharded_accumulated_grad is not None:
+                    held += fsdp_param.unsharded_accumulated_grad.numel()
+                unsharded = getattr(fsdp_param, "_unsharded_param", None)
+                if unsharded is not None and unsharded.grad is not None:
+                    held += unsharded.grad.numel()
+                grad = fsdp_param.sharded_param.grad
+                if grad is not None:
+                    held += grad._local_tensor.numel() if hasattr(grad, "_local_tensor") else grad.numel()
+    if not seen:
+        held = sum(p.grad.numel() for p in model.parameters() if p.grad is not None)
+    return held / total
+
+
+def reduce_dtypes(model: torch.nn.Module) -> set[str]:
+    """The reduce dtypes of the FSDP2 parameter groups of ``model``."""
+    dtypes = set()
+    for module in model.modules():
+        if hasattr(module, "_get_fsdp_state"):
+            for group in module._get_fsdp_state()._fsdp_param_groups:
+                dtypes.add(str(group.mp_policy.reduce_dtype).removeprefix("torch."))
+    return dtypes
+
+
+def run_accumulation(model_dir: str, processes: int, backend: str, bf16: bool) -> dict:
+    """One PRIME step with ``ACCUMULATION`` policy micro-batches (and two PRM micro-batches per PRM
+    mini-batch), with gradient sync on every micro-batch and, under FSDP2, without it. Records the
+    largest gradient each process holds between micro-batches (a fraction of each model), the
+    policy's full gradient at its optimizer step, its weights after it, and the reduce dtypes."""
+    from transformers import TrainerCallback
+
+    results = {}
+    for sync in ((True, False) if backend == "fsdp2" else (True,)):
+        seen = {"policy": 0.0, "prm": 0.0, "gradient": {}}
+
+        class AtOptimizerStep(TrainerCallback):
+            def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+                for name, parameter in model.named_parameters():
+                    grad = parameter.grad
+                    seen["gradient"][name] = (grad.full_tensor() if hasattr(grad, "full_tensor") else grad).float().clone()
+
+        extra = FSDP2_SETTINGS if backend == "fsdp2" else {}
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer = build_trainer(model_dir, PATTERNS, Path(scratch), callbacks=[AtOptimizerStep()],
+                                    oversample_factor=2, bf16=bf16, max_grad_norm=1e9,
+                                    per_device_train_batch_size=GLOBAL_TRAINED // processes // ACCUMULATION,
+                                    gradient_accumulation_steps=ACCUMULATION, steps_per_generation=ACCUMULATION,
+                                    prm_mini_batch_size=PRM_MINI_BATCH, prm_micro_batch_size=2,
+                                    train_on_failing=False, prm_update="before", prime_norm_scope="global",
+                                    sync_gradients_each_micro_batch=sync, **extra)
+            step = trainer.training_step
+
+            def measured_step(*args, **kwargs):  # the policy's gradient held after each micro-batch
+                loss = step(*args, **kwargs)
+                seen["policy"] = max(seen["policy"], held_gradient_fraction(trainer.model))
+                return loss
+
+            logps = trainer._completion_logps
+
+            def measured_logps(model, batch, rows=slice(None)):  # before each PRM micro-batch of the update
+                if model is trainer.prm and torch.is_grad_enabled():
+                    seen["prm"] = max(seen["prm"], held_gradient_fraction(trainer.prm))
+                return logps(model, batch, rows)
+
+            trainer.training_step = measured_step
+            trainer._completion_logps = measured_logps
+            trainer.train()
+            results[sync] = {"held_policy": seen["policy"], "held_prm": seen["prm"], "gradient": seen["gradient"],
+                             "policy": _full_state(trainer, trainer.model_wrapped),
+                             "reduce_dtypes": {"policy": reduce_dtypes(trainer.model), "prm": reduce_dtypes(trainer.prm)},
+                             "is_main": trainer.accelerator.is_main_process}
+    return {"runs": results, "is_main": results[True]["is_main"]}
+
+
 def run_resume(model_dir: str, processes: int, backend: str, output_dir: str) -> dict:
     """Train one step and checkpoint it, then resume from that checkpoint in a new trainer; on the
     main process, the PRM weights and its optimizer's step count as the resumed run starts, and
@@ -133,7 +224,9 @@ def main() -> None:
     if backend == "fsdp2":
         force_fsdp_on_cpu()
     processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's process count
-    if len(sys.argv) > 4:  # an output folder: the checkpoint / resume check
+    if len(sys.argv) > 4 and sys.argv[4] in ("accumulate", "accumulate-bf16"):
+        result = run_accumulation(model_dir, processes, backend, bf16=sys.argv[4] == "accumulate-bf16")
+    elif len(sys.argv) > 4:  # an output folder: the checkpoint / resume check
         result = run_resume(model_dir, processes, backend, sys.argv[4])
     else:
         result = run_step(model_dir, processes, backend)

@@ -346,3 +346,69 @@ def test_train_start_up_check_is_silent_when_the_run_fits(tmp_path, monkeypatch,
     with pytest.raises(_WeightsLoaded):
         dispatch("prime-rl", ["train", "--config", str(recipe), "--strict_memory", "true"])
     assert "memory plan" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# what runs: gradients held during accumulation, CPU memory per node
+
+def test_gradient_sync_off_holds_the_unsharded_gradient_during_accumulation(qwen_7b):
+    offload = ["--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml")]
+    synced = _plan_7b(qwen_7b, *offload)
+    deferred = _plan_7b(qwen_7b, *offload, "--sync_gradients_each_micro_batch", "false")
+    assert not [item for item in synced.items if item.kind == "unsharded gradient"]
+    held = {item.model: item for item in deferred.items if item.kind == "unsharded gradient"}
+    # 7,615,616,512 parameters x 4 B (reduced and accumulated in fp32) on every GPU, offload or not
+    assert held["policy"].device == 7_615_616_512 * 4 and held["policy"].phases == ("policy update",)
+    assert held["PRM"].device == 7_615_616_512 * 4 and held["PRM"].phases == ("PRM update",)
+    assert deferred.phase_total("policy update") - synced.phase_total("policy update") == 7_615_616_512 * 4
+
+
+def test_cpu_memory_per_node_by_hand(qwen_7b):
+    from primekit.rl.host_memory import GIB, PROCESS_OVERHEAD_BYTES, host_memory
+
+    plan = _plan_7b(qwen_7b, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
+    host = host_memory(plan)
+    params = 7_615_616_512
+    # offloaded: policy and PRM weights + gradients + AdamW moments (4 + 4 + 8 B, fp32), the PRM reference's
+    # weights (4 B: the recipe loads every model in fp32); the 8 processes' 1/8 shards make whole models
+    assert host.offloaded == pytest.approx(2 * params * 16 + params * 4, rel=1e-9)
+    assert (host.staging, host.staging_copies) == (params * 4, 1)  # cpu_ram_efficient_loading: rank 0 only
+    assert host.overhead == 8 * PROCESS_OVERHEAD_BYTES
+    assert host.fits(1000 * GIB) and not host.fits(300 * GIB)
+
+
+def test_plan_on_two_nodes_prints_cpu_memory_per_node_and_a_verdict(qwen_7b, capsys):
+    common = ["plan", "--config", str(RECIPE_7B), *_local_7b(qwen_7b), "--accelerate_config",
+              str(ACCELERATE / "fsdp2_offload_2x8gpu.yaml"), "--prm_mini_batch_size", "256"]
+    assert dispatch("prime-rl", [*common, "--cpu_memory_gb", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "16 GPU(s) on 2 nodes" in out and "CPU memory per node (2 node(s), 8 processes each)" in out
+    assert "FITS in 1000 GiB per node" in out
+    assert dispatch("prime-rl", [*common, "--cpu_memory_gb", "100"]) == 1
+    assert "DOES NOT FIT in 100 GiB per node" in capsys.readouterr().out
+
+
+QWEN25_32B = {**QWEN25_MATH_7B, "hidden_size": 5120, "intermediate_size": 27648, "num_hidden_layers": 64,
+              "num_attention_heads": 40, "num_key_value_heads": 8, "max_position_embeddings": 131072,
+              "rope_theta": 1000000.0, "rms_norm_eps": 1e-5}
+
+
+def test_vllm_share_must_hold_its_weights_and_one_sequence(qwen_7b, tmp_path):
+    from primekit.rl.commands import plan_from_args
+
+    shape = memory.read_model_shape(qwen_7b)
+    # 7B: bf16 weights 15.23 GB + one 4096-token sequence of KV (28 layers x 512 x 2 x 2 B) + profiling
+    kv = 4096 * 28 * 512 * 4
+    profile = 4096 * (2 * 2 * 3584 + 8 * 3584 + 3 * 2 * 18944) + 4096 * 152064 * 4
+    assert memory.vllm_minimum_bytes(shape, 4096) == 7_615_616_512 * 2 + kv + profile
+    assert memory.vllm_minimum_bytes(shape, 4096, tensor_parallel=2) == (7_615_616_512 * 2 + kv + profile) / 2
+    folder = tmp_path / "qwen2.5-32b"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(QWEN25_32B))
+    models = ["--model", str(folder), "--prm", str(folder), "--prm_ref", str(folder)]
+    offload = ["--accelerate_config", str(ACCELERATE / "fsdp2_offload_2x8gpu.yaml")]
+    tp1 = plan_from_args(["--config", str(RECIPE_7B), *models, *offload])[0]
+    assert tp1.peak <= tp1.capacity and tp1.vllm_share_too_small and not tp1.fits  # 61 GiB of weights in 56
+    assert "vllm_gpu_memory_utilization >= 0.8" in tp1.summary()
+    tp2 = plan_from_args(["--config", str(RECIPE_7B), *models, *offload, "--vllm_tensor_parallel_size", "2"])[0]
+    assert tp2.fits

@@ -193,24 +193,28 @@ def train(argv: Sequence[str]) -> int:
     return 0
 
 
-def parse_plan_args(argv: Sequence[str]) -> tuple[RunArguments, PrimeConfig, Any, bool]:
-    """``prime-rl plan``'s options: those of ``prime-rl train``, read as they would be on the planned
-    number of processes, plus :class:`~primekit.rl.plan.PlanArguments`; and whether the run is
-    for GPUs (False when the recipe sets ``use_cpu``)."""
+def parse_plan_args(argv: Sequence[str], *extra: type, prog: str = "prime-rl plan",
+                    description: str | None = None) -> tuple[Any, ...]:
+    """``prime-rl plan``'s options (and ``prime-rl config``'s): those of ``prime-rl train``, read as
+    they would be on the planned number of processes, plus :class:`~primekit.rl.plan.PlanArguments`
+    and the ``extra`` dataclasses; returns (run, config, plan options, whether the run is for GPUs
+    (False when the recipe sets ``use_cpu``), *extra instances)."""
     from primekit.rl.plan import PlanArguments, config_class_for, planned_processes
 
-    settings = dict(prog="prime-rl plan", description=_PLAN_HELP, config_class=config_class_for(planned_processes(argv)))
+    settings = dict(prog=prog, description=description or _PLAN_HELP,
+                    config_class=config_class_for(planned_processes(argv)))
     try:
-        run, config, options = parse_train_args(argv, PlanArguments, **settings)
-        return run, config, options, not config.use_cpu
+        run, config, options, *rest = parse_train_args(argv, PlanArguments, *extra, **settings)
+        return (run, config, options, not config.use_cpu, *rest)
     except InputError:
         # a GPU recipe (bf16, no use_cpu) does not parse on a machine without one; plan it all the same
-        run, config, options = parse_train_args([*argv, "--use_cpu", "true"], PlanArguments, **settings)
-        return run, config, options, True
+        run, config, options, *rest = parse_train_args([*argv, "--use_cpu", "true"], PlanArguments, *extra, **settings)
+        return (run, config, options, True, *rest)
 
 
-def plan_from_args(argv: Sequence[str]) -> tuple[Any, str]:
-    """The memory plan that ``prime-rl plan`` prints for ``argv``, and its title."""
+def plan_from_args(argv: Sequence[str], with_cpu_memory: bool = False) -> tuple[Any, ...]:
+    """The memory plan that ``prime-rl plan`` prints for ``argv`` and its title (and, with
+    ``with_cpu_memory``, the machine's CPU memory in bytes from ``--cpu_memory_gb``, or None)."""
     from primekit.models import load_tokenizer, resolve_model_name
     from primekit.rl.plan import GIB, plan_backend, plan_run, read_shapes
 
@@ -225,9 +229,13 @@ def plan_from_args(argv: Sequence[str]) -> tuple[Any, str]:
         dataset = run.load_prompts(run.dataset, split=run.dataset_split, limit=1000)
         prompt_tokens = longest_prompt_tokens(dataset["prompt"], load_tokenizer(model_path))
     result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu, shapes)
-    where = (f"{backend.gpus} GPU(s) of {options.gpu_memory_gb:g} GiB" if on_gpu
+    nodes = f" on {backend.nodes} nodes" if backend.nodes > 1 else ""
+    where = (f"{backend.gpus} GPU(s){nodes} of {options.gpu_memory_gb:g} GiB" if on_gpu
              else f"{backend.gpus} CPU process(es) of {options.gpu_memory_gb:g} GiB")
-    return result, f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}"
+    title = f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}"
+    if not with_cpu_memory:
+        return result, title
+    return result, title, None if options.cpu_memory_gb is None else options.cpu_memory_gb * GIB
 
 
 def plan(argv: Sequence[str]) -> int:
@@ -239,9 +247,26 @@ def plan(argv: Sequence[str]) -> int:
     """
     from primekit.rl.plan import render_plan
 
-    result, title = plan_from_args(argv)
-    render_plan(result, title)
-    return 0 if result.fits else 1
+    from primekit.rl.host_memory import host_memory
+
+    result, title, cpu_memory = plan_from_args(argv, with_cpu_memory=True)
+    render_plan(result, title, cpu_memory)
+    host_fits = cpu_memory is None or host_memory(result).fits(cpu_memory)
+    return 0 if result.fits and host_fits else 1
+
+
+def show_config(argv: Sequence[str]) -> int:
+    """``prime-rl config``: the configuration a ``prime-rl train`` run really runs with.
+
+    Takes the options of ``prime-rl plan`` (the recipe, overrides, ``--accelerate_config``,
+    ``--gpus``, ``--nodes``) and ``--format markdown|json``; reads only the models' config.json
+    (the models are built on the meta device to count the optimizer's groups).
+    """
+    from primekit.rl.effective import config_from_args, render_effective_config
+
+    values, title, output_format = config_from_args(argv)
+    print(render_effective_config(values, title, output_format))
+    return 0
 
 
 _PLAN_HELP = ("memory per GPU of a prime-rl train run (same options) under DDP / FSDP2 / FSDP2 + offload, "

@@ -2,9 +2,10 @@
 
 Defaults are the settings of the Eurus-2-7B-PRIME run (PRIME repository:
 ``training/examples/run_prime_main.sh`` on ``training/verl/trainer/config/ppo_trainer.yaml``), except
-how a batch of passing prompts is gathered (here ``oversample_factor`` 4 without refill; the run
-samples 1x and samples again, ``max_refill_rounds``) and the prompt cap (``max_prompt_length``,
-none by default). The batch sizes of that run are in ``recipes/eurus_2_7b_prime.yaml``, whose
+how a batch of passing prompts is gathered (here ``oversample_factor`` 4 without refill over TRL's
+sampler; the run samples 1x and samples again in its own epoch order, ``max_refill_rounds`` and
+``epoch_mode``), which parameters decay (``weight_decay_parameters``: the HF Trainer's groups) and
+the prompt cap (``max_prompt_length``, none by default). The batch sizes of that run are in ``recipes/eurus_2_7b_prime.yaml``, whose
 header table cites the source line of every setting.
 
 Batch sizes keep TRL's meaning for the *trained* batch: ``per_device_train_batch_size`` completions
@@ -24,7 +25,7 @@ from trl import GRPOConfig
 from primekit.rl.verifier import CODE_REWARDS
 
 __all__ = ["PrimeConfig", "PRM_UPDATE_MODES", "REWARD_GRANULARITIES", "PRIME_NORMS", "PRIME_NORM_SCOPES",
-           "PER_TOKEN_LOSS_TYPES"]
+           "PER_TOKEN_LOSS_TYPES", "EPOCH_MODES", "WEIGHT_DECAY_PARAMETERS", "REDUCE_DTYPES", "fsdp_mixed_precision"]
 
 PRM_UPDATE_MODES = ("before", "after", "none")
 REWARD_GRANULARITIES = ("token", "whole")
@@ -32,6 +33,14 @@ PRIME_NORMS = ("batch_norm", "none")
 PRIME_NORM_SCOPES = ("rank", "global")
 #: TRL loss types whose per-token surrogate accepts PRIME's (B, T) advantages unchanged.
 PER_TOKEN_LOSS_TYPES = ("dapo", "bnpo", "grpo", "dr_grpo")
+#: 'official': the loader's batches in order, surplus passing prompts buffered, the epoch ends with the
+#: loader; 'sampler': TRL's sampler gives each RL step one batch and refills are random draws.
+EPOCH_MODES = ("official", "sampler")
+#: Which policy parameters AdamW decays: every one (the official run) or all but biases and norms (HF Trainer).
+WEIGHT_DECAY_PARAMETERS = ("all", "no_bias_norm")
+#: FSDP2 gradient reduce dtype: fp32 (the official run's FSDP mixed precision), or the compute dtype
+#: (accelerate's default for ``mixed_precision: bf16``).
+REDUCE_DTYPES = ("float32", "param_dtype")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -73,7 +82,51 @@ class PrimeConfig(GRPOConfig):
                           f"Allowed: {', '.join(PER_TOKEN_LOSS_TYPES)}."})
     weight_decay: float = field(
         default=0.01,
-        metadata={"help": "Policy AdamW weight decay (official: 0.01, verl's default, fsdp_workers.py:206)."})
+        metadata={"help": "Policy AdamW weight decay (official: 0.01, verl's default, fsdp_workers.py:206-209)."})
+    vllm_importance_sampling_correction: bool = field(
+        default=False,
+        metadata={"help": "TRL's truncated importance sampling between the trained policy and vLLM's sampling "
+                          "log-probs (TRL's default: on, mode sequence_mask, cap 3.0: each response's loss is "
+                          "scaled by exp(sum of log-prob differences) and responses above the cap are zeroed). "
+                          "Off here: the official run has no such term; its PPO ratio is to old log-probs that "
+                          "the actor recomputes after generation (fsdp_workers.py:375-379, core_algos.py:182)."})
+
+    # --- how the gradients and the optimizer behave (the official run's, not the HF Trainer's) -----
+    weight_decay_parameters: str = field(
+        default="no_bias_norm",
+        metadata={"help": "Which policy parameters AdamW decays. 'all': every parameter, as the official "
+                          "AdamW over actor_module_fsdp.parameters() (fsdp_workers.py:206-209; Qwen2's q/k/v "
+                          "biases and RMSNorm weights included); 'no_bias_norm': the HF Trainer's groups "
+                          "(biases and norm weights undecayed). Allowed: " + ", ".join(WEIGHT_DECAY_PARAMETERS)})
+    sync_gradients_each_micro_batch: bool = field(
+        default=True,
+        metadata={"help": "Reduce (DDP) / reduce-scatter (FSDP2) the gradients after every micro-batch, for the "
+                          "policy and the PRM, as the official FSDP1 update does (a plain backward per micro-batch, "
+                          "dp_actor.py:164-194, dp_prime.py:185). Under FSDP2 this keeps the accumulated gradient "
+                          "sharded: with false (the HF Trainer's default) every process holds the unsharded "
+                          "gradient of the whole model until the last micro-batch."})
+    fsdp_reduce_dtype: str = field(
+        default="float32",
+        metadata={"help": "dtype of FSDP2's gradient reduce-scatter under mixed precision, for the policy, the PRM "
+                          "and the references. 'float32': the official FSDP mixed precision (param bf16, reduce "
+                          "fp32; fsdp_workers.py:157-167, 882-883); 'param_dtype': accelerate's default for "
+                          "mixed_precision bf16 (gradients reduced and accumulated in bf16). Allowed: "
+                          + ", ".join(REDUCE_DTYPES)})
+    save_every_rl_steps: int | None = field(
+        default=None,
+        metadata={"help": "Checkpoint every N RL steps (one generation batch and its policy updates), as the "
+                          "official trainer.save_freq counts (ray_trainer.py:602). Sets save_strategy 'steps' and "
+                          "save_steps = N x the optimizer steps of one RL step (save_steps alone counts optimizer "
+                          "steps). None: save_steps as given."})
+    epoch_mode: str = field(
+        default="sampler",
+        metadata={"help": "What one epoch is. 'official': each sampling round takes the next batch of one "
+                          "shuffled pass over the prompts (DataLoader(shuffle=True, drop_last=True), "
+                          "ray_trainer.py:266-270), surplus passing prompts are buffered and sampled again at the "
+                          "next step (ray_trainer.py:459-462, 521-524, 693-703), and the epoch ends when the pass "
+                          "runs out (ray_trainer.py:467-471, 521-522; an unfinished last batch is not trained on). "
+                          "'sampler': TRL's sampler gives each RL step one batch and refill rounds draw prompts at "
+                          "random from the whole set. Allowed: " + ", ".join(EPOCH_MODES)})
 
     # --- the implicit PRM ----------------------------------------------------------------------
     prm: str | None = field(
@@ -114,8 +167,10 @@ class PrimeConfig(GRPOConfig):
     # --- rewards and advantages ----------------------------------------------------------------
     reward_granularity: str = field(
         default="token",
-        metadata={"help": "'token' (official, dp_prime.py:126-141): every response token gets its own "
-                          "r_t = beta*q_t; 'whole': the sequence reward sum_t r_t on the last token only."})
+        metadata={"help": "'token' (official, dp_prime.py:126-141): every response token t gets its own "
+                          "reward from q_t; 'whole': the sum over the response on its last token only. (The "
+                          "official token reward is q_t itself; primekit scales it by prm_beta, which batch_norm "
+                          "divides out again.)"})
     prime_norm: str = field(
         default="batch_norm",
         metadata={"help": "'batch_norm' divides the token rewards by the largest |return-to-go| they give in "
@@ -129,10 +184,14 @@ class PrimeConfig(GRPOConfig):
                           "which makes the result independent of the number of processes."})
     process_reward_coef: float = field(
         default=5.0,
-        metadata={"help": "Weight of the RLOO-centred process (implicit PRM) rewards (PRIME: 5). 0 gives the "
+        metadata={"help": "Weight of the RLOO-centred process (implicit PRM) rewards (the official "
+                          "reward_model.rm_coef=5, run_prime_main.sh:55). Officially the coefficients weight only the "
+                          "logged total reward (main_ppo.py:103-108), not the advantages; with equal process and "
+                          "outcome coefficients the whitening of the returns makes the two the same. 0 gives the "
                           "plain RLOO outcome-only baseline: no PRM is loaded or trained."})
     outcome_reward_coef: float = field(
-        default=5.0, metadata={"help": "Weight of the RLOO-centred verifier reward (PRIME: 5)."})
+        default=5.0, metadata={"help": "Weight of the RLOO-centred verifier reward (the official "
+                                       "verifier.reward_coef: 5, ppo_trainer.yaml:113; see process_reward_coef)."})
 
     code_reward: str = field(
         default="prime",
@@ -163,9 +222,10 @@ class PrimeConfig(GRPOConfig):
         default=0,
         metadata={"help": "When fewer groups pass the filter than are trained on, sample and verify up to this "
                           "many further generation batches (fresh prompts drawn at random from the training "
-                          "set) until the trained batch is full of passing groups, like the official run's "
-                          "sampling loop (ray_trainer.py:467-521). 0: no refill; the batch is filled with "
-                          "failing groups (see train_on_failing)."})
+                          "set, or under epoch_mode 'official' the loader's next batches) until the trained batch "
+                          "is full of passing groups, like the official run's sampling loop (ray_trainer.py:467-520), "
+                          "which has no such cap. A cap reached fills the batch with failing groups (see "
+                          "train_on_failing) and logs a warning. 0: no refill."})
     max_prompt_length: int | None = field(
         default=None,
         metadata={"help": "Drop training prompts longer than this many tokens (after the chat template) "
@@ -174,9 +234,10 @@ class PrimeConfig(GRPOConfig):
     train_on_failing: bool = field(
         default=True,
         metadata={"help": "When fewer groups pass than are trained on, the batch is filled with failing "
-                          "groups. True trains on them like the rest (official recipe); False gives them zero "
-                          "weight (their completion mask is zeroed, so neither the PRM nor the policy learns "
-                          "from them)."})
+                          "groups. True trains on them like the rest (verl's later filter_and_downsample recipe; "
+                          "the Eurus-2-7B-PRIME run never trains on failing groups: it samples again until enough "
+                          "pass, ray_trainer.py:467-520); False gives them zero weight (their completion mask is "
+                          "zeroed, so neither the PRM nor the policy learns from them)."})
 
     def __post_init__(self) -> None:
         self._check_prime_fields()
@@ -185,6 +246,18 @@ class PrimeConfig(GRPOConfig):
                              "set per_device_train_batch_size / gradient_accumulation_steps instead")
         super().__post_init__()
         self._derive_generation_batch()
+        self._apply_schedule()
+
+    def _apply_schedule(self) -> None:
+        """Gradient sync per micro-batch (through the HF Trainer's accelerate plugin) and checkpoints in RL steps."""
+        from transformers.trainer_utils import SaveStrategy
+
+        kwargs = dict(self.accelerator_config.gradient_accumulation_kwargs or {})
+        kwargs["sync_each_batch"] = self.sync_gradients_each_micro_batch
+        self.accelerator_config.gradient_accumulation_kwargs = kwargs
+        if self.save_every_rl_steps is not None:
+            self.save_strategy = SaveStrategy.STEPS
+            self.save_steps = self.save_every_rl_steps * self.optimizer_steps_per_rl_step
 
     def _check_prime_fields(self) -> None:
         if self.num_generations is None or self.num_generations < 2:
@@ -214,7 +287,10 @@ class PrimeConfig(GRPOConfig):
             raise ValueError("prm_learning_rate must be >= 0 and prm_grad_clip > 0")
         if self.max_refill_rounds < 0:
             raise ValueError(f"max_refill_rounds must be >= 0; got {self.max_refill_rounds}")
-        for name in ("prm_mini_batch_size", "prm_micro_batch_size", "max_prompt_length"):
+        _choice("epoch_mode", self.epoch_mode, EPOCH_MODES)
+        _choice("weight_decay_parameters", self.weight_decay_parameters, WEIGHT_DECAY_PARAMETERS)
+        _choice("fsdp_reduce_dtype", self.fsdp_reduce_dtype, REDUCE_DTYPES)
+        for name in ("prm_mini_batch_size", "prm_micro_batch_size", "max_prompt_length", "save_every_rl_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1; got {value}")
@@ -240,6 +316,34 @@ class PrimeConfig(GRPOConfig):
         return round(self.generation_batch_size / self.oversample_factor)
 
     @property
+    def optimizer_steps_per_rl_step(self) -> int:
+        """Policy optimizer steps per RL step: TRL generates once every ``steps_per_generation`` micro-steps
+        and reuses the batch ``num_iterations`` times."""
+        micro_steps = self.steps_per_generation * self.num_iterations
+        if micro_steps % self.gradient_accumulation_steps:
+            raise ValueError(f"steps_per_generation x num_iterations ({micro_steps}) must be a multiple of "
+                             f"gradient_accumulation_steps ({self.gradient_accumulation_steps})")
+        return micro_steps // self.gradient_accumulation_steps
+
+    @property
     def uses_prm(self) -> bool:
         """False for the outcome-only RLOO baseline, which needs no PRM at all."""
         return self.process_reward_coef != 0
+
+
+def fsdp_mixed_precision(mixed_precision: str, reduce_dtype: str) -> object | None:
+    """FSDP2's ``MixedPrecisionPolicy`` for accelerate's ``mixed_precision`` ('no', 'bf16', 'fp16') with
+    ``reduce_dtype`` ('float32' or 'param_dtype'); None without mixed precision.
+
+    accelerate builds ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=bf16)`` from
+    ``mixed_precision: bf16`` (``FullyShardedDataParallelPlugin.set_mixed_precision``); the official run
+    reduces in fp32 (fsdp_workers.py:157-167), which is what 'float32' gives.
+    """
+    import torch
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
+    if compute is None:
+        return None
+    return MixedPrecisionPolicy(param_dtype=compute,
+                                reduce_dtype=torch.float32 if reduce_dtype == "float32" else compute)

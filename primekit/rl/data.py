@@ -32,7 +32,8 @@ from datasets import Dataset
 from primekit.errors import InputError
 from primekit.io import iter_jsonl, read_json_or_jsonl
 
-__all__ = ["PromptFormat", "prompt_length", "toy_dataset", "load_prompt_dataset", "DEFAULT_TASK_FIELDS"]
+__all__ = ["PromptFormat", "prompt_length", "toy_dataset", "load_prompt_dataset", "DEFAULT_TASK_FIELDS",
+           "OfficialEpoch"]
 
 #: Record fields that name a row's task, tried in order when ``task_field`` is "auto".
 DEFAULT_TASK_FIELDS = ("ability", "task")
@@ -194,3 +195,77 @@ def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_fie
 
         check_sandbox()  # a machine that cannot run code rows safely says so now, in one line
     return Dataset.from_dict({"prompt": prompts, "answer": answers, "task": tasks})
+
+
+class OfficialEpoch:
+    """The official run's order of prompts over an epoch, as dataset indices.
+
+    The official trainer reads one shuffled pass over the prompts in batches
+    (``DataLoader(shuffle=True, drop_last=True)``, ray_trainer.py:266-270). Each RL step starts
+    with up to one batch of prompts buffered by the previous step (a multiple of the data-parallel
+    size, rl_dataset.py:180-184) joined to the loader's next batch, then takes further batches
+    until enough prompts pass the filter (ray_trainer.py:459-520); prompts that passed beyond the
+    trained number are buffered for the next step (ray_trainer.py:523-524, 693-703) and sampled
+    again there; the epoch ends when the loader runs out (ray_trainer.py:467-471, 521-522).
+
+    ``batch_prompts`` is the loader's batch (prompts per sampling round), ``multiple`` the
+    data-parallel size a buffered share is rounded down to. State is plain integers, so it
+    travels in a checkpoint (:meth:`state_dict`).
+    """
+
+    def __init__(self, num_prompts: int, batch_prompts: int, multiple: int = 1, seed: int = 0, shuffle: bool = True):
+        if batch_prompts < 1 or num_prompts < batch_prompts:
+            raise ValueError(f"an epoch of {num_prompts} prompts has no batch of {batch_prompts}")
+        self.num_prompts, self.batch_prompts, self.multiple = num_prompts, batch_prompts, multiple
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch, self.cursor = -1, 0
+        self.buffer: list[int] = []
+        self._order: list[int] = []
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Loader batches in one pass (the last, incomplete one dropped)."""
+        return self.num_prompts // self.batch_prompts
+
+    @property
+    def batches_left(self) -> int:
+        return self.batches_per_epoch - self.cursor
+
+    def start_epoch(self, epoch: int) -> None:
+        """A new pass, shuffled by (seed, epoch); the buffer carries over, as officially."""
+        import torch
+
+        self.epoch, self.cursor = epoch, 0
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = torch.randperm(self.num_prompts, generator=generator).tolist()
+        else:
+            self._order = list(range(self.num_prompts))
+
+    def next_round(self, first: bool) -> list[int] | None:
+        """Prompts of the next sampling round (buffered ones first when ``first``); None when the
+        loader has run out."""
+        if self.epoch < 0:
+            raise RuntimeError("start_epoch first")
+        if self.cursor >= self.batches_per_epoch:
+            return None
+        begin = self.cursor * self.batch_prompts
+        self.cursor += 1
+        batch = self._order[begin:begin + self.batch_prompts]
+        if not first:
+            return batch
+        take = min(len(self.buffer), self.batch_prompts)
+        take -= take % self.multiple
+        buffered, self.buffer = self.buffer[:take], self.buffer[take:]
+        return buffered + batch
+
+    def keep_for_next_step(self, prompts: list[int]) -> None:
+        """Buffer surplus passing prompts; they are sampled again at the next step."""
+        self.buffer.extend(int(p) for p in prompts)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "cursor": self.cursor, "buffer": list(self.buffer)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.start_epoch(int(state["epoch"]))
+        self.cursor, self.buffer = int(state["cursor"]), [int(p) for p in state["buffer"]]

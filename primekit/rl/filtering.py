@@ -1,11 +1,11 @@
 """Which prompts of an oversampled batch PRIME trains on.
 
 Each prompt contributes a group of ``group_size`` consecutive responses. A group whose responses
-are all right or all wrong gives the outcome stream no signal, so the official recipe keeps only
-prompts whose group accuracy lies in a band ([0.2, 0.8], inclusive), and drops groups holding a
-truncated response (its verdict says nothing about the reasoning). It samples
-``oversample_factor`` times more prompts than it trains on and keeps the needed number,
-preferring groups that pass.
+are all right or all wrong gives the outcome stream no signal, so the Eurus-2-7B-PRIME run keeps only
+prompts whose group accuracy lies in a band ([0.2, 0.8], inclusive; run_prime_main.sh:48-50).
+Dropping groups that hold a truncated response is an option of the same code (data.filter_truncated)
+that this run leaves off (ppo_trainer.yaml:14). PRIME samples ``oversample_factor`` times more prompts
+than it trains on and keeps the needed number, preferring groups that pass.
 
 Everything here is a pure function of per-response accuracies and truncation flags and returns
 masks / indices; the trainer decides how to apply them (gather rows, or zero their weight).
@@ -60,8 +60,9 @@ def filter_truncated(truncated: torch.Tensor, group_size: int) -> torch.Tensor:
 
     A response is truncated when generation hit the length limit before its end-of-sequence
     token; its verdict is then about an unfinished answer. Filtering works on whole groups (the
-    leave-one-out baseline needs all n responses of a prompt), so, as in the official recipe,
-    one truncated response drops its whole group.
+    leave-one-out baseline needs all n responses of a prompt), so, as in the official code's
+    ``filter_truncated`` option (off in the Eurus-2-7B-PRIME run), one truncated response drops its
+    whole group.
     """
     return ~_by_group(truncated.bool(), group_size, "filter_truncated").any(dim=-1)
 
@@ -74,8 +75,9 @@ def select_groups(
     The order is deterministic: the passing groups in their original order, then the failing
     ones in theirs, cut at ``n_keep``. When fewer than ``n_keep`` pass, the batch is filled up
     with failing groups so that its shape stays fixed; their weight is 0 (they must not be
-    trained on) unless ``train_on_failing``, which reproduces the official recipe, where the
-    filled-in groups are trained on like the others. Weights of passing groups are 1.
+    trained on) unless ``train_on_failing``, where the filled-in groups are trained on like the
+    others (verl's later ``filter_and_downsample``; the Eurus-2-7B-PRIME run samples again instead
+    and never trains on a failing group). Weights of passing groups are 1.
     """
     if passing.dim() != 1:
         raise ValueError(f"select_groups: expected one flag per group, got shape {tuple(passing.shape)}")
@@ -120,6 +122,17 @@ class GroupSelection:
     group_weights: torch.Tensor
     group_size: int
     stats: FilterStats
+    #: (G,) bool over every sampled group: True where it passed the filter
+    passing: torch.Tensor | None = None
+
+    @property
+    def surplus_passing(self) -> torch.Tensor:
+        """Indices of the groups that passed but were not kept (more passed than are trained on), in order."""
+        if self.passing is None:
+            return torch.zeros(0, dtype=torch.long)
+        unkept = self.passing.clone()
+        unkept[self.group_indices] = False
+        return torch.nonzero(unkept).flatten()
 
     @property
     def row_indices(self) -> torch.Tensor:
@@ -163,4 +176,4 @@ def filter_groups(
         num_kept=n_keep,
         num_kept_failing=int((~passing[indices]).sum()),
     )
-    return GroupSelection(indices, weights, group_size, stats)
+    return GroupSelection(indices, weights, group_size, stats, passing)

@@ -81,6 +81,9 @@ class PlanArguments:
     prompt_length: int | None = field(default=None, metadata=help_text(
         "longest prompt in tokens; default: the recipe's prompt cap, else the longest of the first "
         "1000 training prompts"))
+    cpu_memory_gb: float | None = field(default=None, metadata=help_text(
+        "CPU memory of one machine in GiB: the plan's CPU memory per node (offloaded states, rank 0's "
+        "full-model staging, per-process overhead) gets a verdict against it"))
 
     def __post_init__(self) -> None:
         if self.backend is not None and self.backend not in BACKENDS:
@@ -89,6 +92,8 @@ class PlanArguments:
             raise ValueError("give --backend or --accelerate_config, not both")
         if not self.gpu_memory_gb > 0:
             raise ValueError(f"gpu_memory_gb must be > 0; got {self.gpu_memory_gb}")
+        if self.cpu_memory_gb is not None and not self.cpu_memory_gb > 0:
+            raise ValueError(f"cpu_memory_gb must be > 0; got {self.cpu_memory_gb}")
         for name in ("gpus", "nodes", "prompt_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -191,6 +196,7 @@ class Backend:
     nodes: int = 1
     mixed_precision: str | None = None  # the launcher's setting ("no", "bf16", "fp16"); the recipe's bf16/fp16 win
     source: str = ""
+    ram_efficient_loading: bool = False  # FSDP's cpu_ram_efficient_loading: only rank 0 reads the full weights
 
     @property
     def name(self) -> str:
@@ -253,7 +259,8 @@ def backend_from_accelerate_config(path: str, gpus: int | None = None, nodes: in
     processes = int(data.get("num_processes", 1) or 1)
     mixed = data.get("mixed_precision")
     return Backend(sharding=sharding, offload=offload, gpus=gpus or processes, nodes=nodes or machines,
-                   mixed_precision=None if mixed is None else str(mixed).lower(), source=path)
+                   mixed_precision=None if mixed is None else str(mixed).lower(), source=path,
+                   ram_efficient_loading=sharding == "fsdp2" and _truthy(fsdp.get("fsdp_cpu_ram_efficient_loading", False)))
 
 
 def backend_from_environment(env: Mapping[str, str]) -> Backend | None:
@@ -415,6 +422,18 @@ def kv_cache_bytes(shape: ModelShape, rows: int, sequence: int, precision: Preci
     return rows * sequence * shape.num_layers * shape.kv_width * (precision.residual + precision.compute)
 
 
+def vllm_minimum_bytes(shape: ModelShape, sequence: int, tensor_parallel: int = 1) -> float:
+    """A lower bound on the GPU memory vLLM's colocated engine needs on one GPU: its share of the
+    weights in the checkpoint's dtype, the KV cache of one sequence of the longest length (2 B per
+    key and value element), and the forward it profiles at start-up (a batch of that many tokens,
+    counted like :func:`inference_working_bytes` in bf16, plus the sampler's fp32 logits of it)."""
+    bf16 = Precision(trained=2, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
+    weights = shape.parameters * shape.config_dtype_bytes / tensor_parallel
+    kv = sequence * shape.num_layers * shape.kv_width * 2 * 2 / tensor_parallel
+    profile = inference_working_bytes(shape, sequence, bf16) / tensor_parallel + sequence * shape.vocab_size * 4 / tensor_parallel
+    return weights + kv + profile
+
+
 def adamw_state_bytes(parameters: float, state_bytes: int) -> float:
     """AdamW's two moments (exp_avg, exp_avg_sq), in the parameters' dtype as torch keeps them."""
     return 2 * parameters * state_bytes
@@ -434,6 +453,9 @@ class PlannedModel:
     checkpointing: bool   # gradient checkpointing in its backward
     accumulates: bool     # several micro-batches per optimizer step: gradients live through the next backward
     fused_optimizer: bool  # torch's fused AdamW (no scratch); else foreach AdamW on a GPU
+    #: bytes per parameter of the unsharded gradient FSDP2 accumulates when gradient sync waits for the
+    #: last micro-batch (sync_gradients_each_micro_batch false); 0 when it reduce-scatters every one
+    unsharded_gradient_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -449,6 +471,7 @@ class Workload:
     vllm_sleeps: bool           # vllm_enable_sleep_mode: its memory is released outside generation
     fp32_head: bool             # cast_lm_head_to_fp32
     on_gpu: bool                # CUDA devices (else CPU processes)
+    vllm_tensor_parallel: int = 1  # vllm_tensor_parallel_size
 
     @property
     def sequence(self) -> int:
@@ -497,8 +520,19 @@ class MemoryPlan:
         return self.phase_total(self.peak_phase)
 
     @property
+    def vllm_minimum(self) -> float:
+        """Least GPU memory vLLM's colocated engine needs (0 without one): :func:`vllm_minimum_bytes`."""
+        if not (self.workload.use_vllm and self.workload.vllm_colocate and self.workload.on_gpu):
+            return 0.0
+        return vllm_minimum_bytes(self.models[0].shape, self.workload.sequence, self.workload.vllm_tensor_parallel)
+
+    @property
+    def vllm_share_too_small(self) -> bool:
+        return self.workload.vllm_share * self.capacity < self.vllm_minimum
+
+    @property
     def fits(self) -> bool:
-        return self.peak <= self.capacity
+        return self.peak <= self.capacity and not self.vllm_share_too_small
 
     @property
     def margin(self) -> float:
@@ -520,11 +554,16 @@ class MemoryPlan:
         """One line: the peak against the GPU, the verdict and the largest item to change."""
         unit = "GPU" if self.workload.on_gpu else "process"
         verdict = (f"fits (margin {self.margin:.0%})" if self.fits
-                   else f"does not fit ({_gib(self.peak - self.capacity)} GiB over)")
+                   else f"does not fit ({_gib(self.peak - self.capacity)} GiB over)" if self.peak > self.capacity
+                   else f"does not fit: vLLM's share {_gib(self.workload.vllm_share * self.capacity)} GiB is below the "
+                        f"{_gib(self.vllm_minimum)} GiB it needs at least (vllm_gpu_memory_utilization >= "
+                        f"{math.ceil(100 * self.vllm_minimum / self.capacity) / 100:.2f}, or vllm_tensor_parallel_size > "
+                        f"{self.workload.vllm_tensor_parallel})")
         largest = self.largest
-        return (f"peak {_gib(self.peak)} GiB per {unit} ({self.peak_phase}) of {_gib(self.capacity)} GiB: "
-                f"{verdict}; largest item: {largest.model} {largest.kind} {_gib(largest.device)} GiB "
-                f"({largest.advice})")
+        line = f"peak {_gib(self.peak)} GiB per {unit} ({self.peak_phase}) of {_gib(self.capacity)} GiB: {verdict}"
+        if self.vllm_share_too_small and self.peak <= self.capacity:
+            return line
+        return f"{line}; largest item: {largest.model} {largest.kind} {_gib(largest.device)} GiB ({largest.advice})"
 
 
 def _count(parameters: int) -> str:
@@ -541,8 +580,11 @@ def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus
     policy's weights and sampling runs at temperature 1, else it is loaded on its own."""
     policy_rows = config.per_device_train_batch_size
     prm_rows = config.prm_micro_batch_size or policy_rows
+    deferred = 0 if getattr(config, "sync_gradients_each_micro_batch", True) else (
+        4 if getattr(config, "fsdp_reduce_dtype", "float32") == "float32" or not (config.bf16 or config.fp16) else 2)
+    accumulates = config.gradient_accumulation_steps > 1
     models = [PlannedModel("policy", shapes[policy], True, policy_rows, bool(config.gradient_checkpointing),
-                           config.gradient_accumulation_steps > 1, "fused" in str(config.optim))]
+                           accumulates, "fused" in str(config.optim), deferred if accumulates else 0)]
     kl_reference = config.beta != 0
     if kl_reference:
         models.append(PlannedModel("KL reference", shapes[policy], False, policy_rows, False, False, True))
@@ -553,7 +595,7 @@ def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus
         per_process = config.prm_mini_batch_size // gpus if config.prm_mini_batch_size else trained_per_process
         models.append(PlannedModel("PRM", shapes[prm_id], trained, prm_rows,
                                    trained and bool(config.gradient_checkpointing),
-                                   per_process > prm_rows, False))
+                                   per_process > prm_rows, False, deferred if trained and per_process > prm_rows else 0))
         ref_id = config.prm_ref or policy
         if not (kl_reference and ref_id == policy and config.temperature == 1.0):
             models.append(PlannedModel("PRM reference", shapes[ref_id], False, prm_rows, False, False, True))
@@ -598,6 +640,11 @@ def _trained_items(model: PlannedModel, backend: Backend, precision: Precision, 
         items.append(MemoryItem(role, "autocast weight copies", shape.parameters * precision.compute, (phase,),
                                 f"autocast caches a {precision.compute} B copy of every weight for forward + backward",
                                 "FSDP2 mixed precision casts one layer at a time: --backend fsdp2"))
+    if backend.sharding == "fsdp2" and shards > 1 and model.unsharded_gradient_bytes:
+        items.append(MemoryItem(role, "unsharded gradient", shape.parameters * model.unsharded_gradient_bytes, (phase,),
+                                f"gradient sync waits for the last micro-batch: FSDP2 accumulates the whole model's "
+                                f"gradient ({model.unsharded_gradient_bytes} B per param) on every GPU, offload or not",
+                                "sync_gradients_each_micro_batch: true (reduce-scatter every micro-batch)"))
     if backend.sharding == "fsdp2":
         items.append(MemoryItem(role, "gathered layers", gathered_layers_bytes(shape, precision), (phase, "generation") if role == "policy" and not workload.use_vllm else (phase,),
                                 "FSDP2 units unsharded while it computes (see gathered_layers_bytes)"))
@@ -769,7 +816,7 @@ def workload_for(config: Any, prompt_tokens: int, on_gpu: bool) -> Workload:
                     generation_rows=rows, use_vllm=bool(config.use_vllm), vllm_colocate=config.vllm_mode == "colocate",
                     vllm_share=float(config.vllm_gpu_memory_utilization),
                     vllm_sleeps=bool(config.vllm_enable_sleep_mode), fp32_head=bool(config.cast_lm_head_to_fp32),
-                    on_gpu=on_gpu)
+                    on_gpu=on_gpu, vllm_tensor_parallel=int(config.vllm_tensor_parallel_size or 1))
 
 
 def read_shapes(config: Any, policy: str) -> dict[str, ModelShape]:
@@ -792,8 +839,9 @@ def plan_run(config: Any, policy: str, backend: Backend, capacity: float, prompt
 # ----------------------------------------------------------------------------------------------
 # output
 
-def render_plan(plan: MemoryPlan, title: str) -> None:
-    """The plan as tables on stdout: every item, the phase totals, the verdict."""
+def render_plan(plan: MemoryPlan, title: str, cpu_memory: float | None = None) -> None:
+    """The plan as tables on stdout: every item, the phase totals, the verdict; and the CPU memory per
+    node (with a verdict against ``cpu_memory`` bytes when given)."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -819,10 +867,18 @@ def render_plan(plan: MemoryPlan, title: str) -> None:
     console.print(phases)
     for note in plan.notes:
         console.print(f"note: {note}")
+    if plan.vllm_minimum:
+        console.print(f"vLLM colocated: its share is {_gib(plan.workload.vllm_share * plan.capacity)} GiB; it needs at least "
+                      f"{_gib(plan.vllm_minimum)} GiB (weights / tensor parallel + one {plan.workload.sequence}-token "
+                      f"sequence of KV + its profiling forward)")
     if plan.backend.offload:
         console.print(f"CPU memory of the offloaded states: {_gib(plan.host_per_node)} GiB per node "
                       f"({plan.backend.gpus_per_node} processes)")
     console.print(("FITS: " if plan.fits else "DOES NOT FIT: ") + plan.summary(), soft_wrap=True)
+    if cpu_memory is not None or plan.backend.nodes > 1 or plan.backend.offload:
+        from primekit.rl.host_memory import host_memory
+
+        console.print(host_memory(plan).summary(cpu_memory), soft_wrap=True)
 
 
 def environment_capacity(on_gpu: bool, processes_per_node: int) -> float:

@@ -27,7 +27,8 @@ micro-batch, as in the 7B recipe, no forward computes padding (the official run 
 ``use_remove_padding``).
 
 Groups that the filter keeps only to fill the batch (fewer groups passed than are trained on)
-are trained on by default, like the official recipe; with ``train_on_failing=False`` their
+are trained on by default (verl's later ``filter_and_downsample``; the Eurus-2-7B-PRIME run samples
+again until enough pass, see ``max_refill_rounds`` and ``epoch_mode``); with ``train_on_failing=False`` their
 completion mask is zeroed instead, which drops them from the PRM loss, the policy loss and the
 token count that normalises it (``num_items_in_batch``), while the batch keeps TRL's fixed shape.
 
@@ -62,6 +63,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 from torch.distributed.tensor import DTensor
+from transformers import TrainerCallback
 from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.models import prepare_deepspeed, prepare_fsdp
@@ -73,12 +75,12 @@ from primekit.prm.reading import write_prm_record
 from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
 from primekit.rl.batch import (PROMPT_KEYS, concat_rows, rank_of_rows, row_assignment, trim_columns,
                                truncated_rows)
-from primekit.rl.config import PrimeConfig
-from primekit.rl.data import prompt_length
+from primekit.rl.config import PrimeConfig, fsdp_mixed_precision
+from primekit.rl.data import OfficialEpoch, prompt_length
 from primekit.rl.filtering import GroupSelection, filter_groups
 from primekit.rl.verifier import OutcomeVerifier
 
-__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision"]
+__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision", "decay_parameter_names"]
 
 logger = logging.get_logger(__name__)
 
@@ -87,6 +89,8 @@ PRM_DIR = "prm"
 #: The PRM's optimizer state inside a checkpoint folder (a torch.distributed.checkpoint folder,
 #: sharded like the optimizer itself, so FSDP2 ranks write and read only their own shards).
 PRM_OPTIMIZER_DIR = "prm_optimizer"
+#: Where a checkpoint keeps the official epoch's position (loader cursor, buffered prompts).
+EPOCH_STATE_FILE = "prime_epoch.json"
 _DDP_TYPES = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 _FSDP2_CONFIG = "recipes/accelerate/fsdp2_8gpu.yaml"
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -115,6 +119,16 @@ def check_master_precision(model: torch.nn.Module, what: str, distributed_type: 
                          "update of lr ~5e-7 rounds to nothing; load them in float32 (model_init_kwargs: "
                          "{\"dtype\": \"float32\"}) and set bf16: true for bf16 compute, or train under FSDP2 "
                          f"with mixed precision ({_FSDP2_CONFIG})")
+
+
+def decay_parameter_names(model: torch.nn.Module, which: str) -> list[str]:
+    """The policy parameters AdamW decays: every one for ``which='all'`` (the official AdamW over all
+    parameters, fsdp_workers.py:206-209), else the HF Trainer's choice (no biases, no norm weights)."""
+    if which == "all":
+        return [name for name, _ in model.named_parameters()]
+    from transformers import Trainer
+
+    return Trainer.get_decay_parameter_names(None, model)
 
 
 class PrimeTrainer(GRPOTrainer):
@@ -149,14 +163,37 @@ class PrimeTrainer(GRPOTrainer):
         check_master_precision(self.model, "policy", self.accelerator.distributed_type,
                                self.accelerator.mixed_precision)
         self._drop_long_prompts()
-        if args.max_refill_rounds and not isinstance(self.train_dataset, Dataset):
-            raise InputError("max_refill_rounds draws refill prompts by index, which a streaming (iterable) "
-                             "dataset does not allow; load the dataset without streaming or set max_refill_rounds 0")
+        needs_index = args.max_refill_rounds or args.epoch_mode == "official"
+        if needs_index and not isinstance(self.train_dataset, Dataset):
+            raise InputError("max_refill_rounds and epoch_mode official read prompts by index, which a streaming "
+                             "(iterable) dataset does not allow; load the dataset without streaming")
+        self._epoch: OfficialEpoch | None = None
+        self._epoch_restored = False
+        self._round_prompts: list[int] = []  # dataset index of each group sampled this step (official epoch)
+        self._epoch_end = None  # None, "after_rl_step" (the loader is spent) or "now" (this batch is not trained)
+        if args.epoch_mode == "official":
+            self._epoch = OfficialEpoch(len(self.train_dataset), args.generation_batch_size // self.num_generations,
+                                        multiple=self.accelerator.num_processes, seed=args.seed,
+                                        shuffle=args.shuffle_dataset)
+            self.add_callback(_OfficialEpochCallback(self))
         if args.uses_prm:
             self._load_prm()
 
     # ------------------------------------------------------------------------------------------
     # set-up
+
+    def create_accelerator_and_postprocess(self) -> None:
+        """The HF Trainer's accelerator, with FSDP2's mixed-precision policy set from ``fsdp_reduce_dtype``
+        before any model is sharded (accelerate would reduce in the compute dtype)."""
+        super().create_accelerator_and_postprocess()
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if plugin is not None and getattr(plugin, "fsdp_version", 1) == 2:
+            policy = fsdp_mixed_precision(self.accelerator.mixed_precision, self.args.fsdp_reduce_dtype)
+            if policy is not None:
+                plugin.mixed_precision_policy = policy
+
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
+        return decay_parameter_names(model, self.args.weight_decay_parameters)
 
     def _model_init_kwargs(self) -> dict[str, Any]:
         """The policy's loading options (dtype, attention kernel, ...), as TRL uses for its reference."""
@@ -276,15 +313,29 @@ class PrimeTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         start = time.perf_counter()
+        if self._epoch is not None and self.model.training:  # the official epoch's order, not TRL's sampler
+            self._round_prompts = self._epoch.next_round(first=True)
+            if self._round_prompts is None:
+                raise RuntimeError("the official epoch's loader is spent; the epoch should have ended")
+            inputs = self._rows_of(self._round_prompts)
         output = super()._generate_and_score_completions(inputs)
         if not self.model.training:  # evaluation keeps TRL's outcome-only advantages
             return output
         outcome = torch.nan_to_num(self._outcome_rewards, nan=0.0)
         batch = self._gather_rows(output)
         selection = self._select_groups(batch, outcome)
-        rounds = 1
+        rounds, spent = 1, False
         while selection.stats.num_passing < selection.stats.num_kept and rounds <= self.args.max_refill_rounds:
-            extra = super()._generate_and_score_completions(self._refill_inputs(rounds))
+            if self._epoch is not None:
+                prompts = self._epoch.next_round(first=False)
+                if prompts is None:
+                    spent = True
+                    break
+                self._round_prompts.extend(prompts)
+                refill = self._rows_of(prompts)
+            else:
+                refill = self._refill_inputs(rounds)
+            extra = super()._generate_and_score_completions(refill)
             outcome = torch.cat([outcome, torch.nan_to_num(self._outcome_rewards, nan=0.0)])
             batch = concat_rows([batch, self._gather_rows(extra)], self._pad_values())
             selection = self._select_groups(batch, outcome)
@@ -293,6 +344,14 @@ class PrimeTrainer(GRPOTrainer):
         kept = {key: value[selection.row_indices] for key, value in batch.items()}
         acc = outcome[selection.row_indices]
         weights = selection.row_weights.to(acc.dtype)
+        short = selection.stats.num_passing < selection.stats.num_kept
+        if self._epoch is not None:
+            spent = spent or (short and self._epoch.batches_left == 0)
+            weights = self._follow_official_epoch(selection, weights, short and spent)
+        if short and not spent and self.args.max_refill_rounds and self.accelerator.is_main_process:
+            logger.warning(f"max_refill_rounds={self.args.max_refill_rounds} reached with "
+                           f"{selection.stats.num_passing} of {selection.stats.num_kept} groups passing; the batch is "
+                           f"filled with failing groups (train_on_failing={self.args.train_on_failing})")
 
         assignment = row_assignment(len(acc), self._prm_mini_batch_size(), self.accelerator.num_processes)
         mine = assignment[self.accelerator.process_index].to(acc.device)
@@ -345,6 +404,30 @@ class PrimeTrainer(GRPOTrainer):
             low=self.args.accuracy_lower, high=self.args.accuracy_upper,
             filter_accuracy=self.args.filter_accuracy, train_on_failing=self.args.train_on_failing)
 
+    def _follow_official_epoch(self, selection: GroupSelection, weights: torch.Tensor, spent_short: bool) -> torch.Tensor:
+        """Buffer the surplus passing prompts for the next step; when the loader ran out before enough
+        passed, nothing of this batch is trained (weights 0, the policy step dropped) and the epoch
+        ends, as the official loop leaves it; when the loader is spent, the epoch ends after this RL step."""
+        surplus = selection.surplus_passing.tolist()
+        self._epoch.keep_for_next_step([self._round_prompts[g] for g in surplus])
+        if spent_short:
+            self._epoch_end = "now"
+            if self.accelerator.is_main_process:
+                logger.warning(f"epoch {self._epoch.epoch} ends: the loader ran out with {selection.stats.num_passing} "
+                               f"of {selection.stats.num_kept} groups passing; that last batch is not trained on")
+            return torch.zeros_like(weights)
+        if self._epoch.batches_left == 0:
+            self._epoch_end = "after_rl_step"
+        return weights
+
+    def _rows_of(self, prompts: list[int]) -> list[dict[str, Any]]:
+        """This process's share of a generation round over ``prompts`` (dataset indices), n copies each,
+        laid out as TRL's sampler lays out a generation batch."""
+        rows = [self.train_dataset[int(i)] for i in prompts for _ in range(self.num_generations)]
+        share = len(rows) // self.accelerator.num_processes
+        start = self.accelerator.process_index * share
+        return rows[start:start + share]
+
     def _refill_inputs(self, round_index: int) -> list[dict[str, Any]]:
         """This process's share of one more generation batch of fresh prompts (n copies each).
 
@@ -357,10 +440,7 @@ class PrimeTrainer(GRPOTrainer):
         count = len(self.train_dataset)
         indices = torch.randperm(count, generator=generator)[:prompts] if count >= prompts else \
             torch.randint(count, (prompts,), generator=generator)
-        rows = [self.train_dataset[int(i)] for i in indices for _ in range(self.num_generations)]
-        share = len(rows) // self.accelerator.num_processes
-        start = self.accelerator.process_index * share
-        return rows[start:start + share]
+        return self._rows_of(indices.tolist())
 
     def _pad_values(self) -> dict[str, int]:
         return {"prompt_ids": self._tokenizer.pad_token_id, "completion_ids": self._tokenizer.pad_token_id}
@@ -488,7 +568,8 @@ class PrimeTrainer(GRPOTrainer):
             loss_value = torch.zeros((), device=acc.device)
             for index, rows in enumerate(chunks):
                 last = index == len(chunks) - 1
-                with contextlib.nullcontext() if last else self.accelerator.no_sync(self.prm):
+                sync = last or self.args.sync_gradients_each_micro_batch  # sharded gradients under FSDP2
+                with contextlib.nullcontext() if sync else self.accelerator.no_sync(self.prm):
                     q = self._completion_logps(self.prm, local, rows) - ref_logps[rows]
                     q_seen[rows] = q.detach()
                     rewards = sequence_rewards(q, local["completion_mask"][rows], self.args.prm_beta)
@@ -570,6 +651,10 @@ class PrimeTrainer(GRPOTrainer):
 
     def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
         super()._save_optimizer_and_scheduler(output_dir)
+        if self._epoch is not None and self.args.should_save:
+            from primekit.io import atomic_write_json
+
+            atomic_write_json(Path(output_dir) / EPOCH_STATE_FILE, self._epoch.state_dict())
         if self.prm_optimizer is not None:  # a collective: every process writes its own shard
             state = get_optimizer_state_dict(self.prm, self.prm_optimizer)
             dcp.save({"optimizer": state}, checkpoint_id=Path(output_dir) / PRM_OPTIMIZER_DIR)
@@ -577,6 +662,11 @@ class PrimeTrainer(GRPOTrainer):
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         """TRL's resume hook; restores the PRM weights and optimizer written with the checkpoint."""
         super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None and self._epoch is not None and (Path(checkpoint) / EPOCH_STATE_FILE).is_file():
+            import json
+
+            self._epoch.load_state_dict(json.loads((Path(checkpoint) / EPOCH_STATE_FILE).read_text()))
+            self._epoch_restored = True
         if checkpoint is None or self.prm is None:
             return
         folder = Path(checkpoint) / PRM_DIR
@@ -596,6 +686,40 @@ class PrimeTrainer(GRPOTrainer):
             state = {"optimizer": get_optimizer_state_dict(self.prm, self.prm_optimizer)}
             dcp.load(state, checkpoint_id=Path(checkpoint) / PRM_OPTIMIZER_DIR)
             set_optimizer_state_dict(self.prm, self.prm_optimizer, state["optimizer"])
+
+
+class _OfficialEpochCallback(TrainerCallback):
+    """Runs PrimeTrainer's official epoch inside the HF Trainer's loop: a new pass at each epoch,
+    the epoch stopped once the loader is spent, and the policy step of an untrained last batch
+    dropped (its gradients set to None, so AdamW leaves those parameters and their state alone)."""
+
+    def __init__(self, trainer: PrimeTrainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        if trainer._epoch_restored:  # resumed inside the checkpoint's epoch, at its position
+            trainer._epoch_restored = False
+            return
+        trainer._epoch.start_epoch(trainer._epoch.epoch + 1)
+        trainer._epoch_end = None
+        generate_every = args.steps_per_generation * args.num_iterations
+        if trainer._step % generate_every:  # the last epoch stopped inside an RL step: sample afresh
+            trainer._step += generate_every - trainer._step % generate_every
+            trainer._buffered_inputs = None
+
+    def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        if self.trainer._epoch_end == "now" and optimizer is not None:
+            for group in optimizer.param_groups:
+                for parameter in group["params"]:
+                    parameter.grad = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        rl_step_done = trainer._step % (args.steps_per_generation * args.num_iterations) == 0
+        if trainer._epoch_end == "now" or (trainer._epoch_end == "after_rl_step" and rl_step_done):
+            control.should_epoch_stop = True
+            trainer._epoch_end = None
 
 
 def _read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
