@@ -129,12 +129,38 @@ class RunArguments(EvalArguments):
     bon_n: int | None = field(default=None, metadata=help_text(
         "N for the PRM metrics (with --prm: bon@N, its Best-of-N pick, and weighted_maj@N, its "
         "reward-weighted vote; default: --n); N < --n averages random N-subsets"))
+    context_cap: str = field(default="auto", metadata=help_text(
+        "prompt + output tokens at most, as vLLM caps them at the model's context (samples cut "
+        "there are recorded with truncated: context): auto (the model's context, "
+        "max_position_embeddings, under the published protocols prime and qwen25-math; no cap "
+        "under primekit), model (the model's context), none, or a number of tokens"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.out is None:
             raise ValueError("--out is required: the run folder that holds (and resumes) results")
         self.overrides = _per_benchmark(self.per_benchmark)
+        if self.context_cap not in ("auto", "model", "none") and not (
+                self.context_cap.isdigit() and int(self.context_cap) > 0):
+            raise ValueError(f"context_cap must be auto, model, none or a positive number of tokens, "
+                             f"got '{self.context_cap}'")
+
+
+def resolve_context_cap(option: str, protocol: str, model_name: str) -> int | None:
+    """The ``--context_cap`` in tokens: the model's context (its config's
+    ``max_position_embeddings``, what vLLM takes as ``max_model_len``) under ``auto`` for the
+    published protocols and under ``model``, a given number, or None (no cap)."""
+    if option == "none" or (option == "auto" and protocol == DEFAULT_PROTOCOL):
+        return None
+    if option.isdigit():
+        return int(option)
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(model_name), "max_position_embeddings", None)
+    if not isinstance(context, int) or context < 1:
+        raise InputError(f"{model_name}: its config has no max_position_embeddings to cap the context "
+                         "at; give --context_cap N or none")
+    return context
 
 
 def _per_benchmark(value: Any) -> dict[str, dict[str, Any]]:
@@ -244,8 +270,9 @@ def run(argv: list[str]) -> int:
         raise InputError(f"bon_n must be between 1 and n {fewest_n}, got {args.bon_n}")
     out = Path(args.out)
     model_name = resolve_model_name(model_args.model)
+    context_cap = resolve_context_cap(args.context_cap, args.protocol, model_name)
     context = {"model_revision": provenance.model_revision(model_name),
-               "protocol": args.protocol, "template": args.template,
+               "protocol": args.protocol, "template": args.template, "context_cap": context_cap,
                "backend": generation_args.backend, "dtype": generation_args.dtype,
                "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
@@ -256,7 +283,7 @@ def run(argv: list[str]) -> int:
                for name, problems in problem_sets.items()}
     specs = {name: SamplingSpec(n=g.n, temperature=g.temperature, top_p=g.top_p,
                                 max_new_tokens=g.max_new_tokens, seed=sampling.seed, stop=g.stop,
-                                stop_token_ids=g.stop_token_ids)
+                                stop_token_ids=g.stop_token_ids, max_model_len=context_cap)
              for name, g in generations.items()}
     to_do = sum(len(indices) for name, problems in problem_sets.items()
                 for _, indices in runner.missing_samples(problems, specs[name].n, samples.done))

@@ -143,9 +143,12 @@ def generate_and_grade(problems: Sequence[BenchmarkProblem], prompts: dict[str, 
 
 def _sample_record(problem: BenchmarkProblem, prompt: str, index: int,
                    completion: Completion) -> dict[str, Any]:
-    return {"benchmark": problem.benchmark, "problem_id": problem.id, "sample_index": index,
-            "prompt": prompt, "completion": completion.text, "finished": completion.finished,
-            "num_tokens": completion.num_tokens, "answer": problem.answer, **breakdown(problem)}
+    record = {"benchmark": problem.benchmark, "problem_id": problem.id, "sample_index": index,
+              "prompt": prompt, "completion": completion.text, "finished": completion.finished,
+              "num_tokens": completion.num_tokens, "answer": problem.answer, **breakdown(problem)}
+    if completion.truncated is not None:
+        record["truncated"] = completion.truncated  # "context": cut at the model's context
+    return record
 
 
 def _grade_into(records: list[dict[str, Any]], samples: ResumableJsonl, grade: GradeFn) -> None:
@@ -200,6 +203,8 @@ def benchmark_summary(problem_ids: Sequence[str], records: Sequence[dict[str, An
         "no_answer_rate": sum(record.get("pred") is None for record in flat) / len(flat),
         "truncated_rate": (sum(not record["finished"] for record in with_finish) / len(with_finish)
                            if with_finish else None),
+        "context_truncated_rate": (sum(record.get("truncated") == "context" for record in with_finish)
+                                   / len(with_finish) if with_finish else None),
         "metrics": {name: value.to_json() for name, value in metrics.items()},
     }
     for key in ("level", "subject"):
