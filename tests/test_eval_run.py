@@ -366,3 +366,26 @@ def test_context_cap_is_on_under_published_protocols(tiny_model, tmp_path, capsy
     assert summary["benchmarks"]["math500"]["context_truncated_rate"] > 0
     assert "context_cap must be" in one_line_error(capsys, "run", "--model", tiny_model, "--context_cap", "lots",
                                                    "--out", str(tmp_path / "x"))
+
+
+def test_run_with_a_published_grader(tiny_model, tmp_path, capsys):
+    """``--grader prime`` on the toy task and on a shipped benchmark: PRIME's own code judges (in
+    its environment), and summary.json says which grader and sources did."""
+    from primekit.eval import published
+
+    try:
+        published.grader_python()
+    except InputError as error:
+        pytest.skip(str(error))
+    for benchmarks in ("toy", "math500"):
+        out = tmp_path / benchmarks
+        assert run_cli("run", "--model", tiny_model, "--benchmarks", benchmarks, "--limit", "2",
+                       "--max_new_tokens", "3", "--grader", "prime", "--out", str(out)) == 0
+        capsys.readouterr()
+        summary = json.loads((out / runner.SUMMARY_FILE).read_text())
+        assert summary["grader"] == "prime" and summary["grader_version"] is None
+        assert summary["grader_details"]["version"] == "PRIME-RL/PRIME@18ad596"
+        assert summary["grader_details"]["rules"][benchmarks].endswith("math script")
+        assert all("pred" in r for r in read_jsonl(out / runner.SAMPLES_FILE))
+    assert "unknown grader 'nobody'" in one_line_error(capsys, "run", "--model", tiny_model, "--grader", "nobody",
+                                                       "--out", str(tmp_path / "x"))

@@ -9,6 +9,18 @@ import upstream
 from primekit.eval import protocols
 
 
+def test_exported_tree_is_the_pinned_commit(tmp_path, monkeypatch):
+    if not upstream.UPSTREAM.is_dir():
+        pytest.skip(f"no folder of published repositories at {upstream.UPSTREAM}")
+    from primekit.eval.upstream import export_tree
+
+    monkeypatch.setenv("PRIMEKIT_CACHE", str(tmp_path))
+    folder = export_tree("PRIME-RL/PRIME", ("eval/system_prompt.md",))
+    assert (folder / "eval/system_prompt.md").read_text() == upstream.upstream_file(
+        "PRIME-RL/PRIME", "eval/system_prompt.md", upstream.PINNED["PRIME-RL/PRIME"])
+    assert export_tree("PRIME-RL/PRIME", ("eval/system_prompt.md",)) == folder  # exported once
+
+
 def test_pinned_commits_are_the_ones_primekit_cites():
     assert upstream.PINNED["PRIME-RL/PRIME"] == protocols.PRIME_COMMIT
     assert upstream.PINNED["QwenLM/Qwen2.5-Math"] == protocols.QWEN_COMMIT
@@ -26,7 +38,7 @@ def test_each_pinned_commit_is_in_the_upstream_folder(repo):
 
 
 def test_a_folder_without_the_commit_fails_instead_of_skipping(tmp_path, monkeypatch):
-    monkeypatch.setattr(upstream, "UPSTREAM", tmp_path)
+    monkeypatch.setenv("PRIMEKIT_UPSTREAM", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match="no copy of PRIME-RL/PRIME"):
         upstream.require_upstream_file("PRIME-RL/PRIME", "README.md", upstream.PINNED["PRIME-RL/PRIME"])
     # an empty repository stands in for a mirror fetched at another commit
@@ -34,7 +46,7 @@ def test_a_folder_without_the_commit_fails_instead_of_skipping(tmp_path, monkeyp
     subprocess.run(["git", "init", "--quiet", "--bare", str(tmp_path / "PRIME-RL+PRIME" / "repo")], check=True)
     with pytest.raises(pytest.fail.Exception, match="lacks the pinned commit"):
         upstream.require_upstream_file("PRIME-RL/PRIME", "README.md", upstream.PINNED["PRIME-RL/PRIME"])
-    monkeypatch.setattr(upstream, "UPSTREAM", tmp_path / "absent")
+    monkeypatch.setenv("PRIMEKIT_UPSTREAM", str(tmp_path / "absent"))
     with pytest.raises(pytest.skip.Exception):
         upstream.require_upstream_file("PRIME-RL/PRIME", "README.md", upstream.PINNED["PRIME-RL/PRIME"])
 

@@ -56,6 +56,16 @@ class SummaryArguments(BootstrapArguments):
 OVERRIDABLE = ("n", "temperature", "top_p", "max_new_tokens", "stop")
 
 
+def _check_graders(names: list[str]) -> None:
+    from primekit.eval.published import GRADERS
+
+    unknown = [name for name in names if name not in GRADERS]
+    if unknown or not names:
+        raise ValueError(f"unknown grader '{(unknown or [''])[0]}' (choose from {', '.join(GRADERS)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a grader is named twice in {','.join(names)}")
+
+
 def _check_protocol(name: str) -> None:
     """The ``--protocol`` option's check (a ValueError, which the parser reports against it)."""
     if name not in PROTOCOLS:
@@ -129,6 +139,11 @@ class RunArguments(EvalArguments):
     bon_n: int | None = field(default=None, metadata=help_text(
         "N for the PRM metrics (with --prm: bon@N, its Best-of-N pick, and weighted_maj@N, its "
         "reward-weighted vote; default: --n); N < --n averages random N-subsets"))
+    grader: str = field(default="primekit", metadata=help_text(
+        "who reads and judges the answers: primekit (the protocol's extraction, primekit's "
+        "grader), prime (PRIME's own scripts and copy of the Qwen2.5-Math harness) or qwen "
+        "(Qwen2.5-Math's harness); prime and qwen run the published code at its pinned commit in "
+        "their own environment (make grader-env; see primekit.eval.published)"))
     context_cap: str = field(default="auto", metadata=help_text(
         "prompt + output tokens at most, as vLLM caps them at the model's context (samples cut "
         "there are recorded with truncated: context): auto (the model's context, "
@@ -140,6 +155,7 @@ class RunArguments(EvalArguments):
         if self.out is None:
             raise ValueError("--out is required: the run folder that holds (and resumes) results")
         self.overrides = _per_benchmark(self.per_benchmark)
+        _check_graders([self.grader])
         if self.context_cap not in ("auto", "model", "none") and not (
                 self.context_cap.isdigit() and int(self.context_cap) > 0):
             raise ValueError(f"context_cap must be auto, model, none or a positive number of tokens, "
@@ -237,13 +253,17 @@ def _finish(out: Path, summary: dict[str, Any], samples_path: Path) -> int:
     return 0
 
 
-def _grader_for(name: str, protocol: str, options: SummaryArguments):
+def _grader_for(name: str, protocol: str, options: SummaryArguments, grader: str = "primekit"):
     """The grade function of a benchmark, as a context manager: code benchmarks run their answers'
-    programs in sandboxes (ended when the block ends); math ones use the protocol's grader."""
+    programs in sandboxes (ended when the block ends); math ones use the protocol's extraction and
+    primekit's grader, or a published grader's own code in its worker (ended with the block)."""
     from primekit.eval import code_benchmarks
+    from primekit.eval.published import PublishedGrader
 
     if code_benchmarks.is_code_benchmark(name):
         return code_benchmarks.CodeGrader()
+    if grader != "primekit":
+        return PublishedGrader(grader, name)
     return contextlib.nullcontext(options.grader(protocol, name))
 
 
@@ -273,6 +293,7 @@ def run(argv: list[str]) -> int:
     context_cap = resolve_context_cap(args.context_cap, args.protocol, model_name)
     context = {"model_revision": provenance.model_revision(model_name),
                "protocol": args.protocol, "template": args.template, "context_cap": context_cap,
+               "grader": args.grader,
                "backend": generation_args.backend, "dtype": generation_args.dtype,
                "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
@@ -292,11 +313,15 @@ def run(argv: list[str]) -> int:
                                    dtype=generation_args.dtype, device=generation_args.device,
                                    batch_size=generation_args.batch_size, show_progress=False)
         for name, problems in problem_sets.items():
-            with _grader_for(name, args.protocol, options) as grade:
+            with _grader_for(name, args.protocol, options, args.grader) as grade:
                 runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
                                           grade=grade, chunk_size=args.chunk_size)
+    from primekit.eval.published import grader_record
+
     summary = {"label": args.label or out.resolve().name, "model": model_args.model or "toy",
-               "model_path": model_name, **context, "grader_version": GRADER_VERSION,
+               "model_path": model_name, **context,
+               "grader_version": GRADER_VERSION if args.grader == "primekit" else None,
+               "grader_details": grader_record(args.grader, list(problem_sets)),
                "date": provenance.today(), "confidence": options.confidence, "benchmarks": {}}
     records = list(samples.records.values())
     for name, problems in problem_sets.items():
@@ -354,11 +379,17 @@ class GradeArguments:
     protocol: str = field(default=DEFAULT_PROTOCOL, metadata=help_text(
         "whose answer extraction reads the responses: " + ", ".join(PROTOCOLS)
         + " (see prime-eval run --help)"))
+    graders: str = field(default="primekit", metadata=help_text(
+        "comma-separated graders (primekit, prime, qwen; see prime-eval run --grader): the first "
+        "decides each sample's correct; with more than one, every sample keeps each grader's "
+        "verdict and disagreements.md lists the samples they judge differently"))
 
     def __post_init__(self) -> None:
         if self.input is None:
             raise ValueError("give the JSONL file to grade: prime-eval grade FILE.jsonl")
         _check_protocol(self.protocol)
+        self.grader_names = _split_list(self.graders)
+        _check_graders(self.grader_names)
 
 
 def _responses(record: dict[str, Any], field_name: str, path: str, line: int) -> list[str]:
@@ -418,22 +449,50 @@ def grade(argv: list[str]) -> int:
 
     context = {"input": str(Path(args.input).resolve()), "response_field": args.response_field,
                "answer_field": args.answer_field, "protocol": args.protocol,
+               "grader": args.grader_names[0], "graders": args.grader_names,
                "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, context)
     samples = runner.open_samples(out)
     benchmarks = list(dict.fromkeys(record["benchmark"] for record in records))
     for name in benchmarks:
-        runner.grade_pending([r for r in records if r["benchmark"] == name], samples,
-                             grade=options.grader(args.protocol, name))
+        with _all_graders(name, args.protocol, options, args.grader_names) as grade_fn:
+            runner.grade_pending([r for r in records if r["benchmark"] == name], samples, grade=grade_fn)
     graded = list(samples.records.values())
+    from primekit.eval.published import grader_record
+
     summary = {"label": args.label or out.name, "model": str(args.input), **context,
-               "grader_version": GRADER_VERSION, "date": provenance.today(),
-               "confidence": options.confidence, "benchmarks": {}}
+               "grader_version": GRADER_VERSION if args.grader_names[0] == "primekit" else None,
+               "grader_details": grader_record(args.grader_names[0], benchmarks),
+               "date": provenance.today(), "confidence": options.confidence, "benchmarks": {}}
     for name in benchmarks:
         ids = list(dict.fromkeys(r["problem_id"] for r in records if r["benchmark"] == name))
         summary["benchmarks"][name] = runner.benchmark_summary(
             ids, [r for r in graded if r["benchmark"] == name], None, **options.summary_options())
+    if len(args.grader_names) > 1:
+        from primekit.eval.published import write_disagreements
+
+        for name, accuracy in write_disagreements(out, graded, args.grader_names).items():
+            summary["benchmarks"][name]["by_grader"] = accuracy
     return _finish(out, summary, samples.path)
+
+
+@contextlib.contextmanager
+def _all_graders(name: str, protocol: str, options: SummaryArguments, graders: list[str]):
+    """One grade function for all ``graders``: the first one's (extracted, correct), and with
+    more than one, every grader's verdict in the sample's ``verdicts``."""
+    with contextlib.ExitStack() as stack:
+        functions = [stack.enter_context(_grader_for(name, protocol, options, grader)) for grader in graders]
+        if len(functions) == 1:
+            yield functions[0]
+            return
+
+        def grade_all(responses, golds):
+            results = [function(responses, golds) for function in functions]
+            return [(*verdicts[0], {"verdicts": {grader: {"pred": pred, "correct": bool(correct)}
+                                                 for grader, (pred, correct) in zip(graders, verdicts)}})
+                    for verdicts in zip(*results, strict=True)]
+
+        yield grade_all
 
 
 @dataclass

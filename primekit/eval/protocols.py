@@ -20,10 +20,12 @@ published evaluation, per benchmark.
   harness has no code benchmarks, so a code benchmark under it is an error.
 
 Every value is taken from the published files; :data:`SOURCES` cites file and line for each, and
-a test checks the protocols against that table (and the table against the files, when a copy of
-the repositories is at hand). Equivalence of the extracted answer with the gold answer is always
-decided by primekit's grader; the Qwen/PRIME graders' own rules (``math_equal``,
-``strip_string``) are compared with it in BENCHMARKS.md.
+a test checks the protocols against that table and the table against the mirrored files. With
+the default ``--grader primekit``, the protocol's extraction below reads the answer and primekit's
+grader decides; ``--grader prime`` / ``qwen`` run the published extraction and ``math_equal``
+themselves (:mod:`primekit.eval.published`). The extraction here is therefore not all of Qwen's:
+it stops before ``strip_string``, the multiple-choice re-read and Qwen's handling of empty golds,
+which only the ``qwen`` grader applies.
 """
 
 from __future__ import annotations
@@ -126,8 +128,9 @@ def qwen_extract_answer(response: str) -> str | None:
     """Qwen2.5-Math's ``extract_answer`` for open-answer benchmarks: Minerva's "final answer is
     $x$. I hope", else the content after the last "boxed", else after the last "he answer is" /
     "final answer is", else the last number (commas removed); then line breaks, a leading colon
-    and a trailing period or slash are removed. Its ``strip_string`` normalisation is left to
-    primekit's grader."""
+    and a trailing period or slash are removed (parser.py:499-567). It stops there: Qwen's
+    ``strip_string`` (parser.py:568, 736), which changes what is compared (units, ``x=``,
+    ``\dfrac``...), runs only under ``--grader qwen``, as does its multiple-choice re-read."""
     from primekit.eval.brackets import group_end
 
     text = response.replace("\u043a\u0438", "")

@@ -28,7 +28,7 @@ SAMPLES_FILE = "samples.jsonl"
 SETTINGS_FILE = "settings.json"
 SUMMARY_FILE = "summary.json"
 
-# grade(responses, golds) -> (extracted answer or None, correct) per response
+# grade(responses, golds) -> (extracted answer or None, correct[, extra fields]) per response
 GradeFn = Callable[[Sequence[str], Sequence[str]], list[tuple[str | None, bool]]]
 
 
@@ -153,8 +153,9 @@ def _sample_record(problem: BenchmarkProblem, prompt: str, index: int,
 
 def _grade_into(records: list[dict[str, Any]], samples: ResumableJsonl, grade: GradeFn) -> None:
     graded = grade([r["completion"] for r in records], [r["answer"] for r in records])
-    for record, (pred, correct) in zip(records, graded, strict=True):
-        samples.append({**record, "pred": pred, "correct": bool(correct)})
+    for record, (pred, correct, *extra) in zip(records, graded, strict=True):
+        # a grade function may add fields (each grader's verdict when several judge)
+        samples.append({**record, "pred": pred, "correct": bool(correct), **(extra[0] if extra else {})})
 
 
 def grade_pending(records: Sequence[dict[str, Any]], samples: ResumableJsonl, *,
