@@ -364,6 +364,12 @@ def test_context_cap_is_on_under_published_protocols(tiny_model, tmp_path, capsy
     assert settings["context_cap"] == 140 and settings["benchmarks"]["math500"]["max_new_tokens"] == 8192
     summary = json.loads((out / runner.SUMMARY_FILE).read_text())
     assert summary["benchmarks"]["math500"]["context_truncated_rate"] > 0
+    # what makes the run reproducible: problems run of all, the prompts' and template's fingerprints
+    entry = summary["benchmarks"]["math500"]
+    assert (entry["num_problems"], entry["total_problems"]) == (2, 500)
+    assert entry["prompt_sha256"] == commands.prompt_hash([s["prompt"] for s in samples])
+    assert len(summary["chat_template_sha256"]) == 16 and summary["context_cap"] == 140
+    assert (summary["backend"], summary["dtype"], summary["seed"]) == ("transformers", "auto", 0)
     assert "context_cap must be" in one_line_error(capsys, "run", "--model", tiny_model, "--context_cap", "lots",
                                                    "--out", str(tmp_path / "x"))
 

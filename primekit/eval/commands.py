@@ -108,6 +108,23 @@ class EvalArguments:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
 
 
+def benchmark_sizes(args: EvalArguments, problem_sets: dict[str, list]) -> dict[str, int]:
+    """How many problems each benchmark has in all (``--limit`` runs only the first of them)."""
+    if args.limit is None:
+        return {name: len(problems) for name, problems in problem_sets.items()}
+    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
+    names = _split_list(args.benchmarks) or [problems[0].benchmark for problems in problem_sets.values()]
+    return {problems[0].benchmark: len(bench.load_benchmark(spec, fields=fields, split=args.split))
+            for spec, problems in zip(names, problem_sets.values())}
+
+
+def prompt_hash(prompts: list[str]) -> str:
+    """A fingerprint of the exact prompts (chat template, system prompt and suffix included)."""
+    import hashlib
+
+    return hashlib.sha256("\0".join(prompts).encode("utf-8")).hexdigest()[:16]
+
+
 def load_problem_sets(args: EvalArguments, model: str | None = None) -> dict[str, list]:
     """Problems of each benchmark (default: toy for the toy policy, PRIME's five else)."""
     names = _split_list(args.benchmarks) or (list(bench.PRIME_BENCHMARKS) if model else [bench.TOY])
@@ -318,8 +335,11 @@ def run(argv: list[str]) -> int:
                                           grade=grade, chunk_size=args.chunk_size)
     from primekit.eval.published import grader_record
 
+    sizes = benchmark_sizes(args, problem_sets)
+    template = getattr(tokenizer, "chat_template", None)
     summary = {"label": args.label or out.resolve().name, "model": model_args.model or "toy",
                "model_path": model_name, **context,
+               "chat_template_sha256": prompt_hash([template]) if isinstance(template, str) else None,
                "grader_version": GRADER_VERSION if args.grader == "primekit" else None,
                "grader_details": grader_record(args.grader, list(problem_sets)),
                "date": provenance.today(), "confidence": options.confidence, "benchmarks": {}}
@@ -329,7 +349,8 @@ def run(argv: list[str]) -> int:
             **runner.benchmark_summary(
                 [p.id for p in problems], [r for r in records if r["benchmark"] == name],
                 specs[name].n, seed=sampling.seed, **options.summary_options()),
-            "generation": generations[name].to_json()}
+            "generation": generations[name].to_json(),
+            "total_problems": sizes[name], "prompt_sha256": prompt_hash(list(prompts[name].values()))}
     if reading.prm is not None:
         _add_bon_metrics(summary, args, reading, problem_sets, records, out, specs, generation_args,
                          sampling.seed)
