@@ -79,11 +79,13 @@ def read_file(repo: str, path: str, commit: str | None = None) -> str | None:
 def export_tree(repo: str, paths: tuple[str, ...], commit: str | None = None) -> Path:
     """The files under ``paths`` of ``repo`` at ``commit`` (default: the pinned one), exported
     once into primekit's cache with ``git archive``; the folder they are in."""
+    import hashlib
+
     commit = commit or PINNED[repo]
-    key = f"{repo.replace('/', '+')}@{commit[:12]}"
+    wanted = "\n".join(paths)
+    key = f"{repo.replace('/', '+')}@{commit[:12]}-{hashlib.sha256(wanted.encode()).hexdigest()[:8]}"
     target = cache_dir() / "upstream" / key
     stamp = target / ".exported"
-    wanted = "\n".join(paths)
     if stamp.is_file() and stamp.read_text() == wanted:
         return target
     if not has_commit(repo, commit):
