@@ -12,8 +12,16 @@ VLLM_VENV ?= .venv-vllm
 VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 VLLM_VERSION ?= 0.32.0
+# The published graders (prime-eval --grader prime|qwen) run in a third virtualenv with their own
+# pins (sympy 1.12, antlr4 4.11; math-verify in .venv needs antlr4 4.13.2). The Qwen2.5-Math
+# harness pins antlr4 4.11.1 where PRIME's scripts pin 4.11.0: that one goes to qwen-site, put
+# first on the path of the Qwen rule only. The graders' code is read from the published
+# repositories at run time, never installed.
+GRADER_VENV ?= .venv-grader
+GRADER_PY := $(GRADER_VENV)/bin/python
+GRADER_STAMP := $(GRADER_VENV)/.installed
 
-.PHONY: install vllm-env demo test chromium sandbox benchmarks clean
+.PHONY: install vllm-env grader-env demo test chromium sandbox benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +45,15 @@ $(VLLM_STAMP): setup.cfg pyproject.toml scripts/vllm_requirements.py
 
 vllm-env: $(VLLM_STAMP)
 
+$(GRADER_STAMP): scripts/grader-requirements.txt
+	$(PYTHON) -m venv $(GRADER_VENV)
+	$(GRADER_PY) -m pip install --quiet --upgrade pip
+	$(GRADER_PY) -m pip install --quiet -r scripts/grader-requirements.txt
+	$(GRADER_PY) -m pip install --quiet --no-deps --target $(GRADER_VENV)/qwen-site antlr4-python3-runtime==4.11.1
+	touch $(GRADER_STAMP)
+
+grader-env: $(GRADER_STAMP)
+
 # Headless Chromium renders the HTML leaderboard in a test; where it cannot be installed the
 # test is skipped with its reason.
 chromium:
@@ -56,11 +73,11 @@ sandbox:
 demo: install
 	$(VENV)/bin/prime-rl train
 
-test: install vllm-env chromium sandbox
-	PRIMEKIT_VLLM_PYTHON=$(VLLM_PY) $(PY) -m pytest -q -p no:cacheprovider
+test: install vllm-env grader-env chromium sandbox
+	PRIMEKIT_VLLM_PYTHON=$(VLLM_PY) PRIMEKIT_GRADER_PYTHON=$(GRADER_PY) $(PY) -m pytest -q -p no:cacheprovider
 
 benchmarks: install
 	@echo "each script in benchmarks/ prints its reproducing command; see BENCHMARKS.md"
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .cache build dist *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) $(GRADER_VENV) .cache build dist *.egg-info

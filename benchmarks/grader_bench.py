@@ -22,7 +22,7 @@ misreads it), with examples.
 
 With ``--prime_repo DIR`` (a checkout of github.com/PRIME-RL/PRIME), PRIME's own correctness
 rule -- its scripts' ``match_answer`` and ``utils/grader.py:math_equal``, imported from that
-checkout by ``prime_rule_worker.py`` -- grades the same texts, in a subprocess with no network
+checkout by ``primekit/eval/_published_worker.py`` (the worker of ``prime-eval --grader prime``) -- grades the same texts, in a subprocess with no network
 and resource limits (it evaluates model text with ``eval`` and sympy), and the section lists
 where it and primekit disagree. PRIME pins ``antlr4-python3-runtime==4.11.0`` for sympy's
 ``parse_latex``; math-verify needs 4.13.2, so give PRIME its own copy with ``--prime_path``:
@@ -53,11 +53,11 @@ from pathlib import Path
 from math_verify import parse, verify
 
 from primekit.eval import _sandbox
+from primekit.eval._published_worker import PRIME_SCRIPTS
 from primekit.eval.answer import extract_answer
 from primekit.eval.grader import grade, grade_many, is_equivalent
 from primekit.io import atomic_write_text, iter_jsonl
 from primekit.paths import data_dir
-from prime_rule_worker import PRIME_SCRIPTS  # noqa: E402 (next to this script)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "benchmarks" / "results" / "grader.md"
@@ -336,7 +336,7 @@ def _layer_audit(bon_pairs, table_pairs, labels: dict, mv: dict) -> list[str]:
 PRIME_PAIR_SECONDS = 30.0  # wall limit per pair; past it the worker is killed and restarted
 PRIME_MEMORY_BYTES = 4 << 30
 PRIME_CPU_SECONDS = 1800
-PRIME_WORKER = Path(__file__).resolve().parent / "prime_rule_worker.py"
+PRIME_WORKER = REPO / "primekit" / "eval" / "_published_worker.py"
 
 
 def _limit_prime_worker() -> None:
@@ -369,7 +369,7 @@ class _PrimeRule:
                "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "PRIMEKIT_DATA": str(data_dir())}
         self.process = subprocess.Popen(
-            ["unshare", "--net", sys.executable, str(PRIME_WORKER), str(self.checkout)],
+            ["unshare", "--net", sys.executable, str(PRIME_WORKER), "prime-scripts", str(self.checkout)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             cwd=self.folder.name, env=env, preexec_fn=_limit_prime_worker)
         if self._reply(120.0) is None:

@@ -337,3 +337,61 @@ def test_prompts_command_prints_each_prompt_after_its_header(capsys):
     problems = toy.test_problems()[:2]
     assert capsys.readouterr().out == "".join(f"=== toy toy-{i} ===\n{p.prompt}\n"
                                               for i, p in enumerate(problems))
+
+
+def test_context_cap_is_on_under_published_protocols(tiny_model, tmp_path, capsys):
+    """prime's MATH-500 budget (8192) on a 256-token model: the published protocols cap prompt +
+    output at the model's context, as vLLM does; each sample cut there says so."""
+    assert commands.resolve_context_cap("auto", "prime", tiny_model) == 256  # max_position_embeddings
+    assert commands.resolve_context_cap("auto", "qwen25-math", tiny_model) == 256
+    assert commands.resolve_context_cap("auto", "primekit", tiny_model) is None
+    assert commands.resolve_context_cap("model", "primekit", tiny_model) == 256
+    assert commands.resolve_context_cap("none", "prime", tiny_model) is None
+    out = tmp_path / "run"
+    # the toy tokenizer makes these two prompts 131 and 157 tokens long: 9 and 0 tokens of room
+    assert run_cli("run", "--model", tiny_model, "--protocol", "prime", "--benchmarks", "math500",
+                   "--limit", "2", "--context_cap", "140", "--out", str(out)) == 0
+    capsys.readouterr()
+    samples = sorted(read_jsonl(out / runner.SAMPLES_FILE), key=lambda r: r["problem_id"])
+    from primekit.models import load_tokenizer
+    tokenizer = load_tokenizer(tiny_model)
+    for sample in samples:
+        prompt_tokens = len(tokenizer(sample["prompt"], add_special_tokens=False)["input_ids"])
+        assert prompt_tokens + sample["num_tokens"] <= max(140, prompt_tokens)
+        assert sample["finished"] or sample["truncated"] == "context"
+    assert [s["num_tokens"] for s in samples][1] == 0 and samples[1]["truncated"] == "context"
+    settings = json.loads((out / runner.SETTINGS_FILE).read_text())
+    assert settings["context_cap"] == 140 and settings["benchmarks"]["math500"]["max_new_tokens"] == 8192
+    summary = json.loads((out / runner.SUMMARY_FILE).read_text())
+    assert summary["benchmarks"]["math500"]["context_truncated_rate"] > 0
+    # what makes the run reproducible: problems run of all, the prompts' and template's fingerprints
+    entry = summary["benchmarks"]["math500"]
+    assert (entry["num_problems"], entry["total_problems"]) == (2, 500)
+    assert entry["prompt_sha256"] == commands.prompt_hash([s["prompt"] for s in samples])
+    assert len(summary["chat_template_sha256"]) == 16 and summary["context_cap"] == 140
+    assert (summary["backend"], summary["dtype"], summary["seed"]) == ("transformers", "auto", 0)
+    assert "context_cap must be" in one_line_error(capsys, "run", "--model", tiny_model, "--context_cap", "lots",
+                                                   "--out", str(tmp_path / "x"))
+
+
+def test_run_with_a_published_grader(tiny_model, tmp_path, capsys):
+    """``--grader prime`` on the toy task and on a shipped benchmark: PRIME's own code judges (in
+    its environment), and summary.json says which grader and sources did."""
+    from primekit.eval import published
+
+    try:
+        published.grader_python()
+    except InputError as error:
+        pytest.skip(str(error))
+    for benchmarks in ("toy", "math500"):
+        out = tmp_path / benchmarks
+        assert run_cli("run", "--model", tiny_model, "--benchmarks", benchmarks, "--limit", "2",
+                       "--max_new_tokens", "3", "--grader", "prime", "--out", str(out)) == 0
+        capsys.readouterr()
+        summary = json.loads((out / runner.SUMMARY_FILE).read_text())
+        assert summary["grader"] == "prime" and summary["grader_version"] is None
+        assert summary["grader_details"]["version"] == "PRIME-RL/PRIME@18ad596"
+        assert summary["grader_details"]["rules"][benchmarks].endswith("math script")
+        assert all("pred" in r for r in read_jsonl(out / runner.SAMPLES_FILE))
+    assert "unknown grader 'nobody'" in one_line_error(capsys, "run", "--model", tiny_model, "--grader", "nobody",
+                                                       "--out", str(tmp_path / "x"))

@@ -175,3 +175,35 @@ def test_stop_strings_keep_an_eos_finish_when_the_pad_is_the_eos(model):
     assert any(c[0].finished for c in plain)  # some row ends on the EOS
     never = generator.generate(PROMPTS, SamplingSpec(max_new_tokens=6, stop=("9999999",)))
     assert never == plain
+
+
+def test_room_is_the_budget_or_what_the_context_leaves():
+    from primekit.eval.generate import room
+
+    assert room(SamplingSpec(max_new_tokens=100), 5000) == (100, "max_new_tokens")
+    assert room(SamplingSpec(max_new_tokens=100, max_model_len=4096), 3000) == (100, "max_new_tokens")
+    # MATH-500's 8192 budget on a 4096-context model with a 300-token prompt: 3796 tokens
+    assert room(SamplingSpec(max_new_tokens=8192, max_model_len=4096), 300) == (3796, "context")
+    assert room(SamplingSpec(max_new_tokens=10, max_model_len=50), 60) == (0, "context")
+    with pytest.raises(ValueError):
+        SamplingSpec(max_model_len=0)
+
+
+def test_context_cap_cuts_each_row_at_its_own_room(model, generator):
+    """Prompt + output never exceed the cap; each row of a batch is cut at what the context leaves
+    it, and what it keeps is the uncapped greedy output's beginning."""
+    tokenizer = toy.build_tokenizer()
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in PROMPTS]
+    free = generator.generate(PROMPTS, SamplingSpec(max_new_tokens=12))
+    cap = max(lengths) + 4
+    capped = generator.generate(PROMPTS, SamplingSpec(max_new_tokens=12, max_model_len=cap))
+    for length, [whole], [cut] in zip(lengths, free, capped):
+        assert length + cut.num_tokens <= cap
+        assert whole.text.startswith(cut.text)
+        if not cut.finished:
+            assert cut.truncated == "context" and cut.num_tokens == cap - length
+    assert any(c[0].truncated == "context" for c in capped)
+    assert all(c[0].truncated is None for c in free)
+    # a prompt longer than the context gets nothing, marked as cut by the context
+    assert generator.generate(PROMPTS[:1], SamplingSpec(max_new_tokens=5, max_model_len=2)) == [
+        [Completion("", False, 0, "context")]]

@@ -70,17 +70,19 @@ def test_tables(runs):
     header, body = lb.main_table(rows)
     assert header == ["Model", "protocol", "n", "T", "max tokens", "AIME 2024", "MATH-500", "AMC",
                       "Minerva Math", "OlympiadBench", "GSM8K", "PRIME avg", "date", "revision",
-                      "primekit"]
+                      "primekit", "settings"]
     # run 1: 50, 80, 50, 50, 50 -> mean 280 / 5 = 56.0; run 2 lacks four of the five -> no average
     # run 1 has 4 samples per problem at T=0.6 (sampled) under the primekit protocol (flagged)
     assert body[0] == ["prime-step-100 (sampled)", "primekit‡", "4", "0.6", "4096/8192",
                        "50.0 (40.0–60.0)", "80.0 (70.0–90.0)", "50.0 (40.0–60.0)",
                        "50.0 (40.0–60.0)", "50.0 (40.0–60.0)", "–", "56.0", "2026-01-02",
-                       "sha:0123456789ab", "0.1.0"]
+                       "sha:0123456789ab", "0.1.0", "[1]"]
     assert body[1][:5] == ["sft", "prime", "1", "0", "4096/8192"]
     assert body[1][5:12] == ["–", "12.5 (2.5–22.5)", "–", "–", "–", "25.0 (15.0–35.0)", "–"]
-    assert body[2] == ["Eurus-2-7B-PRIME (reported)", "prime", "1", "0", "4096/8192", "26.7",
-                       "79.2", "57.8", "38.6", "42.1", "–", "48.9", "2025-02", "–", "–"]
+    assert body[1][-1] == "[2]"
+    # the published rows: as PRIME's README gives them, which does not say how each was made
+    assert body[2] == ["Eurus-2-7B-PRIME (reported)", "published", "–", "–", "–", "26.7",
+                       "79.2", "57.8", "38.6", "42.1", "–", "48.9", "2025-02", "–", "–", "published"]
     header, body = lb.details_table(summaries)
     assert header == ["Run", "Benchmark", "Problems", "n", "pass@1", "avg@4", "pass@4", "maj@4",
                       "bon@16", "Truncated %"]
@@ -102,8 +104,9 @@ def test_report_files_are_self_contained(runs, tmp_path):
     written = lb.write_leaderboard([str(p) for p in runs], tmp_path / "report")
     assert set(written) == {"leaderboard.md", "leaderboard.html", "pass1.png", "scaling.png"}
     markdown = written["leaderboard.md"].read_text()
-    assert ("| GPT-4o (reported) | prime | 1 | 0 | 4096/8192 | 9.3 | 76.4 | 45.8 | 36.8 | 43.3 | – "
-            "| 42.3 | 2025-02 | – | – |") in markdown
+    assert ("| GPT-4o (reported) | published | – | – | – | 9.3 | 76.4 | 45.8 | 36.8 | 43.3 | – "
+            "| 42.3 | 2025-02 | – | – | published |") in markdown
+    assert "as published in PRIME's README" in markdown and "## Settings" in markdown
     assert "bon@16" in markdown
     page = written["leaderboard.html"].read_text()
     assert "<script" not in page and "<link" not in page and "http" not in page
@@ -164,6 +167,8 @@ def test_html_renders_in_headless_chromium(runs, tmp_path):
     assert parser.row_classes["leaderboard"] == ["run"] * 2 + ["reported"] * 5
     assert rows[0][11] == "56.0"
     assert len(parser.tables["metrics"]) == 7  # 5 + 2 benchmark rows
+    assert [r[-1] for r in rows] == ["[1]", "[2]"] + ["published"] * 5
+    assert [r[:2] for r in parser.tables["settings"]] == [["[1]", "prime-step-100"], ["[2]", "sft"]]
 
     shot = tmp_path / "page.png"
     subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", page.resolve().as_uri()],
@@ -204,3 +209,48 @@ def test_interval_headings_follow_the_runs_confidence(tmp_path):
     markdown, page = written["leaderboard.md"].read_text(), written["leaderboard.html"].read_text()
     assert "## All metrics (%, 90% CI)" in markdown and "with its 90% interval" in markdown
     assert "All metrics (%, 90% CI)" in page and "95%" not in markdown
+
+
+def full_summary(template_hash: str, problems: int = 500, stop=None) -> dict:
+    return {"model": "Qwen/Qwen2.5-Math-7B-Instruct", "model_path": "Qwen/Qwen2.5-Math-7B-Instruct",
+            "model_revision": "ef9926d75ab1", "protocol": "prime", "backend": "vllm", "dtype": "bfloat16",
+            "seed": 0, "context_cap": 4096, "grader": "prime",
+            "grader_details": {"name": "prime", "version": "PRIME-RL/PRIME@18ad596"},
+            "chat_template_sha256": template_hash, "date": "2026-01-02", "primekit_version": "0.1.0",
+            "benchmarks": {"math500": {"num_problems": problems, "total_problems": 500, "samples_per_problem": 1,
+                                       "prompt_sha256": template_hash * 2, "metrics": {"pass@1": metric(0.8)},
+                                       "generation": {"n": 1, "temperature": 0.0, "top_p": 1.0,
+                                                      "max_new_tokens": 8192,
+                                                      "stop": stop or ["\n###\nProblem: ", "<|eot_id|>"]}}}}
+
+
+def test_runs_with_different_settings_never_share_a_settings_row(tmp_path):
+    """Two runs alike in every context column but made with different chat templates get
+    different settings rows; the settings say model@revision, problems run of all, back end,
+    dtype, seed, top_p, stops, context cap, grader and version, prompt fingerprints."""
+    paths = []
+    for name, summary in [("a", full_summary("aaaa")), ("b", full_summary("bbbb")), ("c", full_summary("aaaa")),
+                          ("d", full_summary("aaaa", problems=50))]:
+        (tmp_path / name).mkdir()
+        runner.write_summary(tmp_path / name, summary)
+        paths.append(tmp_path / name)
+    rows = lb.run_rows([lb.load_summary(p) for p in paths])
+    header, body = lb.main_table(rows)
+    assert [r[-1] for r in body] == ["[1]", "[2]", "[1]", "[3]"]
+    assert [r[header.index("max tokens")] for r in body] == ["8192"] * 4  # alike in the context columns
+    header, settings = lb.settings_table(rows)
+    first = dict(zip(header, settings[0]))
+    assert first["runs"] == "a, c"
+    assert first["model"] == "Qwen/Qwen2.5-Math-7B-Instruct @ ef9926d75ab1"
+    assert first["problems"] == "MATH-500: 500/500" and dict(zip(header, settings[2]))["problems"] == "MATH-500: 50/500"
+    assert (first["backend"], first["dtype"], first["seed"], first["top_p"]) == ("vllm", "bfloat16", "0", "1")
+    assert first["stops"] == "'\\n###\\nProblem: ', '<|eot_id|>'" and first["context cap"] == "4096"
+    assert first["grader"] == "prime PRIME-RL/PRIME@18ad596"
+    assert first["prompts"] == "aaaaaaaa; chat template aaaa"
+    # a run of part of a benchmark: no PRIME average even where all five are there
+    five = full_summary("aaaa", problems=50)
+    five["benchmarks"] = {name: dict(five["benchmarks"]["math500"]) for name in
+                          ("aime2024", "math500", "amc", "minerva_math", "olympiadbench")}
+    assert lb.prime_average(lb.run_rows([("five", five)])[0]) is None
+    five["benchmarks"] = {name: {**entry, "num_problems": 500} for name, entry in five["benchmarks"].items()}
+    assert lb.prime_average(lb.run_rows([("five", five)])[0]) == pytest.approx(80.0)

@@ -15,6 +15,7 @@ from primekit.cli import dispatch
 from primekit.errors import InputError
 from primekit.eval import protocols as pr
 from primekit.eval.benchmarks import BenchmarkProblem, eurus_system_prompt, load_benchmark
+from primekit.eval.code_benchmarks import CODE_SUFFIX
 from upstream import require_upstream_file, upstream_file
 
 PRIME_PROMPT_BLOB = "51ada27615c009cc92bf42d9e31f6ef7a3b8252c"  # eval/system_prompt.md @ 18ad596
@@ -48,7 +49,9 @@ def actual_value(row: pr.Source) -> str | None:
     values = {"max_new_tokens": str(generation.max_new_tokens),
               "temperature": str(int(generation.temperature)), "n": str(generation.n),
               "stop": repr(list(generation.stop)), "top_p": f"{generation.top_p:g}",
-              "user suffix": repr(pr.EURUS_USER_SUFFIX)}
+              "user suffix": repr(pr.EURUS_USER_SUFFIX), "code suffix": repr(CODE_SUFFIX)}
+    if row.scope == "mbpp" and row.setting == "stop":
+        return None  # every MBPP function's name: test_mbpp_stops_are_the_scripts_stops
     return values.get(row.setting)
 
 
@@ -174,3 +177,93 @@ def test_an_unknown_protocol_is_an_error_on_the_option(arguments, argv):
     with pytest.raises(InputError, match=r"^command-line option --protocol: unknown protocol "
                                          r"'prime-rl' \(choose from primekit, prime, qwen25-math\)$"):
         parse_config([getattr(commands, arguments)], argv, prog="prime-eval", description="")
+
+
+# ----------------------------------------------------------------------------------------------
+# code benchmarks under the published protocols
+
+
+def test_prime_code_prompt_through_the_cli_ends_with_the_code_instruction(capsys):
+    assert dispatch("prime-eval", ["prompts", "--protocol", "prime", "--benchmarks", "humaneval,mbpp,leetcode",
+                                   "--limit", "1", "--format", "jsonl"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["benchmark"] for r in records] == ["humaneval", "mbpp", "leetcode"]
+    instruction = ("\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n"
+                   "```\nat the end.")
+    for record in records:
+        # the toy template joins system and user turns: PRIME's system prompt, question, instruction
+        assert record["prompt"].startswith(eurus_system_prompt())
+        assert record["prompt"].endswith(instruction)
+        assert "LaTex" not in record["prompt"] and "boxed" not in record["prompt"]
+    assert "Write a Python function `has_close_elements(numbers: List[float], threshold: float) -> bool`" \
+        in records[0]["prompt"]
+
+
+def test_qwen_protocol_refuses_code_benchmarks_in_one_line(capsys):
+    assert dispatch("prime-eval", ["prompts", "--protocol", "qwen25-math", "--benchmarks", "humaneval"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "no code benchmarks" in error
+    with pytest.raises(InputError):
+        pr.get_protocol("qwen25-math").generation("mbpp")
+
+
+def test_code_budgets_and_stops():
+    prime = pr.get_protocol("prime")
+    assert (prime.generation("humaneval").max_new_tokens, prime.generation("humaneval").stop) == (4096, ("<|eot_id|>",))
+    assert (prime.generation("leetcode").max_new_tokens, prime.generation("leetcode").stop) == (8192, ("<|eot_id|>",))
+    assert prime.generation("mbpp").max_new_tokens == 4096 and prime.generation("mbpp").temperature == 0
+    assert prime.generation("humaneval", "Qwen/Qwen2.5-7B-Instruct").stop_token_ids == ()  # no qwen2 ids there
+    primekit = pr.get_protocol("primekit")
+    assert primekit.generation("mbpp").stop == prime.generation("mbpp").stop
+    assert primekit.generation("humaneval").stop == ()
+
+
+def test_mbpp_stops_are_the_scripts_stops():
+    """evaluate_mbpp.py:57-61 and :159-161 re-done by hand on the benchmark file: the first
+    ``def`` line, lstrip("def ") (a character set), spaces removed, up to "("."""
+    from primekit.paths import data_dir
+
+    rows = json.loads((data_dir() / "code/mbpp/new_mbpp.json").read_text())
+    expected = []
+    for row in rows:
+        line = [line for line in row["code"].split("\n") if line.strip().startswith("def ")][0]
+        name = line.lstrip("def ").replace(" ", "").split("(")[0]
+        expected.append("\n\nprint(" + name)
+    stops = pr.get_protocol("prime").generation("mbpp").stop
+    assert set(stops) == set(expected) and len(stops) == len(set(expected))
+    assert "\n\nprint(ind_char_long" in stops  # find_char_long, as the script spells it
+    from primekit.eval.generate import Completion, cut_at_stop
+    cut = cut_at_stop(Completion("```python\ndef similar_elements(a, b):\n    return a\n\nprint(similar_elements(1, 2))"
+                                 "\n```", False, 9), stops)
+    assert cut.text == "```python\ndef similar_elements(a, b):\n    return a" and cut.finished
+
+
+MATCH_CODE_CASES = [
+    "text\n```python\ndef f():\n    return 1\n```\nmore\n```python\nprint(f())\n```",
+    "```python\nx = 1\n```\n```python\ny = 2\n```",
+    "```\ndef g(): pass\n```\n```\nz = 3\n```",
+    "```py\nx = 1\n```",
+    "no fence at all\ndef h(): pass",
+    "prose first\n```python\ndef cut_off():\n    return",
+    "```python\n```",
+    "",
+]
+
+
+@pytest.mark.parametrize("path", ["eval/Coding/human_eval/evaluate_human_eval.py", "eval/Coding/mbpp/evaluate_mbpp.py",
+                                  "eval/Coding/leetcode/evaluate_leetcode.py"])
+def test_code_extraction_is_the_scripts_match_code(path):
+    """Each script's own ``match_code`` (taken from the mirrored file at the pinned commit and run
+    here) and the prime protocol's code extraction read the same code."""
+    import ast
+    import re
+
+    source = require_upstream_file(pr.PRIME_REPO, path, pr.PRIME_COMMIT)
+    function = next(node for node in ast.parse(source).body
+                    if isinstance(node, ast.FunctionDef) and node.name == "match_code")
+    namespace = {"re": re}
+    exec(compile(ast.Module([function], []), path, "exec"), namespace)
+    for response in MATCH_CODE_CASES:
+        extraction = pr.get_protocol("prime").extract(response, "humaneval")
+        assert extraction.graded == namespace["match_code"](response), response
+        assert (extraction.answer is None) == (not extraction.graded.strip())

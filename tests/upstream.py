@@ -1,45 +1,40 @@
 """Files of the published repositories that primekit's protocols and prompts cite, for the tests that
-compare a cited line with its source.
+compare a cited line with its source (read by :mod:`primekit.eval.upstream`: ``PRIMEKIT_UPSTREAM``,
+default ``../shared/upstream`` relative to the repository root, bare mirrors or clones).
 
-Clones (bare or not) of those repositories live in one folder, ``PRIMEKIT_UPSTREAM`` (default:
-``../upstream`` beside the repository, next to ``../shared``), each under its GitHub name with the
-slash written as ``+`` (``PRIME-RL+PRIME``, ``QwenLM+Qwen2.5-Math``), as a plain clone or a bare
-mirror in its ``repo`` subfolder. Without a clone those tests skip: the files are read at the
-pinned commit, never downloaded.
+When that folder exists, a missing repository, commit or file fails the test that needs it: a
+citation that cannot be checked is a broken citation, not a skipped one. Only without the folder
+(a checkout with no shared data beside it) do those tests skip.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
 
-UPSTREAM = Path(os.environ.get("PRIMEKIT_UPSTREAM", Path(__file__).resolve().parents[2] / "upstream"))
+from primekit.eval.upstream import PINNED, has_commit, object_store, read_file, upstream_root
 
+UPSTREAM = upstream_root()
 
-def _clone(repo: str) -> Path | None:
-    folder = UPSTREAM / repo.replace("/", "+")
-    for candidate in (folder / "repo", folder):
-        if candidate.is_dir():
-            return candidate
-    return None
+__all__ = ["PINNED", "UPSTREAM", "has_commit", "require_upstream_file", "upstream_file"]
 
 
 def upstream_file(repo: str, path: str, commit: str) -> str | None:
-    """``path`` of GitHub repository ``repo`` (``owner/name``) at ``commit``; None without a clone
+    """``path`` of GitHub repository ``repo`` (``owner/name``) at ``commit``; None without a copy
     or when that commit does not have the file."""
-    clone = _clone(repo)
-    if clone is None:
-        return None
-    done = subprocess.run(["git", "-C", str(clone), "show", f"{commit}:{path}"], capture_output=True, text=True)
-    return done.stdout if done.returncode == 0 else None
+    return read_file(repo, path, commit)
 
 
 def require_upstream_file(repo: str, path: str, commit: str) -> str:
-    """``upstream_file``, or skip the test that needs it, saying where the clone goes."""
+    """``upstream_file``; skips only when the upstream folder is absent, fails when it is there but
+    lacks the repository, the commit or the file."""
+    root = upstream_root()
+    if not root.is_dir():
+        pytest.skip(f"no folder of published repositories at {root} (PRIMEKIT_UPSTREAM)")
+    if object_store(repo) is None:
+        pytest.fail(f"{root} has no copy of {repo} ({repo.replace('/', '+')}/repo)")
+    if not has_commit(repo, commit):
+        pytest.fail(f"the copy of {repo} in {root} lacks the pinned commit {commit}")
     text = upstream_file(repo, path, commit)
     if text is None:
-        pytest.skip(f"no clone of {repo} at {commit[:7]} with {path} in {UPSTREAM} (PRIMEKIT_UPSTREAM)")
+        pytest.fail(f"{repo} at {commit[:7]} has no file {path}")
     return text

@@ -20,6 +20,7 @@ from math_verify import parse, verify
 from math_verify.parser import LatexExtractionConfig
 from sympy import (
     E,
+    I,
     Add,
     Basic,
     Float,
@@ -31,6 +32,7 @@ from sympy import (
     Product,
     Rational,
     Sum,
+    Symbol,
     binomial,
     exp,
     factorial,
@@ -173,5 +175,22 @@ def symbolic_equal(pred: str, gold: str) -> bool:
         return False
     if not all(is_safe(item) for item in gold_parsed + pred_parsed):
         return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+    if verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return True
+    # complex arithmetic: latex2sympy reads i as a symbol; as the imaginary unit on both sides
+    # (1+2i)(3-i) is 5+5i
+    imaginary = [_with_imaginary_unit(item) for item in gold_parsed], [_with_imaginary_unit(item) for item in pred_parsed]
+    if imaginary == (gold_parsed, pred_parsed):
+        return False
+    return bool(verify(*imaginary, timeout_seconds=None))
+
+
+def _with_imaginary_unit(item: object) -> object:
+    """A parsed answer with the symbol i (of any assumptions: latex2sympy makes it real) read as
+    the imaginary unit; strings stay as they are."""
+    if isinstance(item, Basic):
+        named_i = [symbol for symbol in item.free_symbols if isinstance(symbol, Symbol) and symbol.name == "i"]
+        if named_i:
+            return item.subs({symbol: I for symbol in named_i})
+    return item
 

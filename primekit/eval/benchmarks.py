@@ -76,11 +76,14 @@ def gsm8k_answer(solution: Any) -> str:
 
 def dollar_answer(value: Any) -> str:
     """A LaTeX answer written inside ``$...$`` (College Math, Gaokao 2023 En: ``"$10-4 n$"``),
-    without its unescaped dollar signs, as Qwen2.5-Math's loader reads it.
+    without its unescaped dollar signs (Qwen2.5-Math's ``parse_ground_truth`` removes every ``$``,
+    escaped ones too: parser.py:620).
 
     An empty answer stays empty (two Gaokao 2023 En rows upstream have one; their answer sits in
-    the question text): such a problem can never be graded right, exactly as in Qwen's harness,
-    and keeping it keeps the problem count of published numbers."""
+    the question text), which keeps the problem count of published numbers. primekit's grader
+    never grades such a problem right; Qwen's harness does whenever the response holds no capital
+    A-E (its multiple-choice step takes the empty gold for a choice of no letters: ``--grader
+    qwen`` grades it so)."""
     if not isinstance(value, str):
         return answer_text(value)
     text = _UNESCAPED_DOLLAR.sub("", value).strip()

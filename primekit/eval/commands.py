@@ -56,6 +56,16 @@ class SummaryArguments(BootstrapArguments):
 OVERRIDABLE = ("n", "temperature", "top_p", "max_new_tokens", "stop")
 
 
+def _check_graders(names: list[str]) -> None:
+    from primekit.eval.published import GRADERS
+
+    unknown = [name for name in names if name not in GRADERS]
+    if unknown or not names:
+        raise ValueError(f"unknown grader '{(unknown or [''])[0]}' (choose from {', '.join(GRADERS)})")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a grader is named twice in {','.join(names)}")
+
+
 def _check_protocol(name: str) -> None:
     """The ``--protocol`` option's check (a ValueError, which the parser reports against it)."""
     if name not in PROTOCOLS:
@@ -98,6 +108,23 @@ class EvalArguments:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
 
 
+def benchmark_sizes(args: EvalArguments, problem_sets: dict[str, list]) -> dict[str, int]:
+    """How many problems each benchmark has in all (``--limit`` runs only the first of them)."""
+    if args.limit is None:
+        return {name: len(problems) for name, problems in problem_sets.items()}
+    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
+    names = _split_list(args.benchmarks) or [problems[0].benchmark for problems in problem_sets.values()]
+    return {problems[0].benchmark: len(bench.load_benchmark(spec, fields=fields, split=args.split))
+            for spec, problems in zip(names, problem_sets.values())}
+
+
+def prompt_hash(prompts: list[str]) -> str:
+    """A fingerprint of the exact prompts (chat template, system prompt and suffix included)."""
+    import hashlib
+
+    return hashlib.sha256("\0".join(prompts).encode("utf-8")).hexdigest()[:16]
+
+
 def load_problem_sets(args: EvalArguments, model: str | None = None) -> dict[str, list]:
     """Problems of each benchmark (default: toy for the toy policy, PRIME's five else)."""
     names = _split_list(args.benchmarks) or (list(bench.PRIME_BENCHMARKS) if model else [bench.TOY])
@@ -129,12 +156,44 @@ class RunArguments(EvalArguments):
     bon_n: int | None = field(default=None, metadata=help_text(
         "N for the PRM metrics (with --prm: bon@N, its Best-of-N pick, and weighted_maj@N, its "
         "reward-weighted vote; default: --n); N < --n averages random N-subsets"))
+    grader: str = field(default="primekit", metadata=help_text(
+        "who reads and judges the answers: primekit (the protocol's extraction, primekit's "
+        "grader), prime (PRIME's own scripts and copy of the Qwen2.5-Math harness) or qwen "
+        "(Qwen2.5-Math's harness); prime and qwen run the published code at its pinned commit in "
+        "their own environment (make grader-env; see primekit.eval.published)"))
+    context_cap: str = field(default="auto", metadata=help_text(
+        "prompt + output tokens at most, as vLLM caps them at the model's context (samples cut "
+        "there are recorded with truncated: context): auto (the model's context, "
+        "max_position_embeddings, under the published protocols prime and qwen25-math; no cap "
+        "under primekit), model (the model's context), none, or a number of tokens"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.out is None:
             raise ValueError("--out is required: the run folder that holds (and resumes) results")
         self.overrides = _per_benchmark(self.per_benchmark)
+        _check_graders([self.grader])
+        if self.context_cap not in ("auto", "model", "none") and not (
+                self.context_cap.isdigit() and int(self.context_cap) > 0):
+            raise ValueError(f"context_cap must be auto, model, none or a positive number of tokens, "
+                             f"got '{self.context_cap}'")
+
+
+def resolve_context_cap(option: str, protocol: str, model_name: str) -> int | None:
+    """The ``--context_cap`` in tokens: the model's context (its config's
+    ``max_position_embeddings``, what vLLM takes as ``max_model_len``) under ``auto`` for the
+    published protocols and under ``model``, a given number, or None (no cap)."""
+    if option == "none" or (option == "auto" and protocol == DEFAULT_PROTOCOL):
+        return None
+    if option.isdigit():
+        return int(option)
+    from transformers import AutoConfig
+
+    context = getattr(AutoConfig.from_pretrained(model_name), "max_position_embeddings", None)
+    if not isinstance(context, int) or context < 1:
+        raise InputError(f"{model_name}: its config has no max_position_embeddings to cap the context "
+                         "at; give --context_cap N or none")
+    return context
 
 
 def _per_benchmark(value: Any) -> dict[str, dict[str, Any]]:
@@ -211,13 +270,17 @@ def _finish(out: Path, summary: dict[str, Any], samples_path: Path) -> int:
     return 0
 
 
-def _grader_for(name: str, protocol: str, options: SummaryArguments):
+def _grader_for(name: str, protocol: str, options: SummaryArguments, grader: str = "primekit"):
     """The grade function of a benchmark, as a context manager: code benchmarks run their answers'
-    programs in sandboxes (ended when the block ends); math ones use the protocol's grader."""
+    programs in sandboxes (ended when the block ends); math ones use the protocol's extraction and
+    primekit's grader, or a published grader's own code in its worker (ended with the block)."""
     from primekit.eval import code_benchmarks
+    from primekit.eval.published import PublishedGrader
 
     if code_benchmarks.is_code_benchmark(name):
         return code_benchmarks.CodeGrader()
+    if grader != "primekit":
+        return PublishedGrader(grader, name)
     return contextlib.nullcontext(options.grader(protocol, name))
 
 
@@ -244,8 +307,10 @@ def run(argv: list[str]) -> int:
         raise InputError(f"bon_n must be between 1 and n {fewest_n}, got {args.bon_n}")
     out = Path(args.out)
     model_name = resolve_model_name(model_args.model)
+    context_cap = resolve_context_cap(args.context_cap, args.protocol, model_name)
     context = {"model_revision": provenance.model_revision(model_name),
-               "protocol": args.protocol, "template": args.template,
+               "protocol": args.protocol, "template": args.template, "context_cap": context_cap,
+               "grader": args.grader,
                "backend": generation_args.backend, "dtype": generation_args.dtype,
                "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
@@ -256,7 +321,7 @@ def run(argv: list[str]) -> int:
                for name, problems in problem_sets.items()}
     specs = {name: SamplingSpec(n=g.n, temperature=g.temperature, top_p=g.top_p,
                                 max_new_tokens=g.max_new_tokens, seed=sampling.seed, stop=g.stop,
-                                stop_token_ids=g.stop_token_ids)
+                                stop_token_ids=g.stop_token_ids, max_model_len=context_cap)
              for name, g in generations.items()}
     to_do = sum(len(indices) for name, problems in problem_sets.items()
                 for _, indices in runner.missing_samples(problems, specs[name].n, samples.done))
@@ -265,11 +330,18 @@ def run(argv: list[str]) -> int:
                                    dtype=generation_args.dtype, device=generation_args.device,
                                    batch_size=generation_args.batch_size, show_progress=False)
         for name, problems in problem_sets.items():
-            with _grader_for(name, args.protocol, options) as grade:
+            with _grader_for(name, args.protocol, options, args.grader) as grade:
                 runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
                                           grade=grade, chunk_size=args.chunk_size)
+    from primekit.eval.published import grader_record
+
+    sizes = benchmark_sizes(args, problem_sets)
+    template = getattr(tokenizer, "chat_template", None)
     summary = {"label": args.label or out.resolve().name, "model": model_args.model or "toy",
-               "model_path": model_name, **context, "grader_version": GRADER_VERSION,
+               "model_path": model_name, **context,
+               "chat_template_sha256": prompt_hash([template]) if isinstance(template, str) else None,
+               "grader_version": GRADER_VERSION if args.grader == "primekit" else None,
+               "grader_details": grader_record(args.grader, list(problem_sets)),
                "date": provenance.today(), "confidence": options.confidence, "benchmarks": {}}
     records = list(samples.records.values())
     for name, problems in problem_sets.items():
@@ -277,7 +349,8 @@ def run(argv: list[str]) -> int:
             **runner.benchmark_summary(
                 [p.id for p in problems], [r for r in records if r["benchmark"] == name],
                 specs[name].n, seed=sampling.seed, **options.summary_options()),
-            "generation": generations[name].to_json()}
+            "generation": generations[name].to_json(),
+            "total_problems": sizes[name], "prompt_sha256": prompt_hash(list(prompts[name].values()))}
     if reading.prm is not None:
         _add_bon_metrics(summary, args, reading, problem_sets, records, out, specs, generation_args,
                          sampling.seed)
@@ -327,11 +400,17 @@ class GradeArguments:
     protocol: str = field(default=DEFAULT_PROTOCOL, metadata=help_text(
         "whose answer extraction reads the responses: " + ", ".join(PROTOCOLS)
         + " (see prime-eval run --help)"))
+    graders: str = field(default="primekit", metadata=help_text(
+        "comma-separated graders (primekit, prime, qwen; see prime-eval run --grader): the first "
+        "decides each sample's correct; with more than one, every sample keeps each grader's "
+        "verdict and disagreements.md lists the samples they judge differently"))
 
     def __post_init__(self) -> None:
         if self.input is None:
             raise ValueError("give the JSONL file to grade: prime-eval grade FILE.jsonl")
         _check_protocol(self.protocol)
+        self.grader_names = _split_list(self.graders)
+        _check_graders(self.grader_names)
 
 
 def _responses(record: dict[str, Any], field_name: str, path: str, line: int) -> list[str]:
@@ -391,22 +470,50 @@ def grade(argv: list[str]) -> int:
 
     context = {"input": str(Path(args.input).resolve()), "response_field": args.response_field,
                "answer_field": args.answer_field, "protocol": args.protocol,
+               "grader": args.grader_names[0], "graders": args.grader_names,
                "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, context)
     samples = runner.open_samples(out)
     benchmarks = list(dict.fromkeys(record["benchmark"] for record in records))
     for name in benchmarks:
-        runner.grade_pending([r for r in records if r["benchmark"] == name], samples,
-                             grade=options.grader(args.protocol, name))
+        with _all_graders(name, args.protocol, options, args.grader_names) as grade_fn:
+            runner.grade_pending([r for r in records if r["benchmark"] == name], samples, grade=grade_fn)
     graded = list(samples.records.values())
+    from primekit.eval.published import grader_record
+
     summary = {"label": args.label or out.name, "model": str(args.input), **context,
-               "grader_version": GRADER_VERSION, "date": provenance.today(),
-               "confidence": options.confidence, "benchmarks": {}}
+               "grader_version": GRADER_VERSION if args.grader_names[0] == "primekit" else None,
+               "grader_details": grader_record(args.grader_names[0], benchmarks),
+               "date": provenance.today(), "confidence": options.confidence, "benchmarks": {}}
     for name in benchmarks:
         ids = list(dict.fromkeys(r["problem_id"] for r in records if r["benchmark"] == name))
         summary["benchmarks"][name] = runner.benchmark_summary(
             ids, [r for r in graded if r["benchmark"] == name], None, **options.summary_options())
+    if len(args.grader_names) > 1:
+        from primekit.eval.published import write_disagreements
+
+        for name, accuracy in write_disagreements(out, graded, args.grader_names).items():
+            summary["benchmarks"][name]["by_grader"] = accuracy
     return _finish(out, summary, samples.path)
+
+
+@contextlib.contextmanager
+def _all_graders(name: str, protocol: str, options: SummaryArguments, graders: list[str]):
+    """One grade function for all ``graders``: the first one's (extracted, correct), and with
+    more than one, every grader's verdict in the sample's ``verdicts``."""
+    with contextlib.ExitStack() as stack:
+        functions = [stack.enter_context(_grader_for(name, protocol, options, grader)) for grader in graders]
+        if len(functions) == 1:
+            yield functions[0]
+            return
+
+        def grade_all(responses, golds):
+            results = [function(responses, golds) for function in functions]
+            return [(*verdicts[0], {"verdicts": {grader: {"pred": pred, "correct": bool(correct)}
+                                                 for grader, (pred, correct) in zip(graders, verdicts)}})
+                    for verdicts in zip(*results, strict=True)]
+
+        yield grade_all
 
 
 @dataclass

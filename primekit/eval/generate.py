@@ -4,12 +4,17 @@ Both take prompts already rendered to text and return, per prompt, ``n`` complet
 whether each one stopped on its own (``finished``: an end-of-sequence token, a stop token id or a
 stop string) or hit ``max_new_tokens`` (truncated). As in vLLM, a stop string is not part of the
 returned text.
+
+With ``max_model_len`` set, prompt and output together never exceed it (what vLLM does with the
+model's context, ``max_model_len``: a budget larger than the room left after the prompt is cut
+there); a completion stopped by that cap says ``truncated="context"`` (one stopped by
+``max_new_tokens`` is just unfinished).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -27,8 +32,11 @@ class SamplingSpec:
     seed: int = 0
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
+    max_model_len: int | None = None  # prompt + output tokens at most (the model's context)
 
     def __post_init__(self) -> None:
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
         if self.n < 1:
             raise ValueError(f"n must be >= 1, got {self.n}")
         if self.temperature == 0 and self.n > 1:
@@ -41,6 +49,23 @@ class Completion:
     text: str
     finished: bool
     num_tokens: int
+    truncated: str | None = None  # "context" when the context cap, not the budget, stopped it
+
+
+CONTEXT, BUDGET = "context", "max_new_tokens"
+
+
+def room(spec: SamplingSpec, prompt_tokens: int) -> tuple[int, str]:
+    """How many new tokens a prompt of ``prompt_tokens`` tokens may get, and which limit that is:
+    the budget, or what the context leaves after the prompt (never below 0)."""
+    if spec.max_model_len is not None and spec.max_model_len - prompt_tokens < spec.max_new_tokens:
+        return max(0, spec.max_model_len - prompt_tokens), CONTEXT
+    return spec.max_new_tokens, BUDGET
+
+
+def with_limit(completion: Completion, limit: str) -> Completion:
+    """``completion`` marked ``truncated="context"`` if the context cap stopped it."""
+    return replace(completion, truncated=CONTEXT) if limit == CONTEXT and not completion.finished else completion
 
 
 class TransformersGenerator:
@@ -49,6 +74,7 @@ class TransformersGenerator:
     def __init__(self, model, tokenizer, batch_size: int = 32, show_progress: bool = True):
         self.model = model
         self.tokenizer = tokenizer
+        self.max_model_len = model_context(model)
         self.batch_size = batch_size
         self.show_progress = show_progress
         if tokenizer.pad_token_id is None:
@@ -69,26 +95,33 @@ class TransformersGenerator:
             batch = jobs[start:start + self.batch_size]
             encoded = self.tokenizer([prompt for _, prompt in batch], return_tensors="pt",
                                      padding=True, add_special_tokens=False).to(device)
-            output = self.model.generate(**encoded, generation_config=self._config(spec, eos_ids),
+            rooms = [room(spec, int(length)) for length in encoded["attention_mask"].sum(dim=1).tolist()]
+            budget = max(tokens for tokens, _ in rooms)
+            if budget == 0:  # no prompt of the batch leaves room in the context
+                for index, _ in batch:
+                    results[index].append(Completion("", False, 0, CONTEXT))
+                continue
+            output = self.model.generate(**encoded, generation_config=self._config(spec, eos_ids, budget),
                                          tokenizer=self.tokenizer)
             new_tokens = output[:, encoded["input_ids"].shape[1]:]
-            for (index, _), tokens in zip(batch, new_tokens):
-                tokens = tokens.tolist()
+            for (index, _), tokens, (allowed, limit) in zip(batch, new_tokens, rooms):
+                # a row whose context leaves less room than the batch's longest run is cut there
+                tokens = tokens.tolist()[:allowed]
                 if spec.stop and pad not in eos_ids and pad in tokens:
                     # a row ended by a stop string is padded; a pad that is also an end-of-sequence
                     # token is left to _completion, which counts it as the row's own finish
                     tokens = tokens[:tokens.index(pad)]
-                results[index].append(cut_at_stop(_completion(tokens, eos_ids, self.tokenizer),
-                                                  spec.stop))
+                results[index].append(with_limit(cut_at_stop(
+                    _completion(tokens, eos_ids, self.tokenizer), spec.stop), limit))
         return results
 
-    def _config(self, spec: SamplingSpec, eos_ids: list[int]) -> GenerationConfig:
+    def _config(self, spec: SamplingSpec, eos_ids: list[int], max_new_tokens: int) -> GenerationConfig:
         """A complete decoding config, so that a checkpoint's own generation defaults (Qwen2.5-Math
         ships repetition_penalty 1.05, top_k 20, top_p 0.8) never change an evaluation: greedy
         is plain argmax, and sampling is temperature + top-p only, as vLLM does it."""
         sampling = ({"do_sample": True, "temperature": spec.temperature, "top_p": spec.top_p,
                      "top_k": 0} if spec.temperature > 0 else {"do_sample": False})
-        return GenerationConfig(max_new_tokens=spec.max_new_tokens, repetition_penalty=1.0,
+        return GenerationConfig(max_new_tokens=max_new_tokens, repetition_penalty=1.0,
                                 pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos_ids,
                                 stop_strings=list(spec.stop) or None, **sampling)
 
@@ -115,6 +148,12 @@ def cut_at_stop(completion: Completion, stops: Sequence[str]) -> Completion:
     return Completion(completion.text[:min(cuts)], True, completion.num_tokens)
 
 
+def model_context(model) -> int | None:
+    """A transformers model's context in tokens (``max_position_embeddings``), None if unknown."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 class VLLMGenerator:
     """The same interface on vLLM (``pip install primekit[vllm]``); imported only when chosen.
 
@@ -132,17 +171,30 @@ class VLLMGenerator:
         self.llm = LLM(model=model_name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        tensor_parallel_size=tensor_parallel_size, seed=seed)
 
+    @property
+    def max_model_len(self) -> int:
+        """The engine's context (the model's, unless vLLM was told otherwise)."""
+        return int(self.llm.llm_engine.model_config.max_model_len)
+
     def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                                max_tokens=spec.max_new_tokens, seed=spec.seed,
-                                stop=list(spec.stop) or None,
-                                stop_token_ids=list(spec.stop_token_ids) or None)
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        return [[cut_at_stop(Completion(o.text, o.finish_reason == "stop", len(o.token_ids)),
-                             spec.stop) for o in out.outputs]
-                for out in outputs]
+        # vLLM tokenizes a text prompt with the model's tokenizer, special tokens as it adds them
+        tokenizer = self.llm.get_tokenizer()
+        rooms = [room(spec, len(tokenizer(prompt)["input_ids"])) for prompt in prompts]
+        runnable = [index for index, (allowed, _) in enumerate(rooms) if allowed > 0]
+        params = [SamplingParams(n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                                 max_tokens=rooms[index][0], seed=spec.seed,
+                                 stop=list(spec.stop) or None,
+                                 stop_token_ids=list(spec.stop_token_ids) or None)
+                  for index in runnable]
+        outputs = self.llm.generate([prompts[index] for index in runnable], params, use_tqdm=False) \
+            if runnable else []
+        results = [[Completion("", False, 0, CONTEXT)] * spec.n for _ in prompts]
+        for index, out in zip(runnable, outputs, strict=True):
+            results[index] = [with_limit(cut_at_stop(Completion(o.text, o.finish_reason == "stop", len(o.token_ids)),
+                                                     spec.stop), rooms[index][1]) for o in out.outputs]
+        return results
 
 
 def make_generator(model_name: str | None, backend: str = "transformers", dtype: str = "auto",

@@ -62,7 +62,11 @@ __all__ = ["DEFAULT_TIMEOUT", "GRADER_VERSION", "is_equivalent", "grade", "grade
 DEFAULT_TIMEOUT = 10.0
 # Recorded in every summary.json: bump it whenever a verdict can change. 2: the decimal-comma
 # reading never applies to a gold answer, nor to a prediction when the gold lists several answers.
-GRADER_VERSION = "2"
+# 3: a function's equation under another name (y = ... vs f(x) = ...) compares the right-hand
+# sides; degrees inside trigonometric functions are radians for the symbolic step; i is the
+# imaginary unit when that alone makes two sides equal; a unit written after a number on one side
+# only (or the same unit on both) is set aside; \mathrm{E} is never a choice letter.
+GRADER_VERSION = "3"
 MAX_SYMBOLIC_CHARS = 1000
 MAX_GROUP_ITEMS = 64
 _PERCENT = re.compile(r"%|\bpercent(?:age)?\b|\bpct\b", re.IGNORECASE)
@@ -208,6 +212,47 @@ def _choice_letter(raw: str, normalized: str) -> str | None:
     return (letters[-1][0] or letters[-1][1]) if letters else None
 
 
+_FUNCTION_NAME = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?\(([A-Za-z])\)")
+_DEPENDENT_NAME = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?")
+
+
+def _same_function(pred: str, gold: str) -> bool:
+    """Two equations that define the same function under different names: ``y = ...``,
+    ``f(x) = ...``, ``g(x) = ...`` (at least one in function notation; two in function notation
+    take the same argument). ``x = 3`` vs ``y = 3`` are two variables, not this."""
+    names = assigned_name(pred), assigned_name(gold)
+    if None in names or names[0].casefold() == names[1].casefold():
+        return False
+    calls = [_FUNCTION_NAME.fullmatch(name) for name in names]
+    if not any(calls) or not all(call or _DEPENDENT_NAME.fullmatch(name) for call, name in zip(calls, names)):
+        return False
+    return not all(calls) or calls[0].group(1) == calls[1].group(1)
+
+
+def _right_side(answer: str) -> str:
+    """What an equation ``name = value`` assigns (the text after its first ``=``)."""
+    return answer.split("=", 1)[1].strip()
+
+
+# A unit written after a number: a thin space or space, then \mathrm/\text/\mbox{...} of unit
+# characters (letters, /, ^, digits, \cdot), at the end of the answer.
+_TRAILING_UNIT = re.compile(
+    r"^(?P<value>.*?[\d}.)])\s*(?:\\[,;:! ]|\\quad|~|\s)+\\(?:mathrm|text|mbox|operatorname)"
+    r"\{(?P<unit>\s*[A-Za-z\u00b5\u03a9\u00b0][A-Za-z\u00b5\u03a9\u00b0/^{}\d\s\-.]*|[^{}]*\\cdot[^{}]*)\}\s*$")
+
+
+def _set_units_aside(pred: str, gold: str) -> tuple[str, str] | None:
+    """The two answers without a trailing unit, when only one side writes one or both write the
+    same one (``9.8\\,\\mathrm{m/s^2}`` vs ``9.8``); None when neither has one or they differ."""
+    matches = [_TRAILING_UNIT.match(text.strip()) for text in (pred, gold)]
+    if not any(matches):
+        return None
+    units = [re.sub(r"\s+", "", m.group("unit")) if m else None for m in matches]
+    if all(units) and units[0] != units[1]:
+        return None
+    return tuple(m.group("value") if m else text for m, text in zip(matches, (pred, gold)))
+
+
 def _fast_verdict(pred: str, gold: str) -> bool | None:
     """Verdict from strings and numbers alone, or None when symbolic comparison is needed."""
     pred, gold = pred.strip(), gold.strip()
@@ -226,7 +271,7 @@ def _fast_verdict(pred: str, gold: str) -> bool | None:
         return None  # "x = 3" vs "y = 3": leave it to math-verify's equation rules
     if p.casefold() == g.casefold():
         return True
-    if re.fullmatch(r"[A-E]", g):
+    if re.fullmatch(r"[A-E]", g) and "\\mathrm" not in gold:  # \mathrm{E} is Euler's number
         return _choice_letter(pred, p) == g
     pred_number, gold_number = _predicted_number(p, g), evaluate(g)
     if pred_number is not None and gold_number is not None:
@@ -238,8 +283,18 @@ def _fast_verdict(pred: str, gold: str) -> bool | None:
 # step 3 and the public API
 
 
+_TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)\b")
+_DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?")
+
+
+def _degrees_as_radians(text: str) -> str:
+    """``30^\\circ`` as ``(30\\pi/180)`` in an answer with a trigonometric function, whose
+    argument sympy reads in radians (elsewhere the grader drops the degree mark)."""
+    return _DEGREES.sub(r"(\1\\pi/180)", text) if _TRIG.search(text) else text
+
+
 def _symbolic_verdict(pred: str, gold: str, deadline: float) -> bool:
-    p, g = clean_answer(pred), clean_answer(gold)
+    p, g = clean_answer(_degrees_as_radians(pred)), clean_answer(_degrees_as_radians(gold))
     for text in (p, g):
         if not text or len(text) > MAX_SYMBOLIC_CHARS or nesting(text) > MAX_NESTING or has_huge_power(text):
             return False
@@ -249,10 +304,21 @@ def _symbolic_verdict(pred: str, gold: str, deadline: float) -> bool:
 def _judge(pred: str, gold: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     try:
+        pred, gold = _comparable(pred, gold)
         verdict = _fast_verdict(pred, gold)
         return verdict if verdict is not None else _symbolic_verdict(pred, gold, deadline)
     except Exception:  # untrusted input must never crash grading
         return False
+
+
+def _comparable(pred: str, gold: str) -> tuple[str, str]:
+    """The parts of two answers to compare: the right-hand sides of one function's equations
+    under two names, the values of quantities whose units agree (or only one side gives)."""
+    if "=" in pred and "=" in gold and _same_function(pred, gold):
+        pred, gold = _right_side(pred), _right_side(gold)
+    if "\\m" not in pred + gold and "\\text" not in pred + gold and "\\operatorname" not in pred + gold:
+        return pred, gold  # no unit command: the common case, decided without a regex
+    return _set_units_aside(pred, gold) or (pred, gold)
 
 
 def _answers(response: object, gold: object) -> tuple[str, str] | None:

@@ -6,8 +6,12 @@ table has one row per run and one column per benchmark (pass@1 %, with its inter
 otherwise), next to reference rows with the
 published numbers of PRIME's results table (marked "reported"). Context columns say how each
 number was made: protocol, samples per problem, temperature, generation budget, date, model
-revision and primekit version. A run whose protocol is not the published rows' is flagged, and a
-sampled run is marked as such. Further tables list every metric of every run, and pass@1 per
+revision and primekit version; a ``settings`` column points each run at a row of the settings
+table (model and revision, problems run of the benchmark's total, back end, dtype, seed, top_p,
+stops, context cap, grader and its version, a fingerprint of the exact prompts), so two runs
+whose settings differ never share a row there. A run whose protocol is not the published rows'
+is flagged, a sampled run is marked as such, and a run of only part of a benchmark gets no
+average. Further tables list every metric of every run, and pass@1 per
 level and per subject where a benchmark has them; metrics other tools add to a summary (for
 example ``bon@16``, Best-of-16 accuracy after PRM reranking) get their own columns there.
 """
@@ -60,19 +64,21 @@ def _plain(value: Any) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-# How the published rows were made: the ``prime`` protocol (PRIME's eval/, its settings sourced in
-# primekit.eval.protocols), arXiv 2502.01456, February 2025.
+# The published rows are PRIME's README results table (arXiv 2502.01456, February 2025). How each
+# model was evaluated is not stated there (GPT-4o and Llama-3.1-70B-Instruct least of all); the
+# protocol a run is compared with is ``prime``, PRIME's own eval/ (sourced in
+# primekit.eval.protocols), which made its own models' rows.
 REPORTED_PROTOCOL = "prime"
+REPORTED_SOURCE = "as published in PRIME's README"
 _REPORTED_GENERATIONS = [get_protocol(REPORTED_PROTOCOL).generation(b) for b in PRIME_BENCHMARKS]
-REPORTED_CONTEXT = {"protocol": REPORTED_PROTOCOL,
-                    "n": _joined([g.n for g in _REPORTED_GENERATIONS]),
-                    "T": _joined([g.temperature for g in _REPORTED_GENERATIONS]),
-                    "max tokens": _joined([g.max_new_tokens for g in _REPORTED_GENERATIONS]),
-                    "date": "2025-02", "revision": "–", "primekit": "–"}
+REPORTED_CONTEXT = {"protocol": "published", "n": "–", "T": "–", "max tokens": "–",
+                    "date": "2025-02", "revision": "–", "primekit": "–", "settings": "published"}
 MAIN_METRIC = "pass@1"
 AVERAGE = "PRIME avg"
 CONTEXT_COLUMNS = ("protocol", "n", "T", "max tokens")
-PROVENANCE_COLUMNS = ("date", "revision", "primekit")
+PROVENANCE_COLUMNS = ("date", "revision", "primekit", "settings")
+SETTINGS_COLUMNS = ("model", "problems", "backend", "dtype", "seed", "top_p", "stops", "context cap",
+                    "grader", "prompts")
 OTHER_PROTOCOL = "‡"
 SAMPLED = "sampled"
 
@@ -127,11 +133,82 @@ def run_context(summary: dict[str, Any]) -> dict[str, str]:
     generations = [entry.get("generation", {}) for entry in entries]
     revision = summary.get("model_revision") or "–"
     return {"protocol": summary.get("protocol", "–"),
+            **{f"setting:{name}": value for name, value in run_settings(summary).items()},
             "n": _joined([entry.get("samples_per_problem") for entry in entries]),
             "T": _joined([g.get("temperature") for g in generations]),
             "max tokens": _joined([g.get("max_new_tokens") for g in generations]),
             "date": summary.get("date", "–"), "revision": revision,
             "primekit": summary.get("primekit_version", "–")}
+
+
+def _stops(stops: list[Any] | None) -> str:
+    if not stops:
+        return "none"
+    shown = ", ".join(repr(stop) for stop in stops[:2])
+    return shown + (f" and {len(stops) - 2} more" if len(stops) > 2 else "")
+
+
+def run_settings(summary: dict[str, Any]) -> dict[str, str]:
+    """What a run was made with beyond the context columns, one text per setting ("–" where an
+    older summary does not say); benchmarks that differ are given by name."""
+    entries = summary["benchmarks"]
+
+    def per_benchmark(values: dict[str, str]) -> str:
+        distinct = set(values.values())
+        if len(distinct) <= 1:
+            return next(iter(distinct), "–")
+        return "; ".join(f"{benchmark_title(name)}: {value}" for name, value in values.items())
+
+    grader = summary.get("grader_details") or {}
+    grader_text = summary.get("grader", grader.get("name", "primekit"))
+    version = grader.get("version") or summary.get("grader_version")
+    cap = summary.get("context_cap")
+    return {
+        "model": f"{summary.get('model_path') or summary.get('model') or '–'}"
+                 f" @ {summary.get('model_revision') or '–'}",
+        "problems": "; ".join(f"{benchmark_title(name)}: {entry.get('num_problems', '–')}/"
+                              f"{entry.get('total_problems', '–')}" for name, entry in entries.items()),
+        "backend": str(summary.get("backend", "–")), "dtype": str(summary.get("dtype", "–")),
+        "seed": str(summary.get("seed", "–")),
+        "top_p": per_benchmark({n: _plain(e.get("generation", {}).get("top_p", "–")) for n, e in entries.items()}),
+        "stops": per_benchmark({n: _stops(e.get("generation", {}).get("stop")) for n, e in entries.items()}),
+        "context cap": "none" if cap is None and "context_cap" in summary else str(cap if cap is not None else "–"),
+        "grader": grader_text + (f" {version}" if version else ""),
+        "prompts": per_benchmark({n: str(e.get("prompt_sha256", "–")) for n, e in entries.items()})
+                   + (f"; chat template {summary['chat_template_sha256']}"
+                      if summary.get("chat_template_sha256") else ""),
+    }
+
+
+def number_settings(rows: list[Row]) -> list[tuple[str, dict[str, str]]]:
+    """Each distinct settings set of the run rows, numbered in row order ("[1]", "[2]"...); every
+    run row's ``settings`` column gets its number."""
+    numbered: list[tuple[str, dict[str, str]]] = []
+    for row in rows:
+        if row.reported:
+            continue
+        settings = {k.removeprefix("setting:"): v for k, v in row.context.items() if k.startswith("setting:")}
+        match = next((mark for mark, known in numbered if known == settings), None)
+        if match is None:
+            match = f"[{len(numbered) + 1}]"
+            numbered.append((match, settings))
+        row.context["settings"] = match
+    return numbered
+
+
+def settings_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    """One row per distinct settings set of the run rows, with the runs that share it."""
+    body = []
+    for mark, settings in number_settings(rows):
+        runs = ", ".join(row.label for row in rows if not row.reported and row.context.get("settings") == mark)
+        body.append([mark, runs, *(settings.get(name, "–") for name in SETTINGS_COLUMNS)])
+    return ["settings", "runs", *SETTINGS_COLUMNS], body
+
+
+def partial(row: Row) -> bool:
+    """A run row that ran only part of some benchmark (``--limit``)."""
+    problems = row.context.get("setting:problems", "")
+    return any(run != total and total != "–" for run, total in re.findall(r": (\S+?)/([^;]+)", problems))
 
 
 def run_rows(summaries: list[tuple[str, dict[str, Any]]]) -> list[Row]:
@@ -160,8 +237,9 @@ def benchmark_columns(rows: list[Row]) -> list[str]:
 
 
 def prime_average(row: Row) -> float | None:
-    """Mean over PRIME's five benchmarks, only for rows that have all five (the published Avg.)."""
-    if not all(name in row.values for name in PRIME_BENCHMARKS):
+    """Mean over PRIME's five benchmarks, only for rows that have all five, each run in full (the
+    published Avg. is over whole benchmarks)."""
+    if not all(name in row.values for name in PRIME_BENCHMARKS) or partial(row):
         return None
     return sum(row.values[name] for name in PRIME_BENCHMARKS) / len(PRIME_BENCHMARKS)
 
@@ -219,7 +297,9 @@ def _protocol_cell(row: Row) -> str:
 
 def main_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the pass@1 table: label, context columns, one column per benchmark
-    (value and interval), PRIME's average, and provenance columns."""
+    (value and interval), PRIME's average, and provenance columns (the last: the run's row of the
+    settings table)."""
+    number_settings(rows)
     columns = benchmark_columns(rows)
     header = ["Model", *CONTEXT_COLUMNS, *(benchmark_title(name) for name in columns), AVERAGE,
               *PROVENANCE_COLUMNS]
@@ -276,11 +356,13 @@ def _confidence(summaries: list[tuple[str, dict[str, Any]]]) -> str:
 
 def _footnote(confidence: str) -> str:
     notes = ", ".join(f"{model}: {value}" for model, value in REPORTED_AVG_NOTE.items())
-    return (f"Reported rows: PRIME's published greedy pass@1 (%), made with its own evaluation "
-            f"(protocol {REPORTED_PROTOCOL}: n {REPORTED_CONTEXT['n']}, T {REPORTED_CONTEXT['T']}, "
-            f"{REPORTED_CONTEXT['max tokens']} new tokens by benchmark). {AVERAGE} is the mean over AIME 2024, MATH-500, AMC, Minerva Math "
-            f"and OlympiadBench, shown for rows that have all five; the published Avg. differs "
-            f"for {notes}. Run rows: pass@1 (%) with its {confidence} interval over problems (Wilson for "
+    budgets = _joined([g.max_new_tokens for g in _REPORTED_GENERATIONS])
+    return (f"Reported rows: pass@1 (%) {REPORTED_SOURCE}; the README does not say how each model "
+            f"was evaluated (PRIME's own evaluation, protocol {REPORTED_PROTOCOL}, is greedy with "
+            f"{budgets} new tokens by benchmark). {AVERAGE} is the mean over AIME 2024, MATH-500, AMC, Minerva Math "
+            f"and OlympiadBench, shown for rows that have all five, each run on all its problems; "
+            f"the published Avg. differs for {notes}. settings: the run's row in the settings table "
+            f"(runs that share a number share every setting there). Run rows: pass@1 (%) with its {confidence} interval over problems (Wilson for "
             f"one right-or-wrong sample per problem, percentile bootstrap otherwise). "
             f"{OTHER_PROTOCOL} marks a protocol other than the published rows' (prompts, budgets "
             f"and answer extraction differ, so the numbers are not directly comparable); "
@@ -294,7 +376,8 @@ def markdown_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]]
                     charts: dict[str, bytes]) -> str:
     confidence = _confidence(summaries)
     parts = ["# Leaderboard", "", "## pass@1 (%)", "", markdown_table(*main_table(rows)), "",
-             _footnote(confidence), "", f"## All metrics (%, {confidence} CI)", "",
+             _footnote(confidence), "", "## Settings", "", markdown_table(*settings_table(rows)), "",
+             f"## All metrics (%, {confidence} CI)", "",
              markdown_table(*details_table(summaries)), ""]
     for key in ("level", "subject"):
         header, body = breakdown_table(summaries, key)
@@ -348,6 +431,7 @@ def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
             + _html_table(*main_table(rows), reported=[row.reported for row in rows],
                           table_id="leaderboard")
             + f'<p class="note">{html.escape(_footnote(confidence))}</p>'
+            + "<h2>Settings</h2>" + _html_table(*settings_table(rows), table_id="settings")
             + f"<h2>All metrics (%, {confidence} CI)</h2>"
             + _html_table(*details_table(summaries), table_id="metrics")
             + "".join(f"<h2>pass@1 by {key} (%, {confidence} CI)</h2>"

@@ -11,20 +11,28 @@ published evaluation, per benchmark.
   ``evaluate_math.py``); every other benchmark through its copy of the Qwen2.5-Math harness
   (``math_eval.py``, run for Minerva Math and OlympiadBench). The system prompt is the published
   ``system_prompt.md``, byte for byte (414 bytes with literal ``\n`` escapes, not newlines).
+  HumanEval, MBPP and LeetCode go through its code scripts (``eval/Coding/``): the same system
+  prompt, each script's question and its "Write Python code to solve the problem." suffix, greedy,
+  4096 new tokens (8192 for LeetCode), ``<|eot_id|>`` as the stop of HumanEval and LeetCode and
+  ``"\n\nprint(" + name`` of every MBPP function as MBPP's stops, and ``match_code`` extraction.
 * ``qwen25-math``: Qwen2.5-Math's evaluation (``evaluation/``, ``--prompt_type qwen25-math-cot``):
-  its raw-text prompt (no chat template), 2048 new tokens, its stop words and extraction.
+  its raw-text prompt (no chat template), 2048 new tokens, its stop words and extraction. Qwen's
+  harness has no code benchmarks, so a code benchmark under it is an error.
 
 Every value is taken from the published files; :data:`SOURCES` cites file and line for each, and
-a test checks the protocols against that table (and the table against the files, when a copy of
-the repositories is at hand). Equivalence of the extracted answer with the gold answer is always
-decided by primekit's grader; the Qwen/PRIME graders' own rules (``math_equal``,
-``strip_string``) are compared with it in BENCHMARKS.md.
+a test checks the protocols against that table and the table against the mirrored files. With
+the default ``--grader primekit``, the protocol's extraction below reads the answer and primekit's
+grader decides; ``--grader prime`` / ``qwen`` run the published extraction and ``math_equal``
+themselves (:mod:`primekit.eval.published`). The extraction here is therefore not all of Qwen's:
+it stops before ``strip_string``, the multiple-choice re-read and Qwen's handling of empty golds,
+which only the ``qwen`` grader applies.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from primekit.errors import InputError
@@ -36,6 +44,7 @@ from primekit.eval.benchmarks import (
     render_prompt,
     resolve_template,
 )
+from primekit.eval.code_benchmarks import CODE_SUFFIX, code_messages, is_code_benchmark
 
 PRIME_COMMIT = "18ad596f08d487bb546d80d738d99ec697bd2e75"
 QWEN_COMMIT = "a45202bd16f1ec06f433442dc1152d0074773465"
@@ -49,6 +58,7 @@ QWEN_COT_TEMPLATE = ("<|im_start|>system\nPlease reason step by step, and put yo
 HARNESS_STOPS = ("</s>", "<|im_end|>", "<|endoftext|>")
 QWEN2_STOP_TOKEN_IDS = (151645, 151643)  # <|im_end|>, <|endoftext|>: only for "qwen2" model names
 NUMINA_STOPS = ("\n###\nProblem: ", "<|eot_id|>")
+EOT_STOP = ("<|eot_id|>",)  # PRIME's HumanEval and LeetCode scripts
 
 
 @dataclass(frozen=True)
@@ -118,8 +128,9 @@ def qwen_extract_answer(response: str) -> str | None:
     """Qwen2.5-Math's ``extract_answer`` for open-answer benchmarks: Minerva's "final answer is
     $x$. I hope", else the content after the last "boxed", else after the last "he answer is" /
     "final answer is", else the last number (commas removed); then line breaks, a leading colon
-    and a trailing period or slash are removed. Its ``strip_string`` normalisation is left to
-    primekit's grader."""
+    and a trailing period or slash are removed (parser.py:499-567). It stops there: Qwen's
+    ``strip_string`` (parser.py:568, 736), which changes what is compared (units, ``x=``,
+    ``\dfrac``...), runs only under ``--grader qwen``, as does its multiple-choice re-read."""
     from primekit.eval.brackets import group_end
 
     text = response.replace("\u043a\u0438", "")
@@ -146,6 +157,23 @@ def qwen_extract_answer(response: str) -> str | None:
     pred = pred[:-1] if pred.endswith(".") else pred
     pred = pred[:-1] if pred.endswith("/") else pred
     return pred or None
+
+
+@lru_cache(maxsize=1)
+def mbpp_stops() -> tuple[str, ...]:
+    """PRIME's MBPP stop strings (``evaluate_mbpp.py:159-161``): ``"\\n\\nprint(" + name`` for the
+    function of every row of the benchmark file, so every prompt stops at a ``print`` call of any
+    MBPP function. The name is the script's signature up to "(", quirk included: its
+    ``lstrip("def ")`` also eats leading d/e/f letters of the name (``find_x`` gives ``ind_x``)."""
+    from primekit.eval.code_benchmarks import load_code_benchmark
+
+    names = []
+    for problem in load_code_benchmark("mbpp"):
+        signature = re.search(r"Write a Python function `([^`]*)`", problem.problem)
+        if signature is None:
+            raise InputError("no 'Write a Python function `...`' in the MBPP question", field=problem.id)
+        names.append("\n\nprint(" + signature.group(1).split("(")[0].strip())
+    return tuple(dict.fromkeys(names))
 
 
 def qwen_question(problem: BenchmarkProblem) -> str:
@@ -191,7 +219,9 @@ class PrimekitProtocol:
 
     def generation(self, benchmark: str, model_name: str = "", toy_model: bool = False) -> Generation:
         toy = benchmark == TOY or toy_model
-        return Generation(self.TOY_MAX_NEW_TOKENS if toy else self.MAX_NEW_TOKENS)
+        # MBPP's stops keep a response from running on into calls of the function (PRIME's too)
+        stop = mbpp_stops() if benchmark == "mbpp" else ()
+        return Generation(self.TOY_MAX_NEW_TOKENS if toy else self.MAX_NEW_TOKENS, stop=stop)
 
     def extract(self, response: str, benchmark: str) -> Extraction:
         from primekit.eval.answer import extract_answer
@@ -213,6 +243,16 @@ _PRIME_SCRIPTS = {
                 ("the answer is: ", "answer:\n", "answer: "), False),
 }
 PRIME_HARNESS_BENCHMARKS = ("minerva_math", "olympiadbench")  # PRIME's sh/eval.sh DATA_NAME
+# PRIME's code scripts: benchmark -> (script, max new tokens); stops in _prime_code_stops
+_PRIME_CODE_SCRIPTS = {
+    "humaneval": ("eval/Coding/human_eval/evaluate_human_eval.py", 4096),
+    "mbpp": ("eval/Coding/mbpp/evaluate_mbpp.py", 4096),
+    "leetcode": ("eval/Coding/leetcode/evaluate_leetcode.py", 8192),
+}
+
+
+def _prime_code_stops(benchmark: str) -> tuple[str, ...]:
+    return mbpp_stops() if benchmark == "mbpp" else EOT_STOP
 
 
 def _qwen2_stop_ids(model_name: str) -> tuple[int, ...]:
@@ -223,11 +263,14 @@ def _qwen2_stop_ids(model_name: str) -> tuple[int, ...]:
 class PrimeProtocol:
     name = "prime"
     description = ("PRIME's published evaluation: Eurus system prompt (system_prompt.md) + "
-                   "'Present the answer in LaTex format' suffix, greedy, 8192 tokens for MATH-500 "
-                   "and 4096 elsewhere, its stop strings and answer extraction")
+                   "'Present the answer in LaTex format' suffix (code: 'Write Python code to solve "
+                   "the problem.'), greedy, 8192 tokens for MATH-500 and LeetCode and 4096 "
+                   "elsewhere, its stop strings and answer (code: match_code) extraction")
 
     def prompt(self, problem: BenchmarkProblem, tokenizer, template: str = "auto") -> str:
         _no_toy(self.name, problem.benchmark)
+        if is_code_benchmark(problem.benchmark):  # make_conv_hf of the code scripts
+            return _chat(tokenizer, code_messages(problem.problem))
         if problem.benchmark in _PRIME_SCRIPTS:
             user = problem.problem + EURUS_USER_SUFFIX  # make_conv_hf: the question as it is
         else:  # math_eval.py: the qwen25-math-cot user turn (a stripped question), the suffix
@@ -237,12 +280,19 @@ class PrimeProtocol:
 
     def generation(self, benchmark: str, model_name: str = "", toy_model: bool = False) -> Generation:
         _no_toy(self.name, benchmark)
+        if benchmark in _PRIME_CODE_SCRIPTS:
+            return Generation(_PRIME_CODE_SCRIPTS[benchmark][1], stop=_prime_code_stops(benchmark))
         if benchmark in _PRIME_SCRIPTS:
             _, budget, stops, _, _ = _PRIME_SCRIPTS[benchmark]
             return Generation(budget, stop=stops)
         return Generation(4096, stop=HARNESS_STOPS, stop_token_ids=_qwen2_stop_ids(model_name))
 
     def extract(self, response: str, benchmark: str) -> Extraction:
+        if is_code_benchmark(benchmark):  # match_code, as the code grader reads the response
+            from primekit.verifiers.code import extract_code
+
+            code = extract_code(response)
+            return Extraction(code if code.strip() else None, code)
         if benchmark in _PRIME_SCRIPTS:
             _, _, _, markers, quirk = _PRIME_SCRIPTS[benchmark]
             return prime_match_answer(response, markers, quirk)
@@ -259,11 +309,11 @@ class Qwen25MathProtocol:
                    "prompt, greedy, 2048 new tokens, its stop words and answer extraction")
 
     def prompt(self, problem: BenchmarkProblem, tokenizer=None, template: str = "auto") -> str:
-        _no_toy(self.name, problem.benchmark)
+        self._math_only(problem.benchmark)
         return QWEN_COT_TEMPLATE.replace("{input}", qwen_question(problem)).strip(" ")
 
     def generation(self, benchmark: str, model_name: str = "", toy_model: bool = False) -> Generation:
-        _no_toy(self.name, benchmark)
+        self._math_only(benchmark)
         return Generation(2048, stop=HARNESS_STOPS, stop_token_ids=_qwen2_stop_ids(model_name))
 
     def extract(self, response: str, benchmark: str) -> Extraction:
@@ -272,6 +322,12 @@ class Qwen25MathProtocol:
 
     def template_for(self, benchmark: str, template: str) -> str:
         return "qwen25-math"
+
+    def _math_only(self, benchmark: str) -> None:
+        _no_toy(self.name, benchmark)
+        if is_code_benchmark(benchmark):
+            raise InputError(f"protocol '{self.name}' is Qwen2.5-Math's math evaluation, which has no "
+                             f"code benchmarks; run {benchmark} under --protocol prime or primekit")
 
 
 PROTOCOLS = {p.name: p for p in (PrimekitProtocol(), PrimeProtocol(), Qwen25MathProtocol())}
@@ -308,6 +364,9 @@ class Source:
 _P, _Q = PRIME_REPO, QWEN_REPO
 _AIME, _AMC, _MATH = (_PRIME_SCRIPTS[b][0] for b in ("aime2024", "amc", "math500"))
 _HARNESS = "eval/Math/Qwen25-Math/evaluation"
+_HUMANEVAL, _MBPP, _LEETCODE = (_PRIME_CODE_SCRIPTS[b][0] for b in ("humaneval", "mbpp", "leetcode"))
+_CODE_SUFFIX_LINE = ('"\\n\\nWrite Python code to solve the problem. Present the code in \\n```python\\n'
+                     'Your code\\n```\\nat the end."')
 SOURCES: list[Source] = [
     Source("prime", "all", "system prompt", "system_prompt.md (git blob 51ada27615c0)", _P,
            f"{_AIME}", 148, 'system_prompt = open("system_prompt.md").read()'),
@@ -352,6 +411,37 @@ SOURCES: list[Source] = [
     Source("prime", "harness", "top_p", "1", _P, f"{_HARNESS}/sh/eval.sh", 23, "--top_p 1"),
     Source("prime", "harness", "extraction", "extract_answer", _P, f"{_HARNESS}/parser.py", 499,
            "def extract_answer(pred_str, data_name, use_last_number=True):"),
+    Source("prime", "humaneval", "system prompt", "system_prompt.md (git blob 51ada27615c0)", _P, _HUMANEVAL,
+           55, 'system_prompt = open("system_prompt.md").read()'),
+    Source("prime", "humaneval", "question", "Write a Python function `{signature}` ... ```python\n{prompt}\n```",
+           _P, _HUMANEVAL, 50, "Write a Python function `{signature}` to solve the following problem: "
+           "Present code in ```python```"),
+    Source("prime", "humaneval", "code suffix", repr(CODE_SUFFIX), _P, _HUMANEVAL, 59, _CODE_SUFFIX_LINE),
+    Source("prime", "humaneval", "max_new_tokens", "4096", _P, _HUMANEVAL, 92, "max_tokens=4096"),
+    Source("prime", "humaneval", "temperature", "0", _P, _HUMANEVAL, 23,
+           'parser.add_argument("--temperature", type=float, default=0.0)'),
+    Source("prime", "humaneval", "stop", repr(list(EOT_STOP)), _P, _HUMANEVAL, 95, 'stop=["<|eot_id|>"]'),
+    Source("prime", "humaneval", "code extraction", "match_code", _P, _HUMANEVAL, 65, "def match_code(s):"),
+    Source("prime", "mbpp", "system prompt", "system_prompt.md (git blob 51ada27615c0)", _P, _MBPP, 74,
+           'system_prompt = open("system_prompt.md").read()'),
+    Source("prime", "mbpp", "question", "Write a Python function `{signature}` ... Let's coding step by step.",
+           _P, _MBPP, 72, "The code should pass the following test cases:>>> {testcase}\\n\\n Let's coding step by step.\\n"),
+    Source("prime", "mbpp", "code suffix", repr(CODE_SUFFIX), _P, _MBPP, 77, _CODE_SUFFIX_LINE),
+    Source("prime", "mbpp", "max_new_tokens", "4096", _P, _MBPP, 47, "max_tokens=4096"),
+    Source("prime", "mbpp", "temperature", "0", _P, _MBPP, 48, "temperature=0.0"),
+    *(Source(protocol, "mbpp", "stop", "'\\n\\nprint(' + the name of every MBPP function", _P, _MBPP,
+             161, 'STOP_WORDS.append("\\n\\nprint(" + signature.split("(")[0].strip())')
+      for protocol in ("prime", "primekit")),
+    Source("prime", "mbpp", "code extraction", "match_code", _P, _MBPP, 21, "def match_code(s):"),
+    Source("prime", "leetcode", "system prompt", "system_prompt.md (git blob 51ada27615c0)", _P, _LEETCODE, 71,
+           'system_prompt = open("system_prompt.md").read()'),
+    Source("prime", "leetcode", "question", "prompt_sft", _P, _LEETCODE, 74, 'example["prompt_sft"]'),
+    Source("prime", "leetcode", "code suffix", repr(CODE_SUFFIX), _P, _LEETCODE, 74, _CODE_SUFFIX_LINE),
+    Source("prime", "leetcode", "max_new_tokens", "8192", _P, _LEETCODE, 59, "max_tokens=8192"),
+    Source("prime", "leetcode", "temperature", "0", _P, _LEETCODE, 22,
+           'parser.add_argument("--temperature", type=float, default=0.)'),
+    Source("prime", "leetcode", "stop", repr(list(EOT_STOP)), _P, _LEETCODE, 62, 'stop=["<|eot_id|>"],)'),
+    Source("prime", "leetcode", "code extraction", "match_code", _P, _LEETCODE, 32, "def match_code(s):"),
     Source("qwen25-math", "all", "prompt", "qwen25-math-cot raw text", _Q, "evaluation/utils.py",
            142, "<|im_start|>system\\nPlease reason step by step, and put your final answer "
            "within \\\\boxed{{}}.<|im_end|>\\n"),

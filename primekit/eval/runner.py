@@ -28,7 +28,7 @@ SAMPLES_FILE = "samples.jsonl"
 SETTINGS_FILE = "settings.json"
 SUMMARY_FILE = "summary.json"
 
-# grade(responses, golds) -> (extracted answer or None, correct) per response
+# grade(responses, golds) -> (extracted answer or None, correct[, extra fields]) per response
 GradeFn = Callable[[Sequence[str], Sequence[str]], list[tuple[str | None, bool]]]
 
 
@@ -143,15 +143,19 @@ def generate_and_grade(problems: Sequence[BenchmarkProblem], prompts: dict[str, 
 
 def _sample_record(problem: BenchmarkProblem, prompt: str, index: int,
                    completion: Completion) -> dict[str, Any]:
-    return {"benchmark": problem.benchmark, "problem_id": problem.id, "sample_index": index,
-            "prompt": prompt, "completion": completion.text, "finished": completion.finished,
-            "num_tokens": completion.num_tokens, "answer": problem.answer, **breakdown(problem)}
+    record = {"benchmark": problem.benchmark, "problem_id": problem.id, "sample_index": index,
+              "prompt": prompt, "completion": completion.text, "finished": completion.finished,
+              "num_tokens": completion.num_tokens, "answer": problem.answer, **breakdown(problem)}
+    if completion.truncated is not None:
+        record["truncated"] = completion.truncated  # "context": cut at the model's context
+    return record
 
 
 def _grade_into(records: list[dict[str, Any]], samples: ResumableJsonl, grade: GradeFn) -> None:
     graded = grade([r["completion"] for r in records], [r["answer"] for r in records])
-    for record, (pred, correct) in zip(records, graded, strict=True):
-        samples.append({**record, "pred": pred, "correct": bool(correct)})
+    for record, (pred, correct, *extra) in zip(records, graded, strict=True):
+        # a grade function may add fields (each grader's verdict when several judge)
+        samples.append({**record, "pred": pred, "correct": bool(correct), **(extra[0] if extra else {})})
 
 
 def grade_pending(records: Sequence[dict[str, Any]], samples: ResumableJsonl, *,
@@ -200,6 +204,8 @@ def benchmark_summary(problem_ids: Sequence[str], records: Sequence[dict[str, An
         "no_answer_rate": sum(record.get("pred") is None for record in flat) / len(flat),
         "truncated_rate": (sum(not record["finished"] for record in with_finish) / len(with_finish)
                            if with_finish else None),
+        "context_truncated_rate": (sum(record.get("truncated") == "context" for record in with_finish)
+                                   / len(with_finish) if with_finish else None),
         "metrics": {name: value.to_json() for name, value in metrics.items()},
     }
     for key in ("level", "subject"):
