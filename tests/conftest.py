@@ -41,32 +41,3 @@ def qwen_shaped_path() -> str:
     built once and cached under PRIMEKIT_CACHE."""
     _require_qwen2_tokenizer()
     return str(qwen_shaped.model_path())
-
-
-@pytest.fixture(scope="session")
-def upstream_file(tmp_path_factory):
-    """``read(repo, path, commit)``: a file of a published repository at a pinned commit, from the
-    bare mirrors in ../shared/upstream (``PRIMEKIT_UPSTREAM`` overrides; ``OWNER+NAME/repo``).
-    Those mirrors hold objects and packed refs but no ``refs/`` folder, which ``git -C`` refuses
-    as a repository, so the objects are read through a scratch repository that borrows them
-    (``objects/info/alternates``). Skips, saying where it looked, when the mirror is missing."""
-    import subprocess
-    from pathlib import Path
-
-    from primekit.paths import REPO_ROOT
-
-    root = Path(os.environ.get("PRIMEKIT_UPSTREAM", REPO_ROOT.parent / "shared" / "upstream"))
-
-    def read(repo: str, path: str, commit: str) -> str:
-        objects = root / repo.replace("/", "+") / "repo" / "objects"
-        if not objects.is_dir():
-            pytest.skip(f"no mirror of {repo} in {root} (PRIMEKIT_UPSTREAM)")
-        scratch = tmp_path_factory.mktemp("upstream") / "git"
-        subprocess.run(["git", "init", "-q", "--bare", str(scratch)], check=True)
-        (scratch / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
-        done = subprocess.run(["git", "--git-dir", str(scratch), "show", f"{commit}:{path}"],
-                              capture_output=True, text=True)
-        assert done.returncode == 0, f"{repo}@{commit[:7]}:{path}: {done.stderr.strip()}"
-        return done.stdout
-
-    return read

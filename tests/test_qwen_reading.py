@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import math
-import subprocess
 
 import pytest
 import torch
@@ -16,8 +15,9 @@ from transformers import Qwen2ForCausalLM
 from primekit.prm.implicit import ImplicitPRM
 from primekit.prm.reading import PRMReadingArguments, Query, aggregate, prm_prompt
 from primekit.toy import qwen_shaped
+from upstream import PINNED, require_upstream_file
 
-IMPLICIT_PRM_COMMIT = "c04417559fdbd59738187c613c6c31821e964431"
+IMPLICIT_PRM_COMMIT = PINNED["PRIME-RL/ImplicitPRM"]
 COEF = 0.5  # large enough that the read-outs differ well above float noise
 QUERY = "What is 1+2+4?"
 SYSTEM = ("<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}."
@@ -162,10 +162,10 @@ class _TokenListChat:
         return self._tokenizer.encode(text, add_special_tokens=False)
 
 
-def upstream_functions(upstream_file):
+def upstream_functions():
     """``implicit_prm_data_collator``, ``get_logps``, ``compute_beta`` and ``get_reward`` from
     ImplicitPRM's eval/prm_eval_utils.py at the pinned commit, compiled on their own."""
-    source = upstream_file("PRIME-RL/ImplicitPRM", "eval/prm_eval_utils.py", IMPLICIT_PRM_COMMIT)
+    source = require_upstream_file("PRIME-RL/ImplicitPRM", "eval/prm_eval_utils.py", IMPLICIT_PRM_COMMIT)
     wanted = {"implicit_prm_data_collator", "get_logps", "compute_beta", "get_reward"}
     tree = ast.parse(source)
     lines = {node.name: node.lineno for node in tree.body if isinstance(node, ast.FunctionDef)}
@@ -202,9 +202,9 @@ def upstream_card_values(functions, tokenizer, prm, ref, query: str, steps: list
 STEPS = ["Step 1: 1+2=3", "Step 2: 3+4 = 7", "Step 3: the answer is \\boxed{7}"]
 
 
-def test_card_read_out_is_implicitprms_evaluation(qwen_tokenizer, models, upstream_file):
+def test_card_read_out_is_implicitprms_evaluation(qwen_tokenizer, models):
     prm, ref = models
-    functions = upstream_functions(upstream_file)
+    functions = upstream_functions()
     reader = ImplicitPRM(prm, ref, qwen_tokenizer, coef=COEF, step_mode="eurus", read_out="card")
     prompt = prm_prompt(Query(QUERY), "chat")
     for steps in (STEPS, [step + "." for step in STEPS], STEPS[:1]):
