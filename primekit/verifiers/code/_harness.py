@@ -152,7 +152,7 @@ def _refuse(value):
 
 
 def _run_child(suite: dict, tests: list[int], tokens: list[str], code, result_fd: int) -> None:
-    """Body of a child process; never returns."""
+    """Body of a child of a stdin/stdout or call test; never returns."""
     write, exit_now, dumps = os.write, os._exit, json.dumps  # kept before the candidate can patch them
     mode = suite["mode"]
     fn_name = suite.get("fn_name")
@@ -171,20 +171,13 @@ def _run_child(suite: dict, tests: list[int], tokens: list[str], code, result_fd
         if mode == "stdio":
             _flush_stdio()
             exit_now(0)
-        if mode == "call":
-            target = _call_target(namespace, fn_name, solution_class)
-            if target is None:
-                report(tests[0], tokens[0], missing=fn_name)
-                _flush_stdio()
-                exit_now(0)
-            spec = specs[0]
-            value = _json_value(target(*spec["args"]))
-            report(tests[0], tokens[0], value=value)
+        target = _call_target(namespace, fn_name, solution_class)
+        if target is None:
+            report(tests[0], tokens[0], missing=fn_name)
             _flush_stdio()
             exit_now(0)
-        for index, token, spec in zip(tests, tokens, specs):  # script: one snippet after another
-            exec(compile(spec["code"], f"test_{index}.py", "exec"), namespace)
-            report(index, token)
+        value = _json_value(target(*specs[0]["args"]))
+        report(tests[0], tokens[0], value=value)
         _flush_stdio()
         exit_now(0)
     except SystemExit as stop:
@@ -213,20 +206,347 @@ def _call_target(namespace: dict, fn_name: str, solution_class: bool):
     return target if callable(target) else None
 
 
-def _child_setup(stdin_fd: int, stdout_fd: int, stderr_fd: int, keep_fd: int, cpu_seconds: float) -> int:
-    """In the child, before candidate code: own process group, stdio on the test's pipes, every other
-    descriptor closed (the report channel included), a CPU limit. Returns the result fd (now 3)."""
+def _child_setup(stdin_fd: int, stdout_fd: int, stderr_fd: int, keep_fds: tuple[int, ...], cpu_seconds: float) -> None:
+    """In a child, before it runs anything else: own process group, first to die when memory runs
+    out, stdio on the test's pipes, ``keep_fds`` moved to 3, 4, ... and every other descriptor
+    closed (the report channel included), a CPU limit."""
     os.setpgid(0, 0)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
     os.dup2(stdin_fd, 0)
     os.dup2(stdout_fd, 1)
     os.dup2(stderr_fd, 2)
-    os.dup2(keep_fd, 3)
-    os.closerange(4, 1 << 16)
+    moved = [os.dup(fd) for fd in keep_fds]  # above any fd they are about to be moved to
+    for target, fd in enumerate(moved, start=3):
+        os.dup2(fd, target)
+    os.closerange(3 + len(keep_fds), 1 << 16)
     seconds = max(1, math.ceil(cpu_seconds))
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     _fresh_stdio()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    return 3
+
+
+# ------------------------------------------------------------------------------------------------
+# script mode: the benchmark's test code and the candidate in two processes that exchange values
+#
+# The test process (forked from this clean harness, never touched by candidate code) runs the
+# benchmark's trusted prelude and test snippets; every name the tests take from the candidate's
+# module is a proxy (:class:`_Remote`) whose calls travel to the candidate process as encoded plain
+# values and come back the same way. So the candidate cannot patch ``compile``/``exec``/``assert``
+# of the tests, never holds the result channel, and every comparison the tests make is between
+# values decoded here into built-in types (its ``__eq__`` never runs): an object that is not plain
+# data comes back as an opaque reference, equal only to itself.
+
+#: Classes of a trusted prelude passed by value (LeetCode's linked-list and tree nodes).
+NODE_CLASSES = ("ListNode", "TreeNode")
+_ITERATOR_TYPES = ("generator", "map", "filter", "zip", "enumerate", "reversed", "list_iterator",
+                   "tuple_iterator", "range_iterator", "dict_keyiterator", "dict_valueiterator",
+                   "dict_itemiterator", "set_iterator", "str_iterator", "itertools.chain")
+_MAX_ITEMS = 1 << 20  # items drawn from an iterator a program returns
+
+
+class _Codec:
+    """Plain values <-> JSON-ready data: tuples, sets, dicts with any keys, bytes and non-finite
+    floats tagged; LeetCode nodes by their attributes; anything else by reference (a number that
+    means something only to the process that holds the object)."""
+
+    def __init__(self, namespace: dict, make_reference, resolve_reference) -> None:
+        self.namespace = namespace
+        self.make_reference = make_reference
+        self.resolve_reference = resolve_reference
+
+    def encode(self, value):
+        kind = type(value)
+        if value is None or kind in (bool, str, int):
+            return value
+        if kind is float:
+            return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
+        if kind is list:
+            return [self.encode(item) for item in value]
+        if kind in (tuple, set, frozenset):
+            return {"$": kind.__name__, "v": [self.encode(item) for item in value]}
+        if kind is dict:
+            return {"$": "dict", "v": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
+        if kind is bytes:
+            return {"$": "bytes", "v": value.decode("latin-1")}
+        if kind is complex:
+            return {"$": "complex", "v": [self.encode(value.real), self.encode(value.imag)]}
+        if kind is range:
+            return {"$": "range", "v": [value.start, value.stop, value.step]}
+        # subclasses of plain types (Counter, namedtuple, IntEnum, ...) travel as their plain
+        # contents: whatever methods they redefine, the other side sees only values
+        for plain in (bool, int, float, str, bytes, list, tuple, dict, set, frozenset):
+            if isinstance(value, plain):
+                return self.encode(plain(value) if plain is not dict else dict(value.items()))
+        name = getattr(kind, "__name__", "")
+        if name in NODE_CLASSES and self.namespace.get(name) is kind:
+            return {"$": "node", "c": name, "v": {str(k): self.encode(v) for k, v in vars(value).items()}}
+        if name in _ITERATOR_TYPES or getattr(kind, "__module__", "") + "." + name in _ITERATOR_TYPES:
+            items = []
+            for item in value:
+                if len(items) >= _MAX_ITEMS:
+                    raise MemoryError("an endless iterator")
+                items.append(self.encode(item))
+            return {"$": "iter", "v": items}
+        if getattr(kind, "__module__", "") == "numpy" and hasattr(value, "tolist"):
+            return self.encode(value.tolist())
+        return {"$": "ref", "v": self.make_reference(value)}
+
+    def decode(self, data):
+        kind = type(data)
+        if data is None or kind in (bool, str, int, float):
+            return data
+        if kind is list:
+            return [self.decode(item) for item in data]
+        if kind is not dict:
+            raise ValueError("not an encoded value")
+        tag, value = data.get("$"), data.get("v")
+        if tag == "float" and value in ("nan", "inf", "-inf"):
+            return float(value)
+        if tag in ("tuple", "set", "frozenset", "iter") and type(value) is list:
+            items = [self.decode(item) for item in value]
+            return iter(items) if tag == "iter" else {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
+        if tag == "dict" and type(value) is list:
+            return {self.decode(pair[0]): self.decode(pair[1]) for pair in value if type(pair) is list and len(pair) == 2}
+        if tag == "bytes" and type(value) is str:
+            return value.encode("latin-1")
+        if tag == "complex" and type(value) is list and len(value) == 2:
+            return complex(float(value[0]), float(value[1]))
+        if tag == "range" and type(value) is list and len(value) == 3 and all(type(v) is int for v in value):
+            return range(*value)
+        if tag == "node" and data.get("c") in NODE_CLASSES and type(value) is dict:
+            node_class = self.namespace.get(data["c"])
+            if not isinstance(node_class, type):
+                raise ValueError(f"no class {data['c']}")
+            node = node_class.__new__(node_class)
+            for key, item in value.items():
+                if type(key) is str and key.isidentifier():
+                    setattr(node, key, self.decode(item))
+            return node
+        if tag == "ref" and type(value) is int:
+            return self.resolve_reference(value)
+        raise ValueError("not an encoded value")
+
+
+class _LineChannel:
+    """JSON lines over a pair of pipes, each line read with a size bound."""
+
+    def __init__(self, read_fd: int, write_fd: int, max_bytes: int) -> None:
+        self.read_fd, self.write_fd, self.max_bytes = read_fd, write_fd, max_bytes
+        self.buffer = b""
+
+    def send(self, message) -> None:
+        view = memoryview((json.dumps(message) + "\n").encode())
+        while view:
+            view = view[os.write(self.write_fd, view):]
+
+    def receive(self):
+        while b"\n" not in self.buffer:
+            if len(self.buffer) > self.max_bytes:
+                raise ValueError("a message longer than the output limit")
+            chunk = os.read(self.read_fd, READ_CHUNK)
+            if not chunk:
+                raise _CandidateGone("the program ended before this test finished")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        if len(line) > self.max_bytes:
+            raise ValueError("a message longer than the output limit")
+        return json.loads(line)
+
+
+class _CandidateGone(Exception):
+    """The candidate process closed its end (it exited, or was killed)."""
+
+
+class _RemoteError(Exception):
+    """The candidate's code raised an exception that is not a built-in one."""
+
+
+class _Remote:
+    """A function, class or object of the candidate's process. Calls and attribute reads are sent
+    there; equality is identity (the candidate's ``__eq__`` never runs here)."""
+
+    __slots__ = ("_proxy_link", "_proxy_ref")
+
+    def __init__(self, link, ref: int) -> None:
+        object.__setattr__(self, "_proxy_link", link)
+        object.__setattr__(self, "_proxy_ref", ref)
+
+    def __call__(self, *args, **kwargs):
+        return self._proxy_link.request({"op": "call", "ref": self._proxy_ref, "args": list(args), "kwargs": kwargs})
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._proxy_link.request({"op": "getattr", "ref": self._proxy_ref, "name": name})
+
+    def __setattr__(self, name, value) -> None:
+        raise AttributeError("objects of the program are read-only to the tests")
+
+    def __repr__(self) -> str:
+        return f"<object of the program #{self._proxy_ref}>"
+
+
+class _Link:
+    """The test process's end of the value channel to the candidate process."""
+
+    def __init__(self, channel: _LineChannel, namespace: dict) -> None:
+        self.channel = channel
+        self.sequence = 0
+        self.remotes: dict[int, _Remote] = {}
+        self.codec = _Codec(namespace, self._reference_of, self._remote)
+
+    def _remote(self, ref: int) -> _Remote:
+        if ref not in self.remotes:
+            self.remotes[ref] = _Remote(self, ref)
+        return self.remotes[ref]
+
+    @staticmethod
+    def _reference_of(value) -> int:
+        if type(value) is _Remote:
+            return object.__getattribute__(value, "_proxy_ref")
+        raise TypeError(f"a {type(value).__name__} cannot be passed to the program (plain data only)")
+
+    def request(self, message: dict):
+        self.sequence += 1
+        message["n"] = self.sequence
+        for key in ("args", "kwargs"):
+            if key in message:
+                message[key] = self.codec.encode(message[key])
+        self.channel.send(message)
+        answer = self.channel.receive()
+        if type(answer) is not dict or answer.get("n") != self.sequence:
+            raise ValueError("a garbled answer from the program")
+        if "ok" in answer:
+            return self.codec.decode(answer["ok"])
+        raised = answer.get("raise")
+        name, text = (str(raised[0]), str(raised[1])) if type(raised) is list and len(raised) == 2 else ("?", "")
+        builtin = getattr(builtins, name, None)
+        if isinstance(builtin, type) and issubclass(builtin, Exception) and builtin.__module__ == "builtins":
+            try:
+                error = builtin(text)
+            except Exception:
+                error = _RemoteError(f"{name}: {text}")
+        else:
+            error = _RemoteError(f"{name}: {text}")
+        raise error
+
+
+def _names_read(sources: list[str]) -> set[str]:
+    """Every name the test snippets read (at any depth: ``check``'s body reads ``candidate``)."""
+    import ast
+
+    names: set[str] = set()
+    for source in sources:
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue
+        names.update(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
+    return names
+
+
+def _run_tests(suite: dict, tests: list[int], link_fds: tuple[int, int], result_fd: int, max_bytes: int) -> None:
+    """Body of the test process (trusted code only); never returns. Writes one record per test:
+    ``{"test": i, "status": ..., "detail": ...}``."""
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    link = _Link(_LineChannel(link_fds[0], link_fds[1], max_bytes), namespace)
+    codes = [suite["tests"][i]["code"] for i in tests]
+
+    def record(index: int, status: str, detail: str = "") -> None:
+        line = json.dumps({"test": index, "status": status, "detail": detail[:2000]}) + "\n"
+        view = memoryview(line.encode())
+        while view:
+            view = view[os.write(result_fd, view):]
+
+    try:
+        ready = link.channel.receive()
+        exec(compile(suite.get("prelude") or "", "prelude.py", "exec"), namespace)
+    except BaseException as error:
+        detail = str(error) if isinstance(error, _CandidateGone) else f"{type(error).__name__}: {error}"
+        for index in tests:
+            record(index, "exited_early" if isinstance(error, _CandidateGone) else "error", detail)
+        os._exit(0)
+    if type(ready) is not dict or "error" in ready or type(ready.get("names")) is not dict:
+        detail = str(ready.get("error", "")) if type(ready) is dict else "a garbled start"
+        for index in tests:
+            record(index, "error", detail or "the program failed")
+        os._exit(0)
+    targets = set(suite.get("targets") or ())
+    offered = {name: ref for name, ref in ready["names"].items() if type(name) is str and type(ref) is int}
+    for name in _names_read(codes):
+        if name in targets or (name not in namespace and not hasattr(builtins, name) and name in offered):
+            namespace.pop(name, None)
+            if name in offered:
+                namespace[name] = link.codec.decode({"$": "ref", "v": offered[name]})
+    stop_on_failure = bool(suite.get("stop_on_failure"))
+    for index, code in zip(tests, codes):
+        try:
+            exec(compile(code, f"test_{index}.py", "exec"), namespace)
+            status, detail = "passed", ""
+        except AssertionError as error:
+            status, detail = "wrong_answer", f"a test assertion failed{': ' + str(error) if str(error) else ''}"
+        except _CandidateGone as error:
+            status, detail = "exited_early", str(error)
+        except BaseException as error:
+            status, detail = "error", f"{type(error).__name__}: {error}"
+        record(index, status, detail)
+        if stop_on_failure and status != "passed":
+            break
+    os._exit(0)
+
+
+def _serve_candidate(code, link_fds: tuple[int, int], max_bytes: int) -> None:
+    """Body of the candidate process: run the program as a module, then answer the test process's
+    requests (read a module name, call, read an attribute) until it closes; never returns."""
+    channel = _LineChannel(link_fds[0], link_fds[1], max_bytes)
+    send, exit_now = channel.send, os._exit
+    namespace = {"__name__": "solution", "__builtins__": builtins, "__file__": "solution.py"}
+    objects: list = []
+    numbers: dict[int, int] = {}
+
+    def reference(value) -> int:
+        if id(value) not in numbers:
+            numbers[id(value)] = len(objects)
+            objects.append(value)
+        return numbers[id(value)]
+
+    codec = _Codec(namespace, reference, lambda ref: objects[ref])
+    try:
+        exec(code, namespace)
+        send({"names": {name: reference(value) for name, value in namespace.items() if type(name) is str
+                        and not name.startswith("__")}})
+    except BaseException as error:
+        _flush_stdio()
+        try:
+            send({"error": f"the program raised {type(error).__name__}: {error}"[:2000]})
+        except BaseException:
+            pass
+        exit_now(1)
+    while True:
+        try:
+            message = channel.receive()
+        except BaseException:
+            _flush_stdio()
+            exit_now(0)
+        number = message.get("n") if type(message) is dict else None
+        try:
+            target = objects[message["ref"]]
+            if message["op"] == "getattr":
+                value = getattr(target, message["name"])
+            else:
+                value = target(*codec.decode(message["args"]), **codec.decode(message["kwargs"]))
+            answer = {"n": number, "ok": codec.encode(value)}
+        except BaseException as error:
+            answer = {"n": number, "raise": [type(error).__name__, str(error)[:1000]]}
+        try:
+            send(answer)
+        except BaseException:
+            _flush_stdio()
+            exit_now(1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -285,6 +605,16 @@ def _reap(wait_seconds: float) -> None:
             time.sleep(0.001)
 
 
+def _call_record(line: bytes, test: int, token: str) -> bool:
+    """Whether a line of a child's result pipe is a record of its own test (with its token)."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return type(record) is dict and record.get("test") == test and type(record.get("test")) is int \
+        and record.get("token") == token
+
+
 def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline: float) -> tuple[dict, bool]:
     """Run one child for ``tests`` and forward its result records; return what the child did (the
     fields of its "child" event) and whether the program's time ran out."""
@@ -299,8 +629,8 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
     pid = os.fork()
     if pid == 0:  # child
         try:
-            result_fd = _child_setup(stdin_fd, out_w, err_w, res_w, test_seconds * len(tests) + 1)
-            _run_child(suite, tests, tokens, code, result_fd)
+            _child_setup(stdin_fd, out_w, err_w, (res_w,), test_seconds * len(tests) + 1)
+            _run_child(suite, tests, tokens, code, 3)
         finally:
             os._exit(4)
     for fd in (stdin_fd, out_w, err_w, res_w):
@@ -315,7 +645,7 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
     for fd in (*open_fds, exited):
         poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     test_deadline = min(deadline, started + test_seconds)
-    child_done = timed_out = over_limit = program_time_out = False
+    child_done = timed_out = over_limit = program_time_out = recorded = False
     while open_fds and not over_limit:
         now = time.monotonic()
         if child_done:
@@ -346,15 +676,17 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
                     over_limit = len(stdout) > max_output
             elif kind == "stderr":
                 stderr = (stderr + chunk)[-STDERR_TAIL_BYTES:]
-            else:
+            elif not recorded:
                 results += chunk
                 over_limit = over_limit or len(results) > max_output
-                while b"\n" in results:
+                while b"\n" in results and not recorded:
                     line, _, rest = bytes(results).partition(b"\n")
                     results = bytearray(rest)
-                    report("record", line=line.decode("utf-8", errors="replace"))
-                    # each finished snippet of a script gets a fresh per-test time budget
-                    test_deadline = min(deadline, time.monotonic() + test_seconds)
+                    # only the first well-formed record of this child's own test goes on; it
+                    # neither ends nor extends the test's time (the child's exit does)
+                    if _call_record(line, tests[0], tokens[0]):
+                        recorded = True
+                        report("record", line=line.decode("utf-8", errors="replace"))
     _kill_all(pid, limits["pid_namespace"])
     _, status = os.waitpid(pid, 0)
     _reap(1.0 if limits["pid_namespace"] else 0.0)
@@ -369,6 +701,115 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
     return outcome, program_time_out
 
 
+def _watch_script(suite: dict, code, limits: dict, deadline: float) -> tuple[dict, bool]:
+    """Run a script suite in a test process and a candidate process (see "script mode" above); return
+    the fields of its "script" event and whether the program's time ran out. Each test has its own
+    limit, from the moment the one before it was recorded; only the test process's record of the
+    test that is running ends it (the candidate holds no descriptor on which to write one)."""
+    tests = list(range(len(suite["tests"])))
+    test_seconds, max_output = limits["test_timeout"], limits["max_output_bytes"]
+    request_r, request_w = os.pipe()
+    answer_r, answer_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDWR)
+    cpu_seconds = test_seconds * len(tests) + 1
+    started = time.monotonic()
+    tester = os.fork()
+    if tester == 0:
+        try:
+            _child_setup(null, null, null, (answer_r, request_w, res_w), cpu_seconds)
+            _run_tests(suite, tests, (3, 4), 5, max_output)
+        finally:
+            os._exit(4)
+    candidate = os.fork()
+    if candidate == 0:
+        try:
+            suite.clear()  # the tests' code: the candidate process holds only its own program
+            gc.collect()
+            _child_setup(null, out_w, err_w, (request_r, answer_w), cpu_seconds)
+            _serve_candidate(code, (3, 4), max_output)
+        finally:
+            os._exit(4)
+    for fd in (request_r, request_w, answer_r, answer_w, out_w, err_w, res_w, null):
+        os.close(fd)
+    open_fds = {out_r: "stdout", err_r: "stderr", res_r: "results"}
+    exited = os.pidfd_open(tester)
+    poller = select.poll()
+    for fd in (*open_fds, exited):
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    stderr, buffer = bytearray(), bytearray()
+    results: dict[str, list] = {}
+    running, test_started = 0, started
+    tester_done = timed_out = over_limit = False
+    while open_fds and running < len(tests) and not over_limit:
+        now = time.monotonic()
+        test_deadline = min(deadline, test_started + test_seconds)
+        if tester_done:
+            wait_ms = 0
+        elif now >= test_deadline:
+            timed_out = True
+            break
+        else:
+            wait_ms = max(1, int((test_deadline - now) * 1000))
+        events = poller.poll(wait_ms)
+        if tester_done and not events:
+            break
+        for fd, _ in events:
+            if fd == exited:
+                tester_done = True
+                poller.unregister(exited)
+                continue
+            if fd not in open_fds:
+                continue
+            chunk = os.read(fd, READ_CHUNK)
+            if not chunk:
+                poller.unregister(fd)
+                del open_fds[fd]
+                os.close(fd)
+                continue
+            if open_fds[fd] == "stderr":
+                stderr = (stderr + chunk)[-STDERR_TAIL_BYTES:]
+            elif open_fds[fd] == "results":
+                buffer += chunk
+                over_limit = len(buffer) > max_output
+                while b"\n" in buffer and running < len(tests):
+                    line, _, rest = bytes(buffer).partition(b"\n")
+                    buffer = bytearray(rest)
+                    record = _script_record(line, running)
+                    if record is not None:
+                        now = time.monotonic()
+                        results[str(running)] = [*record, round(now - test_started, 4)]
+                        running, test_started = running + 1, now
+    _kill_all(candidate, limits["pid_namespace"])
+    _kill_all(tester, limits["pid_namespace"])
+    _, tester_status = os.waitpid(tester, 0)
+    os.waitpid(candidate, 0)
+    _reap(1.0 if limits["pid_namespace"] else 0.0)
+    for fd in (*open_fds, exited):
+        os.close(fd)
+    finished = os.WIFEXITED(tester_status) and os.WEXITSTATUS(tester_status) == 0
+    outcome = {"tests": tests, "results": results, "running": running, "timeout": timed_out, "finished": finished,
+               "output_limit": over_limit, "seconds": round(time.monotonic() - started, 4),
+               "stderr": bytes(stderr).decode("utf-8", errors="replace")}
+    return outcome, timed_out and time.monotonic() >= deadline
+
+
+def _script_record(line: bytes, running: int) -> tuple[str, str] | None:
+    """(status, detail) of the test process's record for the running test; None for anything else."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if type(record) is not dict or type(record.get("test")) is not int or record["test"] != running:
+        return None
+    status, detail = record.get("status"), record.get("detail", "")
+    if type(status) is not str or type(detail) is not str:
+        return None
+    return status, detail
+
+
 def _run_suite(suite: dict, limits: dict, report: _Reporter, verifier: _Input) -> None:
     started = time.monotonic()
     try:
@@ -378,9 +819,10 @@ def _run_suite(suite: dict, limits: dict, report: _Reporter, verifier: _Input) -
         return
     deadline = started + limits["program_timeout"]
     if suite["mode"] == "script":
-        groups = [list(range(len(suite["tests"])))]
-    else:
-        groups = [[i] for i in range(len(suite["tests"]))]
+        outcome, _ = _watch_script(suite, code, limits, deadline)
+        report("script", **outcome)
+        return
+    groups = [[i] for i in range(len(suite["tests"]))]
     lockstep = bool(suite.get("stop_on_failure"))
     for position, tests in enumerate(groups):
         if time.monotonic() >= deadline or verifier.gone():
