@@ -69,25 +69,132 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
-def _drop_privileges(libc) -> None:
-    """Become an unprivileged user in a user namespace of our own, with no capabilities.
+class IsolationError(OSError):
+    """A step of the sandbox's isolation failed: the sandbox must not run programs."""
+
+
+def _check(result: int, step: str) -> int:
+    if result < 0:
+        error = ctypes.get_errno()
+        raise IsolationError(error, f"cannot {step}: {os.strerror(error)}")
+    return result
+
+
+#: Per machine: the audit architecture and the numbers of add_key, request_key and keyctl.
+_KEY_SYSCALLS = {"x86_64": (0xC000003E, (248, 249, 250)), "aarch64": (0xC00000B7, (217, 218, 219))}
+KEYCTL_JOIN_SESSION_KEYRING = 1
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+MS_NOSUID, MS_NODEV = 2, 4
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+def _key_filter(arch: int, numbers: tuple[int, ...]) -> bytes:
+    """A seccomp BPF program: add_key, request_key and keyctl fail with EPERM, and so does every
+    system call of another ABI (x32, or 32-bit calls on a 64-bit machine); the rest is allowed."""
+    import struct
+
+    load, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    program = [(load, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, deny), (load, 0, 0, 0),
+               (jge, len(numbers) + 1, 0, 0x40000000)]
+    for position, number in enumerate(numbers):  # jump to "deny", past the ones left and "allow"
+        program.append((jeq, len(numbers) - position, 0, number))
+    program += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    return b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+
+
+def _block_key_syscalls(libc) -> None:
+    machine = os.uname().machine
+    if machine not in _KEY_SYSCALLS:
+        return  # no filter for this machine: the session keyring is still a fresh, empty one
+    arch, numbers = _KEY_SYSCALLS[machine]
+    code = _key_filter(arch, numbers)
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    program = Program(len(code) // 8, code)
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0),
+           "block the key system calls (seccomp)")
+
+
+def _isolate(libc, limits: dict) -> None:
+    """Become an unprivileged user in user and mount namespaces of our own; every step must succeed
+    where ``limits["strict"]`` (the bwrap backend), else each is applied as far as it goes.
 
     As root (bubblewrap started by root keeps CAP_SETUID so that this step can happen) the harness
     first becomes ``nobody``: the kernel never enforces the process limit on root. A fresh user
-    namespace then gives the sandbox its own process count, so one sandbox's fork bomb does not
-    use up the limit of the others running beside it.
+    namespace then gives the sandbox its own process count (one sandbox's fork bomb does not use up
+    the limit of the others), its own per-user kernel limits and user keyrings; the mount
+    namespace with it lets the harness mount the scratch folders as tmpfs with a size *and* an
+    inode limit. The harness keeps the capabilities it holds in its own namespaces (to make a fresh
+    IPC namespace for each program); its children drop them all before they run anything. Then:
+    a fresh, empty session keyring (not the caller's), the key system calls blocked, no new
+    privileges, not dumpable (no ptrace, no /proc/<pid>/fd or mem of the harness).
     """
+    strict = bool(limits.get("strict"))
+
+    def step(result: int, what: str) -> None:
+        try:
+            _check(result, what)
+        except IsolationError:
+            if strict:
+                raise
+
     if os.getuid() == 0 or os.geteuid() == 0:
         os.setgroups([])
         os.setresgid(NOBODY, NOBODY, NOBODY)
         os.setresuid(NOBODY, NOBODY, NOBODY)
-    libc.unshare(CLONE_NEWUSER)  # best effort: without it the process count is per uid
-    # The creator of a user namespace holds every capability inside it; drop them all.
+    uid, gid = os.geteuid(), os.getegid()
+    mounts = limits.get("mounts") or []
+    step(libc.unshare(CLONE_NEWUSER | (CLONE_NEWNS if mounts else 0)), "create user and mount namespaces")
+    # a process that changed its user is not dumpable, and its /proc/self files belong to root:
+    # dumpable for these three writes (nothing but this code runs yet), non-dumpable again below
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as handle:
+                handle.write(text)
+    except OSError as error:
+        if strict:
+            raise IsolationError(error.errno, f"cannot map the sandbox's user: {error.strerror}") from None
+    for folder, mode, size, inodes in mounts:
+        options = f"size={size},nr_inodes={inodes},mode={mode},uid={uid},gid={gid}".encode()
+        _check(libc.mount(b"tmpfs", folder.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, options),
+               f"mount a tmpfs on {folder}")
+    if limits.get("workdir"):
+        os.chdir(limits["workdir"])
+    step(_syscall_keyctl(libc, KEYCTL_JOIN_SESSION_KEYRING), "join a fresh session keyring")
+    step(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+    step(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "make the harness non-dumpable")
+    if strict:
+        _block_key_syscalls(libc)
+    if strict and limits["pid_namespace"] and os.getpid() != 1:
+        raise IsolationError(0, "the harness is not the init of its pid namespace")
+    if not limits["pid_namespace"]:
+        _drop_capabilities(libc)  # no fresh IPC namespaces to make: nothing needs them
+
+
+def _syscall_keyctl(libc, operation: int) -> int:
+    machine = os.uname().machine
+    if machine not in _KEY_SYSCALLS:
+        return 0
+    return libc.syscall(_KEY_SYSCALLS[machine][1][2], operation, None)
+
+
+def _drop_capabilities(libc) -> None:
+    """Drop every capability (effective, permitted, inheritable) of this process."""
     header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = (ctypes.c_uint32 * 6)()
-    libc.capset(header, data)
-    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    _check(libc.capset(header, data), "drop capabilities")
+
+
+def _fresh_ipc_namespace(libc) -> None:
+    """A new IPC namespace for the next program: System V shared memory, message queues and
+    semaphores and POSIX message queues of the programs before it are gone for it (and freed with
+    the last process of theirs)."""
+    _check(libc.unshare(CLONE_NEWIPC), "create an IPC namespace")
 
 
 def _set_limits(limits: dict) -> None:
@@ -223,10 +330,13 @@ def _child_setup(stdin_fd: int, stdout_fd: int, stderr_fd: int, keep_fds: tuple[
     for target, fd in enumerate(moved, start=3):
         os.dup2(fd, target)
     os.closerange(3 + len(keep_fds), 1 << 16)
+    _drop_capabilities(_libc())
     seconds = max(1, math.ceil(cpu_seconds))
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     _fresh_stdio()
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    for number, action in ((signal.SIGPIPE, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler),
+                           (signal.SIGTERM, signal.SIG_DFL)):
+        signal.signal(number, action)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -873,18 +983,6 @@ def _remove_contents(folder: str) -> bool:
         return False
 
 
-def _remove_shared_memory(libc) -> None:
-    """Delete System V shared memory segments left in this sandbox's IPC namespace."""
-    try:
-        lines = open("/proc/sysvipc/shm").read().splitlines()[1:]
-    except OSError:
-        return
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 1 and fields[1].isdigit():
-            libc.shmctl(int(fields[1]), 0, None)  # IPC_RMID
-
-
 class _Input:
     """Lines from the verifier on stdin: a suite when idle; while a ``stop_on_failure`` suite runs,
     the answer (``next`` or ``stop``) to each child event that awaits one, and nothing else."""
@@ -923,8 +1021,11 @@ class _Input:
 
 
 def main() -> None:
-    """Serve suites, one JSON line each, until stdin closes: each gets a fresh process tree and
-    empty scratch folders. The first suite's limits hold for the sandbox's lifetime."""
+    """Serve suites, one JSON line each, until stdin closes: each gets a fresh process tree, a fresh
+    IPC namespace and empty scratch folders. The first suite's limits hold for the sandbox's
+    lifetime; if any step of isolation fails, the harness reports it and exits."""
+    for number in (signal.SIGINT, signal.SIGTERM):  # no program (nor a stray Ctrl-C) ends pid 1
+        signal.signal(number, signal.SIG_IGN)
     report = _Reporter(os.dup(1))
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints of ours go nowhere
     libc, limits = _libc(), None
@@ -933,22 +1034,47 @@ def main() -> None:
         suite = json.loads(line)
         if limits is None:
             limits = suite["limits"]
-            _drop_privileges(libc)
-            if limits["pid_namespace"] and os.getpid() != 1:
-                limits["pid_namespace"] = False  # not the pid namespace we were promised: kill by group only
+            try:
+                _isolate(libc, limits)
+            except OSError as error:
+                report("fatal", message=str(error)[:300])
+                sys.exit(1)
             _set_limits(limits)
             for name in WARM_MODULES:
                 __import__(name)
+        if limits["pid_namespace"]:
+            try:
+                _fresh_ipc_namespace(libc)
+            except OSError as error:
+                report("fatal", message=str(error)[:300])
+                sys.exit(1)
         _run_suite(suite, limits, report, stdin)
         clean = all([_remove_contents(folder) for folder in limits["scratch"]])
-        if limits["pid_namespace"]:
-            _remove_shared_memory(libc)
         report("end", clean=clean)
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--probe"]:  # can this interpreter import what the harness needs?
+def probe(limits_json: str) -> None:
+    """Apply the isolation of ``limits_json`` and exit: 0 if every step worked, else 1 with the
+    failing step on stderr (how the verifier checks a machine before it trusts it)."""
+    limits, libc = json.loads(limits_json), _libc()
+    try:
+        _isolate(libc, limits)
+        _set_limits(limits)
+        if limits["pid_namespace"]:
+            _fresh_ipc_namespace(libc)
         for name in WARM_MODULES:
             __import__(name)
+    except OSError as error:
+        sys.stderr.write(f"{error}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--probe"]:  # can this interpreter import what the harness needs (and isolate)?
+        if len(sys.argv) > 2:
+            probe(sys.argv[2])
+        else:
+            for name in WARM_MODULES:
+                __import__(name)
     else:
         main()

