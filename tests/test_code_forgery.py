@@ -17,6 +17,7 @@ from primekit.verifiers.code import (
     CodeVerifier,
     SandboxSettings,
     SandboxUnavailable,
+    TestSuite,
     check_sandbox,
     humaneval_suite,
     leetcode_suite,
@@ -222,3 +223,39 @@ def test_the_grader_of_prime_eval_run_passes_no_forged_answer():
     with grader:
         results = grader(responses, golds)
     assert [passed for _, passed in results] == [False] * len(results)
+
+
+def test_the_program_finds_no_test_code_in_its_memory(verifier):
+    """The program's process never held the tests: not in an object it can reach (frames, gc), not
+    in its raw memory (every readable mapping, read with ctypes), neither this program's tests nor
+    those of the programs the sandbox ran before. The program looks for the tests' marker with
+    every byte shifted by one, so that the marker itself is never in its memory."""
+    marker = "tests-only-marker-5e1d"
+    shifted = bytes((b + 1) % 256 for b in marker.encode()).hex()
+    probe = textwrap.dedent(f"""\
+        import ctypes, gc, sys
+        SHIFT = bytes((i + 1) % 256 for i in range(256))
+        NEEDLE = bytes.fromhex('{shifted}')
+        def scan():
+            found = []
+            frame = sys._getframe()
+            while frame is not None:
+                found += [k for k, v in frame.f_locals.items()
+                          if NEEDLE in repr(v)[:10 ** 6].encode(errors='ignore').translate(SHIFT)]
+                frame = frame.f_back
+            if any(NEEDLE in o.encode(errors='ignore').translate(SHIFT) for o in gc.get_objects() if type(o) is str):
+                found.append('gc')
+            for line in open('/proc/self/maps').read().splitlines():
+                fields = line.split()
+                if 'r' not in fields[1] or any(n in line for n in ('[vvar', '[vsyscall')):
+                    continue
+                start, end = (int(x, 16) for x in fields[0].split('-'))
+                if NEEDLE in ctypes.string_at(start, min(end - start, 1 << 28)).translate(SHIFT):
+                    found.append(fields[-1] if len(fields) > 5 else 'anonymous')
+            return found
+        """)
+    suite = TestSuite("script", probe, tuple({"code": f"assert scan() == []  # {marker} {i}"} for i in range(2)),
+                      (None, None), prelude="", targets=("scan",))
+    for _ in range(2):  # the second time, the sandbox has served the first
+        verdict = verifier.verify(suite)
+        assert verdict.passed, verdict

@@ -1,35 +1,38 @@
-"""The program that runs *inside* the code sandbox: it receives a test suite, runs the candidate
-program once per test (or once for a script of tests) in child processes, and streams what
-happened back to the verifier. Standard library only; it is started as a script
-(``python -I _harness.py``) and never imports primekit.
+"""The program that runs *inside* the code sandbox: it receives test suites, runs the candidate
+program in child processes, and streams what happened back to the verifier. Standard library only;
+it is started as a script (``python -I _harness.py``) and never imports primekit.
 
 Trust boundary: this file is ours, the candidate program is not. Everything the candidate can
 touch is treated as data:
 
 * the verifier keeps the expected outputs; only the inputs come in here, so no amount of
   introspection by the candidate can find an expected answer in this process;
-* the candidate runs only in forked children. Before it runs, a child closes the report channel
-  and every other descriptor it does not need, and the harness is made non-dumpable, so a child
-  cannot reach the report channel through ``/proc/<pid>/fd`` or ptrace;
-* a child reports each finished test on its own result pipe with that test's secret token, written
-  only after the test code *returned*; an early ``sys.exit(0)``, ``os._exit(0)`` or ``atexit`` hook
-  leaves no token, so the test counts as not finished;
-* after each child, every other process of the sandbox is killed (``kill(-1)`` inside the pid
-  namespace, the child's process group otherwise), so nothing a test started survives into the
-  next one. In the pid namespace the harness is its init (pid 1): programs cannot signal it, and
-  its end kills every process of the namespace.
+* stdin/stdout and call tests: the candidate runs only in forked children. Before it runs, a child
+  closes the report channel and every other descriptor it does not need and drops every
+  capability; the harness is non-dumpable, so a child cannot reach the report channel through
+  ``/proc/<pid>/fd`` or ptrace. A child reports its test on its own result pipe with that test's
+  secret token, written only after the test code *returned*; the harness passes on only the first
+  well-formed record of the child's own test;
+* assert-based tests (HumanEval, MBPP, LeetCode): the tests run in a process of their own and call
+  the program, which runs in another, with plain values (see "script mode" below); the program's
+  process is forked from a zygote started before the harness read any suite;
+* after each program, every other process of the sandbox but the zygote is killed, so nothing a
+  test started survives into the next one. In the pid namespace the harness is its init (pid 1):
+  it ignores SIGINT and SIGTERM, and its end kills every process of the namespace.
 
-Protocol: one JSON line per suite on stdin; JSON lines on stdout (events):
-``{"event": "compile_error", ...}``, ``{"event": "record", "line": ...}`` for each line a child wrote
-on its result pipe, ``{"event": "child", ...}`` when a child ended, and ``{"event": "end"}`` once the
-suite is done and the scratch folders are empty again. A suite with ``stop_on_failure`` runs in
-lockstep: a child event with ``"awaiting": true`` means the harness waits for the verifier's answer,
-the line ``next`` (run the next test) or ``stop`` (skip the rest), before it runs anything else. Only
-the verifier can judge a test (the expected outputs stay with it), so it decides; the harness asks
-exactly once per test and reads exactly one answer, so the tests after a failure are never started
-and no answer can be left on stdin to be taken for the next suite. A sandbox serves suites one after
-another (each program in a fresh process tree forked from this clean harness, none of it surviving
-the program), so that starting namespaces and an interpreter is paid once per many programs.
+Protocol: a first JSON line with the limits (the harness isolates itself, then starts the zygote),
+then one JSON line per suite on stdin; JSON lines on stdout (events): ``{"event": "fatal", ...}`` if
+a step of isolation failed (the harness then exits), ``{"event": "compile_error", ...}``,
+``{"event": "record", "line": ...}`` for a call child's record of its test, ``{"event": "child",
+...}`` when a stdin/stdout or call child ended, ``{"event": "script", ...}`` with the verdicts of an
+assert-based suite, and ``{"event": "end"}`` once the suite is done and the scratch folders are
+empty again. A suite with ``stop_on_failure`` runs in lockstep: a child event with ``"awaiting":
+true`` means the harness waits for the verifier's answer, the line ``next`` (run the next test) or
+``stop`` (skip the rest), before it runs anything else; the harness asks exactly once per test and
+reads exactly one answer, so the tests after a failure are never started and no answer can be left
+on stdin to be taken for the next suite (assert-based suites stop in their tests' process). A
+sandbox serves suites one after another, so that starting namespaces and an interpreter is paid
+once per many programs.
 """
 
 from __future__ import annotations
@@ -335,7 +338,7 @@ def _child_setup(stdin_fd: int, stdout_fd: int, stderr_fd: int, keep_fds: tuple[
     resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
     _fresh_stdio()
     for number, action in ((signal.SIGPIPE, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler),
-                           (signal.SIGTERM, signal.SIG_DFL)):
+                           (signal.SIGTERM, signal.SIG_DFL), (signal.SIGCHLD, signal.SIG_DFL)):
         signal.signal(number, action)
 
 
@@ -686,13 +689,19 @@ def _input_fd(text: str) -> int:
     return fd
 
 
+#: Processes of the sandbox that outlive every program: the harness and its zygote.
+_KEEP: set[int] = set()
+
+
 def _kill_all(child_pid: int, pid_namespace: bool) -> None:
     """Kill the child and anything it started."""
-    if pid_namespace:
-        try:
-            os.kill(-1, signal.SIGKILL)  # every process of this namespace but us and its init
-        except ProcessLookupError:
-            pass
+    if pid_namespace:  # every process of this namespace but us and the zygote (reaped later)
+        keep = _KEEP | {1, os.getpid()}
+        for pid in [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) not in keep]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
     else:
         try:
             os.killpg(child_pid, signal.SIGKILL)
@@ -700,19 +709,42 @@ def _kill_all(child_pid: int, pid_namespace: bool) -> None:
             pass
 
 
-def _reap(wait_seconds: float) -> None:
-    """Collect dead children. As the namespace's init every orphan is ours: after ``kill(-1)`` wait
-    (up to ``wait_seconds``) until all are gone, so that none lingers as a zombie."""
+def _clear_namespace(wait_seconds: float) -> None:
+    """Kill every process of this pid namespace but the harness (its init) and the zygote, reap
+    the ones that are ours, and repeat (up to ``wait_seconds``) until none is left: as init every
+    orphan is ours, so none lingers as a zombie, and nothing a program started survives it."""
     deadline = time.monotonic() + wait_seconds
+    keep = _KEEP | {1, os.getpid()}
+    while True:
+        others = [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) not in keep]
+        for pid in others:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        _reap_now()
+        if not others or time.monotonic() >= deadline:
+            return
+        time.sleep(0.0005)
+
+
+def _reap_now() -> None:
+    """Collect every child that has ended (never the zygote, which does not end)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.001)
+            return
+
+
+def _reap(wait_seconds: float) -> None:
+    """After a program: in the pid namespace, until nothing of it is left (see _clear_namespace)."""
+    if wait_seconds > 0:
+        _clear_namespace(wait_seconds)
+    else:
+        _reap_now()
 
 
 def _call_record(line: bytes, test: int, token: str) -> bool:
@@ -811,7 +843,107 @@ def _watch_child(suite, tests, tokens, code, limits, report: _Reporter, deadline
     return outcome, program_time_out
 
 
-def _watch_script(suite: dict, code, limits: dict, deadline: float) -> tuple[dict, bool]:
+class _Zygote:
+    """A process forked from the harness before it has read any suite, from which every candidate
+    process of an assert-based suite is forked: the candidate's memory never held any test code
+    (not in a reachable object, not in freed memory), of this program or of the ones before.
+
+    The harness sends it, over a socketpair, the program's source (in a memfd) and the candidate's
+    pipes (as descriptors); it makes a fresh IPC namespace, forks the candidate and answers with its
+    pid. It ignores SIGCHLD, so the kernel reaps its children. A program that kills or stops it
+    makes the next spawn fail, which retires the sandbox."""
+
+    def __init__(self, fresh_ipc: bool) -> None:
+        import socket
+
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                parent.close()
+                _zygote_main(child, fresh_ipc)
+            finally:
+                os._exit(4)
+        child.close()
+        self.socket = parent
+        _KEEP.add(self.pid)
+
+    def spawn(self, source: str, fds: tuple[int, ...], cpu_seconds: float, max_output: int) -> int:
+        """Fork a candidate process serving ``source`` on ``fds`` (request in, answers out, stdout,
+        stderr); its pid. Raises OSError if the zygote does not answer at once."""
+        import socket
+
+        program = os.memfd_create("program")
+        try:
+            data = memoryview(source.encode("utf-8", errors="surrogatepass"))
+            while data:
+                data = data[os.write(program, data):]
+            os.kill(self.pid, signal.SIGCONT)  # a program may have stopped it
+            message = json.dumps({"cpu_seconds": cpu_seconds, "max_output": max_output}).encode()
+            socket.send_fds(self.socket, [message], [program, *fds])
+        finally:
+            os.close(program)
+        poller = select.poll()
+        poller.register(self.socket.fileno(), select.POLLIN)
+        if not poller.poll(5000):
+            raise OSError("the zygote did not answer")
+        answer = self.socket.recv(64)
+        if not answer.isdigit() or int(answer) <= 0:
+            raise OSError("the zygote could not start the program")
+        return int(answer)
+
+
+def _zygote_main(connection, fresh_ipc: bool) -> None:
+    """Body of the zygote; never returns."""
+    import socket
+
+    libc = _libc()
+    keep = connection.fileno()
+    null = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(null, target)
+    os.closerange(3, keep)
+    os.closerange(keep + 1, 1 << 16)
+    null = 0
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(connection, 4096, 8)
+        except OSError:
+            os._exit(0)
+        if not message:
+            os._exit(0)
+        pid = 0
+        try:
+            request = json.loads(message)
+            if len(fds) != 5:
+                raise OSError("descriptors missing")
+            if fresh_ipc:
+                _fresh_ipc_namespace(libc)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    size = os.fstat(fds[0]).st_size
+                    source = os.pread(fds[0], size, 0).decode("utf-8", errors="surrogatepass")
+                    os.close(fds[0])
+                    _child_setup(null, fds[3], fds[4], (fds[1], fds[2]), request["cpu_seconds"])
+                    _serve_candidate(compile(source, "solution.py", "exec"), (3, 4), request["max_output"])
+                finally:
+                    os._exit(4)
+        except BaseException:
+            pid = 0
+        for fd in fds:
+            os.close(fd)
+        try:
+            connection.send(str(pid).encode())
+        except OSError:
+            os._exit(0)
+
+
+_ZYGOTE: list[_Zygote] = []
+
+
+def _watch_script(suite: dict, limits: dict, deadline: float) -> tuple[dict, bool]:
     """Run a script suite in a test process and a candidate process (see "script mode" above); return
     the fields of its "script" event and whether the program's time ran out. Each test has its own
     limit, from the moment the one before it was recorded; only the test process's record of the
@@ -833,15 +965,11 @@ def _watch_script(suite: dict, code, limits: dict, deadline: float) -> tuple[dic
             _run_tests(suite, tests, (3, 4), 5, max_output)
         finally:
             os._exit(4)
-    candidate = os.fork()
-    if candidate == 0:
-        try:
-            suite.clear()  # the tests' code: the candidate process holds only its own program
-            gc.collect()
-            _child_setup(null, out_w, err_w, (request_r, answer_w), cpu_seconds)
-            _serve_candidate(code, (3, 4), max_output)
-        finally:
-            os._exit(4)
+    try:
+        candidate = _ZYGOTE[0].spawn(suite["program"], (request_r, answer_w, out_w, err_w), cpu_seconds, max_output)
+    except (OSError, IndexError):
+        candidate = -1  # the tests find no program to call: each fails; the sandbox is retired
+        _ZYGOTE.clear()
     for fd in (request_r, request_w, answer_r, answer_w, out_w, err_w, res_w, null):
         os.close(fd)
     open_fds = {out_r: "stdout", err_r: "stderr", res_r: "results"}
@@ -892,10 +1020,10 @@ def _watch_script(suite: dict, code, limits: dict, deadline: float) -> tuple[dic
                         now = time.monotonic()
                         results[str(running)] = [*record, round(now - test_started, 4)]
                         running, test_started = running + 1, now
-    _kill_all(candidate, limits["pid_namespace"])
+    if candidate > 0:
+        _kill_all(candidate, limits["pid_namespace"])
     _kill_all(tester, limits["pid_namespace"])
     _, tester_status = os.waitpid(tester, 0)
-    os.waitpid(candidate, 0)
     _reap(1.0 if limits["pid_namespace"] else 0.0)
     for fd in (*open_fds, exited):
         os.close(fd)
@@ -929,7 +1057,7 @@ def _run_suite(suite: dict, limits: dict, report: _Reporter, verifier: _Input) -
         return
     deadline = started + limits["program_timeout"]
     if suite["mode"] == "script":
-        outcome, _ = _watch_script(suite, code, limits, deadline)
+        outcome, _ = _watch_script(suite, limits, deadline)
         report("script", **outcome)
         return
     groups = [[i] for i in range(len(suite["tests"]))]
@@ -1028,20 +1156,22 @@ def main() -> None:
         signal.signal(number, signal.SIG_IGN)
     report = _Reporter(os.dup(1))
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints of ours go nowhere
-    libc, limits = _libc(), None
+    libc = _libc()
+    first = _first_line()
+    if not first:
+        return
+    limits = json.loads(first)["limits"]  # before any suite: the zygote is forked from a harness that saw none
+    try:
+        _isolate(libc, limits)
+    except OSError as error:
+        report("fatal", message=str(error)[:300])
+        sys.exit(1)
+    _set_limits(limits)
+    for name in WARM_MODULES:
+        __import__(name)
+    _ZYGOTE.append(_Zygote(fresh_ipc=limits["pid_namespace"]))
     stdin = _Input()
-    while (line := stdin.next_line(IDLE_EXIT_SECONDS)) is not None:
-        suite = json.loads(line)
-        if limits is None:
-            limits = suite["limits"]
-            try:
-                _isolate(libc, limits)
-            except OSError as error:
-                report("fatal", message=str(error)[:300])
-                sys.exit(1)
-            _set_limits(limits)
-            for name in WARM_MODULES:
-                __import__(name)
+    while (suite := _next_suite(stdin)) is not None:
         if limits["pid_namespace"]:
             try:
                 _fresh_ipc_namespace(libc)
@@ -1049,8 +1179,27 @@ def main() -> None:
                 report("fatal", message=str(error)[:300])
                 sys.exit(1)
         _run_suite(suite, limits, report, stdin)
-        clean = all([_remove_contents(folder) for folder in limits["scratch"]])
+        suite.clear()
+        clean = all([_remove_contents(folder) for folder in limits["scratch"]]) and bool(_ZYGOTE)
         report("end", clean=clean)
+
+
+def _first_line() -> bytes:
+    """The verifier's first line (the limits), read a byte at a time: not one byte of the suite
+    that follows it is in this process when the zygote is forked."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte:
+            return b""
+        line += byte
+    return bytes(line)
+
+
+def _next_suite(stdin: _Input) -> dict | None:
+    """The next suite (the raw line dies with this frame: no later candidate finds it on the stack)."""
+    line = stdin.next_line(IDLE_EXIT_SECONDS)
+    return None if line is None else json.loads(line)
 
 
 def probe(limits_json: str) -> None:

@@ -5,26 +5,30 @@ Each program runs in a process tree of its own, outside the verifier's process:
 ``bwrap`` backend (default; Debian package ``bubblewrap``)
     new pid, network, IPC, UTS and cgroup namespaces (plus a user namespace when not started by
     root); a read-only view of only what Python needs (``/usr``, the interpreter's prefix and
-    virtualenv) on an otherwise empty root; a fresh, size-limited tmpfs as the working directory
-    (``/box``), ``/tmp`` and ``/dev/shm``, emptied after every program and gone when the sandbox
-    ends; an empty environment apart from a few fixed variables; no capabilities. Inside, the
-    harness (``_harness.py``, the pid namespace's init, which programs cannot signal) becomes
-    ``nobody`` in a user namespace of its own, sets the rlimits (address space, file size, open
-    files, processes, core 0; CPU per test), and runs each test in a child process that it kills
-    together with everything else in the namespace. The whole sandbox dies with its pid namespace
-    when the harness exits or the verifier kills it at the program deadline.
+    virtualenv, its package folders hidden but for ``SandboxSettings.packages``) on an otherwise
+    empty root; an empty environment apart from a few fixed variables; no capabilities; a memory
+    cgroup of its own (``cgroup.py``). Inside, the harness (``_harness.py``, the pid namespace's
+    init) becomes ``nobody`` in user and mount namespaces of its own, mounts the working directory
+    (``/box``), ``/tmp`` and ``/dev/shm`` as tmpfs with a size and an inode limit (emptied after
+    every program), joins a fresh session keyring, blocks the key system calls (seccomp), sets the
+    rlimits (address space, file size, open files, processes, core 0; CPU per test), and runs each
+    program in a fresh IPC namespace and process tree that it kills as a whole. Every one of these
+    steps must succeed, or the sandbox refuses (:class:`SandboxUnavailable`). The whole sandbox dies
+    with its pid namespace when the harness exits or the verifier kills it.
 
 ``process`` backend (weaker; opt-in with ``backend="process"`` or ``PRIMEKIT_CODE_SANDBOX=process``)
-    for machines without namespaces: the same harness, rlimits, scrubbed environment, fresh
-    temporary directory (removed afterwards) and process-group kills, but **no** network
-    isolation, **no** read-only view of the filesystem (only ``nobody``'s permissions when the
-    verifier runs as root), and a child that leaves its process group (``setsid``) can outlive
-    its test.
+    for machines without namespaces: the same harness, rlimits, memory cgroup, scrubbed
+    environment, fresh temporary directory (removed afterwards) and process-group kills, but **no**
+    network, IPC or keyring isolation, **no** read-only view of the filesystem (only ``nobody``'s
+    permissions when the verifier runs as root), and a child that leaves its process group
+    (``setsid``) can outlive its test.
 
-Suites go in as JSON lines on stdin; events come back on stdout and are read with a size bound and
-a deadline. Expected outputs never enter the sandbox: they are compared here. A sandbox serves
-many programs in turn (:class:`Sandbox`), each in a fresh process tree with emptied scratch
-folders, and is retired at the first run that does not end cleanly.
+The limits go in first, alone, as a JSON line on stdin, then the suites, one line each; events come
+back on stdout and are read with a size bound and a deadline, every one as hostile. Expected
+outputs never enter the sandbox: they are compared here; assert-based tests run in a process of
+their own that calls the program's functions by value (see ``_harness.py``). A sandbox serves many
+programs in turn (:class:`Sandbox`), each in a fresh process tree with emptied scratch folders,
+and is retired at the first run that does not end cleanly.
 """
 
 from __future__ import annotations
@@ -360,6 +364,10 @@ class Sandbox:
             command = self.cgroup.join_command(command)
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         cwd=cwd, env=env, start_new_session=True)
+        try:
+            self._send({"limits": limits})  # first, alone: the harness isolates itself before any suite
+        except OSError:
+            pass  # a sandbox that died at once: its first run says so
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -431,7 +439,7 @@ class Sandbox:
         ended = False
         payload = {"mode": suite.mode, "program": suite.program, "tests": list(suite.tests),
                    "fn_name": suite.fn_name, "solution_class": suite.solution_class,
-                   "stop_on_failure": settings.stop_on_failure, "limits": self.limits}
+                   "stop_on_failure": settings.stop_on_failure}
         if suite.mode == "script":
             payload.update(prelude=suite.prelude, targets=list(suite.targets))
         else:
