@@ -193,7 +193,7 @@ def test_grade_grades_code_rows_from_the_benchmarks_tests(sandbox, tmp_path):
     assert passed == references  # each reference passes; no forged answer does
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"benchmark": "mbpp", "problem_id": "no-such-id", "response": "x"}) + "\n")
-    with pytest.raises(InputError, match="bad.jsonl.*line 1.*no problem 'no-such-id' in MBPP"):
+    with pytest.raises(InputError, match="bad.jsonl:1: field 'problem_id': no problem 'no-such-id' in MBPP"):
         commands.grade([str(bad), "--out", str(tmp_path / "bad")])
 
 

@@ -250,12 +250,14 @@ def test_the_program_finds_no_test_code_in_its_memory(verifier):
                 if 'r' not in fields[1] or any(n in line for n in ('[vvar', '[vsyscall')):
                     continue
                 start, end = (int(x, 16) for x in fields[0].split('-'))
-                if NEEDLE in ctypes.string_at(start, min(end - start, 1 << 28)).translate(SHIFT):
-                    found.append(fields[-1] if len(fields) > 5 else 'anonymous')
+                for offset in range(start, end, 1 << 20):  # in overlapping pieces: little memory of its own
+                    if NEEDLE in ctypes.string_at(offset, min((1 << 20) + 64, end - offset)).translate(SHIFT):
+                        found.append(fields[-1] if len(fields) > 5 else 'anonymous')
+                        break
             return found
         """)
-    suite = TestSuite("script", probe, tuple({"code": f"assert scan() == []  # {marker} {i}"} for i in range(2)),
-                      (None, None), prelude="", targets=("scan",))
+    suite = TestSuite("script", probe, ({"code": f"assert scan() == []  # {marker}"},), (None,), prelude="",
+                      targets=("scan",))
     for _ in range(2):  # the second time, the sandbox has served the first
         verdict = verifier.verify(suite)
         assert verdict.passed, verdict

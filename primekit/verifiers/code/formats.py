@@ -197,7 +197,17 @@ def humaneval_suite(problem: dict[str, Any], completion: str) -> TestSuite:
     program = _field(problem, "prompt") + completion
     test = _field(problem, "test") + f"\n\ncheck({entry_point})\n"
     return TestSuite("script", program, ({"code": test},), (None,), name=str(problem.get("task_id", "")),
-                     prelude=_field(problem, "prompt"), targets=(entry_point,))
+                     prelude=_stub_module(_field(problem, "prompt")), targets=(entry_point,))
+
+
+def _stub_module(prompt: str) -> str:
+    """The prompt as the tests' prelude: its helpers and imports, the entry point a stub (a prompt
+    whose last function has no docstring gets ``pass`` as its body)."""
+    try:
+        compile(prompt, "prompt.py", "exec")
+        return prompt
+    except SyntaxError:
+        return prompt.rstrip("\n") + "\n    pass\n"
 
 
 def mbpp_suite(problem: dict[str, Any], code: str) -> TestSuite:
