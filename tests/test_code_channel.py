@@ -100,7 +100,7 @@ def _fake_sandbox(settings: SandboxSettings, report: bytes) -> sandbox_module.Sa
     sandbox = object.__new__(sandbox_module.Sandbox)
     sandbox.settings, sandbox.backend, sandbox.workdir = settings, "fake", None
     sandbox.stderr, sandbox.programs, sandbox.reusable, sandbox._buffer = b"", 0, True, b""
-    sandbox.limits = {}
+    sandbox.limits, sandbox.fatal, sandbox.cgroup = {}, None, None
     sandbox.process = types.SimpleNamespace(stdin=open(os.devnull, "wb"), stdout=os.fdopen(out_r, "rb"),
                                             stderr=os.fdopen(err_r, "rb"))
     return sandbox

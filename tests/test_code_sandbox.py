@@ -199,14 +199,18 @@ def test_a_reused_sandbox_gives_each_program_a_clean_slate(settings):
               "    open(os.path.join(folder, 'litter'), 'w').write('x')\n    os.makedirs(os.path.join(folder, 'd/e'))\n"
               "    os.chmod(os.path.join(folder, 'd'), 0o500)\n"
               "if os.fork() == 0:\n    os.setsid()\n    import time\n    time.sleep(60)\nprint('done')\n")
+    # the processes of the sandbox besides this program: its harness (pid 1) and the harness's zygote
     look = ("import os\nleft = [f for folder in ('.', '/tmp', '/dev/shm') for f in os.listdir(folder)]\n"
-            "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]\n"
-            "print('clean' if not left and not others else f'{left} {others}')\n")
+            "others = sorted(int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid())\n"
+            "print(left, others)\n")
     with CodeVerifier(settings, workers=1) as verifier:
+        before = verifier.verify(TestSuite("stdio", look, ({"input": ""},), ("?",))).tests[0].detail
+        baseline = before.split('printed "')[1].split("\\n")[0]
+        assert baseline.startswith("[] [1, ") and baseline.count(",") == 1, before  # pid 1 and the zygote
         assert verifier.verify(TestSuite("stdio", litter, ({"input": ""},), ("done",))).passed
-        verdict = verifier.verify(TestSuite("stdio", look, ({"input": ""},), ("clean",)))
+        verdict = verifier.verify(TestSuite("stdio", look, ({"input": ""},), (baseline,)))
         assert verdict.passed, verdict
-        assert len({id(s) for s in verifier._idle}) == 1  # the same sandbox served both
+        assert len({id(s) for s in verifier._idle}) == 1  # the same sandbox served them all
 
 
 def test_skipping_after_a_failure_is_exact_and_leaves_the_sandbox_clean(settings):
