@@ -4,6 +4,7 @@ nothing changed outside its directory."""
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import dataclasses
 import os
@@ -205,7 +206,7 @@ def test_a_reused_sandbox_gives_each_program_a_clean_slate(settings):
             "print(left, others)\n")
     with CodeVerifier(settings, workers=1) as verifier:
         before = verifier.verify(TestSuite("stdio", look, ({"input": ""},), ("?",))).tests[0].detail
-        baseline = before.split('printed "')[1].split("\\n")[0]
+        baseline = ast.literal_eval(before.split("printed ", 1)[1].rsplit(", expected", 1)[0]).strip()
         assert baseline.startswith("[] [1, ") and baseline.count(",") == 1, before  # pid 1 and the zygote
         assert verifier.verify(TestSuite("stdio", litter, ({"input": ""},), ("done",))).passed
         verdict = verifier.verify(TestSuite("stdio", look, ({"input": ""},), (baseline,)))

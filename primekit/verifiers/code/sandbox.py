@@ -503,8 +503,15 @@ class Sandbox:
                 os.killpg(group, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        # whatever is left in its cgroup (a harness whose bwrap died first is no child of bwrap's)
+        members = [pid for pid in (self.cgroup.pids() if self.cgroup is not None else []) if pid != self.process.pid]
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.process.wait()
-        _reap_orphans(children)
+        _reap_orphans(list(dict.fromkeys([*children, *members])))
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             try:
                 stream.close()
