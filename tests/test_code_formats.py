@@ -3,6 +3,7 @@ fn_name), HumanEval, MBPP, LeetCode, and the one-line errors for bad test data."
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import time
@@ -186,7 +187,7 @@ def test_humaneval_canonical_solutions_pass_and_a_wrong_one_fails(settings):
     # a whole function written by a chat model replaces the stub of the prompt
     wrong = "\ndef has_close_elements(numbers, threshold):\n    return False\n"
     verdict = run_suite(humaneval_suite(problems[0], wrong), settings)
-    assert verdict.tests[0].status == "error" and "AssertionError" in verdict.tests[0].detail
+    assert verdict.tests[0].status == "wrong_answer" and "assertion failed" in verdict.tests[0].detail
 
 
 def test_mbpp_reference_code_passes_with_one_test_per_assert(settings):
@@ -197,7 +198,11 @@ def test_mbpp_reference_code_passes_with_one_test_per_assert(settings):
         assert run_suite(suite, settings).passed, problem["task_id"]
     half_right = "def similar_elements(a, b):\n    return (4, 5)\n"
     statuses = [t.status for t in run_suite(mbpp_suite(problems[0], half_right), settings).tests]
-    assert statuses[0] == "passed" and statuses[1] == "error" and statuses[2:] == ["not_run"]
+    # each assert is a test of its own: a failing one does not stop the next
+    assert statuses == ["passed", "wrong_answer", "wrong_answer"]
+    stopping = dataclasses.replace(settings, stop_on_failure=True)
+    statuses = [t.status for t in run_suite(mbpp_suite(problems[0], half_right), stopping).tests]
+    assert statuses == ["passed", "wrong_answer", "not_run"]
 
 
 def test_leetcode_solutions_with_and_without_list_nodes(settings):

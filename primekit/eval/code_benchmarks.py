@@ -42,7 +42,7 @@ from primekit.eval.benchmarks import BenchmarkProblem, eurus_system_prompt
 from primekit.paths import data_dir
 
 __all__ = ["CODE_BENCHMARKS", "CODE_SUFFIX", "PRIME_CODE_SYSTEM", "is_code_benchmark", "load_code_benchmark",
-           "code_messages", "render_code_prompt", "code_suite", "reference_solution", "CodeGrader"]
+           "code_messages", "render_code_prompt", "code_answer", "code_suite", "reference_solution", "CodeGrader"]
 
 #: The user-message suffix of every PRIME code prompt.
 CODE_SUFFIX = "\n\nWrite Python code to solve the problem. Present the code in \n```python\nYour code\n```\nat the end."
@@ -155,6 +155,16 @@ def _row_for(gold: str) -> tuple[str, dict[str, Any]]:
         return name, _rows(name)[problem_id]
     except (ValueError, KeyError, TypeError):
         raise InputError(f"not a code benchmark answer: {gold[:80]!r}") from None
+
+
+def code_answer(benchmark: str, problem_id: str, path=None, line: int | None = None) -> str:
+    """The answer of a row of model outputs for a code benchmark (``prime-eval grade``): it names
+    the problem, whose tests come from the benchmark itself; an unknown id is an error naming the
+    file and line."""
+    if problem_id not in _rows(benchmark):
+        raise InputError(f"no problem '{problem_id}' in {CODE_BENCHMARKS[benchmark].title}", path=path, line=line,
+                         field="problem_id")
+    return json.dumps({"tests": benchmark, "id": problem_id})
 
 
 def code_suite(gold: str, code: str):

@@ -427,6 +427,7 @@ def _responses(record: dict[str, Any], field_name: str, path: str, line: int) ->
 def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
     """Flatten a file of model outputs into sample records (benchmark, problem_id, sample_index,
     completion, answer), numbering the samples of each problem in file order."""
+    from primekit.eval import code_benchmarks
     from primekit.io import iter_jsonl, require_field
 
     path = Path(args.input)
@@ -441,10 +442,13 @@ def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
                                          None)
         problem_id = str(require_field(record, id_field, path=path, line=line)
                          if id_field else line)
-        try:
-            gold = bench.answer_text(require_field(record, args.answer_field, path=path, line=line))
-        except ValueError as err:
-            raise InputError(str(err), path=path, line=line, field=args.answer_field) from None
+        if code_benchmarks.is_code_benchmark(benchmark):  # the tests come from the benchmark
+            gold = code_benchmarks.code_answer(benchmark, problem_id, path=path, line=line)
+        else:
+            try:
+                gold = bench.answer_text(require_field(record, args.answer_field, path=path, line=line))
+            except ValueError as err:
+                raise InputError(str(err), path=path, line=line, field=args.answer_field) from None
         for response in _responses(record, args.response_field, path=str(path), line=line):
             index = counts.get((benchmark, problem_id), 0)
             counts[(benchmark, problem_id)] = index + 1

@@ -196,7 +196,18 @@ def humaneval_suite(problem: dict[str, Any], completion: str) -> TestSuite:
     entry_point = _field(problem, "entry_point")
     program = _field(problem, "prompt") + completion
     test = _field(problem, "test") + f"\n\ncheck({entry_point})\n"
-    return TestSuite("script", program, ({"code": test},), (None,), name=str(problem.get("task_id", "")))
+    return TestSuite("script", program, ({"code": test},), (None,), name=str(problem.get("task_id", "")),
+                     prelude=_stub_module(_field(problem, "prompt")), targets=(entry_point,))
+
+
+def _stub_module(prompt: str) -> str:
+    """The prompt as the tests' prelude: its helpers and imports, the entry point a stub (a prompt
+    whose last function has no docstring gets ``pass`` as its body)."""
+    try:
+        compile(prompt, "prompt.py", "exec")
+        return prompt
+    except SyntaxError:
+        return prompt.rstrip("\n") + "\n    pass\n"
 
 
 def mbpp_suite(problem: dict[str, Any], code: str) -> TestSuite:
@@ -207,7 +218,18 @@ def mbpp_suite(problem: dict[str, Any], code: str) -> TestSuite:
         raise TestFormatError("no asserts", field="test_list")
     program = code + "\n" + "\n".join(imports) + "\n"
     return TestSuite("script", program, tuple({"code": a} for a in asserts), (None,) * len(asserts),
-                     name=str(problem.get("task_id", "")))
+                     name=str(problem.get("task_id", "")), prelude="\n".join(imports) + "\n",
+                     targets=_defined_names(problem.get("code")))
+
+
+def _defined_names(reference: Any) -> tuple[str, ...]:
+    """The functions and classes a reference solution defines at top level: the names its tests
+    take from the candidate even when a built-in has the same name (MBPP's ``sum``)."""
+    try:
+        body = ast.parse(reference).body if isinstance(reference, str) else []
+    except (SyntaxError, ValueError):
+        return ()
+    return tuple(node.name for node in body if isinstance(node, (ast.FunctionDef, ast.ClassDef)))
 
 
 def _leetcode_tests(script: str) -> list[str]:
@@ -240,4 +262,5 @@ def leetcode_suite(problem: dict[str, Any], code: str) -> TestSuite:
     """LeetCode: prelude + the ``Solution`` class; the ``test`` script, one test per assert."""
     tests = _leetcode_tests(_field(problem, "test"))
     return TestSuite("script", LEETCODE_PRELUDE + leetcode_solution(code), tuple({"code": t} for t in tests),
-                     (None,) * len(tests), name=str(problem.get("task_id", "")))
+                     (None,) * len(tests), name=str(problem.get("task_id", "")), prelude=LEETCODE_PRELUDE,
+                     targets=("Solution",))

@@ -10,8 +10,8 @@ __all__ = ["Mode", "TestSuite", "TestResult", "Verdict", "STATUSES"]
 
 #: ``stdio``: the program reads a test's input on stdin, its stdout is compared;
 #: ``call``: a function (or ``Solution`` method) is called with a test's arguments, its return
-#: value is compared; ``script``: test code (asserts) runs after the program in its namespace and
-#: passes when it finishes.
+#: value is compared; ``script``: the benchmark's test code (asserts) runs in a process of its own,
+#: calling the program's functions in another one with plain values, and passes when it finishes.
 Mode = Literal["stdio", "call", "script"]
 
 #: What can happen to one test.
@@ -46,6 +46,13 @@ class TestSuite:
     #: text mentions ``class Solution``).
     solution_class: bool = False
     name: str = ""
+    #: script mode: the benchmark's own code that the tests run after (HumanEval's prompt, MBPP's
+    #: imports, LeetCode's prelude), run in the tests' process, never the candidate's
+    prelude: str = ""
+    #: script mode: names the tests always take from the candidate's program, even where the
+    #: prelude defines them (HumanEval's entry point, LeetCode's ``Solution``); any other name the
+    #: tests read comes from the candidate only when neither the prelude nor the built-ins have it
+    targets: tuple[str, ...] = ()
     __test__ = False  # not a pytest test class
 
     def __post_init__(self) -> None:
