@@ -8,6 +8,7 @@ away from their default, so the default policy keeps its key and nobody retrains
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -95,11 +96,21 @@ TRAIN_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2  # train and test problems never shar
 
 
 def train_problems(spec: WarmupSpec = DEFAULT_WARMUP) -> list[Problem]:
+    """The SFT warm-up's problems (also the RL prompts of the toy recipe and the ablation)."""
     return make_problems(spec.num_train_problems, spec.seed * 1000 + TRAIN_SEED_OFFSET, spec.task)
 
 
+@functools.lru_cache(maxsize=8)
+def _train_prompts(spec: WarmupSpec) -> frozenset[str]:
+    return frozenset(problem.prompt for problem in train_problems(spec))
+
+
 def test_problems(n: int = 1000, spec: WarmupSpec = DEFAULT_WARMUP) -> list[Problem]:
-    return make_problems(n, spec.seed * 1000 + TEST_SEED_OFFSET, spec.task)
+    """``n`` held-out problems, none of whose prompts is a training prompt of ``spec`` (the test
+    generator's draws that repeat one are skipped). Short chains of one-digit operands have few
+    distinct prompts, most of them in the training set, so held-out problems lean to longer chains
+    than training ones; ``test_problems(n)`` is a prefix of ``test_problems(m)`` for n < m."""
+    return make_problems(n, spec.seed * 1000 + TEST_SEED_OFFSET, spec.task, exclude_prompts=_train_prompts(spec))
 
 
 def _train(spec: WarmupSpec, output_dir: Path) -> None:

@@ -132,10 +132,23 @@ def make_problem(spec: TaskSpec, rng: random.Random) -> Problem:
                    solution="\n".join(lines) + f"\n\\boxed{{{answer}}}", answer=str(answer))
 
 
-def make_problems(n: int, seed: int, spec: TaskSpec = TaskSpec()) -> list[Problem]:
-    """``n`` problems, deterministic under ``seed``."""
+def make_problems(n: int, seed: int, spec: TaskSpec = TaskSpec(),
+                  exclude_prompts: Collection[str] = ()) -> list[Problem]:
+    """``n`` problems, deterministic under ``seed``; a drawn problem whose prompt is in
+    ``exclude_prompts`` is skipped and another one drawn (so held-out problems can be kept apart
+    from training ones). Raises ValueError when the excluded prompts leave too few to draw."""
     rng = random.Random(seed)
-    return [make_problem(spec, rng) for _ in range(n)]
+    problems: list[Problem] = []
+    draws, patience = 0, 100 * n + 1000
+    while len(problems) < n:
+        problem = make_problem(spec, rng)
+        draws += 1
+        if problem.prompt not in exclude_prompts:
+            problems.append(problem)
+        elif draws > patience:
+            raise ValueError(f"make_problems: only {len(problems)} of {n} problems in {draws} draws lie outside "
+                             "the excluded prompts (the task has too few distinct problems)")
+    return problems
 
 
 def sft_target(problem: Problem, rng: random.Random, *, skip_rate: float, slip_rate: float,
