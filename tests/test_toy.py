@@ -245,3 +245,27 @@ def test_sequence_bound_covers_slipped_long_targets():
     longest = max(len(tokenizer(p.prompt + sft_target(p, rng, skip_rate=0, slip_rate=0.5, step_slip_rate=0.3))
                       ["input_ids"]) + 1 for p in make_problems(500, seed=3, spec=spec))
     assert longest <= max_sequence_tokens(spec) <= 2 * longest
+
+
+def test_systematic_compensating_and_spaced_targets_by_hand():
+    problem = make_problems(1, seed=0, spec=TaskSpec(num_operands=3, max_digits=1, operators="+"))[0]
+    values = [int(v) for v in problem.prompt.removeprefix("Compute ").strip().split("+")]
+    # every step adding its right operand is one too high at rate 1
+    target = sft_target(problem, random.Random(0), skip_rate=0, slip_rate=0, systematic_slip_rate=1.0,
+                        systematic_operand=values[1])
+    first = values[0] + values[1] + 1
+    assert target.splitlines()[0] == f"{values[0]}+{values[1]}={first}"
+    # two slips that cancel: the answer is right, two lines are wrong
+    target = sft_target(problem, random.Random(0), skip_rate=0, slip_rate=0, compensating_slip_rate=1.0)
+    assert target.endswith(f"\\boxed{{{problem.answer}}}") and step_errors(problem.prompt, target) == [0, 1]
+    # spaces are harmless: the same lines, all right
+    target = sft_target(problem, random.Random(0), skip_rate=0, slip_rate=0, space_rate=1.0)
+    assert target == problem.solution.replace("+", " + ").replace("=", " = ")
+    assert step_errors(problem.prompt, target) == []
+    spaced = TaskSpec(num_operands=3, max_digits=1, operators="+", space_rate=0.5)
+    assert max_sequence_tokens(spaced) == max_sequence_tokens(TaskSpec(num_operands=3, max_digits=1, operators="+")) + 8
+
+
+def test_candidate_worlds_keep_every_existing_world_and_its_key():
+    assert toy.WORLDS["long-chains"].key() == "9dc834c5aa8d" and toy.WORLDS["carry-chains"].key() == "8de6f632c704"
+    assert {"confident-slips", "sparse-outcomes", "compensating-slips"} <= set(toy.WORLDS)

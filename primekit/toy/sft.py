@@ -30,8 +30,10 @@ class WarmupSpec:
     """Everything that determines the warm-up policy (and so its cache key).
 
     The SFT targets are worked solutions except for ``skip_rate`` (guess the answer without steps),
-    ``slip_rate`` (one step slips), ``step_slip_rate`` (each step slips independently) and
-    ``carry_slip_rate`` (a carry or borrow is forgotten); see :func:`primekit.toy.task.sft_target`.
+    ``slip_rate`` (one step slips), ``step_slip_rate`` (each step slips independently),
+    ``carry_slip_rate`` (a carry or borrow is forgotten), ``systematic_slip_rate`` (a step adding
+    ``systematic_operand`` is one too high) and ``compensating_slip_rate`` (two slips that cancel);
+    see :func:`primekit.toy.task.sft_target`.
     """
 
     task: TaskSpec = field(default_factory=TaskSpec)
@@ -44,9 +46,13 @@ class WarmupSpec:
     seed: int = 0
     step_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
     carry_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
+    systematic_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
+    systematic_operand: int = field(default=7, metadata=ADDED_KNOB)
+    compensating_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
 
     def __post_init__(self) -> None:
-        for name in ("skip_rate", "slip_rate", "step_slip_rate", "carry_slip_rate"):
+        for name in ("skip_rate", "slip_rate", "step_slip_rate", "carry_slip_rate", "systematic_slip_rate",
+                     "compensating_slip_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]; got {getattr(self, name)}")
         if self.skip_rate + self.slip_rate > 1.0:
@@ -85,12 +91,30 @@ DEFAULT_WARMUP = WarmupSpec()
 #: * ``carry-chains``: 2 to 8 additions of 1-digit numbers; a target forgets a needed carry with
 #:   chance 0.3, so a long chain holds several uncertain steps. The world of
 #:   ``benchmarks/rl_ablation.py``.
+#:
+#: Candidate worlds for a dense reward, read with ``prime-rl diagnose`` (``benchmarks/credit_diagnostic.py``):
+#:
+#: * ``confident-slips``: 2 to 8 additions of 1-digit numbers; a step adding 7 is written one too
+#:   high with chance 0.8 (a confident systematic error), and half the lines are written with
+#:   spaces (harmless randomness the policy is unsure about).
+#: * ``sparse-outcomes``: 8 to 12 additions of 1-digit numbers forgetting a needed carry with
+#:   chance 0.5, so few sampled answers are right.
+#: * ``compensating-slips``: 2 to 8 additions of 1-digit numbers; each step slips with chance
+#:   0.05, and with chance 0.3 a target slips by +d at one step and -d at a later one (right
+#:   answer, wrong work).
 WORLDS: dict[str, WarmupSpec] = {
     "default": DEFAULT_WARMUP,
     "long-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1),
                               skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.08),
     "carry-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+"),
                                skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.3),
+    "confident-slips": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+",
+                                                space_rate=0.5),
+                                  skip_rate=0.0, slip_rate=0.0, systematic_slip_rate=0.8, systematic_operand=7),
+    "sparse-outcomes": WarmupSpec(task=TaskSpec(num_operands=9, max_operands=13, max_digits=1, operators="+"),
+                                  skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.5),
+    "compensating-slips": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+"),
+                                     skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.05, compensating_slip_rate=0.3),
 }
 TRAIN_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2  # train and test problems never share a generator
 
@@ -126,7 +150,11 @@ def _train(spec: WarmupSpec, output_dir: Path) -> None:
     problems = train_problems(spec)
     rows = [{"prompt": p.prompt, "completion": sft_target(p, rng, skip_rate=spec.skip_rate, slip_rate=spec.slip_rate,
                                                            step_slip_rate=spec.step_slip_rate,
-                                                           carry_slip_rate=spec.carry_slip_rate)}
+                                                           carry_slip_rate=spec.carry_slip_rate,
+                                                           systematic_slip_rate=spec.systematic_slip_rate,
+                                                           systematic_operand=spec.systematic_operand,
+                                                           compensating_slip_rate=spec.compensating_slip_rate,
+                                                           space_rate=spec.task.space_rate)}
             for p in problems]
     config = SFTConfig(
         output_dir=str(output_dir / "trainer"), max_steps=spec.steps,
