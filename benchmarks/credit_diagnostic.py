@@ -137,8 +137,9 @@ def diagnose_processbench(split: str, args: argparse.Namespace) -> dict:
     options = DiagnoseArguments(data=f"processbench:{split}", max_rows=args.processbench_rows, seed=args.seed)
     responses = read_labelled_file(data_dir() / "processbench" / f"{split}.json", options)
     batch = encode_batch(load_tokenizer(str(QWEN2_TOKENIZER)), responses, options.group_size)
-    uniform = torch.full(batch.input_ids.shape, 0.5) * batch.response_mask
-    result = diagnose_batch(batch, uniform, uniform * 0 + 0.5, {}, options)  # p = 1/2 against one rival token
+    # every token p = 1/2 against one rival token: sum_v pi_v^2 = 1/2
+    half = torch.full(batch.input_ids.shape, 0.5)
+    result = diagnose_batch(batch, half * batch.response_mask, half, {}, options)
     result.update(split=split, seconds=round(time.perf_counter() - started, 1), commit=commit(),
                   settings={"rows": args.processbench_rows, "group_size": options.group_size,
                             "token_probability": 0.5})
@@ -198,7 +199,18 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default="runs/rl_ablation", help="the ablation's run folder (worlds, offline PRMs)")
     parser.add_argument("--no_report", action="store_true", help="compute the named stages only")
+    parser.add_argument("--prepare", choices=["online", "offline"], help="only train this PRM of the named worlds")
     args = parser.parse_args()
+    if args.prepare:
+        import rl_ablation
+
+        for name in args.worlds:
+            world = rl_ablation.prepare_world(name, Path(args.runs), 2000)
+            if args.prepare == "online":
+                online_prm(world, Path(args.runs) / name / "credit-online", args.online_steps)
+            else:
+                rl_ablation.train_offline_prm(world)
+        return 0
     toy_results = {name: diagnose_world(name, args) for name in args.worlds}
     bench_results = {split: diagnose_processbench(split, args) for split in args.splits}
     if args.no_report:

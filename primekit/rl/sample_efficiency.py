@@ -158,7 +158,7 @@ class PairedComparison:
 
     final_accuracy: PairedDifference
     mean_accuracy: PairedDifference
-    efficiency: PairedDifference | None  # of log(baseline responses / variant responses); None if a seed never reaches
+    efficiency: PairedDifference | None  # of log(baseline responses / variant responses); None if a seed never reaches it
     target: float
     seeds_reaching: int
 

@@ -92,7 +92,8 @@ DEFAULT_WARMUP = WarmupSpec()
 #:   chance 0.3, so a long chain holds several uncertain steps. The world of
 #:   ``benchmarks/rl_ablation.py``.
 #:
-#: Candidate worlds for a dense reward, read with ``prime-rl diagnose`` (``benchmarks/credit_diagnostic.py``):
+#: Candidate worlds for a dense reward, read with ``prime-rl diagnose`` (``benchmarks/credit_diagnostic.py``);
+#: their warm-ups run fewer SFT steps (700-1000 of 2200) to fit the CPU budget of a read-out:
 #:
 #: * ``confident-slips``: 2 to 8 additions of 1-digit numbers; a step adding 7 is written one too
 #:   high with chance 0.8 (a confident systematic error), and half the lines are written with
@@ -110,11 +111,13 @@ WORLDS: dict[str, WarmupSpec] = {
                                skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.3),
     "confident-slips": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+",
                                                 space_rate=0.5),
-                                  skip_rate=0.0, slip_rate=0.0, systematic_slip_rate=0.8, systematic_operand=7),
+                                  skip_rate=0.0, slip_rate=0.0, systematic_slip_rate=0.8, systematic_operand=7,
+                                  steps=1000),
     "sparse-outcomes": WarmupSpec(task=TaskSpec(num_operands=9, max_operands=13, max_digits=1, operators="+"),
-                                  skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.5),
+                                  skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.5, steps=700),
     "compensating-slips": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+"),
-                                     skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.05, compensating_slip_rate=0.3),
+                                     skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.05, compensating_slip_rate=0.3,
+                                     steps=1000),
 }
 TRAIN_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2  # train and test problems never share a generator
 
