@@ -64,7 +64,8 @@ def test_diagnose_runs_on_a_labelled_file_with_a_prm(tmp_path, tiny_model, capsy
     assert perfect["logit_cosine_with_perfect"] == pytest.approx(1.0)
     assert perfect["parameter_cosine_with_perfect"] == pytest.approx(1.0, abs=1e-5)
     assert sum(rloo["weight_shares"]) == pytest.approx(1.0)
-    assert rloo["weight_shares"][0] == 0  # outcome RLOO never pushes a right response down
+    # all four responses have the same length, so whitening shifts nothing: RLOO pushes no right one down
+    assert rloo["weight_shares"][0] == 0
     assert perfect["gradient_snr"] > 0
 
 
@@ -85,3 +86,20 @@ def test_diagnose_help_documents_every_option(capsys):
     for option in ("--data", "--prm", "--perfect_penalty", "--uncertain_below", "--snr_mini_batch",
                    "--max_gradient_parameters", "--filter_accuracy"):
         assert option in out
+
+
+def test_diagnose_reads_the_toy_policys_own_slips(tmp_path, capsys):
+    """The default world's cached policy samples held-out problems and each wrong worked response's
+    first wrong line is found; every scheme's shares add up, the perfect PRM agrees with itself."""
+    output = tmp_path / "toy.json"
+    code = dispatch("prime-rl", ["diagnose", "--data", "toy", "--problems", "12", "--max_gradient_parameters", "0",
+                                 "--filter_accuracy", "false", "--output", str(output)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(output.read_text())
+    assert result["sampled_responses"] == 48 and result["responses"] == 48
+    assert result["with_labelled_error"] >= 1 and result["with_labelled_error"] + result["error_free"] <= 48
+    for scheme in result["schemes"].values():
+        assert sum(scheme["weight_shares"]) == pytest.approx(1.0)
+    assert result["schemes"]["PRIME, perfect PRM"]["logit_cosine_with_perfect"] == pytest.approx(1.0)
+    assert result["schemes"]["RLOO (outcome only)"]["logit_cosine_with_perfect"] < 1.0
+    assert result["schemes"]["PRIME, perfect PRM"]["gradient_snr"] is None  # parameter gradients were off

@@ -34,7 +34,7 @@ __all__ = ["CreditBatch", "DiagnoseArguments", "LabelledResponse", "diagnose_bat
 class DiagnoseArguments:
     """Options of ``prime-rl diagnose``."""
 
-    data: str = field(default="toy:carry-chains", metadata=help_text(
+    data: str = field(default="toy", metadata=help_text(
         "responses with known erroneous steps: 'toy' or 'toy:WORLD' (the world's SFT policy samples "
         "held-out problems; slips found line by line), 'processbench:SPLIT' (human-labelled first "
         "errors), or a .json/.jsonl file (fields below)"))
