@@ -572,10 +572,14 @@ def _describe(spec) -> str:
     errors = [f"{label} {value:g}" for label, value in (
         ("share skipping the steps", spec.skip_rate), ("share with one slipped step", spec.slip_rate),
         ("each step slips with chance", spec.step_slip_rate),
-        ("a needed carry is forgotten with chance", spec.carry_slip_rate))
+        ("a needed carry is forgotten with chance", spec.carry_slip_rate),
+        (f"a step adding {spec.systematic_operand} is one too high with chance", spec.systematic_slip_rate),
+        ("two slips that cancel (right answer, wrong work) with chance", spec.compensating_slip_rate),
+        ("a line is written with spaces with chance", task.space_rate))
         if value]
-    return (f"{operands} operands of 1 to {10 ** task.max_digits - 1} ({' '.join(task.operators)}); SFT targets: "
-            + (", ".join(errors) if errors else "all worked correctly"))
+    warmup = f" ({spec.steps} SFT steps)" if spec.steps != type(spec)().steps else ""
+    return (f"{operands} operands of 1 to {10 ** task.max_digits - 1} ({' '.join(task.operators)}); SFT targets"
+            f"{warmup}: " + (", ".join(errors) if errors else "all worked correctly"))
 
 
 def _describe_policy(root: Path) -> str:
