@@ -39,8 +39,9 @@ SECTION = "credit_diagnostic"
 STORE = RESULTS / SECTION
 COMMAND = "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/credit_diagnostic.py"
 TOY_WORLDS = ["default", "carry-chains", "confident-slips", "compensating-slips", "sparse-outcomes"]
-#: Worlds whose PRMs (online and offline) are trained; the others get RLOO and the perfect PRM.
-PRM_WORLDS = ["carry-chains"]
+#: The PRMs trained per world (the others get RLOO and the perfect PRM only): the ablation's world
+#: gets both, the candidate world where RLOO's update lands least on the error the online one.
+PRM_WORLDS = {"carry-chains": ("online", "offline"), "confident-slips": ("online",)}
 #: Worlds read without the accuracy filter: nearly every group is all wrong there.
 UNFILTERED = {"sparse-outcomes"}
 PROCESSBENCH_SPLITS = ["gsm8k", "math"]
@@ -96,8 +97,9 @@ def diagnose_world(name: str, args: argparse.Namespace) -> dict:
     torch.set_num_threads(2)
     world = rl_ablation.prepare_world(name, Path(args.runs), 2000)
     prms = {}
-    if name in PRM_WORLDS:
+    if "online" in PRM_WORLDS.get(name, ()):
         prms["PRIME, online PRM"] = online_prm(world, Path(args.runs) / name / "credit-online", args.online_steps)
+    if "offline" in PRM_WORLDS.get(name, ()):
         prms["PRIME, offline PRM"] = rl_ablation.train_offline_prm(world)
     started = time.perf_counter()
     options = DiagnoseArguments(data=f"toy:{name}", problems=args.problems, seed=args.seed,
