@@ -177,6 +177,7 @@ def report(toy_results: dict[str, dict], bench_results: dict[str, dict], args: a
         "||mean||^2 / mean squared deviation over 2000 bootstrap mini-batches of 8 groups (parameter gradients "
         "per group). The perfect PRM puts q = -3 on the labelled step (its size does not matter after batch-max "
         "normalisation).", ""]
+    lines += summary(toy_results, bench_results)
     for name, result in toy_results.items():
         spec = toy.WORLDS[name]
         lines += [f"### Toy world `{name}`", "", f"{rl_ablation._describe(spec)}.", ""]
@@ -189,6 +190,38 @@ def report(toy_results: dict[str, dict], bench_results: dict[str, dict], args: a
                                     "pseudo-groups of 4 (alternating wrong and right answers), every token p = 0.5"))
         lines += [""]
     return "\n".join(lines)
+
+
+def _hit_rate(scheme: dict) -> float:
+    return scheme["error_step_hits"] / scheme["labelled_responses"] if scheme["labelled_responses"] else float("nan")
+
+
+def _cell(scheme: dict) -> str:
+    return f"{scheme['weight_shares'][2]:.2f} ({_hit_rate(scheme):.2f})"
+
+
+def summary(toy_results: dict[str, dict], bench_results: dict[str, dict]) -> list[str]:
+    """One row per batch: how much room outcome-only RLOO leaves a dense reward (its share of the
+    negative update on the erroneous step, how often its largest push in a wrong response is there,
+    its share on right uncertain tokens) and what the learned PRMs and the perfect one make of it."""
+    rows = [("toy `" + name + "`", result) for name, result in toy_results.items()]
+    rows += [("ProcessBench `" + split + "` (policy-free)", result) for split, result in bench_results.items()]
+    lines = ["Summary (the tables below have every column): share of the negative update on the erroneous step "
+             "and share of wrong responses whose largest push is on it, per scheme; RLOO's share on right "
+             "uncertain tokens; the parameter-gradient cosine of RLOO's update with the perfect PRM's.", "",
+             "| batch | RLOO on the error | RLOO top push on it | RLOO on right uncertain tokens | learned PRM on the "
+             "error (top push) | perfect PRM on the error (top push) | RLOO-perfect cosine |", "|---|---|---|---|---|---|---|"]
+    for label, result in rows:
+        schemes = result["schemes"]
+
+        rloo, perfect = schemes["RLOO (outcome only)"], schemes["PRIME, perfect PRM"]
+        learned = [f"{name.removeprefix('PRIME, ')}: {_cell(scheme)}" for name, scheme in schemes.items()
+                   if name not in ("RLOO (outcome only)", "PRIME, perfect PRM")]
+        cosine = rloo["parameter_cosine_with_perfect"]
+        lines.append(f"| {label} | {rloo['weight_shares'][2]:.2f} | {_hit_rate(rloo):.2f} | "
+                     f"{rloo['uncertain_weight_share']:.2f} | {'; '.join(learned) or '-'} | {_cell(perfect)} | "
+                     f"{'-' if cosine is None else f'{cosine:.3f}'} |")
+    return lines + [""]
 
 
 def main() -> int:
