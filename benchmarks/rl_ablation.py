@@ -25,8 +25,9 @@ Every run is its own process whose ``summary.json`` is kept, so the command resu
 stopped; ``--arms`` / ``--seeds`` / ``--no_report`` run one chunk at a time. Each run also keeps
 ``run.json`` (the commit it was made at, its command and settings); the report names the commits
 of the runs it reads and copies each run's held-out curve to ``benchmarks/results/rl_ablation/``.
-Runs of one seed share their prompt order and sampling seed in every arm (``--seed``), so the
-report compares arms by paired per-seed differences with Student-t intervals
+Runs of one seed share their prompt order and sampling seed in every PRIME-trainer arm (``--seed``;
+GRPO, TRL's own trainer, samples its batches its own way), so the report compares arms by paired
+per-seed differences with Student-t intervals
 (:func:`primekit.rl.sample_efficiency.paired_comparison`). ``--sweep`` runs the
 PRM learning-rate x beta sweep (one seed, PRIME only) that chose the PRM settings; ``--tag NAME``
 runs a search setting (options after ``--`` go to every PRIME-trainer run) that the report lists
@@ -618,7 +619,7 @@ def _paired_table(base: Path, seeds: list[int]) -> list[str]:
     """Each arm against RLOO on the seeds both ran: paired per-seed differences, t-intervals."""
     rloo = _by_seed(base, "rloo", seeds)
     lines = [f"Paired comparison with RLOO ({PAIRED_METHOD}, 95%; runs of one seed share prompt order and sampling "
-             "seed in every arm): the arm's minus RLOO's final held-out accuracy, mean accuracy over the run's "
+             "seed in every PRIME-trainer arm; GRPO's pairing is by seed only): the arm's minus RLOO's final held-out accuracy, mean accuracy over the run's "
              "evaluations, and the geometric-mean ratio RLOO's / the arm's responses to reach RLOO's final mean "
              "accuracy (exp of the mean per-seed log ratio; '-' when a seed never reaches it).", "",
              "| arm | seeds | final accuracy, arm - RLOO | mean accuracy, arm - RLOO | RLOO / arm responses |",
