@@ -55,7 +55,8 @@ def log(message: str) -> None:
 def commit() -> str:
     """The commit the numbers were made at (``+dirty`` when the tree had changes)."""
     root = Path(__file__).resolve().parents[1]
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=root).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
                            cwd=root).stdout.strip()
     return head + ("+dirty" if dirty else "")
@@ -183,7 +184,8 @@ def report(toy_results: dict[str, dict], bench_results: dict[str, dict], args: a
         lines += [f"### Toy world `{name}`", "", f"{rl_ablation._describe(spec)}.", ""]
         lines.append(render(result, f"{args.problems} held-out problems x 4 samples of its SFT policy at T=1"
                             + ("" if result["settings"]["filter_accuracy"] else ", accuracy filter off")))
-        lines += ["", f"Read-out time {result['seconds']:.0f} s (sampling, PRM and policy passes, per-group gradients).", ""]
+        lines += ["", f"Read-out time {result['seconds']:.0f} s (sampling, PRM and policy passes, per-group "
+                  "gradients).", ""]
     for split, result in bench_results.items():
         lines += [f"### ProcessBench `{split}`, policy-free", ""]
         lines.append(render(result, f"{args.processbench_rows} rows (half with a labelled error), Qwen2 tokens, "
@@ -210,7 +212,8 @@ def summary(toy_results: dict[str, dict], bench_results: dict[str, dict]) -> lis
              "and share of wrong responses whose largest push is on it, per scheme; RLOO's share on right "
              "uncertain tokens; the parameter-gradient cosine of RLOO's update with the perfect PRM's.", "",
              "| batch | RLOO on the error | RLOO top push on it | RLOO on right uncertain tokens | learned PRM on the "
-             "error (top push) | perfect PRM on the error (top push) | RLOO-perfect cosine |", "|---|---|---|---|---|---|---|"]
+             "error (top push) | perfect PRM on the error (top push) | RLOO-perfect cosine |",
+             "|---|---|---|---|---|---|---|"]
     for label, result in rows:
         schemes = result["schemes"]
 

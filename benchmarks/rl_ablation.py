@@ -619,7 +619,8 @@ def _paired_table(base: Path, seeds: list[int]) -> list[str]:
     """Each arm against RLOO on the seeds both ran: paired per-seed differences, t-intervals."""
     rloo = _by_seed(base, "rloo", seeds)
     lines = [f"Paired comparison with RLOO ({PAIRED_METHOD}, 95%; runs of one seed share prompt order and sampling "
-             "seed in every PRIME-trainer arm; GRPO's pairing is by seed only): the arm's minus RLOO's final held-out accuracy, mean accuracy over the run's "
+             "seed in every PRIME-trainer arm; GRPO's pairing is by seed only): the arm's minus RLOO's final held-out "
+             "accuracy, mean accuracy over the run's "
              "evaluations, and the geometric-mean ratio RLOO's / the arm's responses to reach RLOO's final mean "
              "accuracy (exp of the mean per-seed log ratio; '-' when a seed never reaches it).", "",
              "| arm | seeds | final accuracy, arm - RLOO | mean accuracy, arm - RLOO | RLOO / arm responses |",

@@ -36,7 +36,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "prime-rl": {
         "train": ("primekit.rl.commands:train", "PRIME online RL (or RLOO / frozen-PRM baselines) on TRL"),
         "plan": ("primekit.rl.commands:plan", "memory per GPU of a train run (DDP / FSDP2 / offload): fits or not"),
-        "diagnose": ("primekit.rl.commands:diagnose", "where RLOO's / PRIME's update lands on labelled erroneous steps"),
+        "diagnose": ("primekit.rl.commands:diagnose", "where RLOO's / PRIME's update lands on labelled errors"),
     },
 }
 

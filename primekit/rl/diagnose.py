@@ -316,7 +316,8 @@ def trained_rows(outcomes, group_size: int, args: DiagnoseArguments):
 
     if not args.filter_accuracy:
         return torch.ones(len(outcomes), dtype=torch.bool)
-    return accuracy_band_mask(outcomes, group_size, args.accuracy_lower, args.accuracy_upper).repeat_interleave(group_size)
+    kept = accuracy_band_mask(outcomes, group_size, args.accuracy_lower, args.accuracy_upper)
+    return kept.repeat_interleave(group_size)
 
 
 def diagnose_batch(batch: CreditBatch, probs, squares, prm_q: dict[str, Any], args: DiagnoseArguments,
@@ -339,7 +340,8 @@ def diagnose_batch(batch: CreditBatch, probs, squares, prm_q: dict[str, Any], ar
     schemes = {"RLOO (outcome only)": scheme_advantages(None, batch.outcomes, batch.response_mask, batch.group_size,
                                                         valid, outcome_coef=args.outcome_reward_coef)}
     for name, q in prm_q.items():
-        schemes[name] = scheme_advantages(q, batch.outcomes, batch.response_mask, batch.group_size, valid, **coefficients)
+        schemes[name] = scheme_advantages(q, batch.outcomes, batch.response_mask, batch.group_size, valid,
+                                          **coefficients)
     perfect_name = "PRIME, perfect PRM"
     schemes[perfect_name] = scheme_advantages(perfect_q, batch.outcomes, batch.response_mask, batch.group_size,
                                               valid, **coefficients)

@@ -136,7 +136,8 @@ class PairedDifference:
     seeds: int
 
 
-def paired_t_interval(baseline: Sequence[float], variant: Sequence[float], confidence: float = 0.95) -> PairedDifference:
+def paired_t_interval(baseline: Sequence[float], variant: Sequence[float],
+                      confidence: float = 0.95) -> PairedDifference:
     """Mean of ``variant[i] - baseline[i]`` over seeds i, with the Student-t interval of a mean
     (n - 1 degrees of freedom; the interval is exact for normal differences). One seed gives no
     interval (NaN edges); identical differences give a zero-width one."""
@@ -158,7 +159,7 @@ class PairedComparison:
 
     final_accuracy: PairedDifference
     mean_accuracy: PairedDifference
-    efficiency: PairedDifference | None  # of log(baseline responses / variant responses); None if a seed never reaches it
+    efficiency: PairedDifference | None  # of log(baseline / variant responses); None: a seed never reaches it
     target: float
     seeds_reaching: int
 
@@ -174,11 +175,12 @@ def paired_comparison(responses: Sequence[float], baseline_curves: Sequence[Sequ
     if baseline.shape != variant.shape or baseline.shape[1] != len(responses):
         raise ValueError("paired_comparison: both arms need one curve per seed, the same seeds, on the same grid")
     target = float(baseline[:, -1].mean())
-    needed = [(responses_to_reach(responses, b, target, extrapolate), responses_to_reach(responses, v, target, extrapolate))
-              for b, v in zip(baseline, variant)]
+    needed = [(responses_to_reach(responses, b, target, extrapolate),
+               responses_to_reach(responses, v, target, extrapolate)) for b, v in zip(baseline, variant)]
     reaching = sum(b is not None and v is not None and b > 0 and v > 0 for b, v in needed)
     efficiency = None
     if reaching == len(needed):
         efficiency = paired_t_interval([np.log(v) for _, v in needed], [np.log(b) for b, _ in needed], confidence)
     return PairedComparison(paired_t_interval(baseline[:, -1], variant[:, -1], confidence),
-                            paired_t_interval(baseline.mean(1), variant.mean(1), confidence), efficiency, target, reaching)
+                            paired_t_interval(baseline.mean(1), variant.mean(1), confidence), efficiency, target,
+                            reaching)
