@@ -10,6 +10,8 @@ erroneous step is known. On that one batch, with the SFT policy as the policy be
   (``prime-rl train``, the ablation's PRM settings), read against the SFT policy;
 * ``PRIME, offline PRM``: the ablation's frozen offline PRM (``prime-prm train`` on 16k graded samples
   of the SFT policy; :func:`rl_ablation.train_offline_prm`);
+  (the worlds with each PRM: :data:`PRM_WORLDS`; the PRMs train in their own locked chunks,
+  ``--worlds W --prepare online|offline``)
 * ``PRIME, perfect PRM``: -3 on the labelled step, nothing elsewhere (the ceiling).
 
 ProcessBench rows (human-labelled first errors, ``final_answer_correct`` as the outcome), tokenized
