@@ -263,9 +263,13 @@ def commit() -> str:
 
 
 def _portable(command: list[str]) -> list[str]:
-    """A run's command with the interpreter and this machine's folders left out."""
+    """A run's command with the interpreter and this machine's folders left out (the cache folder
+    written as ``$PRIMEKIT_CACHE``)."""
+    from primekit.paths import cache_dir
+
     root = str(Path(__file__).resolve().parents[1]) + "/"
-    return ["python", *[part.replace(root, "") for part in command[1:]]]
+    cache = str(cache_dir())
+    return ["python", *[part.replace(cache, "$PRIMEKIT_CACHE").replace(root, "") for part in command[1:]]]
 
 
 def grpo_worker(spec: dict) -> None:
