@@ -16,7 +16,7 @@ from primekit.io import atomic_write_text
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 ORDER = ["toy_policy", "prm_auc", "prm_bench", "grader", "generation_throughput", "bon_qwen_set", "bon_toy",
-         "bon_throughput", "rl_step_time", "memory_plan", "rl_curves", "rl_ablation", "rl_gpu"]
+         "bon_throughput", "rl_step_time", "memory_plan", "rl_curves", "rl_ablation", "credit_diagnostic", "rl_gpu"]
 INTRO = """# Benchmarks
 
 Performance and fidelity experiments. Each section was written by the script it names, measuring

@@ -3,7 +3,10 @@
 Arms, each ``--seeds`` times with the same number of generated responses (128 prompts x 4 sampled
 per step) and one policy update per step:
 
-* ``prime``: PRIME, online PRM (``prime-rl train`` with the toy recipe and the PRM settings below);
+* ``prime``: PRIME, online PRM (``prime-rl train`` with the toy recipe and the PRM settings below),
+  PRM update ``before`` (the toy recipe's: the PRM fits this batch, then scores it);
+* ``after``: the same with ``--prm_update after`` (the 7B recipe's: the batch is scored by the PRM
+  as it was, then the PRM is updated on it);
 * ``rloo``: outcome-only RLOO (``--process_reward_coef 0``);
 * ``frozen_sft``: PRIME with a PRM frozen at the SFT policy (``--prm_update none``): PRM = reference
   gives q = 0, so this must match RLOO (a check of the pipeline, not an experiment);
@@ -11,7 +14,7 @@ per step) and one policy update per step:
   of the SFT policy) and frozen;
 * ``grpo``: TRL's own ``GRPOTrainer`` (its defaults; trains on all 512 responses), for scale.
 
-Held-out accuracy: ``--heldout`` unseen problems, one sample each at T=1 (the same sampling seed at
+Held-out accuracy: ``--heldout`` unseen problems (no training prompt among them), one sample each at T=1 (the same sampling seed at
 every evaluation and in every run), every ``--every`` steps. The PRM probe reads every checkpoint
 of the ``prime`` runs: 4 samples at T=1 of the checkpoint policy on ``--probe_problems`` held-out
 problems, scored by the online PRM, the frozen offline PRM and the reference policy's own
@@ -19,7 +22,13 @@ log-likelihood (AUC, within-group pairwise accuracy, and slip localisation on on
 :mod:`primekit.toy.localisation`).
 
 Every run is its own process whose ``summary.json`` is kept, so the command resumes where it was
-stopped; ``--arms`` / ``--seeds`` / ``--no_report`` run one chunk at a time. ``--sweep`` runs the
+stopped; ``--arms`` / ``--seeds`` / ``--no_report`` run one chunk at a time. Each run also keeps
+``run.json`` (the commit it was made at, its command and settings); the report names the commits
+of the runs it reads and copies each run's held-out curve to ``benchmarks/results/rl_ablation/``.
+Runs of one seed share their prompt order and sampling seed in every PRIME-trainer arm (``--seed``;
+GRPO, TRL's own trainer, samples its batches its own way), so the report compares arms by paired
+per-seed differences with Student-t intervals
+(:func:`primekit.rl.sample_efficiency.paired_comparison`). ``--sweep`` runs the
 PRM learning-rate x beta sweep (one seed, PRIME only) that chose the PRM settings; ``--tag NAME``
 runs a search setting (options after ``--`` go to every PRIME-trainer run) that the report lists
 beside every other setting and world tried.
@@ -47,7 +56,7 @@ import numpy as np
 
 from primekit import toy
 from primekit.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
-from primekit.rl.sample_efficiency import bootstrap_band, efficiency_ratio
+from primekit.rl.sample_efficiency import PAIRED_METHOD, bootstrap_band, efficiency_ratio, paired_comparison
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/rl_ablation.py"
@@ -70,6 +79,7 @@ class Arm:
 
 ARMS = {
     "prime": Arm("PRIME (online PRM)"),
+    "after": Arm("PRIME (online PRM, update after)", ("--prm_update", "after")),
     "rloo": Arm("RLOO (outcome only)", ("--process_reward_coef", "0")),
     "frozen_sft": Arm("PRIME, PRM frozen at SFT (= RLOO)", ("--prm_update", "none")),
     "frozen_offline": Arm("PRIME, frozen offline PRM", ("--prm_update", "none")),
@@ -212,7 +222,7 @@ def prime_command(arm: str, world: World, folder: Path, seed: int, args: argpars
                "--disable_tqdm", "true", "--logging_steps", "1",
                "--save_strategy", "steps" if probe else "no", "--save_steps", str(args.every * args.probe_every),
                "--save_only_model", "true", *ARMS[arm].flags]
-    if arm == "prime":  # a frozen PRM has no learning rate, and batch_norm makes beta irrelevant to it
+    if arm in ("prime", "after"):  # a frozen PRM has no learning rate, and batch_norm makes beta irrelevant to it
         command += ["--prm_mini_batch_size", str(PRM_MINI_BATCH)]
         command += [item for key, value in prm_settings.items() for item in (f"--{key}", str(value))]
     if arm == "frozen_offline":
@@ -235,10 +245,31 @@ def run(arm: str, world: World, folder: Path, seed: int, args: argparse.Namespac
             command = prime_command(arm, world, folder, seed, args, prm_settings)
         log(f"{arm} seed {seed} -> {folder}")
         shutil.rmtree(folder, ignore_errors=True)  # a killed run restarts from scratch
+        atomic_write_json(folder / "run.json", {"commit": commit(), "arm": arm, "seed": seed, "world": world.name,
+                                                "command": _portable(command)})
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=_env())
     if arm == "prime" and not (folder / "probe.json").is_file():
         probe_run(world, folder, args)
     return json.loads(summary.read_text())
+
+
+def commit() -> str:
+    """The commit the code was at (``+dirty`` when tracked files had changes)."""
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=root).stdout
+    return head.strip() + ("+dirty" if dirty.strip() else "")
+
+
+def _portable(command: list[str]) -> list[str]:
+    """A run's command with the interpreter and this machine's folders left out (the cache folder
+    written as ``$PRIMEKIT_CACHE``)."""
+    from primekit.paths import cache_dir
+
+    root = str(Path(__file__).resolve().parents[1]) + "/"
+    cache = str(cache_dir())
+    return ["python", *[part.replace(cache, "$PRIMEKIT_CACHE").replace(root, "") for part in command[1:]]]
 
 
 def grpo_worker(spec: dict) -> None:
@@ -493,11 +524,13 @@ def report(world: World, summaries: dict[str, list[dict]], probes: list[list[dic
     data = {ARMS[arm].name: curves(runs) for arm, runs in summaries.items() if runs}
     spec = toy.WORLDS[world.name]
     seeds = " ".join(map(str, args.seeds))
+    commits = store_runs(world.root, world.name, args.seeds)
     lines = [
         f"## The PRIME ablation at toy scale ({world.name} world)", "",
         f"`{COMMAND} --world {world.name} --seeds {seeds} --steps {args.steps} --every {args.every}` "
         "(resumable; each run was one locked chunk, `--arms A --seeds S --no_report`; the PRM sweep below: "
-        "`--sweep --steps 24`; the search settings: `--tag NAME ... -- FLAGS`).", "",
+        "`--sweep --steps 24`; the search settings: `--tag NAME ... -- FLAGS`). Runs made at commit(s) "
+        f"{', '.join(commits)}; each run's command, commit and held-out curve: `benchmarks/results/{SECTION}/{world.name}/`.", "",
         f"- world `{world.name}` (`primekit.toy.WORLDS`): {_describe(spec)}. {_describe_policy(world.root)}",
         f"- every arm: {args.steps} steps x 512 responses generated (128 prompts x 4 at T=1), one policy update "
         "per step, policy lr 1e-4 (toy recipe); PRIME arms train on 64 of the 128 groups (accuracy filter "
@@ -505,13 +538,15 @@ def report(world: World, summaries: dict[str, list[dict]], probes: list[list[dic
         f"{256 // PRM_MINI_BATCH} mini-batches of {PRM_MINI_BATCH} per step, lr {PRM_SETTINGS['prm_learning_rate']:g}, "
         f"beta {PRM_SETTINGS['prm_beta']:g} (sweep below).",
         f"- held-out accuracy: {args.heldout} unseen problems, one sample each at T=1, same sampling seed everywhere; "
-        "mean over seeds with a 95% bootstrap interval over seeds (seeds resampled with replacement).", "",
+        "mean over seeds with a 95% percentile bootstrap band over seeds (a picture of the spread: over 5 seeds it "
+        "covers well below 95%; the paired table below is the comparison).", "",
         "| responses generated | " + " | ".join(data) + " |", "|---|" + "---|" * len(data)]
     xs = next(iter(data.values()))[0]
     for index, x in enumerate(xs):
         lines.append(f"| {x} | " + " | ".join(_interval(values[:, index]) for _, values in data.values()) + " |")
     lines += ["", f"![accuracy vs responses]({SECTION}.png)", ""]
     lines += _ratio_table(data)
+    lines += _paired_table(world.root, args.seeds)
     if probes:
         lines += _probe_table(probes)
     if sweep:
@@ -542,10 +577,14 @@ def _describe(spec) -> str:
     errors = [f"{label} {value:g}" for label, value in (
         ("share skipping the steps", spec.skip_rate), ("share with one slipped step", spec.slip_rate),
         ("each step slips with chance", spec.step_slip_rate),
-        ("a needed carry is forgotten with chance", spec.carry_slip_rate))
+        ("a needed carry is forgotten with chance", spec.carry_slip_rate),
+        (f"a step adding {spec.systematic_operand} is one too high with chance", spec.systematic_slip_rate),
+        ("two slips that cancel (right answer, wrong work) with chance", spec.compensating_slip_rate),
+        ("a line is written with spaces with chance", task.space_rate))
         if value]
-    return (f"{operands} operands of 1 to {10 ** task.max_digits - 1} ({' '.join(task.operators)}); SFT targets: "
-            + (", ".join(errors) if errors else "all worked correctly"))
+    warmup = f" ({spec.steps} SFT steps)" if spec.steps != type(spec)().steps else ""
+    return (f"{operands} operands of 1 to {10 ** task.max_digits - 1} ({' '.join(task.operators)}); SFT targets"
+            f"{warmup}: " + (", ".join(errors) if errors else "all worked correctly"))
 
 
 def _describe_policy(root: Path) -> str:
@@ -574,6 +613,57 @@ def _ratio_table(data: dict[str, tuple[list[int], np.ndarray]]) -> list[str]:
         lines.append(f"| {name} | {_interval(values[:, -1])} | {needed} | {result.ratio:.2f} "
                      f"[{result.low:.2f}, {result.high:.2f}] | {result.reached_fraction:.0%} |")
     return lines + [""]
+
+
+def _by_seed(base: Path, arm: str, seeds: list[int]) -> dict[int, dict]:
+    return {seed: summary for seed in seeds if (summary := _json(base / f"{arm}-seed{seed}" / "summary.json"))}
+
+
+def _paired_table(base: Path, seeds: list[int]) -> list[str]:
+    """Each arm against RLOO on the seeds both ran: paired per-seed differences, t-intervals."""
+    rloo = _by_seed(base, "rloo", seeds)
+    lines = [f"Paired comparison with RLOO ({PAIRED_METHOD}, 95%; runs of one seed share prompt order and sampling "
+             "seed in every PRIME-trainer arm; GRPO's pairing is by seed only): the arm's minus RLOO's final held-out "
+             "accuracy, mean accuracy over the run's "
+             "evaluations, and the geometric-mean ratio RLOO's / the arm's responses to reach RLOO's final mean "
+             "accuracy (exp of the mean per-seed log ratio; '-' when a seed never reaches it).", "",
+             "| arm | seeds | final accuracy, arm - RLOO | mean accuracy, arm - RLOO | RLOO / arm responses |",
+             "|---|---|---|---|---|"]
+    for arm in ARMS:
+        if arm == "rloo":
+            continue
+        runs = _by_seed(base, arm, seeds)
+        shared = sorted(set(runs) & set(rloo))
+        if len(shared) < 2:
+            continue
+        xs, baseline = curves([rloo[seed] for seed in shared])
+        result = paired_comparison(xs, baseline, curves([runs[seed] for seed in shared])[1], extrapolate=EXTRAPOLATE)
+
+        def difference(value) -> str:
+            return f"{value.mean:+.4f} [{value.low:+.4f}, {value.high:+.4f}]"
+
+        ratio = (f"{np.exp(result.efficiency.mean):.3f} [{np.exp(result.efficiency.low):.3f}, "
+                 f"{np.exp(result.efficiency.high):.3f}]" if result.efficiency is not None else "-")
+        lines.append(f"| {ARMS[arm].name} | {len(shared)} | {difference(result.final_accuracy)} | "
+                     f"{difference(result.mean_accuracy)} | {ratio} |")
+    return lines + [""] if len(lines) > 4 else []
+
+
+def store_runs(base: Path, world: str, seeds: list[int]) -> list[str]:
+    """Copy each run's held-out curve (with its commit and command) to the results folder, so the
+    report's claims can be checked; return the commits they were made at."""
+    folder = RESULTS / SECTION / world
+    commits = set()
+    for arm in ARMS:
+        for seed, summary in _by_seed(base, arm, seeds).items():
+            record = _json(base / f"{arm}-seed{seed}" / "run.json") or {"commit": "unrecorded", "command": None}
+            commits.add(record["commit"])
+            atomic_write_json(folder / f"{arm}-seed{seed}.json", {
+                "arm": arm, "seed": seed, "commit": record["commit"], "command": record["command"],
+                "steps": summary["steps"], "seconds": summary["seconds"],
+                "heldout": [{key: point[key] for key in ("step", "responses_generated", "accuracy")}
+                            for point in summary["heldout"]]})
+    return sorted(commits)
 
 
 def _probe_table(probes: list[list[dict]]) -> list[str]:

@@ -37,6 +37,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "train": ("primekit.rl.commands:train", "PRIME online RL (or RLOO / frozen-PRM baselines) on TRL"),
         "plan": ("primekit.rl.commands:plan", "memory per GPU of a train run (DDP / FSDP2 / offload): fits or not"),
         "config": ("primekit.rl.commands:show_config", "the configuration a train run really runs with (TRL, FSDP, schedule)"),
+        "diagnose": ("primekit.rl.commands:diagnose", "where RLOO's / PRIME's update lands on labelled errors"),
     },
 }
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from primekit.rl.sample_efficiency import bootstrap_band, efficiency_ratio, responses_to_reach
+from primekit.rl.sample_efficiency import (bootstrap_band, efficiency_ratio, paired_comparison, paired_t_interval,
+                                            responses_to_reach)
 
 X = [0, 10, 20]
 
@@ -59,3 +60,32 @@ def test_bootstrap_band_brackets_the_mean_and_collapses_without_spread():
     mean, low, high = bootstrap_band([[0.0, 0.4], [0.0, 0.6], [0.0, 0.8]], resamples=4000)
     assert mean[1] == pytest.approx(0.6) and low[1] < 0.6 < high[1]
     assert 0.4 - 1e-9 <= low[1] and high[1] <= 0.8 + 1e-9
+
+
+def test_paired_t_interval_by_hand():
+    # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2 dof) = 4.302653
+    result = paired_t_interval([0, 0, 0], [1, 2, 3])
+    half = 4.302653 / np.sqrt(3)
+    assert result.mean == pytest.approx(2.0) and result.seeds == 3
+    assert (result.low, result.high) == (pytest.approx(2 - half, abs=1e-5), pytest.approx(2 + half, abs=1e-5))
+    # pairing removes what the seeds share: same spread across seeds, same shift, zero-width interval
+    shared = paired_t_interval([0.5, 0.7, 0.9], [0.6, 0.8, 1.0])
+    assert shared.mean == pytest.approx(0.1) and shared.high - shared.low == pytest.approx(0.0, abs=1e-12)
+    single = paired_t_interval([0.5], [0.6])
+    assert single.mean == pytest.approx(0.1) and np.isnan(single.low)
+    with pytest.raises(ValueError):
+        paired_t_interval([0.5, 0.6], [0.6])
+
+
+def test_paired_comparison_by_hand():
+    # seed 0: the variant reaches the baseline's final mean (0.7) at 10 instead of 20; seed 1: at 20 for both
+    baseline = [[0.5, 0.6, 0.7], [0.5, 0.6, 0.7]]
+    variant = [[0.5, 0.7, 0.8], [0.5, 0.6, 0.7]]
+    result = paired_comparison(X, baseline, variant)
+    assert result.target == pytest.approx(0.7) and result.seeds_reaching == 2
+    assert result.final_accuracy.mean == pytest.approx(0.05)
+    assert result.mean_accuracy.mean == pytest.approx((0.2 / 3) / 2)
+    # log ratios log(20/10) and log(20/20): mean log(2)/2, a geometric-mean ratio of sqrt(2)
+    assert result.efficiency.mean == pytest.approx(np.log(2) / 2)
+    never = paired_comparison(X, baseline, [[0.5, 0.5, 0.5], [0.5, 0.6, 0.7]])
+    assert never.efficiency is None and never.seeds_reaching == 1

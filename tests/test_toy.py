@@ -13,6 +13,7 @@ from primekit import toy
 from primekit.errors import InputError
 from primekit.models import load_causal_lm, load_tokenizer
 from primekit.toy.localisation import step_errors
+from primekit.toy.sft import TEST_SEED_OFFSET
 from primekit.toy.task import TaskSpec, make_problems, max_sequence_tokens, needs_carry, sft_target, solve
 
 MULTI_LINE = "Compute 50-3-33\n50-3=47\n47-33=14\n\\boxed{14}"
@@ -133,8 +134,32 @@ def test_default_world_and_policy_key_are_unchanged_by_the_added_knobs():
     rows = [p.prompt + "|" + sft_target(p, rng, skip_rate=spec.skip_rate, slip_rate=spec.slip_rate,
                                         step_slip_rate=spec.step_slip_rate) for p in toy.train_problems()]
     assert hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16] == "9e0ce7ebee8e606c"
+    # the held-out problems are the test generator's draws minus the training prompts: the same
+    # generator as before (its first 1000 draws, training prompts included, hash as they did) ...
+    drawn = "\n".join(p.prompt + p.solution for p in make_problems(1000, seed=TEST_SEED_OFFSET))
+    assert hashlib.sha256(drawn.encode()).hexdigest()[:16] == "1085a595d7a89120"
+    # ... with the draws that repeat a training prompt skipped
     held_out = "\n".join(p.prompt + p.solution for p in toy.test_problems(1000))
-    assert hashlib.sha256(held_out.encode()).hexdigest()[:16] == "1085a595d7a89120"
+    assert hashlib.sha256(held_out.encode()).hexdigest()[:16] == "207e2dc1df6c1520"
+
+
+@pytest.mark.parametrize("world", sorted(toy.WORLDS))
+def test_held_out_problems_are_never_training_problems(world):
+    spec = toy.WORLDS[world]
+    training = {problem.prompt for problem in toy.train_problems(spec)}
+    held_out = toy.test_problems(2000, spec)
+    assert len(held_out) == 2000 and not any(problem.prompt in training for problem in held_out)
+    assert toy.test_problems(50, spec) == held_out[:50]  # a smaller held-out set is a prefix
+
+
+def test_excluded_prompts_are_skipped_and_an_exhausted_task_is_an_error():
+    spec = TaskSpec(num_operands=2, max_digits=1, operators="+")  # 81 distinct prompts
+    everything = {problem.prompt for problem in make_problems(2000, seed=0, spec=spec)}
+    assert len(everything) == 81
+    kept = make_problems(30, seed=1, spec=spec, exclude_prompts={"Compute 1+1\n", "Compute 2+2\n"})
+    assert len(kept) == 30 and not {"Compute 1+1\n", "Compute 2+2\n"} & {p.prompt for p in kept}
+    with pytest.raises(ValueError, match="too few distinct problems"):
+        make_problems(1, seed=0, spec=spec, exclude_prompts=everything)
 
 
 def test_named_worlds_keep_the_demo_default_and_train_their_own_policies():
@@ -220,3 +245,27 @@ def test_sequence_bound_covers_slipped_long_targets():
     longest = max(len(tokenizer(p.prompt + sft_target(p, rng, skip_rate=0, slip_rate=0.5, step_slip_rate=0.3))
                       ["input_ids"]) + 1 for p in make_problems(500, seed=3, spec=spec))
     assert longest <= max_sequence_tokens(spec) <= 2 * longest
+
+
+def test_systematic_compensating_and_spaced_targets_by_hand():
+    problem = make_problems(1, seed=0, spec=TaskSpec(num_operands=3, max_digits=1, operators="+"))[0]
+    values = [int(v) for v in problem.prompt.removeprefix("Compute ").strip().split("+")]
+    # every step adding its right operand is one too high at rate 1
+    target = sft_target(problem, random.Random(0), skip_rate=0, slip_rate=0, systematic_slip_rate=1.0,
+                        systematic_operand=values[1])
+    first = values[0] + values[1] + 1
+    assert target.splitlines()[0] == f"{values[0]}+{values[1]}={first}"
+    # two slips that cancel: the answer is right, two lines are wrong
+    target = sft_target(problem, random.Random(0), skip_rate=0, slip_rate=0, compensating_slip_rate=1.0)
+    assert target.endswith(f"\\boxed{{{problem.answer}}}") and step_errors(problem.prompt, target) == [0, 1]
+    # spaces are harmless: the same lines, all right
+    target = sft_target(problem, random.Random(0), skip_rate=0, slip_rate=0, space_rate=1.0)
+    assert target == problem.solution.replace("+", " + ").replace("=", " = ")
+    assert step_errors(problem.prompt, target) == []
+    spaced = TaskSpec(num_operands=3, max_digits=1, operators="+", space_rate=0.5)
+    assert max_sequence_tokens(spaced) == max_sequence_tokens(TaskSpec(num_operands=3, max_digits=1, operators="+")) + 8
+
+
+def test_candidate_worlds_keep_every_existing_world_and_its_key():
+    assert toy.WORLDS["long-chains"].key() == "9dc834c5aa8d" and toy.WORLDS["carry-chains"].key() == "8de6f632c704"
+    assert {"confident-slips", "sparse-outcomes", "compensating-slips"} <= set(toy.WORLDS)

@@ -273,6 +273,20 @@ _PLAN_HELP = ("memory per GPU of a prime-rl train run (same options) under DDP /
               "from the models' config.json; exit status 1 when it does not fit")
 
 
+def diagnose(argv: Sequence[str]) -> int:
+    """``prime-rl diagnose``: where RLOO's and PRIME's negative updates land on responses with
+    known erroneous steps (:mod:`primekit.rl.diagnose`); prints a Markdown table."""
+    from primekit.rl.diagnose import DiagnoseArguments, render, run
+
+    args = parse_config([DiagnoseArguments], argv, prog="prime-rl diagnose", description=_DIAGNOSE_HELP)[0]
+    print(render(run(args), f"prime-rl diagnose on {args.data}"))
+    return 0
+
+
+_DIAGNOSE_HELP = ("credit assignment: the share of RLOO's / PRIME's / a perfect PRM's negative update on the "
+                  "erroneous step, before and after it, on right uncertain tokens; gradient cosines and SNR")
+
+
 def _print_summary(summary: dict[str, Any], history: list, curve: Path, output: Path, config: PrimeConfig) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -30,7 +30,7 @@ from primekit.toy.task import apply_operator, parse_expression, problem_expressi
 
 __all__ = ["Localisation", "SlipCase", "localisation", "lowest_index", "single_slip_step", "step_errors"]
 
-_STEP = re.compile(r"^(-?\d+)([+*-])(\d+)=(-?\d+)$")
+_STEP = re.compile(r"^(-?\d+) ?([+*-]) ?(\d+) ?= ?(-?\d+)$")  # spaces around + and = allowed
 _BOXED = re.compile(r"^\\boxed\{(-?\d+)\}$")
 
 

@@ -8,6 +8,7 @@ away from their default, so the default policy keeps its key and nobody retrains
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -29,8 +30,10 @@ class WarmupSpec:
     """Everything that determines the warm-up policy (and so its cache key).
 
     The SFT targets are worked solutions except for ``skip_rate`` (guess the answer without steps),
-    ``slip_rate`` (one step slips), ``step_slip_rate`` (each step slips independently) and
-    ``carry_slip_rate`` (a carry or borrow is forgotten); see :func:`primekit.toy.task.sft_target`.
+    ``slip_rate`` (one step slips), ``step_slip_rate`` (each step slips independently),
+    ``carry_slip_rate`` (a carry or borrow is forgotten), ``systematic_slip_rate`` (a step adding
+    ``systematic_operand`` is one too high) and ``compensating_slip_rate`` (two slips that cancel);
+    see :func:`primekit.toy.task.sft_target`.
     """
 
     task: TaskSpec = field(default_factory=TaskSpec)
@@ -43,9 +46,13 @@ class WarmupSpec:
     seed: int = 0
     step_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
     carry_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
+    systematic_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
+    systematic_operand: int = field(default=7, metadata=ADDED_KNOB)
+    compensating_slip_rate: float = field(default=0.0, metadata=ADDED_KNOB)
 
     def __post_init__(self) -> None:
-        for name in ("skip_rate", "slip_rate", "step_slip_rate", "carry_slip_rate"):
+        for name in ("skip_rate", "slip_rate", "step_slip_rate", "carry_slip_rate", "systematic_slip_rate",
+                     "compensating_slip_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]; got {getattr(self, name)}")
         if self.skip_rate + self.slip_rate > 1.0:
@@ -84,22 +91,53 @@ DEFAULT_WARMUP = WarmupSpec()
 #: * ``carry-chains``: 2 to 8 additions of 1-digit numbers; a target forgets a needed carry with
 #:   chance 0.3, so a long chain holds several uncertain steps. The world of
 #:   ``benchmarks/rl_ablation.py``.
+#:
+#: Candidate worlds for a dense reward, read with ``prime-rl diagnose`` (``benchmarks/credit_diagnostic.py``);
+#: their warm-ups run fewer SFT steps (700-1000 of 2200) to fit the CPU budget of a read-out:
+#:
+#: * ``confident-slips``: 2 to 8 additions of 1-digit numbers; a step adding 7 is written one too
+#:   high with chance 0.8 (a confident systematic error), and half the lines are written with
+#:   spaces (harmless randomness the policy is unsure about).
+#: * ``sparse-outcomes``: 8 to 12 additions of 1-digit numbers forgetting a needed carry with
+#:   chance 0.5, so few sampled answers are right.
+#: * ``compensating-slips``: 2 to 8 additions of 1-digit numbers; each step slips with chance
+#:   0.05, and with chance 0.3 a target slips by +d at one step and -d at a later one (right
+#:   answer, wrong work).
 WORLDS: dict[str, WarmupSpec] = {
     "default": DEFAULT_WARMUP,
     "long-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1),
                               skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.08),
     "carry-chains": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+"),
                                skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.3),
+    "confident-slips": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+",
+                                                space_rate=0.5),
+                                  skip_rate=0.0, slip_rate=0.0, systematic_slip_rate=0.8, systematic_operand=7,
+                                  steps=1000),
+    "sparse-outcomes": WarmupSpec(task=TaskSpec(num_operands=9, max_operands=13, max_digits=1, operators="+"),
+                                  skip_rate=0.0, slip_rate=0.0, carry_slip_rate=0.5, steps=700),
+    "compensating-slips": WarmupSpec(task=TaskSpec(num_operands=3, max_operands=9, max_digits=1, operators="+"),
+                                     skip_rate=0.0, slip_rate=0.0, step_slip_rate=0.05, compensating_slip_rate=0.3,
+                                     steps=1000),
 }
 TRAIN_SEED_OFFSET, TEST_SEED_OFFSET = 1, 2  # train and test problems never share a generator
 
 
 def train_problems(spec: WarmupSpec = DEFAULT_WARMUP) -> list[Problem]:
+    """The SFT warm-up's problems (also the RL prompts of the toy recipe and the ablation)."""
     return make_problems(spec.num_train_problems, spec.seed * 1000 + TRAIN_SEED_OFFSET, spec.task)
 
 
+@functools.lru_cache(maxsize=8)
+def _train_prompts(spec: WarmupSpec) -> frozenset[str]:
+    return frozenset(problem.prompt for problem in train_problems(spec))
+
+
 def test_problems(n: int = 1000, spec: WarmupSpec = DEFAULT_WARMUP) -> list[Problem]:
-    return make_problems(n, spec.seed * 1000 + TEST_SEED_OFFSET, spec.task)
+    """``n`` held-out problems, none of whose prompts is a training prompt of ``spec`` (the test
+    generator's draws that repeat one are skipped). Short chains of one-digit operands have few
+    distinct prompts, most of them in the training set, so held-out problems lean to longer chains
+    than training ones; ``test_problems(n)`` is a prefix of ``test_problems(m)`` for n < m."""
+    return make_problems(n, spec.seed * 1000 + TEST_SEED_OFFSET, spec.task, exclude_prompts=_train_prompts(spec))
 
 
 def _train(spec: WarmupSpec, output_dir: Path) -> None:
@@ -115,7 +153,11 @@ def _train(spec: WarmupSpec, output_dir: Path) -> None:
     problems = train_problems(spec)
     rows = [{"prompt": p.prompt, "completion": sft_target(p, rng, skip_rate=spec.skip_rate, slip_rate=spec.slip_rate,
                                                            step_slip_rate=spec.step_slip_rate,
-                                                           carry_slip_rate=spec.carry_slip_rate)}
+                                                           carry_slip_rate=spec.carry_slip_rate,
+                                                           systematic_slip_rate=spec.systematic_slip_rate,
+                                                           systematic_operand=spec.systematic_operand,
+                                                           compensating_slip_rate=spec.compensating_slip_rate,
+                                                           space_rate=spec.task.space_rate)}
             for p in problems]
     config = SFTConfig(
         output_dir=str(output_dir / "trainer"), max_steps=spec.steps,

@@ -18,7 +18,13 @@ policy imperfect in ways RL can fix:
   units digit forgets it (a result off by 10). Unlike a random slip, which the policy learns as a
   rare token, this is a systematic error: the policy hesitates between two likely answers at every
   such step, so a long chain holds several uncertain decisions and an outcome says little about
-  which one went wrong.
+  which one went wrong;
+* ``systematic_slip_rate``: the chance that a step adding ``systematic_operand`` writes a result
+  one too high: a *confident* systematic error (the policy learns it as the likely answer);
+* ``compensating_slip_rate``: the chance that a target slips by +d at one step and by -d at a
+  later one, so its answer is right although two of its steps are wrong (right answer, wrong work);
+* :attr:`TaskSpec.space_rate`: the chance that a worked line is written with spaces around its
+  operator and ``=`` (``7 + 8 = 15``), a harmless choice the policy makes at random.
 
 A slipped result is carried on by the later steps, so one slip anywhere ruins the final answer.
 """
@@ -26,7 +32,8 @@ A slipped result is carried on by the later steps, so one slip anywhere ruins th
 from __future__ import annotations
 
 import random
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 #: Field metadata of a knob added after the first release: a cache key leaves such a field out
@@ -53,12 +60,15 @@ class TaskSpec:
     A problem has ``num_operands`` operands (``num_operands - 1`` steps); with ``max_operands`` set,
     each problem draws its count uniformly from ``num_operands .. max_operands``, so one data set
     mixes short and long chains. Operands lie in ``1 .. 10**max_digits - 1`` (the operand range).
+    ``space_rate``: the share of SFT target lines written with spaces (``7 + 8 = 15``); the gold
+    solution has none.
     """
 
     num_operands: int = 3
     max_digits: int = 2
     operators: str = "+-"
     max_operands: int | None = field(default=None, metadata=ADDED_KNOB)
+    space_rate: float = field(default=0.0, metadata=ADDED_KNOB)
 
     def __post_init__(self) -> None:
         if self.num_operands < 2:
@@ -67,6 +77,8 @@ class TaskSpec:
             raise ValueError(f"max_operands ({self.max_operands}) is below num_operands ({self.num_operands})")
         if self.max_digits < 1:
             raise ValueError(f"max_digits must be >= 1; got {self.max_digits}")
+        if not 0.0 <= self.space_rate <= 1.0:
+            raise ValueError(f"space_rate must lie in [0, 1]; got {self.space_rate}")
         if not self.operators or set(self.operators) - set("+-*"):
             raise ValueError(f"operators must be a non-empty string of + - *; got '{self.operators}'")
 
@@ -106,10 +118,14 @@ def needs_carry(left: int, op: str, right: int) -> bool:
 
 
 def solve(values: list[int], ops: list[str], slip_at: int | Collection[int] | None = None,
-          rng: random.Random | None = None, carry_slip_rate: float = 0.0) -> tuple[list[str], int]:
+          rng: random.Random | None = None, carry_slip_rate: float = 0.0,
+          systematic_slip: tuple[int, float] | None = None,
+          offsets: Mapping[int, int] | None = None) -> tuple[list[str], int]:
     """The step lines ``a+b=c`` and the final value; ``slip_at`` (a step index or several) puts an
     off-by-small error into that step's result, ``carry_slip_rate`` makes a step that carries or
-    borrows forget it with that chance; later steps carry the wrong value on."""
+    borrows forget it with that chance, ``systematic_slip`` = (operand, rate) makes a step with
+    that right operand write a result one too high with that chance, ``offsets`` adds a given
+    amount to given steps' results; later steps carry the wrong value on."""
     slips = {slip_at} if isinstance(slip_at, int) else set(slip_at or ())
     lines, running = [], values[0]
     for index, (op, operand) in enumerate(zip(ops, values[1:])):
@@ -117,6 +133,11 @@ def solve(values: list[int], ops: list[str], slip_at: int | Collection[int] | No
         if carry_slip_rate > 0 and rng is not None and needs_carry(running, op, operand) \
                 and rng.random() < carry_slip_rate:
             result += -10 if op == "+" else 10
+        if systematic_slip is not None and rng is not None and operand == systematic_slip[0] \
+                and rng.random() < systematic_slip[1]:
+            result += 1
+        if offsets:
+            result = max(0, result + offsets.get(index, 0))
         if index in slips and rng is not None:
             result = max(0, result + rng.choice(SLIP_OFFSETS))
         lines.append(f"{running}{op}{operand}={result}")
@@ -132,18 +153,35 @@ def make_problem(spec: TaskSpec, rng: random.Random) -> Problem:
                    solution="\n".join(lines) + f"\n\\boxed{{{answer}}}", answer=str(answer))
 
 
-def make_problems(n: int, seed: int, spec: TaskSpec = TaskSpec()) -> list[Problem]:
-    """``n`` problems, deterministic under ``seed``."""
+def make_problems(n: int, seed: int, spec: TaskSpec = TaskSpec(),
+                  exclude_prompts: Collection[str] = ()) -> list[Problem]:
+    """``n`` problems, deterministic under ``seed``; a drawn problem whose prompt is in
+    ``exclude_prompts`` is skipped and another one drawn (so held-out problems can be kept apart
+    from training ones). Raises ValueError when the excluded prompts leave too few to draw."""
     rng = random.Random(seed)
-    return [make_problem(spec, rng) for _ in range(n)]
+    problems: list[Problem] = []
+    draws, patience = 0, 100 * n + 1000
+    while len(problems) < n:
+        problem = make_problem(spec, rng)
+        draws += 1
+        if problem.prompt not in exclude_prompts:
+            problems.append(problem)
+        elif draws > patience:
+            raise ValueError(f"make_problems: only {len(problems)} of {n} problems in {draws} draws lie outside "
+                             "the excluded prompts (the task has too few distinct problems)")
+    return problems
 
 
 def sft_target(problem: Problem, rng: random.Random, *, skip_rate: float, slip_rate: float,
-               step_slip_rate: float = 0.0, carry_slip_rate: float = 0.0) -> str:
+               step_slip_rate: float = 0.0, carry_slip_rate: float = 0.0, systematic_slip_rate: float = 0.0,
+               systematic_operand: int = 7, compensating_slip_rate: float = 0.0, space_rate: float = 0.0) -> str:
     """The completion the warm-up policy imitates for ``problem``: the worked solution, or (with
     the given rates) a skipped-steps guess, a solution with one slipped step, or, with
     ``step_slip_rate``, a solution in which each step slipped independently with that chance; with
-    ``carry_slip_rate`` any worked target may also forget carries (see the module docstring)."""
+    ``carry_slip_rate``, ``systematic_slip_rate``, ``compensating_slip_rate`` and ``space_rate``
+    any worked target may also forget carries, slip systematically, slip twice with no effect on
+    the answer, or be written with spaces (see the module docstring). A rate at 0 draws nothing, so
+    the targets of settings without it stay what they were."""
     roll = rng.random()
     if roll < skip_rate:
         guess = max(0, int(problem.answer) + rng.randint(-15, 15))
@@ -154,10 +192,25 @@ def sft_target(problem: Problem, rng: random.Random, *, skip_rate: float, slip_r
         slips = rng.randrange(len(ops))
     elif step_slip_rate > 0:  # no extra draws at 0, so the default targets stay what they were
         slips = [step for step in range(len(ops)) if rng.random() < step_slip_rate]
-    if slips == [] and carry_slip_rate == 0:
+    added = systematic_slip_rate > 0 or compensating_slip_rate > 0 or space_rate > 0
+    if slips == [] and carry_slip_rate == 0 and not added:
         return problem.solution
-    lines, answer = solve(values, ops, slip_at=slips, rng=rng, carry_slip_rate=carry_slip_rate)
+    offsets: dict[int, int] = {}
+    if compensating_slip_rate > 0 and len(ops) >= 2 and rng.random() < compensating_slip_rate:
+        first, second = sorted(rng.sample(range(len(ops)), 2))
+        size = rng.choice((-2, -1, 1, 2))
+        offsets = {first: size, second: -size}
+    systematic = (systematic_operand, systematic_slip_rate) if systematic_slip_rate > 0 else None
+    lines, answer = solve(values, ops, slip_at=slips, rng=rng, carry_slip_rate=carry_slip_rate,
+                          systematic_slip=systematic, offsets=offsets)
+    if space_rate > 0:
+        lines = [spaced(line) if rng.random() < space_rate else line for line in lines]
     return "\n".join(lines) + f"\n\\boxed{{{answer}}}"
+
+
+def spaced(line: str) -> str:
+    """``"7+8=15"`` written ``"7 + 8 = 15"``."""
+    return re.sub(r"(?<=\d)([+*=-])", r" \1 ", line)
 
 
 def problem_expression(prompt: str) -> str:
@@ -186,5 +239,5 @@ def max_sequence_tokens(spec: TaskSpec) -> int:
     largest = (10 ** spec.max_digits - 1) * (operands if "*" not in spec.operators else 10 ** operands)
     value = len(str(largest)) + 2  # a slip can add a digit; the bound is loose on purpose
     prompt = 2 + operands * (spec.max_digits + 1) + 1
-    step = value + 1 + spec.max_digits + 1 + value + 1
+    step = value + 1 + spec.max_digits + 1 + value + 1 + (4 if spec.space_rate > 0 else 0)
     return prompt + (operands - 1) * step + 1 + value + 1 + 1
