@@ -32,7 +32,12 @@ class ToyPRMDataSpec:
     seed: int = 0
 
     def key(self, policy: str) -> str:
-        blob = json.dumps({"spec": asdict(self), "policy": str(policy)}, sort_keys=True)
+        """Cache key: the settings, the policy and the held-out prompts themselves, so that a change
+        in how held-out problems are drawn never reuses an evaluation file of the old draw."""
+        from primekit import toy
+
+        held_out = [problem.prompt for problem in toy.test_problems(self.num_eval_problems)]
+        blob = json.dumps({"spec": asdict(self), "policy": str(policy), "held_out": held_out}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
