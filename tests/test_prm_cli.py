@@ -62,7 +62,7 @@ def test_train_then_score_end_to_end(tmp_path, tiny_model, capsys):
     assert "eval AUC" in out and "output dir" in out
     record = json.loads((out_dir / "implicit_prm.json").read_text())
     assert record == {"base": str(tiny_model), "reference": str(tiny_model), "beta": 0.5, "coef": 0.5,
-                      "step_mode": "auto", "append_eos": True}
+                      "step_mode": "auto", "append_eos": True, "read_out": "steps"}
 
     inputs = [{"id": i, "prompt": r["prompt"], "response": r["completion"]} for i, r in enumerate(TRAIN_RECORDS[:5])]
     scored = tmp_path / "scored.jsonl"

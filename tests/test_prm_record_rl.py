@@ -21,7 +21,7 @@ def test_online_prm_loads_with_its_path_alone(tmp_path):
     folder = tmp_path / "run" / PRM_DIR
     record = json.loads((folder / "implicit_prm.json").read_text())
     assert record == {"base": policy, "reference": policy, "beta": 0.1, "coef": 0.1, "step_mode": "auto",
-                      "append_eos": True}
+                      "append_eos": True, "read_out": "steps"}
 
     reader = ImplicitPRM.from_pretrained(folder, device="cpu")
     assert reader.coef == 0.1

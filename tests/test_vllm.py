@@ -63,8 +63,10 @@ def test_vllm_backend_gives_the_transformers_greedy_answers(tmp_path):
 
 def test_prime_rl_trains_with_colocated_vllm_rollouts(tmp_path):
     toy.policy_path()
+    # TRL logs vLLM's and the trainer's log-prob gap only with its importance-sampling correction
+    # (off by default in primekit, as in the official run): on here to read that gap
     done = vllm_command("prime-rl", "train", "--use_vllm", "true", "--vllm_mode", "colocate",
-                        "--max_steps", "2", "--heldout", "none", "--report_to", "none",
+                        "--vllm_importance_sampling_correction", "true", "--max_steps", "2", "--heldout", "none", "--report_to", "none",
                         "--per_device_train_batch_size", "16", "--save_strategy", "no",
                         "--output_dir", str(tmp_path / "rl"))
     assert json.loads((tmp_path / "rl" / "summary.json").read_text())["steps"] == 2

@@ -87,7 +87,8 @@ def grader_python() -> Path:
     """The interpreter of the graders' environment: ``PRIMEKIT_GRADER_PYTHON``, else the
     repository's ``.venv-grader``."""
     configured = os.environ.get("PRIMEKIT_GRADER_PYTHON")
-    python = Path(configured) if configured else REPO_ROOT / ".venv-grader" / "bin" / "python"
+    # absolute, not resolved: the worker runs in another folder, and a venv's python is a link
+    python = Path(os.path.abspath(configured)) if configured else REPO_ROOT / ".venv-grader" / "bin" / "python"
     if not python.exists():
         raise InputError(f"the published graders run in their own environment, and {python} is not there: "
                          "build it with `make grader-env` (or set PRIMEKIT_GRADER_PYTHON)")
