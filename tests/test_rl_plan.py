@@ -15,6 +15,7 @@ from primekit import toy
 from primekit.cli import dispatch
 from primekit.errors import InputError
 from primekit.paths import REPO_ROOT
+from primekit.rl import gpu_terms
 from primekit.rl import plan as memory
 from primekit.rl.config import PrimeConfig
 from rl_support import write_cli_recipe
@@ -269,7 +270,8 @@ def test_fsdp2_without_offload_fits_when_vllm_leaves_room(qwen_7b):
     # without offload the sharded states stay on the GPU while vLLM wakes up for generation
     fsdp = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8")
     resident = sum(item.device for item in fsdp.items if item.phases == memory.RESIDENT)
-    assert fsdp.peak_phase == "generation" and fsdp.peak == pytest.approx(resident + 0.7 * 80 * memory.GIB)
+    assert fsdp.peak_phase == "generation" and fsdp.peak == pytest.approx(resident + 0.7 * fsdp.capacity)
+    assert fsdp.capacity == pytest.approx(79.2 * memory.GIB)  # the usable share of the nominal 80 GiB
     smaller = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8", "--vllm_gpu_memory_utilization", "0.5")
     assert smaller.fits and smaller.margin >= 0.10
 
@@ -286,6 +288,9 @@ def test_plan_of_the_toy_recipe(capsys):
     (["--gpu_memory_gb", "0"], "gpu_memory_gb must be > 0; got 0"),
     (["--gpu_memory_gb", "-80"], "gpu_memory_gb must be > 0; got -80"),
     (["--gpus", "0"], "gpus must be >= 1"),
+    (["--gpu_usable_fraction", "0"], "gpu_usable_fraction must be in (0, 1]; got 0"),
+    (["--gpu_usable_fraction", "1.5"], "gpu_usable_fraction must be in (0, 1]; got 1.5"),
+    (["--vllm_asleep_gb", "-1"], "vllm_asleep_gb must be >= 0; got -1"),
     (["--backend", "fsdp2", "--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")], "not both"),
     (["--accelerate_config", str(ACCELERATE / "deepspeed_zero2.yaml")], "distributed_type DEEPSPEED is not planned"),
     (["--accelerate_config", "missing.yaml"], "missing.yaml: accelerate config file not found"),
@@ -412,3 +417,58 @@ def test_vllm_share_must_hold_its_weights_and_one_sequence(qwen_7b, tmp_path):
     assert "vllm_gpu_memory_utilization >= 0.8" in tp1.summary()
     tp2 = plan_from_args(["--config", str(RECIPE_7B), *models, *offload, "--vllm_tensor_parallel_size", "2"])[0]
     assert tp2.fits
+
+
+def test_fused_head_backward_holds_fp32_gradients_and_their_16_bit_casts():
+    # vocab 1000 x hidden 64 (64,000 head parameters), 10 scored tokens; by hand from
+    # trl/kernels/chunked_logprob.py's backward: fp32 grad_hidden / grad_weight, then .to(input dtype)
+    shape = dict(head_parameters=64_000, scored_tokens=10, hidden_size=64)
+    # bf16 head and hidden states (DDP on bf16 weights): 10*64*(4+2) + 64,000*(4+2)
+    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=True,
+                                               weight_cast_counted=False) == 3_840 + 384_000
+    # fp32 head (cast_lm_head_to_fp32, or fp32 weights): the casts are no-ops, 10*64*4 + 64,000*4
+    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=4, weight_bytes=4, trained=True,
+                                               weight_cast_counted=False) == 2_560 + 256_000
+    # FSDP2: the weight's bf16 cast is the unsharded gradient the gathered units already count
+    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=True,
+                                               weight_cast_counted=True) == 3_840 + 256_000
+    # a frozen model's head runs without autograd
+    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=False,
+                                               weight_cast_counted=False) == 0
+
+
+def test_lm_head_item_charges_the_weight_gradient_cast_where_nothing_else_does(toy_shape):
+    bf16_weights = memory.Precision(trained=2, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
+    ddp = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=False)
+    fsdp = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=False, fsdp=True)
+    assert ddp - fsdp == 2 * toy_shape.head_parameters  # the bf16 copy of the fp32 weight gradient
+    fp32_head = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=True)
+    frozen = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=False, fp32_head=True)
+    assert fp32_head - frozen == 4 * toy_shape.head_parameters + 4 * 100 * toy_shape.hidden_size  # no casts
+
+
+def test_verdict_is_against_usable_gpu_memory(qwen_7b):
+    assert gpu_terms.usable_gpu_bytes(80) == pytest.approx(79.2 * 2**30)
+    fsdp = ["--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")]
+    usable, nominal = _plan_7b(qwen_7b, *fsdp), _plan_7b(qwen_7b, *fsdp, "--gpu_usable_fraction", "1")
+    assert (usable.capacity, nominal.capacity) == (pytest.approx(79.2 * memory.GIB), 80 * memory.GIB)
+    # vLLM takes its share of the usable memory too; pick a share that fits 80 GiB but not 79.2
+    resident = usable.peak - 0.7 * usable.capacity
+    share = (1 - resident / usable.capacity + 1 - resident / nominal.capacity) / 2
+    between = [*fsdp, "--vllm_gpu_memory_utilization", f"{share:.5f}"]
+    assert _plan_7b(qwen_7b, *between, "--gpu_usable_fraction", "1").fits
+    assert not _plan_7b(qwen_7b, *between).fits
+
+
+def test_sleeping_vllm_keeps_its_residue_outside_generation(qwen_7b):
+    fsdp = ["--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")]
+    asleep, none = _plan_7b(qwen_7b, *fsdp), _plan_7b(qwen_7b, *fsdp, "--vllm_asleep_gb", "0")
+    residue = [item for item in asleep.items if item.kind == "asleep residue"]
+    assert len(residue) == 1 and residue[0].device == 1 * memory.GIB and "generation" not in residue[0].phases
+    assert not any(item.kind == "asleep residue" for item in none.items)
+    for phase in memory.PHASES:
+        extra = 0 if phase == "generation" else memory.GIB
+        assert asleep.phase_total(phase) - none.phase_total(phase) == pytest.approx(extra)
+    awake = _plan_7b(qwen_7b, *fsdp, "--vllm_enable_sleep_mode", "false")  # its whole share stays instead
+    assert not any(item.kind == "asleep residue" for item in awake.items)
+    assert [item.phases for item in awake.items if item.kind == "colocated engine"] == [memory.RESIDENT]

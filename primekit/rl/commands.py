@@ -216,6 +216,7 @@ def plan_from_args(argv: Sequence[str], with_cpu_memory: bool = False) -> tuple[
     """The memory plan that ``prime-rl plan`` prints for ``argv`` and its title (and, with
     ``with_cpu_memory``, the machine's CPU memory in bytes from ``--cpu_memory_gb``, or None)."""
     from primekit.models import load_tokenizer, resolve_model_name
+    from primekit.rl.gpu_terms import usable_gpu_bytes
     from primekit.rl.plan import GIB, plan_backend, plan_run, read_shapes
 
     run, config, options, on_gpu = parse_plan_args(argv)
@@ -228,9 +229,10 @@ def plan_from_args(argv: Sequence[str], with_cpu_memory: bool = False) -> tuple[
 
         dataset = run.load_prompts(run.dataset, split=run.dataset_split, limit=1000)
         prompt_tokens = longest_prompt_tokens(dataset["prompt"], load_tokenizer(model_path))
-    result = plan_run(config, model_path, backend, options.gpu_memory_gb * GIB, prompt_tokens, on_gpu, shapes)
+    capacity = usable_gpu_bytes(options.gpu_memory_gb, options.gpu_usable_fraction) if on_gpu else options.gpu_memory_gb * GIB
+    result = plan_run(config, model_path, backend, capacity, prompt_tokens, on_gpu, shapes, options.vllm_asleep_gb * GIB)
     nodes = f" on {backend.nodes} nodes" if backend.nodes > 1 else ""
-    where = (f"{backend.gpus} GPU(s){nodes} of {options.gpu_memory_gb:g} GiB" if on_gpu
+    where = (f"{backend.gpus} GPU(s){nodes} of {options.gpu_memory_gb:g} GiB ({capacity / GIB:.1f} usable)" if on_gpu
              else f"{backend.gpus} CPU process(es) of {options.gpu_memory_gb:g} GiB")
     title = f"prime-rl plan: {model_path} on {where}, {backend.label}, {result.precision.label}"
     if not with_cpu_memory:

@@ -38,6 +38,7 @@ import yaml
 
 from primekit.config import _yaml_line_of, help_text
 from primekit.errors import InputError
+from primekit.rl.gpu_terms import USABLE_GPU_FRACTION, VLLM_ASLEEP_BYTES, fused_head_gradient_bytes, vllm_asleep_bytes
 
 __all__ = [
     "BACKENDS", "Backend", "MemoryItem", "MemoryPlan", "ModelShape", "PlanArguments", "PlannedModel", "Precision",
@@ -69,7 +70,13 @@ class PlanArguments:
     gpus: int | None = field(default=None, metadata=help_text(
         "GPUs in all (one training process each); default: num_processes of --accelerate_config, else 1"))
     gpu_memory_gb: float = field(default=80.0, metadata=help_text(
-        "memory of one GPU in GiB (an A100-80GB has 80)"))
+        "nominal memory of one GPU in GiB (an A100-80GB has 80)"))
+    gpu_usable_fraction: float = field(default=USABLE_GPU_FRACTION, metadata=help_text(
+        "share of --gpu_memory_gb that CUDA exposes to PyTorch and vLLM (an 80 GB A100 or H100 reports about "
+        "79.2 GiB as its total); the verdict and vLLM's share use the usable memory"))
+    vllm_asleep_gb: float = field(default=VLLM_ASLEEP_BYTES / GIB, metadata=help_text(
+        "GiB a colocated vLLM keeps on the GPU while sleep mode frees the rest (its CUDA graphs: TRL does "
+        "not set enforce_eager); charged in every phase but generation"))
     nodes: int | None = field(default=None, metadata=help_text(
         "machines the GPUs are spread over (for the CPU memory per node under offload); default: "
         "num_machines of --accelerate_config, else 1"))
@@ -92,6 +99,10 @@ class PlanArguments:
             raise ValueError("give --backend or --accelerate_config, not both")
         if not self.gpu_memory_gb > 0:
             raise ValueError(f"gpu_memory_gb must be > 0; got {self.gpu_memory_gb}")
+        if not 0 < self.gpu_usable_fraction <= 1:
+            raise ValueError(f"gpu_usable_fraction must be in (0, 1]; got {self.gpu_usable_fraction}")
+        if not self.vllm_asleep_gb >= 0:
+            raise ValueError(f"vllm_asleep_gb must be >= 0; got {self.vllm_asleep_gb}")
         if self.cpu_memory_gb is not None and not self.cpu_memory_gb > 0:
             raise ValueError(f"cpu_memory_gb must be > 0; got {self.cpu_memory_gb}")
         for name in ("gpus", "nodes", "prompt_length"):
@@ -395,23 +406,28 @@ def inference_working_bytes(shape: ModelShape, tokens: int, precision: Precision
 
 
 def lm_head_bytes(shape: ModelShape, scored_tokens: int, precision: Precision, *, trained: bool,
-                  fp32_head: bool) -> float:
+                  fp32_head: bool, fsdp: bool = False) -> float:
     """TRL's fused LM head (``add_fused_lm_head``: log-probs without the vocab x tokens logits).
 
     It keeps a copy of the scored hidden states (fp32 with ``cast_lm_head_to_fp32``), projects them
     in tiles of at most TOKEN_CHUNK_SIZE tokens x _CHUNKED_LOGPROB_CHUNK_SIZE vocabulary entries
-    (trl/kernels/chunked_logprob.py), and its backward accumulates the hidden states' gradient
-    (tokens x h) and, for a trained head, the weight's gradient (vocab x h) in fp32.
+    (trl/kernels/chunked_logprob.py), and its backward holds the fp32 gradients and their casts
+    (:func:`~primekit.rl.gpu_terms.fused_head_gradient_bytes`). The weight it sees: under FSDP2
+    (``fsdp``) the gathered one in the parameters' forward dtype (mixed precision gathers bf16 even
+    for a head TRL cast to fp32); otherwise the stored head, fp32 with ``cast_lm_head_to_fp32``.
     """
     from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
     from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
 
     h = shape.hidden_size
     head_bytes = 4 if fp32_head else precision.compute
-    hidden_copy = scored_tokens * h * (4 if fp32_head else precision.residual)
+    hidden_bytes = 4 if fp32_head else precision.residual
+    weight_bytes = precision.residual if fsdp else 4 if fp32_head else precision.trained
+    hidden_copy = scored_tokens * h * hidden_bytes
     tile = min(scored_tokens, TOKEN_CHUNK_SIZE) * min(shape.vocab_size, _CHUNKED_LOGPROB_CHUNK_SIZE) * head_bytes
     per_token = scored_tokens * (8 + 4 * 3)  # targets (int64), log-probs, log-normaliser, entropy (fp32)
-    backward = scored_tokens * h * 4 + (shape.head_parameters * 4 if trained else 0)
+    backward = fused_head_gradient_bytes(shape.head_parameters, scored_tokens, h, hidden_bytes=hidden_bytes,
+                                         weight_bytes=weight_bytes, trained=trained, weight_cast_counted=fsdp)
     return hidden_copy + tile + per_token + backward
 
 
@@ -472,6 +488,7 @@ class Workload:
     fp32_head: bool             # cast_lm_head_to_fp32
     on_gpu: bool                # CUDA devices (else CPU processes)
     vllm_tensor_parallel: int = 1  # vllm_tensor_parallel_size
+    vllm_asleep: float = VLLM_ASLEEP_BYTES  # what the sleeping engine keeps (its CUDA graphs; gpu_terms)
 
     @property
     def sequence(self) -> int:
@@ -648,12 +665,13 @@ def _trained_items(model: PlannedModel, backend: Backend, precision: Precision, 
     if backend.sharding == "fsdp2":
         items.append(MemoryItem(role, "gathered layers", gathered_layers_bytes(shape, precision), (phase, "generation") if role == "policy" and not workload.use_vllm else (phase,),
                                 "FSDP2 units unsharded while it computes (see gathered_layers_bytes)"))
-    items += _backward_items(model, precision, workload, phase, gradients=0.0 if offloaded else gradients)
+    items += _backward_items(model, precision, workload, phase, gradients=0.0 if offloaded else gradients,
+                            fsdp=backend.sharding == "fsdp2")
     return items
 
 
 def _backward_items(model: PlannedModel, precision: Precision, workload: Workload, phase: str,
-                    gradients: float) -> list[MemoryItem]:
+                    gradients: float, fsdp: bool) -> list[MemoryItem]:
     """Activations of one micro-batch's forward + backward, the LM head's buffers, and the overlap
     of gradients with freed activations.
 
@@ -679,13 +697,13 @@ def _backward_items(model: PlannedModel, precision: Precision, workload: Workloa
         advice = "gradient_checkpointing: true" if model.role == "policy" else f"a smaller micro-batch ({rows} rows now)"
     activations = saved + outside
     scored = rows * (workload.completion_tokens if workload.on_gpu else seq - 1)
-    head = lm_head_bytes(shape, scored, precision, trained=True, fp32_head=workload.fp32_head)
+    head = lm_head_bytes(shape, scored, precision, trained=True, fp32_head=workload.fp32_head, fsdp=fsdp)
     working = backward_working_bytes(shape, tokens, precision)
     items = [
         MemoryItem(model.role, "activations", activations, (phase,),
                    f"{rows} rows x {seq} tokens: {how}", advice),
         MemoryItem(model.role, "LM head", head, (phase,),
-                   f"TRL's fused log-prob head on {scored} tokens: hidden copy, logit tile, fp32 gradients",
+                   f"TRL's fused log-prob head on {scored} tokens: hidden copy, logit tile, fp32 gradients and their casts",
                    f"a smaller micro-batch ({rows} rows now)"),
         MemoryItem(model.role, "backward buffers", working, (phase,), "gradients in flight inside one layer"),
     ]
@@ -761,8 +779,14 @@ def _generation_items(policy: PlannedModel, precision: Precision, workload: Work
         held = "during generation only (sleep mode)" if workload.vllm_sleeps else "for the whole run"
         advice = ("a lower vllm_gpu_memory_utilization" if workload.vllm_sleeps else
                   "vllm_enable_sleep_mode: true (frees it outside generation) or a lower vllm_gpu_memory_utilization")
-        return [MemoryItem("vLLM", "colocated engine", workload.vllm_share * capacity, phases,
-                           f"gpu_memory_utilization {workload.vllm_share} of the GPU, {held}", advice)]
+        items = [MemoryItem("vLLM", "colocated engine", workload.vllm_share * capacity, phases,
+                            f"gpu_memory_utilization {workload.vllm_share} of the GPU, {held}", advice)]
+        residue = vllm_asleep_bytes(workload.vllm_sleeps, workload.vllm_asleep)
+        if residue:
+            items.append(MemoryItem("vLLM", "asleep residue", residue, tuple(p for p in PHASES if p != "generation"),
+                                    "CUDA graphs and buffers sleep mode keeps (TRL does not set enforce_eager)",
+                                    "--vllm_asleep_gb if measured otherwise"))
+        return items
     if workload.use_vllm:
         return []  # vLLM server mode: generation runs on GPUs of its own
     shape, rows = policy.shape, workload.generation_rows
@@ -810,13 +834,14 @@ def longest_prompt_tokens(prompts: Iterable[Any], tokenizer: Any, limit: int = 1
     return max((prompt_length(prompt, tokenizer) for prompt in itertools.islice(prompts, limit)), default=0)
 
 
-def workload_for(config: Any, prompt_tokens: int, on_gpu: bool) -> Workload:
+def workload_for(config: Any, prompt_tokens: int, on_gpu: bool, vllm_asleep: float = VLLM_ASLEEP_BYTES) -> Workload:
     rows = round(config.per_device_train_batch_size * config.steps_per_generation * config.oversample_factor)
     return Workload(prompt_tokens=prompt_tokens, completion_tokens=config.max_completion_length,
                     generation_rows=rows, use_vllm=bool(config.use_vllm), vllm_colocate=config.vllm_mode == "colocate",
                     vllm_share=float(config.vllm_gpu_memory_utilization),
                     vllm_sleeps=bool(config.vllm_enable_sleep_mode), fp32_head=bool(config.cast_lm_head_to_fp32),
-                    on_gpu=on_gpu, vllm_tensor_parallel=int(config.vllm_tensor_parallel_size or 1))
+                    on_gpu=on_gpu, vllm_tensor_parallel=int(config.vllm_tensor_parallel_size or 1),
+                    vllm_asleep=vllm_asleep)
 
 
 def read_shapes(config: Any, policy: str) -> dict[str, ModelShape]:
@@ -828,12 +853,14 @@ def read_shapes(config: Any, policy: str) -> dict[str, ModelShape]:
 
 
 def plan_run(config: Any, policy: str, backend: Backend, capacity: float, prompt_tokens: int,
-             on_gpu: bool, shapes: Mapping[str, ModelShape] | None = None) -> MemoryPlan:
-    """The plan of a ``prime-rl train`` run whose policy is ``policy`` (a resolved path or hub name)."""
+             on_gpu: bool, shapes: Mapping[str, ModelShape] | None = None,
+             vllm_asleep: float = VLLM_ASLEEP_BYTES) -> MemoryPlan:
+    """The plan of a ``prime-rl train`` run whose policy is ``policy`` (a resolved path or hub name);
+    ``vllm_asleep``: bytes a sleeping colocated vLLM keeps (:data:`~primekit.rl.gpu_terms.VLLM_ASLEEP_BYTES`)."""
     shapes = shapes or read_shapes(config, policy)
     models = model_roles(config, policy, shapes, backend.gpus)
     precision = precision_for(config, backend, shapes[policy])
-    return build_plan(models, backend, precision, workload_for(config, prompt_tokens, on_gpu), capacity)
+    return build_plan(models, backend, precision, workload_for(config, prompt_tokens, on_gpu, vllm_asleep), capacity)
 
 
 # ----------------------------------------------------------------------------------------------
