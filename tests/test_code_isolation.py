@@ -7,8 +7,11 @@ leave no zombie; a failed isolation step is a one-line refusal."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import secrets
 import subprocess
+import sys
 import threading
 import time
 
@@ -139,19 +142,90 @@ def test_ipc_objects_of_a_program_are_gone_for_the_next(settings):
         assert len(verifier._idle) == 1 and verifier._idle[0].programs == 4  # the same sandbox throughout
 
 
-def test_the_session_keyring_is_fresh_and_the_key_calls_are_blocked(settings):
-    """A key the caller adds to its session keyring is not there, and the program can neither add
-    keys nor read any keyring."""
-    keyctl = subprocess.run(["python3", "-c", "import ctypes; print(ctypes.CDLL(None).syscall(248, b'user', "
-                                              "b'primekit-test-key', b'secret-9f2e', 9, -3))"],
-                            capture_output=True, text=True)
-    program = ("import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
-               "calls = [libc.syscall(248, b'user', b'k', b'v', 1, -3), libc.syscall(250, 0, -3, 0),\n"
-               "         libc.syscall(249, b'user', b'primekit-test-key', None, 0)]\n"
-               "keys = open('/proc/keys').read() if os.path.exists('/proc/keys') else ''\n"
-               "print(calls, ctypes.get_errno(), 'primekit-test-key' in keys, 'secret' in keys)\n")
-    verdict = sandbox_module.run_suite(_stdio(program, "[-1, -1, -1] 1 False False"), settings)
-    assert verdict.passed, (verdict, keyctl.stdout, keyctl.stderr)
+#: A hostile program's look at the keyrings it can reach: the caller's key (DESCRIPTION, whose payload
+#: is PAYLOAD) found in /proc/keys, in its session keyring (@s) by KEYCTL_READ, KEYCTL_DESCRIBE or
+#: KEYCTL_SEARCH, or read by id; and whether it could add a key. Prints what it found and the
+#: errno of each key system call, so a verdict shows the leak itself.
+KEY_SNOOP = """\
+import ctypes, json, os
+ADD_KEY, REQUEST_KEY, KEYCTL = {"x86_64": (248, 249, 250), "aarch64": (217, 218, 219)}[os.uname().machine]
+DESCRIBE, SEARCH, READ, SESSION = 6, 10, 11, -3
+libc = ctypes.CDLL(None, use_errno=True)
+leaks, errnos = [], []
+
+def call(*args):
+    ctypes.set_errno(0)
+    result = libc.syscall(*args)
+    errnos.append(ctypes.get_errno() if result < 0 else 0)
+    return result
+
+def look():
+    keys = open('/proc/keys').read() if os.path.exists('/proc/keys') else ''
+    leaks.extend('/proc/keys: ' + line for line in keys.splitlines() if 'DESCRIPTION' in line)
+    buffer = ctypes.create_string_buffer(4096)
+    size = call(KEYCTL, READ, SESSION, buffer, 4096)
+    session_keys = list(memoryview(buffer.raw[:max(size, 0)]).cast('i')) if 0 < size <= 4096 else []
+    found = call(KEYCTL, SEARCH, SESSION, b'user', b'DESCRIPTION', 0)
+    requested = call(REQUEST_KEY, b'user', b'DESCRIPTION', None, 0)
+    for key in session_keys + [k for k in (found, requested) if k > 0]:
+        for operation in (DESCRIBE, READ):
+            size = libc.syscall(KEYCTL, operation, key, buffer, 4096)
+            if size > 0:
+                text = buffer.raw[:min(size, 4096)].decode('latin-1')
+                if 'DESCRIPTION' in text or 'PAYLOAD' in text:
+                    leaks.append(f'key {key}: {text}')
+    if call(KEYCTL, DESCRIBE, SESSION, buffer, 4096) >= 0:
+        leaks.append('describe @s: ' + buffer.value.decode('latin-1'))
+    if call(ADD_KEY, b'user', b'planted', b'x', 1, SESSION) >= 0:
+        leaks.append('add_key succeeded')
+    return json.dumps({'leaks': leaks, 'errnos': errnos})
+"""
+
+#: Runs in a process of its own: joins a fresh anonymous session keyring (nothing of this machine's
+#: keyrings is touched), adds a user key with a random payload to it, checks that it can read the key
+#: back itself (else the test would prove nothing), then verifies the suites given on stdin in that
+#: keyring's session and prints each verdict.
+KEY_HOLDER = """\
+import ctypes, json, os, sys
+from primekit.verifiers.code import SandboxSettings, TestSuite, run_suite
+ADD_KEY, KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}[os.uname().machine]
+libc = ctypes.CDLL(None, use_errno=True)
+request = json.load(sys.stdin)
+payload = request["payload"].encode()
+assert libc.syscall(KEYCTL, 1, None) > 0, "cannot join a fresh session keyring"
+key = libc.syscall(ADD_KEY, b"user", request["description"].encode(), payload, len(payload), -3)
+buffer = ctypes.create_string_buffer(256)
+readable = libc.syscall(KEYCTL, 11, key, buffer, 256) == len(payload) and buffer.raw[:len(payload)] == payload
+settings = SandboxSettings(backend="bwrap", **request["limits"])
+verdicts = [run_suite(TestSuite(**suite), settings) for suite in request["suites"]]
+print(json.dumps({"key": key, "readable": readable,
+                  "verdicts": [[verdict.passed, str(verdict)] for verdict in verdicts]}))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="key system call numbers")
+def test_programs_see_no_key_of_the_caller_and_cannot_add_keys(settings):
+    """In each kind of program process (stdin/stdout, fn_name call, and a script-mode suite whose
+    asserts call the program), a hostile program finds no key of the process that runs the verifier
+    (by /proc/keys, its session keyring, a search or a read) and every key system call fails with
+    EPERM; the caller's key is really there for the caller."""
+    description, payload = f"primekit-caller-{secrets.token_hex(6)}", secrets.token_hex(16)
+    snoop = KEY_SNOOP.replace("DESCRIPTION", description).replace("PAYLOAD", payload)
+    sealed = '{"leaks": [], "errnos": [1, 1, 1, 1, 1]}'  # five key calls, each EPERM
+    suites = [
+        dict(mode="stdio", program=snoop + "print(look())\n", tests=({"input": ""},), expected=(sealed,)),
+        dict(mode="call", program=snoop, tests=({"args": []},), expected=(sealed,), fn_name="look"),
+        dict(mode="script", program=snoop, tests=({"code": f"assert look() == {sealed!r}, look()"},),
+             expected=(None,), prelude="def look():\n    return 'the prelude'\n", targets=("look",)),
+    ]
+    holder = subprocess.run([sys.executable, "-c", KEY_HOLDER], capture_output=True, text=True, timeout=120,
+                            input=json.dumps({"description": description, "payload": payload,
+                                              "limits": LIMITS, "suites": suites}))
+    assert holder.returncode == 0, holder.stderr[-2000:]
+    report = json.loads(holder.stdout.splitlines()[-1])
+    assert report["key"] > 0 and report["readable"], report
+    leaky = [(suite["mode"], verdict) for (passed, verdict), suite in zip(report["verdicts"], suites) if not passed]
+    assert not leaky, leaky
 
 
 def test_pid_1_ignores_sigint_and_sigterm(settings):
