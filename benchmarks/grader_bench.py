@@ -54,6 +54,7 @@ from math_verify import parse, verify
 
 from primekit.eval import _sandbox
 from primekit.eval._published_worker import PRIME_SCRIPTS
+from primekit.eval.published import limit_worker
 from primekit.eval.answer import extract_answer
 from primekit.eval.grader import grade, grade_many, is_equivalent
 from primekit.io import atomic_write_text, iter_jsonl
@@ -334,18 +335,7 @@ def _layer_audit(bon_pairs, table_pairs, labels: dict, mv: dict) -> list[str]:
 # PRIME's own correctness rule, imported from a checkout of PRIME-RL/PRIME (``--prime_repo``)
 
 PRIME_PAIR_SECONDS = 30.0  # wall limit per pair; past it the worker is killed and restarted
-PRIME_MEMORY_BYTES = 4 << 30
-PRIME_CPU_SECONDS = 1800
 PRIME_WORKER = REPO / "primekit" / "eval" / "_published_worker.py"
-
-
-def _limit_prime_worker() -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (PRIME_MEMORY_BYTES, PRIME_MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_CPU, (PRIME_CPU_SECONDS, PRIME_CPU_SECONDS))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # writes no file
-    os.setsid()
 
 
 class _PrimeRule:
@@ -371,7 +361,7 @@ class _PrimeRule:
         self.process = subprocess.Popen(
             ["unshare", "--net", sys.executable, str(PRIME_WORKER), "prime-scripts", str(self.checkout)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            cwd=self.folder.name, env=env, preexec_fn=_limit_prime_worker)
+            cwd=self.folder.name, env=env, preexec_fn=limit_worker)
         if self._reply(120.0) is None:
             raise SystemExit("PRIME's grader did not start in its sandbox (unshare --net needs "
                              "root or user namespaces; its imports may fail: run the worker by hand)")

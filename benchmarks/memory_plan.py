@@ -112,37 +112,33 @@ def common_options(model_dir: str, output_dir: str) -> list[str]:
             "--logging_steps", "1", "--seed", "0", "--disable_tqdm", "true"]
 
 
-def save_qwen_vocab_model(folder: Path) -> str:
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(QWEN_TOKENIZER)
-    config = Qwen2Config(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **QWEN_VOCAB)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
-def save_toy_sized_model(folder: Path) -> str:
+def _save_random_model(folder: Path, tokenizer, **config) -> str:
+    """A seeded random Qwen2ForCausalLM with ``tokenizer``'s special tokens, saved beside it."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from primekit import toy
-
-    tokenizer = toy.build_tokenizer()
-    config = Qwen2Config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **TOY_SIZED)
+    special = {name: getattr(tokenizer, name) for name in ("pad_token_id", "bos_token_id", "eos_token_id")
+               if getattr(tokenizer, name) is not None}
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
+    model = Qwen2ForCausalLM(Qwen2Config(**special, **config))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def save_qwen_vocab_model(folder: Path) -> str:
+    from transformers import AutoTokenizer
+
+    return _save_random_model(folder, AutoTokenizer.from_pretrained(QWEN_TOKENIZER), **QWEN_VOCAB)
+
+
+def save_toy_sized_model(folder: Path) -> str:
+    from primekit import toy
+
+    tokenizer = toy.build_tokenizer()
+    return _save_random_model(folder, tokenizer, vocab_size=len(tokenizer), **TOY_SIZED)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -115,7 +115,9 @@ def _can_unshare() -> bool:
     return subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
 
 
-def _limit_worker() -> None:
+def limit_worker() -> None:
+    """The published graders' worker limits: address space, CPU time, no file written, its own
+    process group (so a kill takes what it started)."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
@@ -146,7 +148,7 @@ class PublishedWorker:
             command = ["unshare", "--net", *command]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, cwd=self.folder.name, env=env,
-                                        preexec_fn=_limit_worker)
+                                        preexec_fn=limit_worker)
         if self._reply(START_SECONDS) is None:
             error = self._stop()
             raise InputError(f"the {self.rule.describe()} grader did not start in {self.python}: "
