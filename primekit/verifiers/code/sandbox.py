@@ -523,24 +523,38 @@ class Sandbox:
             self.cgroup.remove()
 
 
-def _reap_orphans(pids: list[int], wait_seconds: float = 1.0) -> None:
+def _reap_orphans(pids: list[int], wait_seconds: float = 10.0) -> None:
     """Reap the killed children of a sandbox's first process that became ours (when this process
-    is pid 1 or a subreaper, orphans are re-parented here): none is left as a zombie."""
+    is pid 1 or a subreaper, orphans are re-parented here): none is left as a zombie. A killed
+    pid namespace's init can take a while to end (it first ends every process of its namespace),
+    so each is watched until it ends or is reaped, up to ``wait_seconds`` in all."""
     deadline = time.monotonic() + wait_seconds
-    for pid in pids:
-        try:
-            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # gone already
-        while parent == os.getpid():
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:
-                break
-            if time.monotonic() > deadline:
-                break
+    pending = list(pids)
+    while pending:
+        for pid in list(pending):
+            state, parent = _state_and_parent(pid)
+            if parent == os.getpid():
+                try:
+                    reaped = os.waitpid(pid, os.WNOHANG)[0] == pid
+                except ChildProcessError:
+                    reaped = True
+                if reaped:
+                    pending.remove(pid)
+            elif state is None or state == "Z":
+                pending.remove(pid)  # gone, or another process's zombie to reap
+        if pending and time.monotonic() > deadline:
+            return
+        if pending:
             time.sleep(0.002)
+
+
+def _state_and_parent(pid: int) -> tuple[str | None, int | None]:
+    """(state letter, parent pid) of process ``pid``; (None, None) once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return None, None
 
 
 def _children(pid: int) -> list[int]:
