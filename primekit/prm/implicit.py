@@ -74,8 +74,8 @@ def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     Rows are grouped so that at most ``LOGPROB_CHUNK_ELEMENTS`` logits are upcast together: a
     whole toy batch in one call, one row at a time for a 150K vocabulary and long responses. Each
     group goes through torch's fused ``log_softmax`` (one pass over the logits) rather than a
-    separate ``logsumexp``, whose temporaries of the group's full size made reading a 152k-column
-    head slower than a one-response-at-a-time loop.
+    separate ``logsumexp``, whose temporaries of the group's full size cost more than they save on
+    a 152k-column head.
     """
     batch, length, vocab = logits.shape
     rows = max(1, LOGPROB_CHUNK_ELEMENTS // max(1, length * vocab))
