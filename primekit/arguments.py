@@ -16,7 +16,7 @@ Old option names stay accepted for one release: a dataclass lists them in its
 rewrites them, on the command line and in YAML recipes, with a warning.
 
 This module checks option values only; turning the PRM reading options into the settings a reader
-uses (with the PRM's record) is :func:`primekit.prm.reading.resolve_reading`.
+uses (with the PRM's record) is :func:`primekit.prm.settings.resolve_reading`.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class PRMReadingArguments:
     """How an implicit PRM is read: the options ``prime-prm score``, ``prime-bon rerank``,
     ``prime-eval run --prm``, ``prime-eval processbench`` and ``prime-rl diagnose`` share. Unset
     options come from the PRM's ``implicit_prm.json`` (or a published PRM's card,
-    :data:`primekit.prm.reading.KNOWN_PRMS`) when :func:`primekit.prm.reading.resolve_reading`
+    :data:`primekit.prm.reading.KNOWN_PRMS`) when :func:`primekit.prm.settings.resolve_reading`
     turns them into a reader's settings. Old option names are still accepted for one release
     (:func:`primekit.config.parse_config` rewrites them with a warning)."""
 

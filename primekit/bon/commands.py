@@ -15,10 +15,9 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
-from primekit.arguments import (GenerationArguments, LoadArguments, ModelArguments, PRMReadingArguments,
-                                SamplingArguments)
+from primekit.arguments import (BootstrapArguments, GenerationArguments, LoadArguments, ModelArguments,
+                                PRMReadingArguments, SamplingArguments)
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
 from primekit.prm.settings import resolve_reading
@@ -40,10 +39,9 @@ SAMPLE_DEFAULTS = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 
 @dataclass
 class RerankArguments:
     """Options of ``prime-bon rerank`` besides the implicit PRM's reading options
-    (:class:`~primekit.arguments.PRMReadingArguments`) and how models are loaded
-    (:class:`~primekit.arguments.LoadArguments`)."""
-
-    deprecated_aliases: ClassVar[dict[str, str]] = {"bootstrap": "bootstrap_resamples"}
+    (:class:`~primekit.arguments.PRMReadingArguments`), how models are loaded
+    (:class:`~primekit.arguments.LoadArguments`) and the intervals
+    (:class:`~primekit.arguments.BootstrapArguments`)."""
 
     input: str | None = field(default=None, metadata=help_text(
         "candidates JSONL (standard layout or Qwen's RM@N layout); may also be given first, "
@@ -66,7 +64,6 @@ class RerankArguments:
         "largest N; default: the fewest candidates any problem has"))
     trials: int = field(default=256, metadata=help_text(
         "random N-subsets per problem and N (all of them when there are fewer)"))
-    bootstrap_resamples: int = field(default=1000, metadata=help_text("bootstrap resamples for the intervals"))
     seed: int = field(default=0, metadata=help_text("seed of the subsets and the bootstrap"))
     regrade: bool = field(default=False, metadata=help_text(
         "grade candidates with primekit's grader even when the file has correctness labels"))
@@ -76,9 +73,8 @@ class RerankArguments:
 
     def __post_init__(self) -> None:
         self.step_separator = self.step_separator.replace("\\n", "\n").replace("\\t", "\t")
-        for name in ("trials", "bootstrap_resamples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
         if self.n_max is not None and self.n_max < 1:
             raise ValueError(f"n_max must be >= 1, got {self.n_max}")
         if not self.step_separator:
@@ -221,12 +217,13 @@ def build_scorers(args: RerankArguments, reading: PRMReadingArguments, load: Loa
 def rerank(argv: list[str]) -> int:
     if not argv:
         return toy_demo()
-    args, reading, load, *_ = parse_config(
-        [RerankArguments, PRMReadingArguments, LoadArguments], leading_positionals(argv, "--input"),
-        prog="prime-bon rerank", description=RERANK_DESCRIPTION, defaults=RERANK_DEFAULTS)
+    args, reading, load, bootstrap, *_ = parse_config(
+        [RerankArguments, PRMReadingArguments, LoadArguments, BootstrapArguments],
+        leading_positionals(argv, "--input"), prog="prime-bon rerank", description=RERANK_DESCRIPTION,
+        defaults=RERANK_DEFAULTS)
     if args.input is None:
         raise InputError("give a candidates file: prime-bon rerank cands.jsonl [options]")
-    result = run_rerank(args, reading, load)
+    result = run_rerank(args, reading, load, bootstrap)
     _print_result(result)
     return 0
 
@@ -239,10 +236,12 @@ class RerankResult:
     curves: dict
     out: Path
     title: str
+    confidence: float
 
 
 def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None,
-               load: LoadArguments | None = None, show_progress: bool = True) -> RerankResult:
+               load: LoadArguments | None = None, bootstrap: BootstrapArguments | None = None,
+               show_progress: bool = True) -> RerankResult:
     """Load, score (cached), evaluate every rule, and write the output folder."""
     from primekit.bon import rerank as rr
     from primekit.bon import report
@@ -252,6 +251,7 @@ def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None
 
     reading = reading or PRMReadingArguments()
     load = load or LoadArguments(**RERANK_DEFAULTS)
+    bootstrap = bootstrap or BootstrapArguments()
     problems = load_problems(args.input)
     has_shipped = all(p.scores is not None for p in problems)
     chosen = build_scorers(args, reading, load, has_shipped)
@@ -275,11 +275,12 @@ def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None
         methods += rr.scorer_methods(scorer, step_scores[scorer.name], reading.aggregates)
     ns = default_ks(n_max)
     curves = rr.bon_curves(outcomes, methods, ns, trials=args.trials, seed=args.seed)
-    summary = rr.curve_summary(curves, n_resamples=args.bootstrap_resamples, seed=args.seed)
+    summary = rr.curve_summary(curves, confidence=bootstrap.confidence,
+                               n_resamples=bootstrap.bootstrap_resamples, seed=args.seed)
     title = f"Best-of-N on {Path(args.input).name} ({len(problems)} problems)"
     counts = f"{fewest}" if fewest == most else f"{fewest}-{most}"
     atomic_write_text(out / "table.md", f"{title}, {counts} candidates each; accuracy % "
-                      f"[95% bootstrap interval over problems]\n\n"
+                      f"[{bootstrap.confidence:.0%} bootstrap interval over problems]\n\n"
                       + report.markdown_table(summary, methods, ns) + "\n")
     report.plot_curves(summary, methods, ns, out / "curve.png", title)
     atomic_write_json(out / "summary.json", {
@@ -295,13 +296,13 @@ def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None
          "step_scores": {name: steps[index] for name, steps in step_scores.items()},
          "selected": pick, "selected_correct": {key: bool(outcome.correct[i]) for key, i in pick.items()}}
         for index, (problem, outcome, pick) in enumerate(zip(problems, outcomes, picks))])
-    return RerankResult(summary, methods, ns, curves, out, title)
+    return RerankResult(summary, methods, ns, curves, out, title, bootstrap.confidence)
 
 
 def _print_result(result: RerankResult) -> None:
     from primekit.bon import report
 
-    report.print_table(result.summary, result.methods, result.ns, result.title)
+    report.print_table(result.summary, result.methods, result.ns, result.title, result.confidence)
     print(f"table, plot, summary and reranked candidates -> {result.out}/")
 
 

@@ -214,7 +214,7 @@ class ProcessBenchArguments:
         from primekit.eval.benchmarks import check_template
 
         if self.out is None:
-            raise ValueError("--out is required")
+            raise ValueError("--prm and --out are required")
         if check_template(self.template) == "auto":
             raise ValueError("choose an explicit --template for ProcessBench")
 
@@ -226,7 +226,7 @@ PROCESSBENCH_DEFAULTS = {"batch_size": 8}
 def _check_reading(reading: PRMReadingArguments) -> None:
     """ProcessBench needs a PRM and one aggregate that a threshold can be tuned on."""
     if reading.prm is None:
-        raise InputError("--prm is required", field="prm")
+        raise InputError("--prm and --out are required")
     if len(reading.aggregates) != 1 or reading.aggregate not in THRESHOLD_AGGREGATES:
         raise InputError(f"aggregate must be one of {', '.join(THRESHOLD_AGGREGATES)}, got "
                          f"'{reading.aggregate}'", field="aggregate")
