@@ -17,6 +17,7 @@ import pytest
 
 from primekit.rl.verifier import code_accuracy
 from primekit.verifiers.code import (
+    STATUSES,
     CodeVerifier,
     SandboxSettings,
     SandboxUnavailable,
@@ -124,7 +125,7 @@ def test_a_fuzz_of_malformed_reports_never_raises_and_never_passes(monkeypatch):
                 stream_.close()
         if suite.mode == "call":  # the expected values (6, 7) are never what a record says
             assert not any(t.passed for t in verdict.tests), (report[:300], verdict)
-        assert len(verdict.tests) == 2 and all(t.status in sandbox_module.STATUSES for t in verdict.tests)
+        assert len(verdict.tests) == 2 and all(t.status in STATUSES for t in verdict.tests)
         garbled += not sandbox.reusable
         if b'"clean": true' not in report:  # reused only after the harness reported a clean end
             assert not sandbox.reusable

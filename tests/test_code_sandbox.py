@@ -26,6 +26,7 @@ from primekit.verifiers.code import (
     humaneval_suite,
     run_suite,
 )
+from primekit.verifiers.code import launch
 from primekit.verifiers.code import sandbox as sandbox_module
 
 LIMITS = dict(test_timeout=1.0, program_timeout=4.0, memory_mb=512, max_processes=8, max_output_kb=64,
@@ -81,8 +82,8 @@ def _process_table() -> dict[int, tuple[int, str, bool, bool]]:
         except (OSError, KeyError, ValueError):
             continue
         cmdline = b" ".join(argv).decode(errors="replace")
-        sandbox = (os.path.basename(argv[0]) == b"bwrap" or "primekit/harness.py" in cmdline
-                   or "_harness.py" in cmdline or (os.geteuid() == 0 and uid == 65534))
+        sandbox = (os.path.basename(argv[0]) == b"bwrap" or "/primekit/harness" in cmdline
+                   or "/verifiers/code/harness" in cmdline or (os.geteuid() == 0 and uid == 65534))
         table[int(entry.name)] = (parent, cmdline, sandbox, status.get("State", "").strip().startswith("Z"))
     return table
 
@@ -173,10 +174,10 @@ def test_the_leak_check_sees_a_sandbox_even_after_its_bwrap_is_gone(settings):
     sandbox = sandbox_module.Sandbox(settings)
     try:
         assert sandbox.run(apps_suite(RIGHT, ADD)).passed
-        assert any("harness.py" in line for line in sandbox_processes())
+        assert any("/primekit/harness" in line for line in sandbox_processes())
         os.kill(sandbox.process.pid, signal.SIGKILL)  # bwrap alone: the harness is orphaned, still alive
         sandbox.process.wait()
-        assert any("harness.py" in line for line in sandbox_processes())
+        assert any("/primekit/harness" in line for line in sandbox_processes())
     finally:
         sandbox.close()
     assert wait_for_no_sandbox_processes() == []
@@ -326,13 +327,13 @@ def test_the_expected_output_never_enters_the_sandbox(settings):
 
 
 def test_refuses_in_one_line_without_bubblewrap(monkeypatch):
-    monkeypatch.setattr(sandbox_module.shutil, "which", lambda name: None)
-    sandbox_module._bwrap_problem.cache_clear()
+    monkeypatch.setattr(launch.shutil, "which", lambda name: None)
+    launch._bwrap_problem.cache_clear()
     try:
         with pytest.raises(SandboxUnavailable) as caught:
             CodeVerifier(SandboxSettings(backend="auto"))
     finally:
-        sandbox_module._bwrap_problem.cache_clear()
+        launch._bwrap_problem.cache_clear()
     message = str(caught.value)
     assert "\n" not in message and "bubblewrap" in message and "PRIMEKIT_CODE_SANDBOX=process" in message
 

@@ -17,7 +17,9 @@ import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from primekit.verifiers.code.sandbox import Sandbox, SandboxSettings, check_sandbox
+from primekit.verifiers.code.launch import check_sandbox
+from primekit.verifiers.code.sandbox import Sandbox
+from primekit.verifiers.code.settings import SandboxSettings
 from primekit.verifiers.code.suite import TestSuite, Verdict
 
 __all__ = ["CodeVerifier", "default_workers"]
