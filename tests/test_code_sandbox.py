@@ -154,7 +154,13 @@ HOSTILE = {
 }
 
 
-@pytest.mark.parametrize("name", list(HOSTILE))
+#: The programs that run until their time limit, twice: slow (left out of `make test-fast`).
+UNTIL_THE_LIMIT = ("loops forever", "ignores SIGALRM and SIGXCPU", "sleeps forever", "forks without end",
+                   "kills its parent", "recurses without end")
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow) if name in UNTIL_THE_LIMIT else name
+                                  for name in HOSTILE])
 def test_hostile_program_fails_in_time_and_leaves_nothing(name, settings, shared):
     program, allowed = HOSTILE[name]
     verdict = run(program, settings)
@@ -215,6 +221,7 @@ def test_a_reused_sandbox_gives_each_program_a_clean_slate(settings):
         assert len({id(s) for s in verifier._idle}) == 1  # the same sandbox served them all
 
 
+@pytest.mark.slow
 def test_skipping_after_a_failure_is_exact_and_leaves_the_sandbox_clean(settings):
     """With stop_on_failure, the tests after the first failure are never run (a loop costs one
     test's limit), and whatever the failing program was, the next program in the same sandbox is
