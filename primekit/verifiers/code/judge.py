@@ -152,4 +152,3 @@ def event_text(value: Any) -> str:
 def _number(value: Any) -> float:
     """A finite, non-negative number field of an event (anything else reads as 0)."""
     return float(value) if type(value) in (int, float) and 0 <= value < 1e9 else 0.0
-

@@ -180,4 +180,3 @@ def check_sandbox(settings: SandboxSettings | None = None) -> str:
         f"code sandbox unavailable: {problem}; install bubblewrap (apt-get install bubblewrap) on a "
         f"machine with user or pid/net namespaces, or accept the weaker sandbox without network and "
         f"filesystem isolation with {BACKEND_ENV}=process (see README, Code)")
-

@@ -100,4 +100,3 @@ class SandboxSettings:
         limits["workdir"] = WORKDIR
         limits["scratch"] = [WORKDIR, "/tmp", "/dev/shm"]
         return limits
-

@@ -89,7 +89,7 @@ def _run_suite(suite: dict, limits: dict, report: _Reporter, verifier: _Input) -
         if time.monotonic() >= deadline or verifier.gone():
             break
         outcome, program_time_out = watch_child(suite, tests, [suite["tokens"][i] for i in tests], code, limits,
-                                                 report, deadline)
+                                                report, deadline)
         awaiting = lockstep and not program_time_out and position + 1 < len(groups)
         report("child", **outcome, awaiting=awaiting)
         if program_time_out:

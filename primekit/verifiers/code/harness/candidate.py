@@ -38,6 +38,7 @@ def _fresh_stdio() -> None:
 
 
 def flush_stdio() -> None:
+    """Flush the candidate's stdout and stderr, whatever state it left them in."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -148,7 +149,6 @@ def child_setup(stdin_fd: int, stdout_fd: int, stderr_fd: int, keep_fds: tuple[i
         signal.signal(number, action)
 
 
-
 def serve_candidate(code, link_fds: tuple[int, int], max_bytes: int) -> None:
     """Body of the candidate process: run the program as a module, then answer the test process's
     requests (read a module name, call, read an attribute) until it closes; never returns."""
@@ -197,4 +197,3 @@ def serve_candidate(code, link_fds: tuple[int, int], max_bytes: int) -> None:
         except BaseException:
             flush_stdio()
             exit_now(1)
-

@@ -136,4 +136,3 @@ class LineChannel:
 
 class CandidateGone(Exception):
     """The candidate process closed its end (it exited, or was killed)."""
-

@@ -16,6 +16,7 @@ from codec import CandidateGone, Codec, LineChannel
 class _RemoteError(Exception):
     """The candidate's code raised an exception that is not a built-in one."""
 
+
 class _Remote:
     """A function, class or object of the candidate's process. Calls and attribute reads are sent
     there; equality is identity (the candidate's ``__eq__`` never runs here)."""
@@ -39,6 +40,7 @@ class _Remote:
 
     def __repr__(self) -> str:
         return f"<object of the program #{self._proxy_ref}>"
+
 
 class _Link:
     """The test process's end of the value channel to the candidate process."""
@@ -84,6 +86,7 @@ class _Link:
             error = _RemoteError(f"{name}: {text}")
         raise error
 
+
 def _names_read(sources: list[str]) -> set[str]:
     """Every name the test snippets read (at any depth: ``check``'s body reads ``candidate``)."""
     names: set[str] = set()
@@ -94,6 +97,7 @@ def _names_read(sources: list[str]) -> set[str]:
             continue
         names.update(node.id for node in ast.walk(tree) if isinstance(node, ast.Name))
     return names
+
 
 def run_tests(suite: dict, tests: list[int], link_fds: tuple[int, int], result_fd: int, max_bytes: int) -> None:
     """Body of the test process (trusted code only); never returns. Writes one record per test:
@@ -143,4 +147,3 @@ def run_tests(suite: dict, tests: list[int], link_fds: tuple[int, int], result_f
         if stop_on_failure and status != "passed":
             break
     os._exit(0)
-

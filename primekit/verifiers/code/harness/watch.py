@@ -98,7 +98,6 @@ def _call_record(line: bytes, test: int, token: str) -> bool:
         and record.get("token") == token
 
 
-
 #: The zygote, once started; emptied when it fails (the sandbox is then retired).
 _ZYGOTE: list[Zygote] = []
 
@@ -303,4 +302,3 @@ def _script_record(line: bytes, running: int) -> tuple[str, str] | None:
     if type(status) is not str or type(detail) is not str:
         return None
     return status, detail
-
