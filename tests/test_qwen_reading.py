@@ -26,6 +26,10 @@ SYSTEM = ("<|im_start|>system\nPlease reason step by step, and put your final an
           "<|im_end|>\n")
 
 
+# the Qwen-shaped models: slow (left out of `make test-fast`)
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def models(qwen_tokenizer):
     prm = qwen_shaped.build_model(qwen_tokenizer, seed=1)
