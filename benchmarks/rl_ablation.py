@@ -155,7 +155,7 @@ def sample_and_grade(model, tokenizer, prompts: list[str], answers: list[str], n
                      seed: int, temperature: float = 1.0) -> tuple[list[list[str]], list[list[int]]]:
     """``n`` samples per prompt (T=1 unless told) and their 0/1 grades."""
     from primekit.eval.generate import SamplingSpec, TransformersGenerator
-    from primekit.eval.grader import grade_many
+    from primekit.verifiers.math import grade_many
 
     generator = TransformersGenerator(model, tokenizer, batch_size=512, show_progress=False)
     groups = generator.generate(prompts, SamplingSpec(n=n, temperature=temperature, max_new_tokens=max_new_tokens,

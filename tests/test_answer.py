@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from primekit.eval.answer import extract_answer, final_answer_part, normalize_answer
+from primekit.verifiers.math.answer import extract_answer, final_answer_part, normalize_answer
 
 EXTRACTION = [
     # boxes: last one wins, nested braces kept, \fbox and "\boxed 5" forms

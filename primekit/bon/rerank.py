@@ -163,9 +163,9 @@ def problem_outcomes(problems: Sequence[BonProblem], *, regrade: bool = False,
     the project grader extracts and grades against ``answer``. Answers are grouped by the
     grader's equivalence, not by string equality.
     """
-    from primekit.eval.answer import extract_answer
-    from primekit.eval.grader import grade_many
     from primekit.eval.metrics import cluster_answers
+    from primekit.verifiers.math import grade_many
+    from primekit.verifiers.math.answer import extract_answer
 
     to_grade = [p for p in problems if regrade or p.correct is None]
     for problem in to_grade:

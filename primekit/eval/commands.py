@@ -291,7 +291,7 @@ def run(argv: list[str]) -> int:
          PRMReadingArguments], argv, prog="prime-eval run", description=run.__doc__)
     problem_sets = load_problem_sets(args, model_args.model)
     from primekit.eval import provenance
-    from primekit.eval.grader import GRADER_VERSION
+    from primekit.verifiers.math import GRADER_VERSION
     from primekit.models import load_tokenizer, resolve_model_name
 
     protocol = get_protocol(args.protocol)
@@ -470,7 +470,7 @@ def grade(argv: list[str]) -> int:
     records = read_outputs(args)
     out = Path(args.out) if args.out else Path(args.input).with_name(Path(args.input).stem + "-graded")
     from primekit.eval import provenance
-    from primekit.eval.grader import GRADER_VERSION
+    from primekit.verifiers.math import GRADER_VERSION
 
     context = {"input": str(Path(args.input).resolve()), "response_field": args.response_field,
                "answer_field": args.answer_field, "protocol": args.protocol,

@@ -225,6 +225,6 @@ def summarize(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str 
 
 
 def _grader_equivalence() -> Equivalent:
-    from primekit.eval.grader import is_equivalent
+    from primekit.verifiers.math import is_equivalent
 
     return is_equivalent

@@ -4,7 +4,7 @@ published evaluation, per benchmark.
 * ``primekit`` (default): primekit's own choices. The prompt is ``--template`` (Qwen2.5-Math's
   chat prompt for real benchmarks, the raw text for the toy task), greedy, 4096 new tokens (64 for
   the toy task), no stop strings, and primekit's answer extraction
-  (:func:`primekit.eval.answer.extract_answer`: boxes joined by "and", answer phrases, the last
+  (:func:`primekit.verifiers.math.parse`: boxes joined by "and", answer phrases, the last
   number as a fallback).
 * ``prime``: how PRIME (PRIME-RL/PRIME, ``eval/``) produced its published table. AIME 2024, AMC
   and MATH-500 go through its own scripts (``evaluate_aime.py``, ``evaluate_amc.py``,
@@ -95,7 +95,7 @@ class Extraction:
 def last_box_content(text: str, commands: tuple[str, ...] = ("\\boxed", "\\fbox")) -> str | None:
     """Content of the last ``\\boxed{...}`` (else the last ``\\fbox{...}``) counting every brace
     (escaped ones too), as PRIME's scripts do; None if there is none or it never closes."""
-    from primekit.eval.brackets import group_end
+    from primekit.verifiers.math.brackets import group_end
 
     for command in commands:
         at = text.rfind(command)
@@ -131,7 +131,7 @@ def qwen_extract_answer(response: str) -> str | None:
     and a trailing period or slash are removed (parser.py:499-567). It stops there: Qwen's
     ``strip_string`` (parser.py:568, 736), which changes what is compared (units, ``x=``,
     ``\dfrac``...), runs only under ``--grader qwen``, as does its multiple-choice re-read."""
-    from primekit.eval.brackets import group_end
+    from primekit.verifiers.math.brackets import group_end
 
     text = response.replace("\u043a\u0438", "")
     if "final answer is $" in text and "$. I hope" in text:
@@ -179,7 +179,7 @@ def mbpp_stops() -> tuple[str, ...]:
 def qwen_question(problem: BenchmarkProblem) -> str:
     """The question as Qwen's ``parse_question`` gives it: stripped, with " (True or False)" or
     " (Yes or No)" appended when the gold answer is one of those words."""
-    from primekit.eval.answer import normalize_answer
+    from primekit.verifiers.math.answer import normalize_answer
 
     question = problem.problem
     gold = normalize_answer(problem.answer).lower()
@@ -224,7 +224,7 @@ class PrimekitProtocol:
         return Generation(self.TOY_MAX_NEW_TOKENS if toy else self.MAX_NEW_TOKENS, stop=stop)
 
     def extract(self, response: str, benchmark: str) -> Extraction:
-        from primekit.eval.answer import extract_answer
+        from primekit.verifiers.math.answer import extract_answer
 
         answer = extract_answer(response)
         return Extraction(answer, answer)

@@ -210,7 +210,7 @@ class PublishedGrader:
 
 def grader_record(grader: str, benchmarks: Sequence[str]) -> dict:
     """What ``summary.json`` says of the grader: its name, version or sources, and environment."""
-    from primekit.eval.grader import GRADER_VERSION
+    from primekit.verifiers.math import GRADER_VERSION
 
     if grader == "primekit":
         return {"name": "primekit", "version": GRADER_VERSION}

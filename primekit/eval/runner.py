@@ -41,7 +41,7 @@ def grade_responses(responses: Sequence[str], golds: Sequence[str], processes: i
                     ) -> list[tuple[str | None, bool]]:
     """Extracted answer and correctness of each response: the protocol's answer extraction, then
     the project grader's verdict on what it extracted."""
-    from primekit.eval.grader import grade_answers
+    from primekit.verifiers.math import grade_answers
     from primekit.eval.protocols import get_protocol
 
     extractions = [get_protocol(protocol).extract(response, benchmark) for response in responses]

@@ -131,7 +131,7 @@ def toy_responses(world: str, policy: str, problems: int, group_size: int, tempe
     toy world ``world``, graded and labelled line by line."""
     from primekit import toy
     from primekit.eval.generate import SamplingSpec, TransformersGenerator
-    from primekit.eval.grader import grade_many
+    from primekit.verifiers.math import grade_many
     from primekit.models import load_causal_lm, load_tokenizer
     from primekit.prm.reading import split_steps
     from primekit.toy.task import max_sequence_tokens
