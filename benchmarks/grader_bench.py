@@ -217,7 +217,7 @@ class TextSet:
 
 
 def _real_text_sets() -> list[TextSet]:
-    from primekit.eval.benchmarks import load_benchmark
+    from primekit.problems import load_benchmark
 
     records = _bon_records()
     golds = [r["gt"] for r in records for _ in r["response"]]

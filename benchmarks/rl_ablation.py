@@ -154,7 +154,7 @@ def describe_policy(world: World) -> None:
 def sample_and_grade(model, tokenizer, prompts: list[str], answers: list[str], n: int, max_new_tokens: int,
                      seed: int, temperature: float = 1.0) -> tuple[list[list[str]], list[list[int]]]:
     """``n`` samples per prompt (T=1 unless told) and their 0/1 grades."""
-    from primekit.eval.generate import SamplingSpec, TransformersGenerator
+    from primekit.generation import SamplingSpec, TransformersGenerator
     from primekit.verifiers.math import grade_many
 
     generator = TransformersGenerator(model, tokenizer, batch_size=512, show_progress=False)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from primekit import toy
-from primekit.eval.generate import SamplingSpec, make_generator
+from primekit.generation import SamplingSpec, make_generator
 from primekit.verifiers.math import grade
 from primekit.io import atomic_write_text
 

@@ -28,7 +28,7 @@ def installed(tmp_path_factory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "primekit/recipes/toy_prime.yaml" in names
     assert "primekit/recipes/accelerate/fsdp2_8gpu.yaml" in names
-    assert "primekit/eval/prompts/prime_system_prompt.md" in names
+    assert "primekit/prompts/prime_system_prompt.md" in names
     site = folder / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target",
                     str(site), str(wheel)], check=True, timeout=300)

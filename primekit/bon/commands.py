@@ -130,12 +130,13 @@ def sample(argv: list[str]) -> int:
 
 def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path:
     """Generate (only what is missing) and write the candidates file in the standard layout."""
+    from primekit import sampling
     from primekit.bon.data import problems_from_samples
-    from primekit.eval import runner
-    from primekit.eval.benchmarks import check_template, load_benchmark, render_prompt
-    from primekit.eval.generate import SamplingSpec, make_generator
+    from primekit.generation import SamplingSpec, make_generator
     from primekit.io import atomic_write_jsonl
     from primekit.models import load_tokenizer, resolve_model_name
+    from primekit.problems import load_benchmark
+    from primekit.prompts import check_template, render_prompt
 
     check_template(args.template)
     problems = load_benchmark(args.benchmark, limit=args.limit)
@@ -143,18 +144,18 @@ def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path
     tokenizer = load_tokenizer(model)
     prompts = {p.id: render_prompt(p, args.template, tokenizer) for p in problems}
     parts = _parts_dir(args.out)
-    runner.check_settings(parts, {
+    sampling.check_settings(parts, {
         "model": model, "benchmark": args.benchmark, "template": args.template,
         "temperature": args.temperature, "top_p": args.top_p,
         "max_new_tokens": args.max_new_tokens, "seed": args.seed})
-    samples = runner.open_samples(parts)
+    samples = sampling.open_samples(parts)
     spec = SamplingSpec(n=args.n, temperature=args.temperature, top_p=args.top_p,
                         max_new_tokens=args.max_new_tokens, seed=args.seed)
-    if runner.missing_samples(problems, args.n, samples.done):
+    if sampling.missing_samples(problems, args.n, samples.done):
         generator = make_generator(model, args.backend, dtype=args.dtype, device=args.device,
                                    batch_size=args.batch_size, show_progress=False)
-        runner.generate_and_grade(problems, prompts, generator, spec, samples,
-                                  show_progress=show_progress)
+        sampling.generate_and_grade(problems, prompts, generator, spec, samples,
+                                    show_progress=show_progress)
     ids = {p.id for p in problems}
     mine = [r for r in samples.records.values()
             if r["benchmark"] == problems[0].benchmark and str(r["problem_id"]) in ids]
@@ -232,7 +233,7 @@ def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResul
     from primekit.bon import rerank as rr
     from primekit.bon import report
     from primekit.bon.data import load_problems
-    from primekit.eval.metrics import default_ks
+    from primekit.statistics import default_ks
     from primekit.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
     problems = load_problems(args.input)

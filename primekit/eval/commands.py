@@ -17,11 +17,23 @@ from typing import Any
 from primekit.arguments import BootstrapArguments, GenerationArguments, ModelArguments, SamplingArguments
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
-from primekit.eval import benchmarks as bench
 from primekit.eval import runner
-from primekit.eval.generate import SamplingSpec, make_generator
 from primekit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS, Generation, get_protocol
+from primekit.generation import SamplingSpec, make_generator
 from primekit.prm.reading import PRMReadingArguments
+from primekit.problems import (
+    PRIME_BENCHMARKS,
+    TOY,
+    FieldNames,
+    answer_text,
+    benchmark_names,
+    benchmark_title,
+    code_answer,
+    is_code_benchmark,
+    load_benchmark,
+)
+from primekit.prompts import TEMPLATES, check_template
+from primekit.sampling import check_settings, generate_and_grade, grade_pending, missing_samples, open_samples
 
 def _split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
@@ -77,15 +89,15 @@ class EvalArguments:
     """Which benchmarks, under which protocol, into which run folder."""
 
     benchmarks: str | None = field(default=None, metadata=help_text(
-        "comma-separated benchmarks: registered names (" + ", ".join(bench.benchmark_names())
+        "comma-separated benchmarks: registered names (" + ", ".join(benchmark_names())
         + "), .jsonl/.json files or datasets names (default: toy without --model, else "
-        + ",".join(bench.PRIME_BENCHMARKS) + ")"))
+        + ",".join(PRIME_BENCHMARKS) + ")"))
     protocol: str = field(default=DEFAULT_PROTOCOL, metadata=help_text(
         "evaluation protocol: prompt, budgets, stop strings and answer extraction per benchmark. "
         + "; ".join(f"{name}: {p.description}" for name, p in PROTOCOLS.items())))
     template: str = field(default="auto", metadata=help_text(
         "prompt template of --protocol primekit: "
-        + "; ".join(f"{k}: {v}" for k, v in bench.TEMPLATES.items())))
+        + "; ".join(f"{k}: {v}" for k, v in TEMPLATES.items())))
     limit: int | None = field(default=None, metadata=help_text(
         "only the first N problems of each benchmark"))
     problem_field: str | None = field(default=None, metadata=help_text(
@@ -100,7 +112,7 @@ class EvalArguments:
 
     def __post_init__(self) -> None:
         _check_protocol(self.protocol)
-        bench.check_template(self.template)
+        check_template(self.template)
         if self.protocol != DEFAULT_PROTOCOL and self.template != "auto":
             raise ValueError(f"template applies to --protocol {DEFAULT_PROTOCOL}; protocol "
                              f"{self.protocol} fixes its own prompt")
@@ -112,9 +124,9 @@ def benchmark_sizes(args: EvalArguments, problem_sets: dict[str, list]) -> dict[
     """How many problems each benchmark has in all (``--limit`` runs only the first of them)."""
     if args.limit is None:
         return {name: len(problems) for name, problems in problem_sets.items()}
-    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
+    fields = FieldNames(args.problem_field, args.answer_field, args.id_field)
     names = _split_list(args.benchmarks) or [problems[0].benchmark for problems in problem_sets.values()]
-    return {problems[0].benchmark: len(bench.load_benchmark(spec, fields=fields, split=args.split))
+    return {problems[0].benchmark: len(load_benchmark(spec, fields=fields, split=args.split))
             for spec, problems in zip(names, problem_sets.values())}
 
 
@@ -127,11 +139,11 @@ def prompt_hash(prompts: list[str]) -> str:
 
 def load_problem_sets(args: EvalArguments, model: str | None = None) -> dict[str, list]:
     """Problems of each benchmark (default: toy for the toy policy, PRIME's five else)."""
-    names = _split_list(args.benchmarks) or (list(bench.PRIME_BENCHMARKS) if model else [bench.TOY])
-    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
+    names = _split_list(args.benchmarks) or (list(PRIME_BENCHMARKS) if model else [TOY])
+    fields = FieldNames(args.problem_field, args.answer_field, args.id_field)
     problem_sets: dict[str, list] = {}
     for name in names:
-        problems = bench.load_benchmark(name, fields=fields, split=args.split, limit=args.limit)
+        problems = load_benchmark(name, fields=fields, split=args.split, limit=args.limit)
         if not problems:
             raise InputError(f"benchmark '{name}' has no problems")
         if problems[0].benchmark in problem_sets:
@@ -253,7 +265,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
                          f"[{100 * value['ci_low']:.1f}, {100 * value['ci_high']:.1f}]")
         truncated = entry.get("truncated_rate")
         generation = entry.get("generation", {})
-        table.add_row(bench.benchmark_title(name), str(entry["num_problems"]),
+        table.add_row(benchmark_title(name), str(entry["num_problems"]),
                       str(entry["samples_per_problem"]), str(generation.get("temperature", "–")),
                       str(generation.get("max_new_tokens", "–")), *cells,
                       f"{100 * entry['no_answer_rate']:.1f}",
@@ -274,11 +286,11 @@ def _grader_for(name: str, protocol: str, options: SummaryArguments, grader: str
     """The grade function of a benchmark, as a context manager: code benchmarks run their answers'
     programs in sandboxes (ended when the block ends); math ones use the protocol's extraction and
     primekit's grader, or a published grader's own code in its worker (ended with the block)."""
-    from primekit.eval import code_benchmarks
+    from primekit.eval.code_benchmarks import CodeGrader
     from primekit.eval.published import PublishedGrader
 
-    if code_benchmarks.is_code_benchmark(name):
-        return code_benchmarks.CodeGrader()
+    if is_code_benchmark(name):
+        return CodeGrader()
     if grader != "primekit":
         return PublishedGrader(grader, name)
     return contextlib.nullcontext(options.grader(protocol, name))
@@ -313,9 +325,9 @@ def run(argv: list[str]) -> int:
                "grader": args.grader,
                "backend": generation_args.backend, "dtype": generation_args.dtype,
                "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
-    runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
+    check_settings(out, {"model": model_name, **context, "benchmarks": {
         name: g.to_json() for name, g in generations.items()}})
-    samples = runner.open_samples(out)
+    samples = open_samples(out)
     tokenizer = load_tokenizer(model_name)
     prompts = {name: {p.id: protocol.prompt(p, tokenizer, args.template) for p in problems}
                for name, problems in problem_sets.items()}
@@ -324,14 +336,14 @@ def run(argv: list[str]) -> int:
                                 stop_token_ids=g.stop_token_ids, max_model_len=context_cap)
              for name, g in generations.items()}
     to_do = sum(len(indices) for name, problems in problem_sets.items()
-                for _, indices in runner.missing_samples(problems, specs[name].n, samples.done))
+                for _, indices in missing_samples(problems, specs[name].n, samples.done))
     if to_do:
         generator = make_generator(model_name, backend=generation_args.backend,
                                    dtype=generation_args.dtype, device=generation_args.device,
                                    batch_size=generation_args.batch_size, show_progress=False)
         for name, problems in problem_sets.items():
             with _grader_for(name, args.protocol, options, args.grader) as grade:
-                runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
+                generate_and_grade(problems, prompts[name], generator, specs[name], samples,
                                           grade=grade, chunk_size=args.chunk_size)
     from primekit.eval.published import grader_record
 
@@ -427,7 +439,6 @@ def _responses(record: dict[str, Any], field_name: str, path: str, line: int) ->
 def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
     """Flatten a file of model outputs into sample records (benchmark, problem_id, sample_index,
     completion, answer), numbering the samples of each problem in file order."""
-    from primekit.eval import code_benchmarks
     from primekit.io import iter_jsonl, require_field
 
     path = Path(args.input)
@@ -442,11 +453,11 @@ def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
                                          None)
         problem_id = str(require_field(record, id_field, path=path, line=line)
                          if id_field else line)
-        if code_benchmarks.is_code_benchmark(benchmark):  # the tests come from the benchmark
-            gold = code_benchmarks.code_answer(benchmark, problem_id, path=path, line=line)
+        if is_code_benchmark(benchmark):  # the tests come from the benchmark
+            gold = code_answer(benchmark, problem_id, path=path, line=line)
         else:
             try:
-                gold = bench.answer_text(require_field(record, args.answer_field, path=path, line=line))
+                gold = answer_text(require_field(record, args.answer_field, path=path, line=line))
             except ValueError as err:
                 raise InputError(str(err), path=path, line=line, field=args.answer_field) from None
         for response in _responses(record, args.response_field, path=str(path), line=line):
@@ -476,12 +487,12 @@ def grade(argv: list[str]) -> int:
                "answer_field": args.answer_field, "protocol": args.protocol,
                "grader": args.grader_names[0], "graders": args.grader_names,
                "primekit_version": provenance.primekit_version()}
-    runner.check_settings(out, context)
-    samples = runner.open_samples(out)
+    check_settings(out, context)
+    samples = open_samples(out)
     benchmarks = list(dict.fromkeys(record["benchmark"] for record in records))
     for name in benchmarks:
         with _all_graders(name, args.protocol, options, args.grader_names) as grade_fn:
-            runner.grade_pending([r for r in records if r["benchmark"] == name], samples, grade=grade_fn)
+            grade_pending([r for r in records if r["benchmark"] == name], samples, grade=grade_fn)
     graded = list(samples.records.values())
     from primekit.eval.published import grader_record
 
@@ -575,7 +586,7 @@ class CompareArguments(BootstrapArguments):
 def compare(argv: list[str]) -> int:
     """Paired bootstrap difference of pass@1 (RUN_B - RUN_A) per benchmark, on the problems
     both runs share."""
-    from primekit.eval.metrics import paired_bootstrap
+    from primekit.statistics import paired_bootstrap
     from primekit.io import atomic_write_json
 
     args, *_ = parse_config([CompareArguments], leading_positionals(argv, "--runs"),
@@ -607,7 +618,7 @@ def _print_comparison(report: dict[str, Any]) -> None:
     for column in ["benchmark", "problems", "difference", "CI", "p"]:
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, result in report["benchmarks"].items():
-        table.add_row(bench.benchmark_title(name), str(result["num_problems"]),
+        table.add_row(benchmark_title(name), str(result["num_problems"]),
                       f"{100 * result['difference']:+.1f}",
                       f"[{100 * result['ci_low']:+.1f}, {100 * result['ci_high']:+.1f}]",
                       f"{result['p_value']:.3f}")

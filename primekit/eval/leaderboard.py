@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from primekit.errors import InputError
-from primekit.eval.benchmarks import PRIME_BENCHMARKS, benchmark_title
+from primekit.problems import PRIME_BENCHMARKS, benchmark_title
 from primekit.eval.protocols import get_protocol
 from primekit.eval.runner import SUMMARY_FILE
 from primekit.io import atomic_write_bytes, atomic_write_text

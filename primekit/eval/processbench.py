@@ -26,11 +26,21 @@ from typing import Any
 
 import numpy as np
 
-from primekit.config import help_text
+from primekit.config import help_text, parse_config
 from primekit.errors import InputError
-from primekit.io import read_json_or_jsonl, require_field
+from primekit.io import ResumableJsonl, atomic_write_json, read_json_or_jsonl, require_field
 from primekit.paths import data_dir
-from primekit.prm.reading import PRMReadingArguments, Prompt, join_steps, threshold_series
+from primekit.prm.reading import (
+    THRESHOLD_AGGREGATES,
+    PRMReadingArguments,
+    Prompt,
+    Query,
+    join_steps,
+    prm_prompt,
+    threshold_series,
+)
+from primekit.prompts import check_template, render_text
+from primekit.sampling import check_settings
 
 SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
 StepScorer = Callable[[str, Sequence[str]], Sequence[float]]
@@ -213,9 +223,6 @@ class ProcessBenchArguments(PRMReadingArguments):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        from primekit.eval.benchmarks import check_template
-        from primekit.prm.reading import THRESHOLD_AGGREGATES
-
         if self.prm is None or self.out is None:
             raise ValueError("--prm and --out are required")
         if len(self.aggregates) != 1 or self.aggregate not in THRESHOLD_AGGREGATES:
@@ -231,9 +238,6 @@ def command(argv: list[str]) -> int:
     """First-error-step F1 of an implicit PRM on ProcessBench."""
     from tqdm.auto import tqdm
 
-    from primekit.config import parse_config
-    from primekit.eval import runner
-    from primekit.io import ResumableJsonl, atomic_write_json
     args, *_ = parse_config([ProcessBenchArguments], argv, prog="prime-eval processbench",
                            description=command.__doc__)
     settings = args.resolve()
@@ -241,7 +245,7 @@ def command(argv: list[str]) -> int:
     tune = [] if args.threshold is not None else [args.tune_split]
     data = {split: load_split(split, args.limit) for split in dict.fromkeys(tune + splits)}
     out = Path(args.out)
-    runner.check_settings(out, {"reading": asdict(settings), "template": args.template})
+    check_settings(out, {"reading": asdict(settings), "template": args.template})
     cache = ResumableJsonl(out / "step_rewards.jsonl", key=lambda r: f"{r['split']}/{r['id']}")
     pending = [s for samples in data.values() for s in samples if f"{s.split}/{s.id}" not in cache.done]
     if pending:
@@ -277,9 +281,6 @@ def command(argv: list[str]) -> int:
 def _prompt_renderer(prm_context: str, template: str, tokenizer) -> Callable[[str], Prompt]:
     """What the PRM reads before a solution: the problem through the PRM's chat template
     (``chat``), or the problem rendered by a policy ``template`` (``prompt``)."""
-    from primekit.eval.benchmarks import render_text
-    from primekit.prm.reading import Query, prm_prompt
-
     if prm_context == "chat":
         return lambda problem: prm_prompt(Query(problem), "chat")
     return lambda problem: prm_prompt(Query(problem, render_text(problem, template, tokenizer)), "prompt")

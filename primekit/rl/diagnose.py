@@ -130,7 +130,7 @@ def toy_responses(world: str, policy: str, problems: int, group_size: int, tempe
     """``group_size`` samples of ``policy`` on each of the first ``problems`` held-out problems of
     toy world ``world``, graded and labelled line by line."""
     from primekit import toy
-    from primekit.eval.generate import SamplingSpec, TransformersGenerator
+    from primekit.generation import SamplingSpec, TransformersGenerator
     from primekit.verifiers.math import grade_many
     from primekit.models import load_causal_lm, load_tokenizer
     from primekit.prm.reading import split_steps

@@ -10,13 +10,13 @@ this file is loaded from its path instead::
     metric.compute(predictions=[["... \\boxed{4}", "... \\boxed{5}"]], references=["4"])
 
 Each prediction is the list of a problem's sampled responses (one element for greedy decoding);
-each reference is its gold answer. The metric itself lives in ``primekit.eval.metrics``.
+each reference is its gold answer. The metric itself lives in ``primekit.statistics``.
 """
 
 import datasets
 import evaluate
 
-from primekit.eval.metrics import summarize
+from primekit.statistics import summarize
 from primekit.eval.runner import grade_responses
 
 _DESCRIPTION = ("Accuracy of final math answers (last \\boxed{} etc.) against gold answers, by "

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from primekit.verifiers.math import is_equivalent
+
 Equivalent = Callable[[str, str], bool]
 
 
@@ -68,7 +70,7 @@ def cluster_answers(answers: Sequence[str | None], equivalent: Equivalent | None
     answers before it, the ids of the first ``k`` answers are the clustering of those ``k``
     answers, so one clustering serves maj@k for every k.
     """
-    equivalent = equivalent or _grader_equivalence()
+    equivalent = equivalent or is_equivalent
     representatives: list[str] = []
     ids: list[int | None] = []
     for answer in answers:
@@ -222,9 +224,3 @@ def summarize(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str 
                               *interval(scores, confidence=confidence, n_resamples=n_resamples,
                                         seed=seed))
             for name, scores in per_problem.items()}
-
-
-def _grader_equivalence() -> Equivalent:
-    from primekit.verifiers.math import is_equivalent
-
-    return is_equivalent
