@@ -194,7 +194,7 @@ def _speed_rows(name: str, result: dict, mv: dict, labels: dict) -> list[str]:
 def _protocol_verdicts(texts: list[str], golds: list[str], benchmark: str) -> dict[str, list[bool]]:
     """Verdict of each protocol's extraction (+ primekit's equivalence), and math-verify's."""
     from primekit.eval.protocols import PROTOCOLS
-    from primekit.eval.runner import grade_responses
+    from primekit.eval.grading import grade_responses
 
     verdicts = {rule: [ok for _, ok in grade_responses(texts, golds, processes=2, protocol=rule,
                                                        benchmark=benchmark)]

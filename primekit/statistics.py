@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist  # the standard library's, not this module
 
 import numpy as np
 
@@ -138,8 +139,6 @@ def wilson_interval(successes: int, total: int, *, confidence: float = 0.95) -> 
         raise ValueError(f"need 0 <= successes <= total and total >= 1, got {successes}/{total}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    from statistics import NormalDist
-
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = successes / total
     denominator = 1 + z * z / total

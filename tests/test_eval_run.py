@@ -10,7 +10,7 @@ import pytest
 from primekit import toy
 from primekit.cli import dispatch
 from primekit.errors import InputError
-from primekit.eval import commands, runner
+from primekit.eval import commands, grading, runner
 from primekit.generation import Completion, SamplingSpec
 from primekit.io import read_jsonl
 from primekit.problems import BenchmarkProblem
@@ -229,7 +229,7 @@ def test_grade_command_on_outputs_of_any_model(tmp_path, monkeypatch):
     def no_grading(*args, **kwargs):
         raise AssertionError("graded again")
 
-    monkeypatch.setattr(runner, "grade_responses", no_grading)
+    monkeypatch.setattr(grading, "grade_responses", no_grading)
     assert run_cli(*argv) == 0  # everything was graded already
 
 

@@ -442,7 +442,7 @@ def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
 
 
 def _png(figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib only for the PNG charts
 
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()

@@ -249,7 +249,7 @@ def command(argv: list[str]) -> int:
     cache = ResumableJsonl(out / "step_rewards.jsonl", key=lambda r: f"{r['split']}/{r['id']}")
     pending = [s for samples in data.values() for s in samples if f"{s.split}/{s.id}" not in cache.done]
     if pending:
-        from primekit.prm.implicit import ImplicitPRM
+        from primekit.prm.implicit import ImplicitPRM  # loads torch and transformers; only to score
 
         prm = ImplicitPRM.from_settings(settings, dtype=args.dtype, device=args.device,
                                         batch_size=args.batch_size)

@@ -45,6 +45,7 @@ from primekit.prompts import (
     render_prompt,
     resolve_template,
 )
+from primekit.verifiers.code import extract_code
 from primekit.verifiers.math.answer import extract_answer, normalize_answer
 from primekit.verifiers.math.brackets import group_end
 
@@ -281,8 +282,6 @@ class PrimeProtocol:
 
     def extract(self, response: str, benchmark: str) -> Extraction:
         if is_code_benchmark(benchmark):  # match_code, as the code grader reads the response
-            from primekit.verifiers.code import extract_code
-
             code = extract_code(response)
             return Extraction(code if code.strip() else None, code)
         if benchmark in _PRIME_SCRIPTS:

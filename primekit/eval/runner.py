@@ -1,6 +1,6 @@
-"""Run-folder summaries behind ``prime-eval run`` and ``prime-eval grade``: grading under an
-evaluation protocol, metrics per benchmark (``summary.json``, rewritten atomically at the end) and
-each problem's score. Filling the folder's samples is :mod:`primekit.sampling`.
+"""Run-folder summaries behind ``prime-eval run`` and ``prime-eval grade``: metrics per benchmark
+(``summary.json``, rewritten atomically at the end) and each problem's score. Filling the folder's
+samples is :mod:`primekit.sampling`; grading them, :mod:`primekit.eval.grading`.
 """
 
 from __future__ import annotations
@@ -11,24 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from primekit.errors import InputError
-from primekit.eval.protocols import get_protocol
 from primekit.io import atomic_write_json, read_text
 from primekit.sampling import open_samples
 from primekit.statistics import Equivalent, default_ks, interval, summarize
-from primekit.verifiers.math import grade_answers
 
 SUMMARY_FILE = "summary.json"
-
-
-def grade_responses(responses: Sequence[str], golds: Sequence[str], processes: int | None = None,
-                    *, protocol: str = "primekit", benchmark: str = ""
-                    ) -> list[tuple[str | None, bool]]:
-    """Extracted answer and correctness of each response: the protocol's answer extraction, then
-    the project grader's verdict on what it extracted."""
-    extractions = [get_protocol(protocol).extract(response, benchmark) for response in responses]
-    correct = grade_answers([(e.graded, gold) for e, gold in zip(extractions, golds, strict=True)],
-                            processes=processes)
-    return [(e.answer, bool(ok)) for e, ok in zip(extractions, correct)]
 
 
 def benchmark_summary(problem_ids: Sequence[str], records: Sequence[dict[str, Any]], n: int | None,

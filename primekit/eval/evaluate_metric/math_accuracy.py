@@ -16,8 +16,8 @@ each reference is its gold answer. The metric itself lives in ``primekit.statist
 import datasets
 import evaluate
 
+from primekit.eval.grading import grade_responses
 from primekit.statistics import summarize
-from primekit.eval.runner import grade_responses
 
 _DESCRIPTION = ("Accuracy of final math answers (last \\boxed{} etc.) against gold answers, by "
                 "symbolic/numeric equivalence: pass@1, avg@n, unbiased pass@k, maj@k, with "
