@@ -102,16 +102,14 @@ def test_run_on_real_benchmarks_resumes_without_regenerating(tiny_model, tmp_pat
 
 
 def test_without_model_runs_the_toy_policy_on_the_toy_benchmark(tiny_model, tmp_path, monkeypatch):
-    import primekit.models
-
     asked = []
-    real = primekit.models.resolve_model_name
+    real = commands.resolve_model_name
 
     def resolve(name):
         asked.append(name)
         return tiny_model if name is None else real(name)
 
-    monkeypatch.setattr(primekit.models, "resolve_model_name", resolve)
+    monkeypatch.setattr(commands, "resolve_model_name", resolve)
     out = tmp_path / "toy-run"
     recipe = tmp_path / "eval.yaml"
     recipe.write_text(f"limit: 5\nout: {out}\n")
