@@ -23,7 +23,7 @@ from primekit.arguments import PRMReadingArguments
 from primekit.bon import report
 from primekit.bon.commands import RerankArguments, run_rerank
 from primekit.bon.data import load_problems
-from primekit.eval.metrics import maj_at_k_scores
+from primekit.statistics import maj_at_k_scores
 from primekit.io import atomic_write_text
 from primekit.paths import data_dir
 

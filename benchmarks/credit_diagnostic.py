@@ -1,7 +1,7 @@
 """Where PRIME's update lands: the credit-assignment diagnostic on toy worlds and ProcessBench rows.
 
 Toy worlds: each world's SFT policy samples 4 responses at T=1 to each of ``--problems`` held-out
-problems; every line is checked (:mod:`primekit.toy.localisation`), so each wrong response's first
+problems; every line is checked (:mod:`primekit.prm.localisation`), so each wrong response's first
 erroneous step is known. On that one batch, with the SFT policy as the policy being updated,
 :mod:`primekit.rl.diagnose` reads out the schemes:
 

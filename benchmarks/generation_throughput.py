@@ -26,7 +26,7 @@ def main() -> None:
     import torch
 
     from primekit import toy
-    from primekit.eval.generate import SamplingSpec, VLLMGenerator, make_generator
+    from primekit.generation import SamplingSpec, VLLMGenerator, make_generator
     from primekit.io import atomic_write_text
 
     torch.set_num_threads(os.cpu_count() or 1)

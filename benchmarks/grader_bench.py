@@ -52,11 +52,11 @@ from pathlib import Path
 
 from math_verify import parse, verify
 
-from primekit.eval import _sandbox
+from primekit.verifiers.math import worker
 from primekit.eval._published_worker import PRIME_SCRIPTS
 from primekit.eval.published import limit_worker
-from primekit.eval.answer import extract_answer
-from primekit.eval.grader import grade, grade_many, is_equivalent
+from primekit.verifiers.math.answer import extract_answer
+from primekit.verifiers.math import grade, grade_many, is_equivalent
 from primekit.io import atomic_write_text, iter_jsonl
 from primekit.paths import data_dir
 
@@ -134,18 +134,18 @@ def _agreement(verdicts: list[bool], labels: list[bool]) -> str:
 def _timed_counting(function, pairs) -> tuple[list[bool], float, int]:
     """Verdicts, seconds and the number of pairs that reached the symbolic worker."""
     calls = 0
-    compare = _sandbox.compare
+    compare = worker.compare
 
     def counting_compare(*args, **kwargs):
         nonlocal calls
         calls += 1
         return compare(*args, **kwargs)
 
-    _sandbox.compare = counting_compare
+    worker.compare = counting_compare
     try:
         verdicts, seconds = _timed(function, pairs)
     finally:
-        _sandbox.compare = compare
+        worker.compare = compare
     return verdicts, seconds, calls
 
 
@@ -194,7 +194,7 @@ def _speed_rows(name: str, result: dict, mv: dict, labels: dict) -> list[str]:
 def _protocol_verdicts(texts: list[str], golds: list[str], benchmark: str) -> dict[str, list[bool]]:
     """Verdict of each protocol's extraction (+ primekit's equivalence), and math-verify's."""
     from primekit.eval.protocols import PROTOCOLS
-    from primekit.eval.runner import grade_responses
+    from primekit.eval.grading import grade_responses
 
     verdicts = {rule: [ok for _, ok in grade_responses(texts, golds, processes=2, protocol=rule,
                                                        benchmark=benchmark)]
@@ -217,7 +217,7 @@ class TextSet:
 
 
 def _real_text_sets() -> list[TextSet]:
-    from primekit.eval.benchmarks import load_benchmark
+    from primekit.problems import load_benchmark
 
     records = _bon_records()
     golds = [r["gt"] for r in records for _ in r["response"]]
@@ -282,7 +282,7 @@ def _protocol_section(sets: list[TextSet], verdicts: list[dict[str, list[bool]]]
 # layer audit: what the in-process layers add over math-verify's own configuration
 
 # Parts of the in-process layers, each switched off in this process only (attributes of
-# primekit.eval.grader replaced), so that the pairs they settled go on to math-verify.
+# primekit.verifiers.math.grader replaced), so that the pairs they settled go on to math-verify.
 LAYER_AUDIT: tuple[tuple[str, dict], ...] = (
     ("full grader", {}),
     ("without shapes (tuples, intervals, sets, matrices)", {"_compare_shapes": lambda pred, gold: None}),
@@ -292,7 +292,7 @@ LAYER_AUDIT: tuple[tuple[str, dict], ...] = (
 
 
 def _layer_audit(bon_pairs, table_pairs, labels: dict, mv: dict) -> list[str]:
-    from primekit.eval import grader as grader_module
+    from primekit.verifiers.math import grader as grader_module
 
     lines = ["", "### Layer audit: each in-process layer against math-verify doing its pairs", "",
              "primekit's `grade` / `is_equivalent` with a part of its in-process layers switched "

@@ -19,7 +19,7 @@ every evaluation and in every run), every ``--every`` steps. The PRM probe reads
 of the ``prime`` runs: 4 samples at T=1 of the checkpoint policy on ``--probe_problems`` held-out
 problems, scored by the online PRM, the frozen offline PRM and the reference policy's own
 log-likelihood (AUC, within-group pairwise accuracy, and slip localisation on one-slip responses,
-:mod:`primekit.toy.localisation`).
+:mod:`primekit.prm.localisation`).
 
 Every run is its own process whose ``summary.json`` is kept, so the command resumes where it was
 stopped; ``--arms`` / ``--seeds`` / ``--no_report`` run one chunk at a time. Each run also keeps
@@ -154,8 +154,8 @@ def describe_policy(world: World) -> None:
 def sample_and_grade(model, tokenizer, prompts: list[str], answers: list[str], n: int, max_new_tokens: int,
                      seed: int, temperature: float = 1.0) -> tuple[list[list[str]], list[list[int]]]:
     """``n`` samples per prompt (T=1 unless told) and their 0/1 grades."""
-    from primekit.eval.generate import SamplingSpec, TransformersGenerator
-    from primekit.eval.grader import grade_many
+    from primekit.generation import SamplingSpec, TransformersGenerator
+    from primekit.verifiers.math import grade_many
 
     generator = TransformersGenerator(model, tokenizer, batch_size=512, show_progress=False)
     groups = generator.generate(prompts, SamplingSpec(n=n, temperature=temperature, max_new_tokens=max_new_tokens,
@@ -337,7 +337,7 @@ def read_out(scores: list[np.ndarray], steps: list[list[int]], labels: np.ndarra
 
     from primekit.prm.losses import pairwise_accuracy
     from primekit.prm.trainer import implicit_reward_metrics
-    from primekit.toy.localisation import SlipCase, localisation
+    from primekit.prm.localisation import SlipCase, localisation
 
     sequence = np.array([s.sum() for s in scores])
     min_step = np.array([min(np.bincount(st, weights=s)) for s, st in zip(scores, steps)])
@@ -390,7 +390,7 @@ def probe(policy: str, online_prm: str | None, world: World, problems: list[dict
     from primekit.models import load_causal_lm, load_tokenizer
     from primekit.prm.data import encode_responses
     from primekit.prm.implicit import step_spans, token_steps
-    from primekit.toy.localisation import single_slip_step
+    from primekit.prm.localisation import single_slip_step
 
     torch.set_num_threads(2)
     tokenizer = load_tokenizer(world.policy)

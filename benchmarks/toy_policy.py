@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from primekit import toy
-from primekit.eval.generate import SamplingSpec, make_generator
-from primekit.eval.grader import grade
+from primekit.generation import SamplingSpec, make_generator
+from primekit.verifiers.math import grade
 from primekit.io import atomic_write_text
 
 
@@ -48,7 +48,7 @@ def main() -> None:
         f"(`primekit/toy/sft.py`); "
         + (f"trained in {warmup_seconds:.0f} s in this run." if warmup_seconds > 5
            else "cached before this run (delete `.cache/primekit/toy` to time the warm-up)."),
-        f"Held out: {args.problems} unseen toy problems, graded by `primekit.eval.grader.grade`.",
+        f"Held out: {args.problems} unseen toy problems, graded by `primekit.verifiers.math.grade`.",
         "",
         "| decoding | accuracy | fraction that skips the steps |",
         "|---|---|---|",

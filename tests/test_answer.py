@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from primekit.eval.answer import extract_answer, final_answer_part, normalize_answer
+from primekit.verifiers.math.answer import extract_answer, final_answer_part, normalize_answer
 
 EXTRACTION = [
     # boxes: last one wins, nested braces kept, \fbox and "\boxed 5" forms
@@ -140,3 +143,19 @@ def test_normalize_answer(answer: str, expected: str) -> None:
 )
 def test_final_answer_part(text: str, expected: str) -> None:
     assert final_answer_part(text) == expected
+
+
+def test_the_public_api_parses_then_verifies_without_loading_torch_or_sympy():
+    """``primekit.verifiers.math``: parse (extraction) then verify(gold, answer) (equivalence), as
+    math-verify's API; importing it loads neither torch nor sympy (sympy lives in the worker)."""
+    code = (
+        "import sys\n"
+        "from primekit.verifiers.math import grade, parse, verify\n"
+        "answer = parse(r'so the answer is $\\boxed{\\frac{1}{2}}$.')\n"
+        "assert answer == r'\\frac{1}{2}', answer\n"
+        "assert parse('I cannot tell.') is None\n"
+        "assert verify('0.5', answer) and not verify('0.6', answer) and not verify('0.5', None)\n"
+        "assert grade(r'so \\boxed{2/4}', '1/2')\n"
+        "assert 'torch' not in sys.modules and 'sympy' not in sys.modules, 'heavy import'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -128,7 +128,7 @@ def test_sample_writes_candidates_and_resumes(models, tmp_path, monkeypatch):
     def no_generation(*args, **kwargs):
         raise AssertionError("every candidate exists; nothing should be generated")
 
-    monkeypatch.setattr("primekit.eval.generate.make_generator", no_generation)
+    monkeypatch.setattr("primekit.generation.make_generator", no_generation)
     assert dispatch("prime-bon", argv) == 0
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
 

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from primekit import problems as catalogue
 from primekit import toy
 from primekit.cli import dispatch
+from primekit.errors import InputError
 from primekit.eval import code_benchmarks as cb
 from primekit.eval import commands
-from primekit.eval.benchmarks import load_benchmark, render_prompt
-from primekit.errors import InputError
 from primekit.eval.protocols import PRIME_COMMIT, PRIME_REPO
+from primekit.problems import load_benchmark
+from primekit.prompts import CODE_SUFFIX, PRIME_CODE_SYSTEM, render_prompt
 from primekit.verifiers.code import SandboxSettings, SandboxUnavailable, check_sandbox
 from test_code_sandbox import wait_for_no_sandbox_processes
 from upstream import require_upstream_file
@@ -34,7 +36,7 @@ def prime_file(path: str) -> str:
 
 
 def test_benchmarks_load_with_their_sizes():
-    sizes = {name: len(load_benchmark(name)) for name in cb.CODE_BENCHMARKS}
+    sizes = {name: len(load_benchmark(name)) for name in catalogue.CODE_BENCHMARKS}
     assert sizes == {"humaneval": 164, "mbpp": 399, "leetcode": 180}
     first = load_benchmark("humaneval", limit=2)
     assert [p.id for p in first] == ["HumanEval/0", "HumanEval/1"]
@@ -59,11 +61,11 @@ def test_prime_code_questions_by_hand():
 
 
 def test_system_prompt_and_suffix_match_the_published_files():
-    assert prime_file("eval/system_prompt.md") == cb.PRIME_CODE_SYSTEM
+    assert prime_file("eval/system_prompt.md") == PRIME_CODE_SYSTEM
     for path in ("eval/Coding/human_eval/evaluate_human_eval.py", "eval/Coding/mbpp/evaluate_mbpp.py",
                  "eval/Coding/leetcode/evaluate_leetcode.py"):
         source = prime_file(path)
-        assert repr(cb.CODE_SUFFIX)[1:-1].replace("'", "") in source.replace("\\'", ""), path
+        assert repr(CODE_SUFFIX)[1:-1].replace("'", "") in source.replace("\\'", ""), path
 
 
 def test_source_table_cites_lines_that_hold_the_settings():
@@ -92,8 +94,8 @@ def test_prompts_render_prime_chat():
     tokenizer = toy.build_tokenizer()  # its chat template joins the messages' contents
     problem = load_benchmark("leetcode", limit=1)[0]
     text = render_prompt(problem, "auto", tokenizer)
-    assert text == cb.PRIME_CODE_SYSTEM + problem.problem + cb.CODE_SUFFIX
-    assert render_prompt(problem, "raw") == problem.problem + cb.CODE_SUFFIX
+    assert text == PRIME_CODE_SYSTEM + problem.problem + CODE_SUFFIX
+    assert render_prompt(problem, "raw") == problem.problem + CODE_SUFFIX
 
 
 def fenced(code: str) -> str:
@@ -122,7 +124,7 @@ def test_run_end_to_end_on_humaneval_with_canned_answers(sandbox, tmp_path, monk
 
     class Canned:
         def generate(self, prompts, spec):
-            from primekit.eval.generate import Completion
+            from primekit.generation import Completion
 
             return [[Completion(canned[p], True, 10)] for p in prompts]
 
@@ -145,10 +147,10 @@ def test_check_references_passes_and_lists_failures_by_id(sandbox, monkeypatch, 
                                    "--limit", "4"]) == 0
     printed = capsys.readouterr().out
     assert "100.0%" in printed and "ships no reference" in printed
-    rows = dict(cb._rows("humaneval"))
+    rows = dict(catalogue.code_rows("humaneval"))
     broken = dict(rows["HumanEval/1"], canonical_solution="    return []\n")
-    monkeypatch.setattr(cb, "_rows", lambda name: {**rows, "HumanEval/1": broken} if name == "humaneval"
-                        else cb._rows.__wrapped__(name))
+    monkeypatch.setattr(catalogue, "code_rows", lambda name: {**rows, "HumanEval/1": broken} if name == "humaneval"
+                        else catalogue.code_rows.__wrapped__(name))
     assert dispatch("prime-eval", ["check-references", "--benchmarks", "humaneval", "--limit", "3"]) == 1
     printed = capsys.readouterr().out
     assert "humaneval HumanEval/1: passed 0/1" in printed and "66.7%" in printed
@@ -177,8 +179,8 @@ def test_grade_grades_code_rows_from_the_benchmarks_tests(sandbox, tmp_path):
     benchmark; references pass, forged answers of every kind pass nothing."""
     rows = []
     for name in ("humaneval", "mbpp", "leetcode"):
-        for problem_id, problem in list(cb._rows(name).items())[:2]:
-            reference = problem.get(cb.CODE_BENCHMARKS[name].reference_field or "", None)
+        for problem_id, problem in list(catalogue.code_rows(name).items())[:2]:
+            reference = problem.get(catalogue.CODE_BENCHMARKS[name].reference_field or "", None)
             if name == "humaneval":
                 reference = problem["prompt"] + reference
             responses = ([fenced(reference)] if reference else []) + _forgeries(name, problem)
@@ -208,12 +210,12 @@ def test_run_passes_no_forged_answer(sandbox, tmp_path, monkeypatch):
     canned = {}
     for name in ("humaneval", "mbpp", "leetcode"):
         for problem in load_benchmark(name, limit=2):
-            row = cb._rows(name)[problem.id]
+            row = catalogue.code_rows(name)[problem.id]
             canned[render_prompt(problem, "auto", tokenizer)] = _forgeries(name, row)
 
     class Canned:
         def generate(self, prompts, spec):
-            from primekit.eval.generate import Completion
+            from primekit.generation import Completion
 
             return [[Completion(answer, True, 10) for answer in canned[p]] for p in prompts]
 

@@ -10,10 +10,19 @@ import pytest
 from primekit import toy
 from primekit.cli import dispatch
 from primekit.errors import InputError
-from primekit.eval import commands, runner
-from primekit.eval.benchmarks import BenchmarkProblem
-from primekit.eval.generate import Completion, SamplingSpec
+from primekit.eval import commands, grading, runner
+from primekit.generation import Completion, SamplingSpec
 from primekit.io import read_jsonl
+from primekit.problems import BenchmarkProblem
+from primekit.sampling import (
+    SAMPLES_FILE,
+    SETTINGS_FILE,
+    check_settings,
+    generate_and_grade,
+    missing_samples,
+    open_samples,
+    sample_key,
+)
 
 REAL_MAKE_GENERATOR = commands.make_generator
 
@@ -66,16 +75,16 @@ def test_run_on_real_benchmarks_resumes_without_regenerating(tiny_model, tmp_pat
     # killed after 2 generate calls = 2 chunks of one problem x 2 samples
     made = patch_generator(monkeypatch, interrupt_after=2)
     assert run_cli(*argv) == 130
-    kept = read_jsonl(out / runner.SAMPLES_FILE)
+    kept = read_jsonl(out / SAMPLES_FILE)
     assert len(kept) == 4 and made[0].samples == 4
     assert not (out / runner.SUMMARY_FILE).exists()
 
     made = patch_generator(monkeypatch)
     assert run_cli(*argv) == 0
     assert made[0].samples == 2 * 3 * 2 - 4  # only the missing 8 samples
-    records = read_jsonl(out / runner.SAMPLES_FILE)
+    records = read_jsonl(out / SAMPLES_FILE)
     assert records[:4] == kept
-    assert len({runner.sample_key(r) for r in records}) == 12
+    assert len({sample_key(r) for r in records}) == 12
     assert {(r["benchmark"], r["problem_id"]) for r in records} >= {("gsm8k", "0"), ("gsm8k", "2")}
     assert all(isinstance(r["correct"], bool) and "pred" in r for r in records)
     summary = json.loads((out / runner.SUMMARY_FILE).read_text())
@@ -93,25 +102,23 @@ def test_run_on_real_benchmarks_resumes_without_regenerating(tiny_model, tmp_pat
 
 
 def test_without_model_runs_the_toy_policy_on_the_toy_benchmark(tiny_model, tmp_path, monkeypatch):
-    import primekit.models
-
     asked = []
-    real = primekit.models.resolve_model_name
+    real = commands.resolve_model_name
 
     def resolve(name):
         asked.append(name)
         return tiny_model if name is None else real(name)
 
-    monkeypatch.setattr(primekit.models, "resolve_model_name", resolve)
+    monkeypatch.setattr(commands, "resolve_model_name", resolve)
     out = tmp_path / "toy-run"
     recipe = tmp_path / "eval.yaml"
     recipe.write_text(f"limit: 5\nout: {out}\n")
     assert run_cli("run", "--config", str(recipe), "--limit", "2") == 0  # the command line wins
     assert asked[0] is None  # (later calls resolve the returned path again)
-    records = read_jsonl(out / runner.SAMPLES_FILE)
+    records = read_jsonl(out / SAMPLES_FILE)
     assert [r["prompt"] for r in records] == [p.prompt for p in toy.test_problems()[:2]]
     assert {r["benchmark"] for r in records} == {"toy"}
-    settings = json.loads((out / runner.SETTINGS_FILE).read_text())
+    settings = json.loads((out / SETTINGS_FILE).read_text())
     assert settings["benchmarks"]["toy"]["max_new_tokens"] == 64
     assert settings["protocol"] == "primekit" and settings["backend"] == "transformers"
     assert json.loads((out / runner.SUMMARY_FILE).read_text())["model"] == "toy"
@@ -140,24 +147,24 @@ def exact_grade(responses, golds):
 
 def test_generate_and_grade_fills_only_missing_samples(tmp_path):
     problems = [problem("a", "a"), problem("b"), problem("c")]
-    samples = runner.open_samples(tmp_path)
+    samples = open_samples(tmp_path)
     samples.append({"benchmark": "unit", "problem_id": "b", "sample_index": 0, "completion": "x",
                     "answer": "7", "pred": None, "correct": False})
-    assert runner.missing_samples(problems, 2, samples.done) == [
+    assert missing_samples(problems, 2, samples.done) == [
         (problems[0], [0, 1]), (problems[1], [1]), (problems[2], [0, 1])]
     generator = EchoGenerator()
     prompts = {p.id: p.id for p in problems}
     spec = SamplingSpec(n=2, temperature=1.0, seed=5)
-    assert runner.generate_and_grade(problems, prompts, generator, spec, samples,
+    assert generate_and_grade(problems, prompts, generator, spec, samples,
                                      grade=exact_grade, chunk_size=2, show_progress=False) == 5
     # chunk 1 (a, b): a lacks 2 samples and b 1, so two calls; chunk 2 (c): one call
     assert [s.n for s in generator.specs] == [2, 1, 2]
     assert len({s.seed for s in generator.specs}) == 3
-    reopened = runner.open_samples(tmp_path)
+    reopened = open_samples(tmp_path)
     assert len(reopened.records) == 6
     a0 = reopened.records[json.dumps(["unit", "a", 0])]
     assert (a0["pred"], a0["correct"], a0["prompt"], a0["finished"]) == ("a", True, "a", True)
-    assert runner.generate_and_grade(problems, prompts, generator, spec, reopened,
+    assert generate_and_grade(problems, prompts, generator, spec, reopened,
                                      grade=exact_grade, show_progress=False) == 0
 
 
@@ -183,16 +190,16 @@ def test_benchmark_summary_hand_example():
 
 
 def test_settings_change_is_refused(tmp_path):
-    runner.check_settings(tmp_path, {"model": "m", "temperature": 0.0})
-    runner.check_settings(tmp_path, {"model": "m", "temperature": 0.0})
+    check_settings(tmp_path, {"model": "m", "temperature": 0.0})
+    check_settings(tmp_path, {"model": "m", "temperature": 0.0})
     with pytest.raises(InputError, match="temperature=0.0, not 0.7"):
-        runner.check_settings(tmp_path, {"model": "m", "temperature": 0.7})
+        check_settings(tmp_path, {"model": "m", "temperature": 0.7})
     # per-benchmark settings: a new benchmark joins, a changed one is refused
-    runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 1}}})
-    runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"b": {"n": 4}}})
-    assert set(json.loads((tmp_path / runner.SETTINGS_FILE).read_text())["benchmarks"]) == {"a", "b"}
+    check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 1}}})
+    check_settings(tmp_path, {"model": "m", "benchmarks": {"b": {"n": 4}}})
+    assert set(json.loads((tmp_path / SETTINGS_FILE).read_text())["benchmarks"]) == {"a", "b"}
     with pytest.raises(InputError, match="a samples were made with n=1, not 2"):
-        runner.check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 2}}})
+        check_settings(tmp_path, {"model": "m", "benchmarks": {"a": {"n": 2}}})
 
 
 def test_grade_command_on_outputs_of_any_model(tmp_path, monkeypatch):
@@ -205,7 +212,7 @@ def test_grade_command_on_outputs_of_any_model(tmp_path, monkeypatch):
     argv = ["grade", str(outputs), "--response-field", "response", "--answer-field", "gt",
             "--out", str(out)]
     assert run_cli(*argv) == 0
-    graded = read_jsonl(out / runner.SAMPLES_FILE)
+    graded = read_jsonl(out / SAMPLES_FILE)
     assert [r["correct"] for r in graded] == [True, False, True, True, False, False]
     assert [r["pred"] for r in graded][:2] == ["4", "5"]
     entry = json.loads((out / runner.SUMMARY_FILE).read_text())["benchmarks"]["outputs"]
@@ -220,7 +227,7 @@ def test_grade_command_on_outputs_of_any_model(tmp_path, monkeypatch):
     def no_grading(*args, **kwargs):
         raise AssertionError("graded again")
 
-    monkeypatch.setattr(runner, "grade_responses", no_grading)
+    monkeypatch.setattr(grading, "grade_responses", no_grading)
     assert run_cli(*argv) == 0  # everything was graded already
 
 
@@ -289,7 +296,7 @@ def test_resume_key_includes_backend_dtype_protocol_and_version(tiny_model, tmp_
             "--max_new_tokens", "3", "--out", out]
     assert run_cli(*base) == 0
     capsys.readouterr()
-    settings = json.loads((tmp_path / "run" / runner.SETTINGS_FILE).read_text())
+    settings = json.loads((tmp_path / "run" / SETTINGS_FILE).read_text())
     import primekit
 
     assert (settings["dtype"], settings["primekit_version"]) == ("auto", primekit.__version__)
@@ -301,7 +308,7 @@ def test_resume_key_includes_backend_dtype_protocol_and_version(tiny_model, tmp_
     assert "toy samples were made with max_new_tokens=3, not 4" in one_line_error(
         capsys, *base[:-4], "--max_new_tokens", "4", "--out", out)
     settings["primekit_version"] = "0.0.1"
-    (tmp_path / "run" / runner.SETTINGS_FILE).write_text(json.dumps(settings))
+    (tmp_path / "run" / SETTINGS_FILE).write_text(json.dumps(settings))
     assert "primekit_version='0.0.1'" in one_line_error(capsys, *base)
     assert "protocol 'prime' is a published evaluation" in one_line_error(
         capsys, *base[:-2], "--protocol", "prime", "--out", str(tmp_path / "other"))
@@ -309,7 +316,7 @@ def test_resume_key_includes_backend_dtype_protocol_and_version(tiny_model, tmp_
 
 def write_graded_run(folder, correct_by_problem: dict[str, list[bool]]):
     """A finished run folder with the given correctness per problem of benchmark 'unit'."""
-    samples = runner.open_samples(folder)
+    samples = open_samples(folder)
     for pid, correct in correct_by_problem.items():
         for index, ok in enumerate(correct):
             samples.append({"benchmark": "unit", "problem_id": pid, "sample_index": index,
@@ -352,7 +359,7 @@ def test_context_cap_is_on_under_published_protocols(tiny_model, tmp_path, capsy
     assert run_cli("run", "--model", tiny_model, "--protocol", "prime", "--benchmarks", "math500",
                    "--limit", "2", "--context_cap", "140", "--out", str(out)) == 0
     capsys.readouterr()
-    samples = sorted(read_jsonl(out / runner.SAMPLES_FILE), key=lambda r: r["problem_id"])
+    samples = sorted(read_jsonl(out / SAMPLES_FILE), key=lambda r: r["problem_id"])
     from primekit.models import load_tokenizer
     tokenizer = load_tokenizer(tiny_model)
     for sample in samples:
@@ -360,7 +367,7 @@ def test_context_cap_is_on_under_published_protocols(tiny_model, tmp_path, capsy
         assert prompt_tokens + sample["num_tokens"] <= max(140, prompt_tokens)
         assert sample["finished"] or sample["truncated"] == "context"
     assert [s["num_tokens"] for s in samples][1] == 0 and samples[1]["truncated"] == "context"
-    settings = json.loads((out / runner.SETTINGS_FILE).read_text())
+    settings = json.loads((out / SETTINGS_FILE).read_text())
     assert settings["context_cap"] == 140 and settings["benchmarks"]["math500"]["max_new_tokens"] == 8192
     summary = json.loads((out / runner.SUMMARY_FILE).read_text())
     assert summary["benchmarks"]["math500"]["context_truncated_rate"] > 0
@@ -392,6 +399,6 @@ def test_run_with_a_published_grader(tiny_model, tmp_path, capsys):
         assert summary["grader"] == "prime" and summary["grader_version"] is None
         assert summary["grader_details"]["version"] == "PRIME-RL/PRIME@18ad596"
         assert summary["grader_details"]["rules"][benchmarks].endswith("math script")
-        assert all("pred" in r for r in read_jsonl(out / runner.SAMPLES_FILE))
+        assert all("pred" in r for r in read_jsonl(out / SAMPLES_FILE))
     assert "unknown grader 'nobody'" in one_line_error(capsys, "run", "--model", tiny_model, "--grader", "nobody",
                                                        "--out", str(tmp_path / "x"))

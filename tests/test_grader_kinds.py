@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from primekit.eval.grader import is_equivalent
+from primekit.verifiers.math import is_equivalent
 
 CASES = {
     "complex": [

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from primekit.eval import _sandbox
-from primekit.eval.answer import extract_answer, normalize_answer
-from primekit.eval.grader import grade, grade_many, is_equivalent
+from primekit.verifiers.math import worker
+from primekit.verifiers.math.answer import extract_answer, normalize_answer
+from primekit.verifiers.math import grade, grade_many, is_equivalent
 
 LIMIT = 1.0  # seconds given to each call here
-SLACK = _sandbox.GRACE_SECONDS + 1.0  # kill + restart bookkeeping on a busy machine
+SLACK = worker.GRACE_SECONDS + 1.0  # kill + restart bookkeeping on a busy machine
 
 
 def _injections(sentinel: Path) -> list[str]:

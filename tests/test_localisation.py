@@ -1,4 +1,4 @@
-"""Slip localisation on hand-made toy responses (primekit.toy.localisation)."""
+"""Slip localisation on hand-made toy responses (primekit.prm.localisation)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from primekit.toy.localisation import SlipCase, localisation, lowest_index, single_slip_step, step_errors
+from primekit.prm.localisation import SlipCase, localisation, lowest_index, single_slip_step, step_errors
 
 PROMPT = "Compute 3+4-2\n"
 

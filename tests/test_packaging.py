@@ -29,7 +29,7 @@ def installed(tmp_path_factory) -> Path:
     names = zipfile.ZipFile(wheel).namelist()
     assert "primekit/recipes/toy_prime.yaml" in names
     assert "primekit/recipes/accelerate/fsdp2_8gpu.yaml" in names
-    assert "primekit/eval/prompts/prime_system_prompt.md" in names
+    assert "primekit/prompts/prime_system_prompt.md" in names
     # the code sandbox's harness: a folder run as a script inside the sandbox, every module of it
     assert {f"primekit/verifiers/code/harness/{module.name}" for module in HARNESS.glob("*.py")} <= set(names)
     site = folder / "site"

@@ -14,8 +14,8 @@ from primekit import toy
 from primekit.cli import dispatch
 from primekit.errors import InputError
 from primekit.eval import protocols as pr
-from primekit.eval.benchmarks import BenchmarkProblem, eurus_system_prompt, load_benchmark
-from primekit.eval.code_benchmarks import CODE_SUFFIX
+from primekit.problems import BenchmarkProblem, load_benchmark
+from primekit.prompts import CODE_SUFFIX, eurus_system_prompt
 from upstream import require_upstream_file, upstream_file
 
 PRIME_PROMPT_BLOB = "51ada27615c009cc92bf42d9e31f6ef7a3b8252c"  # eval/system_prompt.md @ 18ad596
@@ -232,7 +232,7 @@ def test_mbpp_stops_are_the_scripts_stops():
     stops = pr.get_protocol("prime").generation("mbpp").stop
     assert set(stops) == set(expected) and len(stops) == len(set(expected))
     assert "\n\nprint(ind_char_long" in stops  # find_char_long, as the script spells it
-    from primekit.eval.generate import Completion, cut_at_stop
+    from primekit.generation import Completion, cut_at_stop
     cut = cut_at_stop(Completion("```python\ndef similar_elements(a, b):\n    return a\n\nprint(similar_elements(1, 2))"
                                  "\n```", False, 9), stops)
     assert cut.text == "```python\ndef similar_elements(a, b):\n    return a" and cut.finished

@@ -87,7 +87,7 @@ def test_multiple_choice_re_read_and_empty_golds():
         assert grade(["\\boxed{42} so the answer is (B) here"], ["B"]) == [("B", True)]
         assert grade(["so \\boxed{7}"], [""]) == [("", True)]
         assert grade(["so \\boxed{C}"], [""]) == [("C", False)]
-    from primekit.eval.benchmarks import load_benchmark
+    from primekit.problems import load_benchmark
 
     assert sum(p.answer == "" for p in load_benchmark("gaokao2023en")) == 2
 

@@ -13,7 +13,7 @@ from primekit.eval.processbench import implicit_prm_step_rewards, load_split
 from primekit.prm.implicit import ImplicitPRM
 from primekit.prm.reading import Query, prm_prompt, separator_spans, token_steps
 from primekit.toy import qwen_shaped
-from primekit.toy.localisation import SlipCase, localisation, single_slip_step
+from primekit.prm.localisation import SlipCase, localisation, single_slip_step
 from test_qwen_reading import COEF, chat_prompt, independent_step_rewards
 
 

@@ -181,7 +181,7 @@ def test_prime_trainer_steps_on_mixed_math_and_code_rows(tmp_path):
 
 
 def test_held_out_code_rows_are_graded_by_the_code_verifier(monkeypatch):
-    from primekit.eval.generate import Completion
+    from primekit.generation import Completion
     from primekit.rl import heldout
 
     canned = {"Compute 10+20\n": "\\boxed{30}", "Double it.\n": fence("print(int(input()) * 2)\n")}

@@ -12,7 +12,7 @@ import torch
 from primekit import toy
 from primekit.errors import InputError
 from primekit.models import load_causal_lm, load_tokenizer
-from primekit.toy.localisation import step_errors
+from primekit.prm.localisation import step_errors
 from primekit.toy.sft import TEST_SEED_OFFSET
 from primekit.toy.task import TaskSpec, make_problems, max_sequence_tokens, needs_carry, sft_target, solve
 

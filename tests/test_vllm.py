@@ -27,6 +27,7 @@ import pytest
 from primekit import toy
 from primekit.cli import dispatch
 from primekit.eval import runner
+from primekit.sampling import open_samples
 from primekit.toy import qwen_shaped
 
 VLLM_PYTHON = os.environ.get("PRIMEKIT_VLLM_PYTHON")
@@ -47,7 +48,7 @@ def vllm_command(name: str, *args: str, timeout: int = 420) -> subprocess.Comple
 
 
 def completions(run_dir: Path) -> dict[str, str]:
-    return {r["problem_id"]: r["completion"] for r in runner.open_samples(run_dir).records.values()}
+    return {r["problem_id"]: r["completion"] for r in open_samples(run_dir).records.values()}
 
 
 def test_vllm_backend_gives_the_transformers_greedy_answers(tmp_path):
@@ -101,7 +102,7 @@ def test_vllm_text_prompts_on_the_qwen2_tokenizer_give_the_transformers_greedy_t
 
 
 def test_vllm_counts_the_prompt_tokens_the_trainer_caps(qwen_shaped_path):
-    from primekit.eval.benchmarks import eurus_system_prompt
+    from primekit.prompts import eurus_system_prompt
     from primekit.models import load_tokenizer
     from primekit.rl.data import PromptFormat, prompt_length
     from primekit.rl.plan import longest_prompt_tokens

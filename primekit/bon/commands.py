@@ -135,11 +135,12 @@ def sample_candidates(args: SampleArguments, model: ModelArguments | None = None
                       show_progress: bool = True) -> Path:
     """Generate (only what is missing) and write the candidates file in the standard layout."""
     from primekit.bon.data import problems_from_samples
-    from primekit.eval import runner
-    from primekit.eval.benchmarks import check_template, load_benchmark, render_prompt
-    from primekit.eval.generate import SamplingSpec, make_generator
+    from primekit.generation import SamplingSpec, make_generator
     from primekit.io import atomic_write_jsonl
     from primekit.models import load_tokenizer, resolve_model_name
+    from primekit.problems import load_benchmark
+    from primekit.prompts import check_template, render_prompt
+    from primekit.sampling import check_settings, generate_and_grade, missing_samples, open_samples
 
     sampling = _candidate_sampling(sampling)
     generation, load = generation or GenerationArguments(), load or LoadArguments()
@@ -150,18 +151,18 @@ def sample_candidates(args: SampleArguments, model: ModelArguments | None = None
     prompts = {p.id: render_prompt(p, args.template, tokenizer) for p in problems}
     parts = _parts_dir(args.out)
     stop = {} if sampling.stop is None else {"stop": list(sampling.stop)}  # unset: as before stops existed
-    runner.check_settings(parts, {
+    check_settings(parts, {
         "model": policy, "benchmark": args.benchmark, "template": args.template,
         "temperature": sampling.temperature, "top_p": sampling.top_p,
         "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed, **stop})
-    samples = runner.open_samples(parts)
+    samples = open_samples(parts)
     spec = SamplingSpec(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                         max_new_tokens=sampling.max_new_tokens, seed=sampling.seed,
                         stop=tuple(sampling.stop or ()))
-    if runner.missing_samples(problems, sampling.n, samples.done):
+    if missing_samples(problems, sampling.n, samples.done):
         generator = make_generator(policy, generation.backend, dtype=load.dtype, device=load.device,
                                    batch_size=load.batch_size, show_progress=False)
-        runner.generate_and_grade(problems, prompts, generator, spec, samples,
+        generate_and_grade(problems, prompts, generator, spec, samples,
                                   show_progress=show_progress)
     ids = {p.id for p in problems}
     mine = [r for r in samples.records.values()
@@ -246,7 +247,7 @@ def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None
     from primekit.bon import rerank as rr
     from primekit.bon import report
     from primekit.bon.data import load_problems
-    from primekit.eval.metrics import default_ks
+    from primekit.statistics import default_ks
     from primekit.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
     reading = reading or PRMReadingArguments()

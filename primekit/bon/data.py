@@ -70,8 +70,8 @@ def is_qwen_layout(record: Record) -> bool:
 
 def _gold(value: Any, path, line, field) -> str | None:
     """Gold answers arrive as strings or JSON numbers (AMC's ``27.0``); keep them as text, the way
-    the benchmarks do (:func:`primekit.eval.benchmarks.answer_text`)."""
-    from primekit.eval.benchmarks import answer_text
+    the benchmarks do (:func:`primekit.problems.answer_text`)."""
+    from primekit.problems import answer_text
 
     if value is None:
         return None

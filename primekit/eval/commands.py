@@ -1,4 +1,4 @@
-"""``prime-eval`` sub-commands: run, grade, leaderboard, processbench.
+"""``prime-eval`` sub-commands: run, grade, prompts, compare, leaderboard, processbench.
 
 Each parses its options (``--config recipe.yaml`` plus ``--key value`` overrides), checks every
 input before any model is loaded, and leaves results in a folder that a re-run resumes.
@@ -6,23 +6,39 @@ input before any model is loaded, and leaves results in a folder that a re-run r
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from primekit.arguments import (BootstrapArguments, GenerationArguments, LoadArguments, ModelArguments,
                                 PRMReadingArguments, SamplingArguments)
+from primekit.bon import rerank
+from primekit.bon.data import problems_from_samples
+from primekit.bon.scorers import ImplicitPRMScorer
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
-from primekit.eval import benchmarks as bench
-from primekit.eval import runner
-from primekit.eval.generate import SamplingSpec, make_generator
+from primekit.eval import provenance, runner
+from primekit.eval.console import print_comparison, print_summary
+from primekit.eval.grading import all_graders, grader_for, read_outputs
+from primekit.eval.leaderboard import write_leaderboard
+from primekit.eval.processbench import command as processbench_command
 from primekit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS, Generation, get_protocol
+from primekit.eval.published import GRADERS, grader_record, write_disagreements
+from primekit.generation import SamplingSpec, make_generator
+from primekit.io import atomic_write_json
+from primekit.models import load_tokenizer, resolve_model_name
 from primekit.prm.settings import resolve_reading
+from primekit.problems import PRIME_BENCHMARKS, TOY, FieldNames, benchmark_names, load_benchmark
+from primekit.prompts import TEMPLATES, check_template
+from primekit.sampling import check_settings, generate_and_grade, grade_pending, missing_samples, open_samples
+from primekit.statistics import paired_bootstrap
+from primekit.toy import build_tokenizer
+from primekit.verifiers.math import GRADER_VERSION
+
 
 def _split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
@@ -44,11 +60,6 @@ class SummaryArguments(BootstrapArguments):
         if self.k_values and min(self.k_values) < 1:
             raise ValueError("every k must be >= 1")
 
-    def grader(self, protocol: str = DEFAULT_PROTOCOL, benchmark: str = ""):
-        return lambda responses, golds: runner.grade_responses(
-            responses, golds, processes=self.grade_processes, protocol=protocol,
-            benchmark=benchmark)
-
     def summary_options(self) -> dict[str, Any]:
         return {"ks": self.k_values, "confidence": self.confidence,
                 "n_resamples": self.bootstrap_resamples}
@@ -58,8 +69,6 @@ OVERRIDABLE = ("n", "temperature", "top_p", "max_new_tokens", "stop")
 
 
 def _check_graders(names: list[str]) -> None:
-    from primekit.eval.published import GRADERS
-
     unknown = [name for name in names if name not in GRADERS]
     if unknown or not names:
         raise ValueError(f"unknown grader '{(unknown or [''])[0]}' (choose from {', '.join(GRADERS)})")
@@ -78,15 +87,15 @@ class EvalArguments:
     """Which benchmarks, under which protocol, into which run folder."""
 
     benchmarks: str | None = field(default=None, metadata=help_text(
-        "comma-separated benchmarks: registered names (" + ", ".join(bench.benchmark_names())
+        "comma-separated benchmarks: registered names (" + ", ".join(benchmark_names())
         + "), .jsonl/.json files or datasets names (default: toy without --model, else "
-        + ",".join(bench.PRIME_BENCHMARKS) + ")"))
+        + ",".join(PRIME_BENCHMARKS) + ")"))
     protocol: str = field(default=DEFAULT_PROTOCOL, metadata=help_text(
         "evaluation protocol: prompt, budgets, stop strings and answer extraction per benchmark. "
         + "; ".join(f"{name}: {p.description}" for name, p in PROTOCOLS.items())))
     template: str = field(default="auto", metadata=help_text(
         "prompt template of --protocol primekit: "
-        + "; ".join(f"{k}: {v}" for k, v in bench.TEMPLATES.items())))
+        + "; ".join(f"{k}: {v}" for k, v in TEMPLATES.items())))
     limit: int | None = field(default=None, metadata=help_text(
         "only the first N problems of each benchmark"))
     problem_field: str | None = field(default=None, metadata=help_text(
@@ -101,7 +110,7 @@ class EvalArguments:
 
     def __post_init__(self) -> None:
         _check_protocol(self.protocol)
-        bench.check_template(self.template)
+        check_template(self.template)
         if self.protocol != DEFAULT_PROTOCOL and self.template != "auto":
             raise ValueError(f"template applies to --protocol {DEFAULT_PROTOCOL}; protocol "
                              f"{self.protocol} fixes its own prompt")
@@ -113,26 +122,24 @@ def benchmark_sizes(args: EvalArguments, problem_sets: dict[str, list]) -> dict[
     """How many problems each benchmark has in all (``--limit`` runs only the first of them)."""
     if args.limit is None:
         return {name: len(problems) for name, problems in problem_sets.items()}
-    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
+    fields = FieldNames(args.problem_field, args.answer_field, args.id_field)
     names = _split_list(args.benchmarks) or [problems[0].benchmark for problems in problem_sets.values()]
-    return {problems[0].benchmark: len(bench.load_benchmark(spec, fields=fields, split=args.split))
+    return {problems[0].benchmark: len(load_benchmark(spec, fields=fields, split=args.split))
             for spec, problems in zip(names, problem_sets.values())}
 
 
 def prompt_hash(prompts: list[str]) -> str:
     """A fingerprint of the exact prompts (chat template, system prompt and suffix included)."""
-    import hashlib
-
     return hashlib.sha256("\0".join(prompts).encode("utf-8")).hexdigest()[:16]
 
 
 def load_problem_sets(args: EvalArguments, model: str | None = None) -> dict[str, list]:
     """Problems of each benchmark (default: toy for the toy policy, PRIME's five else)."""
-    names = _split_list(args.benchmarks) or (list(bench.PRIME_BENCHMARKS) if model else [bench.TOY])
-    fields = bench.FieldNames(args.problem_field, args.answer_field, args.id_field)
+    names = _split_list(args.benchmarks) or (list(PRIME_BENCHMARKS) if model else [TOY])
+    fields = FieldNames(args.problem_field, args.answer_field, args.id_field)
     problem_sets: dict[str, list] = {}
     for name in names:
-        problems = bench.load_benchmark(name, fields=fields, split=args.split, limit=args.limit)
+        problems = load_benchmark(name, fields=fields, split=args.split, limit=args.limit)
         if not problems:
             raise InputError(f"benchmark '{name}' has no problems")
         if problems[0].benchmark in problem_sets:
@@ -188,7 +195,7 @@ def resolve_context_cap(option: str, protocol: str, model_name: str) -> int | No
         return None
     if option.isdigit():
         return int(option)
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # loads torch; needed only to read a model's context
 
     context = getattr(AutoConfig.from_pretrained(model_name), "max_position_embeddings", None)
     if not isinstance(context, int) or context < 1:
@@ -232,57 +239,11 @@ def resolve_generation(protocol: str, name: str, model_name: str, toy_model: boo
     return generation
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from primekit.eval.leaderboard import metric_sort_key
-
-    metrics = sorted({m for entry in summary["benchmarks"].values() for m in entry["metrics"]},
-                     key=metric_sort_key)
-    protocol = summary.get("protocol", DEFAULT_PROTOCOL)
-    table = Table(title=f"{summary.get('label', '')}: {summary.get('model', '')}, protocol "
-                        f"{protocol} (%, {summary.get('confidence', 0.95):.0%} CI)")
-    for column in ["benchmark", "problems", "n", "T", "max tokens", *metrics, "no answer",
-                   "truncated"]:
-        table.add_column(column, justify="left" if column == "benchmark" else "right")
-    for name, entry in summary["benchmarks"].items():
-        cells = []
-        for metric in metrics:
-            value = entry["metrics"].get(metric)
-            cells.append("–" if value is None else f"{100 * value['value']:.1f} "
-                         f"[{100 * value['ci_low']:.1f}, {100 * value['ci_high']:.1f}]")
-        truncated = entry.get("truncated_rate")
-        generation = entry.get("generation", {})
-        table.add_row(bench.benchmark_title(name), str(entry["num_problems"]),
-                      str(entry["samples_per_problem"]), str(generation.get("temperature", "–")),
-                      str(generation.get("max_new_tokens", "–")), *cells,
-                      f"{100 * entry['no_answer_rate']:.1f}",
-                      "–" if truncated is None else f"{100 * truncated:.1f}")
-    console = Console()
-    console.width = max(console.width, 100 + 20 * len(metrics))  # keep "v [lo, hi]" on one line
-    console.print(table)
-
-
 def _finish(out: Path, summary: dict[str, Any], samples_path: Path) -> int:
     path = runner.write_summary(out, summary)
-    _print_summary(summary)
+    print_summary(summary)
     print(f"samples: {samples_path}\nsummary: {path}")
     return 0
-
-
-def _grader_for(name: str, protocol: str, options: SummaryArguments, grader: str = "primekit"):
-    """The grade function of a benchmark, as a context manager: code benchmarks run their answers'
-    programs in sandboxes (ended when the block ends); math ones use the protocol's extraction and
-    primekit's grader, or a published grader's own code in its worker (ended with the block)."""
-    from primekit.eval import code_benchmarks
-    from primekit.eval.published import PublishedGrader
-
-    if code_benchmarks.is_code_benchmark(name):
-        return code_benchmarks.CodeGrader()
-    if grader != "primekit":
-        return PublishedGrader(grader, name)
-    return contextlib.nullcontext(options.grader(protocol, name))
 
 
 def run(argv: list[str]) -> int:
@@ -291,10 +252,6 @@ def run(argv: list[str]) -> int:
         [ModelArguments, GenerationArguments, LoadArguments, SamplingArguments, RunArguments,
          SummaryArguments, PRMReadingArguments], argv, prog="prime-eval run", description=run.__doc__)
     problem_sets = load_problem_sets(args, model_args.model)
-    from primekit.eval import provenance
-    from primekit.eval.grader import GRADER_VERSION
-    from primekit.models import load_tokenizer, resolve_model_name
-
     protocol = get_protocol(args.protocol)
     toy_model = model_args.model in (None, "toy")
     # the model's name as given, as the published scripts test it ("qwen2" in the name)
@@ -314,9 +271,9 @@ def run(argv: list[str]) -> int:
                "grader": args.grader,
                "backend": generation_args.backend, "dtype": load.dtype,
                "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
-    runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
+    check_settings(out, {"model": model_name, **context, "benchmarks": {
         name: g.to_json() for name, g in generations.items()}})
-    samples = runner.open_samples(out)
+    samples = open_samples(out)
     tokenizer = load_tokenizer(model_name)
     prompts = {name: {p.id: protocol.prompt(p, tokenizer, args.template) for p in problems}
                for name, problems in problem_sets.items()}
@@ -325,17 +282,15 @@ def run(argv: list[str]) -> int:
                                 stop_token_ids=g.stop_token_ids, max_model_len=context_cap)
              for name, g in generations.items()}
     to_do = sum(len(indices) for name, problems in problem_sets.items()
-                for _, indices in runner.missing_samples(problems, specs[name].n, samples.done))
+                for _, indices in missing_samples(problems, specs[name].n, samples.done))
     if to_do:
         generator = make_generator(model_name, backend=generation_args.backend,
                                    dtype=load.dtype, device=load.device,
                                    batch_size=load.batch_size, show_progress=False)
         for name, problems in problem_sets.items():
-            with _grader_for(name, args.protocol, options, args.grader) as grade:
-                runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
+            with grader_for(name, args.protocol, args.grader, options.grade_processes) as grade:
+                generate_and_grade(problems, prompts[name], generator, specs[name], samples,
                                           grade=grade, chunk_size=args.chunk_size)
-    from primekit.eval.published import grader_record
-
     sizes = benchmark_sizes(args, problem_sets)
     template = getattr(tokenizer, "chat_template", None)
     summary = {"label": args.label or out.resolve().name, "model": model_args.model or "toy",
@@ -362,10 +317,6 @@ def _add_bon_metrics(summary: dict[str, Any], args: RunArguments, reading: PRMRe
                      specs: dict[str, SamplingSpec], load: LoadArguments, seed: int) -> None:
     """PRM-reranked accuracy per benchmark (by the first of ``--aggregate``), so "policy + PRM" is a
     leaderboard row of its own. PRM scores are cached in the run folder: a re-run loads no PRM."""
-    from primekit.bon import rerank
-    from primekit.bon.data import problems_from_samples
-    from primekit.bon.scorers import ImplicitPRMScorer
-
     scorer = ImplicitPRMScorer.from_settings(resolve_reading(reading), device=load.device,
                                              dtype=load.dtype)
     cache = rerank.ScoreCache(rerank.cache_file(out, scorer.name, scorer.identity()),
@@ -413,78 +364,25 @@ class GradeArguments:
         _check_graders(self.grader_names)
 
 
-def _responses(record: dict[str, Any], field_name: str, path: str, line: int) -> list[str]:
-    from primekit.io import require_field
-
-    value = require_field(record, field_name, path=path, line=line, kind=(str, list))
-    values = [value] if isinstance(value, str) else value
-    if not values or not all(isinstance(item, str) for item in values):
-        raise InputError("expected a string or a non-empty list of strings", path=path, line=line,
-                         field=field_name)
-    return values
-
-
-def read_outputs(args: GradeArguments) -> list[dict[str, Any]]:
-    """Flatten a file of model outputs into sample records (benchmark, problem_id, sample_index,
-    completion, answer), numbering the samples of each problem in file order."""
-    from primekit.eval import code_benchmarks
-    from primekit.io import iter_jsonl, require_field
-
-    path = Path(args.input)
-    counts: dict[tuple[str, str], int] = {}
-    records = []
-    for line, record in iter_jsonl(path):
-        if args.benchmark_field:
-            benchmark = str(require_field(record, args.benchmark_field, path=path, line=line))
-        else:
-            benchmark = str(record.get("benchmark") or path.stem)
-        id_field = args.id_field or next((f for f in ("problem_id", "id", "idx") if f in record),
-                                         None)
-        problem_id = str(require_field(record, id_field, path=path, line=line)
-                         if id_field else line)
-        if code_benchmarks.is_code_benchmark(benchmark):  # the tests come from the benchmark
-            gold = code_benchmarks.code_answer(benchmark, problem_id, path=path, line=line)
-        else:
-            try:
-                gold = bench.answer_text(require_field(record, args.answer_field, path=path, line=line))
-            except ValueError as err:
-                raise InputError(str(err), path=path, line=line, field=args.answer_field) from None
-        for response in _responses(record, args.response_field, path=str(path), line=line):
-            index = counts.get((benchmark, problem_id), 0)
-            counts[(benchmark, problem_id)] = index + 1
-            sample = {"benchmark": benchmark, "problem_id": problem_id, "sample_index": index,
-                      "completion": response, "answer": gold, "source_line": line}
-            if isinstance(record.get("finished"), bool):
-                sample["finished"] = record["finished"]
-            records.append(sample)
-    if not records:
-        raise InputError("no records to grade", path=path)
-    return records
-
-
 def grade(argv: list[str]) -> int:
     """Grade an existing JSONL of model outputs (any model) and summarize it like a run."""
     args, options, _ = parse_config([GradeArguments, SummaryArguments],
                                     leading_positionals(argv, "--input"), prog="prime-eval grade",
                                     description=grade.__doc__)
-    records = read_outputs(args)
+    records = read_outputs(args.input, response_field=args.response_field, answer_field=args.answer_field,
+                           id_field=args.id_field, benchmark_field=args.benchmark_field)
     out = Path(args.out) if args.out else Path(args.input).with_name(Path(args.input).stem + "-graded")
-    from primekit.eval import provenance
-    from primekit.eval.grader import GRADER_VERSION
-
     context = {"input": str(Path(args.input).resolve()), "response_field": args.response_field,
                "answer_field": args.answer_field, "protocol": args.protocol,
                "grader": args.grader_names[0], "graders": args.grader_names,
                "primekit_version": provenance.primekit_version()}
-    runner.check_settings(out, context)
-    samples = runner.open_samples(out)
+    check_settings(out, context)
+    samples = open_samples(out)
     benchmarks = list(dict.fromkeys(record["benchmark"] for record in records))
     for name in benchmarks:
-        with _all_graders(name, args.protocol, options, args.grader_names) as grade_fn:
-            runner.grade_pending([r for r in records if r["benchmark"] == name], samples, grade=grade_fn)
+        with all_graders(name, args.protocol, args.grader_names, options.grade_processes) as grade_fn:
+            grade_pending([r for r in records if r["benchmark"] == name], samples, grade=grade_fn)
     graded = list(samples.records.values())
-    from primekit.eval.published import grader_record
-
     summary = {"label": args.label or out.name, "model": str(args.input), **context,
                "grader_version": GRADER_VERSION if args.grader_names[0] == "primekit" else None,
                "grader_details": grader_record(args.grader_names[0], benchmarks),
@@ -494,30 +392,9 @@ def grade(argv: list[str]) -> int:
         summary["benchmarks"][name] = runner.benchmark_summary(
             ids, [r for r in graded if r["benchmark"] == name], None, **options.summary_options())
     if len(args.grader_names) > 1:
-        from primekit.eval.published import write_disagreements
-
         for name, accuracy in write_disagreements(out, graded, args.grader_names).items():
             summary["benchmarks"][name]["by_grader"] = accuracy
     return _finish(out, summary, samples.path)
-
-
-@contextlib.contextmanager
-def _all_graders(name: str, protocol: str, options: SummaryArguments, graders: list[str]):
-    """One grade function for all ``graders``: the first one's (extracted, correct), and with
-    more than one, every grader's verdict in the sample's ``verdicts``."""
-    with contextlib.ExitStack() as stack:
-        functions = [stack.enter_context(_grader_for(name, protocol, options, grader)) for grader in graders]
-        if len(functions) == 1:
-            yield functions[0]
-            return
-
-        def grade_all(responses, golds):
-            results = [function(responses, golds) for function in functions]
-            return [(*verdicts[0], {"verdicts": {grader: {"pred": pred, "correct": bool(correct)}
-                                                 for grader, (pred, correct) in zip(graders, verdicts)}})
-                    for verdicts in zip(*results, strict=True)]
-
-        yield grade_all
 
 
 @dataclass
@@ -539,12 +416,8 @@ def prompts(argv: list[str]) -> int:
                                     prog="prime-eval prompts", description=prompts.__doc__)
     problem_sets = load_problem_sets(args, model_args.model)
     if model_args.model in (None, "toy"):
-        from primekit.toy import build_tokenizer
-
         tokenizer = build_tokenizer()  # the toy policy's own tokenizer, without training it
     else:
-        from primekit.models import load_tokenizer
-
         tokenizer = load_tokenizer(model_args.model)
     protocol = get_protocol(args.protocol)
     for name, problems in problem_sets.items():
@@ -575,9 +448,6 @@ class CompareArguments(BootstrapArguments):
 def compare(argv: list[str]) -> int:
     """Paired bootstrap difference of pass@1 (RUN_B - RUN_A) per benchmark, on the problems
     both runs share."""
-    from primekit.eval.metrics import paired_bootstrap
-    from primekit.io import atomic_write_json
-
     args, *_ = parse_config([CompareArguments], leading_positionals(argv, "--runs"),
                            prog="prime-eval compare", description=compare.__doc__)
     scores = [runner.run_problem_scores(path) for path in args.runs]
@@ -593,25 +463,8 @@ def compare(argv: list[str]) -> int:
         raise InputError("the two runs share no benchmark problems")
     if args.out:
         atomic_write_json(args.out, report)
-    _print_comparison(report)
+    print_comparison(report)
     return 0
-
-
-def _print_comparison(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    a, b = (Path(run).name for run in report["runs"])
-    table = Table(title=f"pass@1 difference {b} - {a} (points, paired bootstrap "
-                        f"{report['confidence']:.0%} CI)")
-    for column in ["benchmark", "problems", "difference", "CI", "p"]:
-        table.add_column(column, justify="left" if column == "benchmark" else "right")
-    for name, result in report["benchmarks"].items():
-        table.add_row(bench.benchmark_title(name), str(result["num_problems"]),
-                      f"{100 * result['difference']:+.1f}",
-                      f"[{100 * result['ci_low']:+.1f}, {100 * result['ci_high']:+.1f}]",
-                      f"{result['p_value']:.3f}")
-    Console().print(table)
 
 
 @dataclass
@@ -626,8 +479,6 @@ class LeaderboardArguments:
 
 def leaderboard(argv: list[str]) -> int:
     """Markdown, self-contained HTML and PNG charts from run folders."""
-    from primekit.eval.leaderboard import write_leaderboard
-
     (args, _) = parse_config([LeaderboardArguments], leading_positionals(argv, "--runs"),
                              prog="prime-eval leaderboard", description=leaderboard.__doc__)
     runs = []
@@ -645,6 +496,4 @@ def leaderboard(argv: list[str]) -> int:
 
 def processbench(argv: list[str]) -> int:
     """First-error-step F1 of an implicit PRM on ProcessBench (see primekit.eval.processbench)."""
-    from primekit.eval.processbench import command
-
-    return command(argv)
+    return processbench_command(argv)

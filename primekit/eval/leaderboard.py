@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from primekit.errors import InputError
-from primekit.eval.benchmarks import PRIME_BENCHMARKS, benchmark_title
+from primekit.problems import PRIME_BENCHMARKS, benchmark_title
 from primekit.eval.protocols import get_protocol
 from primekit.eval.runner import SUMMARY_FILE
 from primekit.io import atomic_write_bytes, atomic_write_text
@@ -442,7 +442,7 @@ def html_report(rows: list[Row], summaries: list[tuple[str, dict[str, Any]]],
 
 
 def _png(figure) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib only for the PNG charts
 
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()

@@ -26,13 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from primekit.config import help_text
+from primekit.config import help_text, parse_config
 from primekit.errors import InputError
-from primekit.io import read_json_or_jsonl, require_field
+from primekit.io import ResumableJsonl, atomic_write_json, read_json_or_jsonl, require_field
 from primekit.paths import data_dir
 from primekit.arguments import LoadArguments, PRMReadingArguments
-from primekit.prm.reading import THRESHOLD_AGGREGATES, Prompt, join_steps, threshold_series
+from primekit.prm.reading import THRESHOLD_AGGREGATES, Prompt, Query, join_steps, prm_prompt, threshold_series
 from primekit.prm.settings import resolve_reading
+from primekit.prompts import check_template, render_text
+from primekit.sampling import check_settings
 
 SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
 StepScorer = Callable[[str, Sequence[str]], Sequence[float]]
@@ -211,8 +213,6 @@ class ProcessBenchArguments:
         "folder for step_rewards.jsonl (resumable) and processbench.json (required)"))
 
     def __post_init__(self) -> None:
-        from primekit.eval.benchmarks import check_template
-
         if self.out is None:
             raise ValueError("--prm and --out are required")
         if check_template(self.template) == "auto":
@@ -236,9 +236,6 @@ def command(argv: list[str]) -> int:
     """First-error-step F1 of an implicit PRM on ProcessBench."""
     from tqdm.auto import tqdm
 
-    from primekit.config import parse_config
-    from primekit.eval import runner
-    from primekit.io import ResumableJsonl, atomic_write_json
     args, reading, load, *_ = parse_config([ProcessBenchArguments, PRMReadingArguments, LoadArguments], argv,
                                        prog="prime-eval processbench", description=command.__doc__,
                                        defaults=PROCESSBENCH_DEFAULTS)
@@ -248,11 +245,11 @@ def command(argv: list[str]) -> int:
     tune = [] if args.threshold is not None else [args.tune_split]
     data = {split: load_split(split, args.limit) for split in dict.fromkeys(tune + splits)}
     out = Path(args.out)
-    runner.check_settings(out, {"reading": asdict(settings), "template": args.template})
+    check_settings(out, {"reading": asdict(settings), "template": args.template})
     cache = ResumableJsonl(out / "step_rewards.jsonl", key=lambda r: f"{r['split']}/{r['id']}")
     pending = [s for samples in data.values() for s in samples if f"{s.split}/{s.id}" not in cache.done]
     if pending:
-        from primekit.prm.implicit import ImplicitPRM
+        from primekit.prm.implicit import ImplicitPRM  # loads torch and transformers; only to score
 
         prm = ImplicitPRM.from_settings(settings, dtype=load.dtype, device=load.device,
                                         batch_size=load.batch_size)
@@ -284,9 +281,6 @@ def command(argv: list[str]) -> int:
 def _prompt_renderer(prm_context: str, template: str, tokenizer) -> Callable[[str], Prompt]:
     """What the PRM reads before a solution: the problem through the PRM's chat template
     (``chat``), or the problem rendered by a policy ``template`` (``prompt``)."""
-    from primekit.eval.benchmarks import render_text
-    from primekit.prm.reading import Query, prm_prompt
-
     if prm_context == "chat":
         return lambda problem: prm_prompt(Query(problem), "chat")
     return lambda problem: prm_prompt(Query(problem, render_text(problem, template, tokenizer)), "prompt")

@@ -4,7 +4,7 @@ published evaluation, per benchmark.
 * ``primekit`` (default): primekit's own choices. The prompt is ``--template`` (Qwen2.5-Math's
   chat prompt for real benchmarks, the raw text for the toy task), greedy, 4096 new tokens (64 for
   the toy task), no stop strings, and primekit's answer extraction
-  (:func:`primekit.eval.answer.extract_answer`: boxes joined by "and", answer phrases, the last
+  (:func:`primekit.verifiers.math.parse`: boxes joined by "and", answer phrases, the last
   number as a fallback).
 * ``prime``: how PRIME (PRIME-RL/PRIME, ``eval/``) produced its published table. AIME 2024, AMC
   and MATH-500 go through its own scripts (``evaluate_aime.py``, ``evaluate_amc.py``,
@@ -36,15 +36,18 @@ from functools import lru_cache
 from typing import Any
 
 from primekit.errors import InputError
-from primekit.eval.benchmarks import (
+from primekit.problems import TOY, BenchmarkProblem, is_code_benchmark, load_code_benchmark
+from primekit.prompts import (
+    CODE_SUFFIX,
     EURUS_USER_SUFFIX,
-    TOY,
-    BenchmarkProblem,
+    code_messages,
     eurus_system_prompt,
     render_prompt,
     resolve_template,
 )
-from primekit.eval.code_benchmarks import CODE_SUFFIX, code_messages, is_code_benchmark
+from primekit.verifiers.code import extract_code
+from primekit.verifiers.math.answer import extract_answer, normalize_answer
+from primekit.verifiers.math.brackets import group_end
 
 PRIME_COMMIT = "18ad596f08d487bb546d80d738d99ec697bd2e75"
 QWEN_COMMIT = "a45202bd16f1ec06f433442dc1152d0074773465"
@@ -95,8 +98,6 @@ class Extraction:
 def last_box_content(text: str, commands: tuple[str, ...] = ("\\boxed", "\\fbox")) -> str | None:
     """Content of the last ``\\boxed{...}`` (else the last ``\\fbox{...}``) counting every brace
     (escaped ones too), as PRIME's scripts do; None if there is none or it never closes."""
-    from primekit.eval.brackets import group_end
-
     for command in commands:
         at = text.rfind(command)
         if at >= 0:
@@ -131,8 +132,6 @@ def qwen_extract_answer(response: str) -> str | None:
     and a trailing period or slash are removed (parser.py:499-567). It stops there: Qwen's
     ``strip_string`` (parser.py:568, 736), which changes what is compared (units, ``x=``,
     ``\dfrac``...), runs only under ``--grader qwen``, as does its multiple-choice re-read."""
-    from primekit.eval.brackets import group_end
-
     text = response.replace("\u043a\u0438", "")
     if "final answer is $" in text and "$. I hope" in text:
         pred = text.split("final answer is $", 1)[1].split("$. I hope", 1)[0].strip()
@@ -165,8 +164,6 @@ def mbpp_stops() -> tuple[str, ...]:
     function of every row of the benchmark file, so every prompt stops at a ``print`` call of any
     MBPP function. The name is the script's signature up to "(", quirk included: its
     ``lstrip("def ")`` also eats leading d/e/f letters of the name (``find_x`` gives ``ind_x``)."""
-    from primekit.eval.code_benchmarks import load_code_benchmark
-
     names = []
     for problem in load_code_benchmark("mbpp"):
         signature = re.search(r"Write a Python function `([^`]*)`", problem.problem)
@@ -179,8 +176,6 @@ def mbpp_stops() -> tuple[str, ...]:
 def qwen_question(problem: BenchmarkProblem) -> str:
     """The question as Qwen's ``parse_question`` gives it: stripped, with " (True or False)" or
     " (Yes or No)" appended when the gold answer is one of those words."""
-    from primekit.eval.answer import normalize_answer
-
     question = problem.problem
     gold = normalize_answer(problem.answer).lower()
     if gold in ("true", "false"):
@@ -224,8 +219,6 @@ class PrimekitProtocol:
         return Generation(self.TOY_MAX_NEW_TOKENS if toy else self.MAX_NEW_TOKENS, stop=stop)
 
     def extract(self, response: str, benchmark: str) -> Extraction:
-        from primekit.eval.answer import extract_answer
-
         answer = extract_answer(response)
         return Extraction(answer, answer)
 
@@ -289,8 +282,6 @@ class PrimeProtocol:
 
     def extract(self, response: str, benchmark: str) -> Extraction:
         if is_code_benchmark(benchmark):  # match_code, as the code grader reads the response
-            from primekit.verifiers.code import extract_code
-
             code = extract_code(response)
             return Extraction(code if code.strip() else None, code)
         if benchmark in _PRIME_SCRIPTS:

@@ -39,7 +39,7 @@ def model_revision(name_or_path: str | os.PathLike) -> str | None:
                     digest.update(handle.read())
         return f"sha:{digest.hexdigest()[:12]}"
     try:
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # loads torch; only for a hub model's commit
 
         commit = getattr(AutoConfig.from_pretrained(str(name_or_path)), "_commit_hash", None)
     except (OSError, ValueError):

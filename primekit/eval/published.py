@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import resource
 import select
 import shutil
 import subprocess
@@ -37,7 +38,9 @@ from pathlib import Path
 
 from primekit.errors import InputError
 from primekit.eval.upstream import PINNED, PRIME_REPO, QWEN_REPO, export_tree
+from primekit.io import atomic_write_text
 from primekit.paths import REPO_ROOT
+from primekit.verifiers.math import GRADER_VERSION
 
 GRADERS = ("primekit", "prime", "qwen")
 WORKER = Path(__file__).resolve().parent / "_published_worker.py"
@@ -118,8 +121,6 @@ def _can_unshare() -> bool:
 def limit_worker() -> None:
     """The published graders' worker limits: address space, CPU time, no file written, its own
     process group (so a kill takes what it started)."""
-    import resource
-
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
     resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # writes no file
@@ -210,8 +211,6 @@ class PublishedGrader:
 
 def grader_record(grader: str, benchmarks: Sequence[str]) -> dict:
     """What ``summary.json`` says of the grader: its name, version or sources, and environment."""
-    from primekit.eval.grader import GRADER_VERSION
-
     if grader == "primekit":
         return {"name": "primekit", "version": GRADER_VERSION}
     repos = sorted({rule_for(grader, name).repo for name in benchmarks})
@@ -228,8 +227,6 @@ def write_disagreements(out: Path, samples: Sequence[dict], graders: Sequence[st
     """``disagreements.md`` in ``out``: per benchmark, each grader's accuracy and how many samples
     the graders judge differently, then those samples (the first MAX_LISTED) with what each grader
     extracted and decided. Returns the accuracies, per benchmark and grader."""
-    from primekit.io import atomic_write_text
-
     def cell(text) -> str:
         text = "–" if text is None else str(text).replace("\n", " ")
         text = text if len(text) <= 80 else text[:77] + "..."

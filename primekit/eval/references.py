@@ -14,8 +14,17 @@ from typing import Any
 
 from primekit.config import help_text, parse_config
 from primekit.errors import InputError
-from primekit.eval import benchmarks as bench
-from primekit.eval import code_benchmarks
+from primekit.eval.code_benchmarks import code_suite
+from primekit.problems import (
+    CODE_BENCHMARKS,
+    REGISTRY,
+    benchmark_title,
+    is_code_benchmark,
+    load_benchmark,
+    reference_solution,
+)
+from primekit.verifiers.code import CodeVerifier
+from primekit.verifiers.math import grade_many
 
 DEFAULT_BENCHMARKS = ("humaneval", "mbpp")
 
@@ -23,8 +32,8 @@ DEFAULT_BENCHMARKS = ("humaneval", "mbpp")
 @dataclass
 class CheckReferencesArguments:
     benchmarks: str = field(default=",".join(DEFAULT_BENCHMARKS), metadata=help_text(
-        "comma-separated registered benchmarks, code (" + ", ".join(code_benchmarks.CODE_BENCHMARKS)
-        + ") or math (" + ", ".join(bench.REGISTRY) + ")"))
+        "comma-separated registered benchmarks, code (" + ", ".join(CODE_BENCHMARKS)
+        + ") or math (" + ", ".join(REGISTRY) + ")"))
     limit: int | None = field(default=None, metadata=help_text("only the first N problems of each benchmark"))
     workers: int | None = field(default=None, metadata=help_text(
         "sandboxes run in parallel for code benchmarks (default: one per CPU)"))
@@ -39,13 +48,11 @@ class CheckReferencesArguments:
 
 def check_code(name: str, limit: int | None = None, workers: int | None = None) -> dict[str, Any]:
     """Pass rate of a code benchmark's reference solutions, with the failures by id."""
-    from primekit.verifiers.code import CodeVerifier
-
-    problems = bench.load_benchmark(name, limit=limit)
-    with_reference = [p for p in problems if code_benchmarks.reference_solution(p) is not None]
+    problems = load_benchmark(name, limit=limit)
+    with_reference = [p for p in problems if reference_solution(p) is not None]
     if not with_reference:
         return {"checked": 0, "passed": 0, "failures": [], "note": "the benchmark ships no reference solutions"}
-    suites = [code_benchmarks.code_suite(p.answer, code_benchmarks.reference_solution(p)) for p in with_reference]
+    suites = [code_suite(p.answer, reference_solution(p)) for p in with_reference]
     with CodeVerifier(workers=workers) as verifier:
         verdicts = verifier.verify_many(suites, progress=f"{name} references")
     failures = [{"id": p.id, "reason": v.summary()} for p, v in zip(with_reference, verdicts) if not v.passed]
@@ -54,9 +61,7 @@ def check_code(name: str, limit: int | None = None, workers: int | None = None) 
 
 def check_math(name: str, limit: int | None = None) -> dict[str, Any]:
     """Pass rate of a math benchmark's gold answers, boxed, graded against themselves."""
-    from primekit.verifiers.math import grade_many
-
-    problems = bench.load_benchmark(name, limit=limit)
+    problems = load_benchmark(name, limit=limit)
     verdicts = grade_many([(f"\\boxed{{{p.answer}}}", p.answer) for p in problems])
     failures = [{"id": p.id, "reason": f"gold answer {p.answer[:80]!r} does not grade as itself"}
                 for p, ok in zip(problems, verdicts) if not ok]
@@ -68,10 +73,10 @@ def check_references(argv: list[str]) -> int:
     (args,) = parse_config([CheckReferencesArguments], argv, prog="prime-eval check-references",
                            description=check_references.__doc__)[:1]
     for name in args.names:
-        if not (code_benchmarks.is_code_benchmark(name) or name in bench.REGISTRY):
+        if not (is_code_benchmark(name) or name in REGISTRY):
             raise InputError(f"unknown benchmark '{name}' (choose from "
-                             f"{', '.join([*code_benchmarks.CODE_BENCHMARKS, *bench.REGISTRY])})")
-    results = {name: check_code(name, args.limit, args.workers) if code_benchmarks.is_code_benchmark(name)
+                             f"{', '.join([*CODE_BENCHMARKS, *REGISTRY])})")
+    results = {name: check_code(name, args.limit, args.workers) if is_code_benchmark(name)
                else check_math(name, args.limit) for name in args.names}
     _print(results)
     return 0 if all(not r["failures"] for r in results.values()) else 1
@@ -86,7 +91,7 @@ def _print(results: dict[str, dict[str, Any]]) -> None:
         table.add_column(column, justify="left" if column == "benchmark" else "right")
     for name, result in results.items():
         rate = f"{100 * result['passed'] / result['checked']:.1f}%" if result["checked"] else result.get("note", "–")
-        table.add_row(bench.benchmark_title(name), str(result["checked"]), str(result["passed"]), rate)
+        table.add_row(benchmark_title(name), str(result["checked"]), str(result["passed"]), rate)
     console = Console()
     console.print(table)
     for name, result in results.items():

@@ -11,8 +11,10 @@ read single files.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
+import shutil
 import subprocess
 import tarfile
 import tempfile
@@ -79,8 +81,6 @@ def read_file(repo: str, path: str, commit: str | None = None) -> str | None:
 def export_tree(repo: str, paths: tuple[str, ...], commit: str | None = None) -> Path:
     """The files under ``paths`` of ``repo`` at ``commit`` (default: the pinned one), exported
     once into primekit's cache with ``git archive``; the folder they are in."""
-    import hashlib
-
     commit = commit or PINNED[repo]
     wanted = "\n".join(paths)
     key = f"{repo.replace('/', '+')}@{commit[:12]}-{hashlib.sha256(wanted.encode()).hexdigest()[:8]}"
@@ -99,8 +99,6 @@ def export_tree(repo: str, paths: tuple[str, ...], commit: str | None = None) ->
         archive.extractall(staging, filter="data")
     (staging / ".exported").write_text(wanted)
     if target.exists():
-        import shutil
-
         shutil.rmtree(target)
     staging.rename(target)  # atomic: a half-written export is never used
     return target

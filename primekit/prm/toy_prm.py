@@ -52,8 +52,8 @@ class ToyPRMDataSpec:
 
 
 def _sample_and_grade(policy: str, problems, spec: ToyPRMDataSpec, seed: int) -> list[dict]:
-    from primekit.eval.generate import SamplingSpec, TransformersGenerator
-    from primekit.eval.grader import grade_many
+    from primekit.generation import SamplingSpec, TransformersGenerator
+    from primekit.verifiers.math import grade_many
     from primekit.models import load_causal_lm, load_tokenizer
 
     generator = TransformersGenerator(load_causal_lm(policy, dtype="float32"), load_tokenizer(policy),

@@ -1,7 +1,7 @@
 """``prime-rl diagnose``: where RLOO's and PRIME's updates land on responses with known errors.
 
 A batch of responses with labelled erroneous steps comes from the toy (the policy's own samples,
-each line checked by :mod:`primekit.toy.localisation`), from ProcessBench (human-labelled first
+each line checked by :mod:`primekit.prm.localisation`), from ProcessBench (human-labelled first
 errors, ``final_answer_correct`` as the outcome) or from any JSON/JSONL file with step labels.
 The policy being updated gives each token's probability p_t and sum_v pi_v^2; a PRM (optional)
 gives q_t. Then :mod:`primekit.rl.credit` reads out, per scheme (RLOO, PRIME with the PRM, PRIME
@@ -112,8 +112,8 @@ class LabelledResponse:
 def toy_label(prompt: str, text: str, correct: bool) -> int:
     """The first wrong line of a toy response; an unreadable response (no worked steps) is
     error-free when its answer is right and wrong at an unknown step otherwise."""
+    from primekit.prm.localisation import step_errors
     from primekit.rl.credit import NO_ERROR_LABEL, UNKNOWN_ERROR_LABEL
-    from primekit.toy.localisation import step_errors
 
     wrong = step_errors(prompt, text)
     if wrong is None:
@@ -126,8 +126,8 @@ def toy_responses(world: str, policy: str, problems: int, group_size: int, tempe
     """``group_size`` samples of ``policy`` on each of the first ``problems`` held-out problems of
     toy world ``world``, graded and labelled line by line."""
     from primekit import toy
-    from primekit.eval.generate import SamplingSpec, TransformersGenerator
-    from primekit.eval.grader import grade_many
+    from primekit.generation import SamplingSpec, TransformersGenerator
+    from primekit.verifiers.math import grade_many
     from primekit.models import load_causal_lm, load_tokenizer
     from primekit.prm.reading import split_steps
     from primekit.toy.task import max_sequence_tokens

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from primekit.eval.generate import SamplingSpec, TransformersGenerator
+from primekit.generation import SamplingSpec, TransformersGenerator
 from primekit.rl.verifier import outcome_accuracy
 
 __all__ = ["HeldOutPoint", "HeldOutAccuracy", "plot_training_curve"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from primekit.eval.metrics import bootstrap_ci
+from primekit.statistics import bootstrap_ci
 
 __all__ = ["EfficiencyRatio", "PairedComparison", "PairedDifference", "bootstrap_band", "efficiency_ratio",
            "paired_comparison", "paired_t_interval", "responses_to_reach"]
@@ -70,7 +70,7 @@ def _curves(curves: Sequence[Sequence[float]]) -> np.ndarray:
 def bootstrap_band(curves: Sequence[Sequence[float]], *, confidence: float = 0.95, resamples: int = 2000,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seed-mean curve and the percentile band of the mean over seed resamples: (mean, low, high),
-    each point's band by :func:`primekit.eval.metrics.bootstrap_ci` (one seed, so every point
+    each point's band by :func:`primekit.statistics.bootstrap_ci` (one seed, so every point
     draws the same resamples of seeds)."""
     array = _curves(curves)
     bands = np.array([bootstrap_ci(column.tolist(), confidence=confidence, n_resamples=resamples, seed=seed)

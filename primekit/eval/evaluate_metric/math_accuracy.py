@@ -10,14 +10,14 @@ this file is loaded from its path instead::
     metric.compute(predictions=[["... \\boxed{4}", "... \\boxed{5}"]], references=["4"])
 
 Each prediction is the list of a problem's sampled responses (one element for greedy decoding);
-each reference is its gold answer. The metric itself lives in ``primekit.eval.metrics``.
+each reference is its gold answer. The metric itself lives in ``primekit.statistics``.
 """
 
 import datasets
 import evaluate
 
-from primekit.eval.metrics import summarize
-from primekit.eval.runner import grade_responses
+from primekit.eval.grading import grade_responses
+from primekit.statistics import summarize
 
 _DESCRIPTION = ("Accuracy of final math answers (last \\boxed{} etc.) against gold answers, by "
                 "symbolic/numeric equivalence: pass@1, avg@n, unbiased pass@k, maj@k, with "

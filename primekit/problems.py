@@ -1,4 +1,4 @@
-r"""Math benchmarks as one record type, and the prompt templates the published evaluations use.
+r"""The benchmark catalogue: math and code benchmarks as one record type.
 
 Each public benchmark file stores its problem and gold answer under different fields and in
 different shapes (GSM8K's answer is a worked solution ending in ``#### 18``, OlympiadBench's is a
@@ -7,6 +7,11 @@ list of ``$...$`` strings, AMC's is a float such as ``27.0``, AIME's may be zero
 file, or a ``datasets`` name — into :class:`BenchmarkProblem` records with a plain-text gold
 answer, so the rest of the evaluation never looks at the source format again.
 
+Code benchmarks (HumanEval, MBPP, LeetCode) are :class:`BenchmarkProblem` records too: the
+``problem`` is the user question PRIME builds for the benchmark and the ``answer`` names the tests
+(``{"tests": "humaneval", "id": "HumanEval/0"}``), so sample files stay small and the code grader
+looks the row up again (:func:`code_row`).
+
 The registered files live under ``primekit.paths.data_dir()/benchmarks`` (see the data README).
 ``aime2024`` and ``amc`` are PRIME's own variants: the 2024 rows of the AI-MO AIME validation
 set and all 83 rows of the AI-MO AMC validation set.
@@ -14,18 +19,21 @@ set and all 83 rows of the AI-MO AMC validation set.
 
 from __future__ import annotations
 
-import functools
+import gzip
+import json
 import math
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from primekit.errors import InputError
 from primekit.io import iter_jsonl, read_json_or_jsonl, require_field
 from primekit.paths import data_dir
+from primekit.verifiers.code.formats import _string_list
 
 
 @dataclass(frozen=True)
@@ -159,8 +167,6 @@ PRIME_BENCHMARKS = ("aime2024", "math500", "amc", "minerva_math", "olympiadbench
 
 def benchmark_title(name: str) -> str:
     """Display name for reports (``math500`` -> ``MATH-500``); unknown names pass through."""
-    from primekit.eval.code_benchmarks import CODE_BENCHMARKS
-
     if name == TOY:
         return "Toy arithmetic"
     if name in CODE_BENCHMARKS:
@@ -169,9 +175,114 @@ def benchmark_title(name: str) -> str:
 
 
 def benchmark_names() -> list[str]:
-    from primekit.eval.code_benchmarks import CODE_BENCHMARKS
-
     return [*REGISTRY, *CODE_BENCHMARKS, TOY]
+
+
+# ----------------------------------------------------------------------------------------------
+# code benchmarks: the problem is PRIME's user question, the answer names the tests
+
+@dataclass(frozen=True)
+class CodeBenchmark:
+    title: str
+    relative_path: str
+    id_field: str
+    question: Callable[[dict[str, Any]], str]
+    reference_field: str | None  # reference solution, for check-references
+
+
+def _humaneval_question(row: dict[str, Any]) -> str:
+    match = re.search(rf"def\s+({re.escape(row['entry_point'])}.*?):\s*\n", row["prompt"])
+    if match is None:
+        raise InputError("no 'def <entry_point>' line in the prompt", field="prompt",
+                         path=str(row.get("task_id", "")) or None)
+    return (f"Write Python code to solve the task.\nWrite a Python function `{match.group(1)}` to solve the "
+            f"following problem: Present code in ```python```\n```python\n{row['prompt']}\n```\n")
+
+
+def _mbpp_signature(code: str) -> str:
+    line = next((line for line in code.split("\n") if line.strip().startswith("def ")), None)
+    if line is None:
+        raise InputError("the reference code defines no function", field="code")
+    # PRIME's expression, quirks included: lstrip("def ") strips characters, not a prefix
+    return line.lstrip("def ").replace(" ", "").rstrip(":").strip().replace(",", ", ")
+
+
+def _mbpp_question(row: dict[str, Any]) -> str:
+    description = str(row["prompt"]).split(" https://www.")[0]
+    first_test = _string_list(row, "test_list")[0]
+    return (f"Write Python code to solve the task.\nWrite a Python function `{_mbpp_signature(row['code'])}` to "
+            f"solve the following problem: Present code in ```python and ```\n{description}\n"
+            f"The code should pass the following test cases:>>> {first_test}\n\n Let's coding step by step.\n")
+
+
+CODE_BENCHMARKS: dict[str, CodeBenchmark] = {
+    "humaneval": CodeBenchmark("HumanEval", "code/humaneval/HumanEval.jsonl.gz", "task_id", _humaneval_question,
+                               "canonical_solution"),
+    "mbpp": CodeBenchmark("MBPP", "code/mbpp/new_mbpp.json", "task_id", _mbpp_question, "code"),
+    "leetcode": CodeBenchmark("LeetCode", "code/leetcode/leetcode-test.json", "task_id",
+                              lambda row: str(row["prompt_sft"]), None),
+}
+
+
+def is_code_benchmark(name: str) -> bool:
+    return name in CODE_BENCHMARKS
+
+
+@lru_cache(maxsize=8)
+def code_rows(name: str) -> dict[str, dict[str, Any]]:
+    """The benchmark's rows by id, read once per process (the grader looks tests up here)."""
+    source = CODE_BENCHMARKS[name]
+    path = data_dir() / source.relative_path
+    if not path.is_file():
+        raise InputError(f"benchmark '{name}' is not in the data folder (set PRIMEKIT_DATA)", path=path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        rows = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise InputError(f"malformed JSON ({error.msg})", path=path, line=error.lineno) from None
+    by_id: dict[str, dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict) or source.id_field not in row:
+            raise InputError("missing", path=path, line=index + 1, field=source.id_field)
+        by_id[str(row[source.id_field])] = row
+    return by_id
+
+
+def load_code_benchmark(name: str) -> list[BenchmarkProblem]:
+    """The problems of a registered code benchmark."""
+    source = CODE_BENCHMARKS[name]
+    return [BenchmarkProblem(id=problem_id, problem=source.question(row), benchmark=name,
+                             answer=json.dumps({"tests": name, "id": problem_id}),
+                             metadata={"reference": row.get(source.reference_field) if source.reference_field else None})
+            for problem_id, row in code_rows(name).items()]
+
+
+def code_answer(benchmark: str, problem_id: str, path=None, line: int | None = None) -> str:
+    """The answer of a row of model outputs for a code benchmark (``prime-eval grade``): it names
+    the problem, whose tests come from the benchmark itself; an unknown id is an error naming the
+    file and line."""
+    if problem_id not in code_rows(benchmark):
+        raise InputError(f"no problem '{problem_id}' in {CODE_BENCHMARKS[benchmark].title}", path=path, line=line,
+                         field="problem_id")
+    return json.dumps({"tests": benchmark, "id": problem_id})
+
+
+def code_row(gold: str) -> tuple[str, dict[str, Any]]:
+    """The benchmark's name and row of the problem a code answer (:func:`code_answer`) names."""
+    try:
+        reference = json.loads(gold)
+        name, problem_id = reference["tests"], str(reference["id"])
+        return name, code_rows(name)[problem_id]
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"not a code benchmark answer: {gold[:80]!r}") from None
+
+
+def reference_solution(problem: BenchmarkProblem) -> str | None:
+    """The benchmark's own solution of a problem (None for LeetCode, which ships none)."""
+    return problem.metadata.get("reference")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,7 +382,7 @@ def _load_dataset(name: str, split: str, fields: FieldNames) -> list[BenchmarkPr
 
 
 def _load_toy(limit: int | None) -> list[BenchmarkProblem]:
-    from primekit.toy import test_problems
+    from primekit.toy import test_problems  # the toy package loads torch and transformers
 
     problems = test_problems() if limit is None else test_problems()[:limit]
     return [BenchmarkProblem(id=f"toy-{index}", problem=p.prompt, answer=p.answer, benchmark=TOY,
@@ -291,12 +402,10 @@ def load_benchmark(spec: str, *, fields: FieldNames = FieldNames(), split: str =
     if limit is not None and limit < 1:
         raise InputError(f"limit must be >= 1, got {limit}")
     path = Path(spec).expanduser()
-    from primekit.eval import code_benchmarks
-
     if spec == TOY:
         problems = _load_toy(limit)
-    elif code_benchmarks.is_code_benchmark(spec):
-        problems = code_benchmarks.load_code_benchmark(spec)
+    elif is_code_benchmark(spec):
+        problems = load_code_benchmark(spec)
     elif spec in REGISTRY:
         problems = _load_registered(spec)
     elif path.suffix in {".jsonl", ".json"}:
@@ -314,79 +423,3 @@ def load_benchmark(spec: str, *, fields: FieldNames = FieldNames(), split: str =
                              "choose a unique id field", field=fields.id)
         seen.add(problem.id)
     return problems
-
-
-# ----------------------------------------------------------------------------------------------
-# prompt templates
-
-STEP_BY_STEP = "Please reason step by step, and put your final answer within \\boxed{}."
-EURUS_USER_SUFFIX = "\n\nPresent the answer in LaTex format: \\boxed{Your answer}"
-
-
-@functools.cache
-def eurus_system_prompt() -> str:
-    """Eurus-2-7B-PRIME's system prompt exactly as PRIME's evaluation reads it from
-    ``eval/system_prompt.md``: 414 bytes whose line breaks are literal ``\\n`` escapes (read once,
-    not once per prompt)."""
-    from importlib import resources
-
-    return (resources.files("primekit.eval") / "prompts" / "prime_system_prompt.md").read_text(
-        encoding="utf-8")
-
-
-TEMPLATES = {
-    "auto": "raw for the toy benchmark, qwen25-math-cot for every other one",
-    "raw": "the problem text as it is, no chat template",
-    "qwen25-math-cot": "chat template; system: 'Please reason step by step, and put your final "
-                       "answer within \\boxed{}.', user: the problem (Qwen2.5-Math's evaluation)",
-    "eurus": "chat template; system: PRIME's published eval/system_prompt.md (byte for byte), "
-             "user: the problem + 'Present the answer in LaTex format: \\boxed{Your answer}' "
-             "(--protocol prime adds PRIME's budgets, stops and extraction)",
-}
-
-
-def check_template(template: str) -> str:
-    if template not in TEMPLATES:
-        raise InputError(f"unknown prompt template '{template}' (choose from {', '.join(TEMPLATES)})")
-    return template
-
-
-def resolve_template(template: str, benchmark: str) -> str:
-    """``auto`` means raw text for the toy task (its prompts are already complete) and the
-    Qwen2.5-Math chat prompt for real benchmarks."""
-    check_template(template)
-    if template != "auto":
-        return template
-    return "raw" if benchmark == TOY else "qwen25-math-cot"
-
-
-def chat_messages(problem: str, template: str) -> list[dict[str, str]]:
-    """The conversation a chat template renders for ``template`` (not for ``raw``/``auto``)."""
-    if template == "qwen25-math-cot":
-        return [{"role": "system", "content": STEP_BY_STEP}, {"role": "user", "content": problem}]
-    if template == "eurus":
-        return [{"role": "system", "content": eurus_system_prompt()},
-                {"role": "user", "content": problem.strip() + EURUS_USER_SUFFIX}]
-    raise ValueError(f"template '{template}' is not a chat template")
-
-
-def render_text(problem: str, template: str, tokenizer=None) -> str:
-    """The exact text given to a model for ``problem`` under a resolved (not ``auto``) template,
-    generation prompt included."""
-    if template == "raw":
-        return problem
-    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"prompt template '{template}' needs a tokenizer with a chat template; "
-                         "use --template raw for a base model")
-    return tokenizer.apply_chat_template(chat_messages(problem, template), tokenize=False,
-                                         add_generation_prompt=True)
-
-
-def render_prompt(problem: BenchmarkProblem, template: str, tokenizer=None) -> str:
-    """:func:`render_text` for a benchmark problem, resolving ``auto`` by its benchmark (code
-    benchmarks: PRIME's code prompt, see :mod:`primekit.eval.code_benchmarks`)."""
-    from primekit.eval import code_benchmarks
-
-    if code_benchmarks.is_code_benchmark(problem.benchmark):
-        return code_benchmarks.render_code_prompt(problem, check_template(template), tokenizer)
-    return render_text(problem.problem, resolve_template(template, problem.benchmark), tokenizer)

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from primekit.eval.brackets import MAX_NESTING, group_end, nesting
+from primekit.verifiers.math.brackets import MAX_NESTING, group_end, nesting
 
 __all__ = ["Number", "evaluate", "numbers_equal", "has_huge_power"]
 

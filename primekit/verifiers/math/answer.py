@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from primekit.eval.brackets import group_end, split_top_level
+from primekit.verifiers.math.brackets import group_end, split_top_level
 
 __all__ = [
     "extract_answer",

@@ -4,29 +4,26 @@ Three layers, cheapest first; each pair stops at the first that decides:
 
 1. **string**: equal normal forms (``normalize_answer``), case-insensitively; a gold choice
    letter (A-E) is compared with the choice the prediction names;
-2. **numbers and shapes** (``_numeric``): both sides evaluated exactly (fractions, decimals,
+2. **numbers and shapes** (``numeric``): both sides evaluated exactly (fractions, decimals,
    scientific notation, radicals, pi, percentages read either as a number or as a hundredth),
    also element-wise for tuples, intervals, sets, unions of intervals and matrices;
 3. **symbolic**: math-verify's ``parse`` + ``verify`` (expressions, equations, relations, sets,
-   matrices), in a worker process under a hard time and memory limit (``_sandbox``).
+   matrices), in a worker process under a hard time and memory limit (``worker``).
 
-Layer 3 is math-verify as it is configured; layers 1-2 stay only for what it cannot do, as
-measured in BENCHMARKS.md ("Answer grader", section "Layer audit"):
+Layer 3 is math-verify as it is configured; layers 1-2 stay only for what it cannot do (the
+layer audit in BENCHMARKS.md, "Answer grader", measures each):
 
 * layer 1 decides a choice letter against an option named with its text ("(C) 12" vs "C"),
   which math-verify reads as a product of symbols, and settles equal strings in-process;
 * layer 2 accepts an answer rounded to the digits it shows (0.3333 vs 1/3, 1.4142 vs
   sqrt(2), 6.2832 vs 2 pi, also inside intervals), a percentage as a hundredth (50% vs 0.5),
   a decimal comma in a prediction and the ``4.5e33`` notation, none of which math-verify
-  accepts: without it 16 of the 200 case-table verdicts are wrong (as for math-verify alone).
-  It also keeps 61 of the 70 real responses it decides away from the symbolic worker, which
-  makes grading the 800 best-of-8 responses about 1.7x faster, with the same verdicts;
-* its shapes step alone (tuples, intervals, sets, matrices element-wise) decides one case-table
-  pair math-verify gets wrong ((0.6,2.6667] vs (3/5,8/3]).
+  accepts; it also keeps most pairs it decides away from the symbolic worker, which is slower;
+* its shapes step alone (tuples, intervals, sets, matrices element-wise) decides pairs such as
+  (0.6,2.6667] vs (3/5,8/3], which math-verify gets wrong.
 
-A "number never equals a word" shortcut was removed: with math-verify deciding those pairs no
-verdict changed and no real response was graded faster. The nesting limit is
-``brackets.MAX_NESTING`` for every layer, and ``brackets`` is the one bracket scanner.
+The nesting limit is ``brackets.MAX_NESTING`` for every layer, and ``brackets`` is the one
+bracket scanner.
 
 Steps 1-2 run in-process in microseconds. Model output is never executed: steps 1-2 are
 regular expressions and a small arithmetic parser, and step 3 hands LaTeX to latex2sympy's
@@ -43,9 +40,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from primekit.eval import _sandbox
-from primekit.eval._numeric import Number, evaluate, has_huge_power, numbers_equal
-from primekit.eval.answer import (
+from primekit.verifiers.math import worker
+from primekit.verifiers.math.numeric import Number, evaluate, has_huge_power, numbers_equal
+from primekit.verifiers.math.answer import (
     MAX_ANSWER_CHARS,
     assigned_name,
     clean_answer,
@@ -53,7 +50,7 @@ from primekit.eval.answer import (
     final_answer_part,
     normalize_answer,
 )
-from primekit.eval.brackets import MAX_NESTING, encloses, nesting, split_top_level
+from primekit.verifiers.math.brackets import MAX_NESTING, encloses, nesting, split_top_level
 
 __all__ = ["DEFAULT_TIMEOUT", "GRADER_VERSION", "is_equivalent", "grade", "grade_many", "grade_answers"]
 
@@ -298,7 +295,7 @@ def _symbolic_verdict(pred: str, gold: str, deadline: float) -> bool:
     for text in (p, g):
         if not text or len(text) > MAX_SYMBOLIC_CHARS or nesting(text) > MAX_NESTING or has_huge_power(text):
             return False
-    return _sandbox.compare(p, g, deadline)
+    return worker.compare(p, g, deadline)
 
 
 def _judge(pred: str, gold: str, timeout: float) -> bool:
@@ -415,7 +412,7 @@ def _judge_pairs(pairs: list[tuple[str, str] | None], processes: int | None, tim
             verdict = False
         if verdict is None:
             if not pending:
-                _sandbox.prestart(workers)  # they load while the remaining pairs are checked
+                worker.prestart(workers)  # they load while the remaining pairs are checked
             pending.setdefault(answers, []).append(len(results))
         results.append(bool(verdict))
     if pending:

@@ -20,6 +20,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig
 
+from primekit.errors import InputError
+from primekit.models import load_causal_lm, load_tokenizer, resolve_model_name
+
 
 @dataclass(frozen=True)
 class SamplingSpec:
@@ -163,10 +166,8 @@ class VLLMGenerator:
     def __init__(self, model_name: str, dtype: str = "auto", gpu_memory_utilization: float = 0.9,
                  tensor_parallel_size: int = 1, seed: int = 0):
         try:
-            from vllm import LLM
+            from vllm import LLM  # optional: installed only for the vLLM back end
         except ImportError as err:
-            from primekit.errors import InputError
-
             raise InputError("the vLLM back end needs `pip install primekit[vllm]`") from err
         self.llm = LLM(model=model_name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        tensor_parallel_size=tensor_parallel_size, seed=seed)
@@ -200,13 +201,9 @@ class VLLMGenerator:
 def make_generator(model_name: str | None, backend: str = "transformers", dtype: str = "auto",
                    device: str | None = None, batch_size: int = 32, show_progress: bool = True):
     """A generator for ``model_name`` (hub name, local path, or ``None``/``"toy"``)."""
-    from primekit.models import load_causal_lm, load_tokenizer, resolve_model_name
-
     if backend == "vllm":
         return VLLMGenerator(resolve_model_name(model_name), dtype=dtype)
     if backend != "transformers":
-        from primekit.errors import InputError
-
         raise InputError(f"unknown generation backend '{backend}' (choose transformers or vllm)")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_causal_lm(model_name, dtype=dtype, device=device)

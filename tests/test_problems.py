@@ -9,15 +9,8 @@ import pytest
 
 from primekit import toy
 from primekit.errors import InputError
-from primekit.eval.benchmarks import (
-    eurus_system_prompt,
-    FieldNames,
-    answer_text,
-    gsm8k_answer,
-    latex_list_answer,
-    load_benchmark,
-    render_prompt,
-)
+from primekit.problems import FieldNames, answer_text, gsm8k_answer, latex_list_answer, load_benchmark
+from primekit.prompts import eurus_system_prompt, render_prompt
 
 # Qwen's chat format, as a Jinja chat template for the toy tokenizer
 QWEN_LIKE_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -178,7 +171,7 @@ def test_college_math_and_gaokao2023en():
     gaokao = load_benchmark("gaokao2023en")
     assert len(gaokao) == 385 and gaokao[0].answer == "\\{x|-2\\leq x < 1\\}"
     assert sum(p.answer == "" for p in gaokao) == 2  # empty upstream: kept, never graded right
-    from primekit.eval.benchmarks import breakdown
+    from primekit.problems import breakdown
 
     assert breakdown(college[0]) == {"subject": "college_math.algebra"}
     math500 = load_benchmark("math500", limit=1)[0]

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist  # the standard library's, not this module
 
 import numpy as np
+
+from primekit.verifiers.math import is_equivalent
 
 Equivalent = Callable[[str, str], bool]
 
@@ -68,7 +71,7 @@ def cluster_answers(answers: Sequence[str | None], equivalent: Equivalent | None
     answers before it, the ids of the first ``k`` answers are the clustering of those ``k``
     answers, so one clustering serves maj@k for every k.
     """
-    equivalent = equivalent or _grader_equivalence()
+    equivalent = equivalent or is_equivalent
     representatives: list[str] = []
     ids: list[int | None] = []
     for answer in answers:
@@ -136,8 +139,6 @@ def wilson_interval(successes: int, total: int, *, confidence: float = 0.95) -> 
         raise ValueError(f"need 0 <= successes <= total and total >= 1, got {successes}/{total}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    from statistics import NormalDist
-
     z = NormalDist().inv_cdf(0.5 + confidence / 2)
     p = successes / total
     denominator = 1 + z * z / total
@@ -222,9 +223,3 @@ def summarize(correct: Sequence[Sequence[bool]], answers: Sequence[Sequence[str 
                               *interval(scores, confidence=confidence, n_resamples=n_resamples,
                                         seed=seed))
             for name, scores in per_problem.items()}
-
-
-def _grader_equivalence() -> Equivalent:
-    from primekit.eval.grader import is_equivalent
-
-    return is_equivalent

@@ -35,7 +35,7 @@ __all__ = ["compare", "prestart"]
 GRACE_SECONDS = 0.5  # how long past the deadline the caller waits before killing the worker
 IDLE_EXIT_SECONDS = 120.0  # a worker nobody has used for this long exits by itself
 MEMORY_HEADROOM_BYTES = 2 << 30  # address space a worker may add beyond what it uses at start
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
 
 
 class _TimeLimitExceeded(BaseException):
@@ -50,7 +50,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "primekit.eval._sandbox"],
+            [sys.executable, "-c", "from primekit.verifiers.math.worker import _serve; _serve()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -239,7 +239,7 @@ def _serve() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints from libraries go nowhere
     logging.disable(logging.CRITICAL)
     signal.signal(signal.SIGALRM, _on_alarm)
-    from primekit.eval._symbolic import symbolic_equal
+    from primekit.verifiers.math.symbolic import symbolic_equal
 
     if sys.platform.startswith("linux"):
         _limit_memory()
@@ -254,6 +254,3 @@ def _serve() -> None:
         replies.write(json.dumps({"id": request["id"], "equal": equal}) + "\n")
         replies.flush()
 
-
-if __name__ == "__main__":
-    _serve()

@@ -1,6 +1,6 @@
 r"""Symbolic equivalence through math-verify, guarded against expressions that blow up.
 
-This module is imported only inside the sandbox worker process (``_sandbox``), which also
+This module is imported only inside the grader's worker process (``worker``), which also
 applies the time and memory limits. math-verify parses LaTeX with latex2sympy2_extended into
 *unevaluated* sympy trees (nothing is executed: no ``eval``/``sympify`` of the text), but its
 ``verify`` then calls ``doit()``, ``evalf()`` and ``simplify()``, and sympy evaluates integer
@@ -8,7 +8,7 @@ powers and factorials eagerly in C, where no signal can interrupt it. ``is_safe`
 bounds, before ``verify`` runs, the size of every number the tree could produce:
 ``9^{9^{9^{9}}}``, ``((10!)!)!``, ``e^{e^{e^{e^{e}}}}`` or ``\prod_{k=1}^{10^9} k`` are refused
 (never equal). Constructs that evaluate while being parsed are screened earlier, on the text
-(``_numeric.has_huge_power``).
+(``numeric.has_huge_power``).
 """
 
 from __future__ import annotations

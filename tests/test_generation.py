@@ -11,7 +11,7 @@ import torch
 
 from primekit import toy
 from primekit.errors import InputError
-from primekit.eval.generate import (
+from primekit.generation import (
     Completion,
     SamplingSpec,
     TransformersGenerator,
@@ -146,7 +146,7 @@ def test_unknown_backend():
 
 
 def test_importing_evaluation_never_imports_vllm():
-    code = ("import sys, primekit.eval.generate, primekit.eval.commands, primekit.eval.runner; "
+    code = ("import sys, primekit.generation, primekit.eval.commands, primekit.eval.runner; "
             "assert 'vllm' not in sys.modules, 'vllm imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -178,7 +178,7 @@ def test_stop_strings_keep_an_eos_finish_when_the_pad_is_the_eos(model):
 
 
 def test_room_is_the_budget_or_what_the_context_leaves():
-    from primekit.eval.generate import room
+    from primekit.generation import room
 
     assert room(SamplingSpec(max_new_tokens=100), 5000) == (100, "max_new_tokens")
     assert room(SamplingSpec(max_new_tokens=100, max_model_len=4096), 3000) == (100, "max_new_tokens")

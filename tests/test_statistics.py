@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from primekit.eval.metrics import (
+from primekit.statistics import (
     accuracy,
     avg_at_k_scores,
     bootstrap_ci,
@@ -153,7 +153,7 @@ def test_evaluate_module_loads_offline_and_matches(tmp_path, monkeypatch):
 
 
 def test_wilson_interval_hand_values():
-    from primekit.eval.metrics import interval, wilson_interval
+    from primekit.statistics import interval, wilson_interval
 
     # 8/10 at 95% (z = 1.959964): centre (0.8 + z^2/20) / (1 + z^2/10) = 0.7167,
     # half-width z * sqrt(0.016 + z^2/400) / (1 + z^2/10) = 0.2266 -> [0.4902, 0.9433]
@@ -165,7 +165,7 @@ def test_wilson_interval_hand_values():
 
 
 def test_paired_bootstrap_difference():
-    from primekit.eval.metrics import paired_bootstrap
+    from primekit.statistics import paired_bootstrap
 
     a, b = [0.0] * 50 + [1.0] * 50, [1.0] * 100  # b fixes 50 of 100 problems
     result = paired_bootstrap(a, b, n_resamples=2000)
