@@ -104,7 +104,7 @@ def test_vllm_counts_the_prompt_tokens_the_trainer_caps(qwen_shaped_path):
     from primekit.eval.benchmarks import eurus_system_prompt
     from primekit.models import load_tokenizer
     from primekit.rl.data import PromptFormat, prompt_length
-    from primekit.rl.plan import longest_prompt_tokens
+    from primekit.rl.plan.memory import longest_prompt_tokens
 
     tokenizer = load_tokenizer(qwen_shaped_path)
     prompt = PromptFormat(chat=True, system_prompt=eurus_system_prompt()).render("What is 3+4?")
