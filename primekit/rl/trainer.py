@@ -169,7 +169,7 @@ class PrimeTrainer(PrmCheckpointMixin, ImplicitPrmMixin, GRPOTrainer):
 
     def get_train_dataloader(self):
         """TRL's loader, with batches ``oversample_factor`` times the trained size: the extra prompts
-        are what the filter chooses from. (``generation_batch_size`` was scaled in PrimeConfig.)"""
+        are what the filter chooses from. (PrimeConfig scales ``generation_batch_size`` the same way.)"""
         trained = self._train_batch_size
         self._train_batch_size = round(trained * self.args.oversample_factor)
         try:

@@ -136,8 +136,8 @@ def outside_layers_activation_bytes(shape: ModelShape, rows: int, sequence: int,
 
 def backward_working_bytes(shape: ModelShape, tokens: int, precision: Precision) -> float:
     """Gradient buffers in flight inside one layer's backward: two MLP-wide ones in the compute
-    dtype and two fp32 hidden-wide ones per token. Calibrated on CPU (fp32, h = 512, i = 2816):
-    20-32 kB per token measured beyond the saved activations, 26.6 kB by this formula."""
+    dtype and two fp32 hidden-wide ones per token; calibrated against the peaks that
+    ``benchmarks/memory_plan.py`` measures on CPU."""
     return tokens * (2 * precision.compute * shape.intermediate_size + 2 * 4 * shape.hidden_size)
 
 

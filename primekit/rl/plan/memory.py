@@ -308,9 +308,8 @@ def _backward_items(model: PlannedModel, precision: Precision, workload: Workloa
 
     Backward frees each layer's saved tensors as it fills that layer's gradients, so with one
     micro-batch per optimizer step the peak is max(activations + head, gradients + what the last
-    layer still holds), not their sum (measured on CPU: a 40M Qwen2 whose activations exceed its
-    gradients peaks at activations + 5%). With gradient accumulation the previous micro-batches'
-    gradients are all there: the sum.
+    layer still holds), not their sum (as ``benchmarks/memory_plan.py`` measures on CPU). With
+    gradient accumulation the previous micro-batches' gradients are all there: the sum.
     """
     shape, rows, seq = model.shape, model.rows, workload.sequence
     tokens = rows * seq
