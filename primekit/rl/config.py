@@ -20,6 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import torch
+from torch.distributed.fsdp import MixedPrecisionPolicy
+from transformers.trainer_utils import SaveStrategy
 from trl import GRPOConfig
 
 from primekit.rl.verifier import CODE_REWARDS
@@ -248,8 +251,6 @@ class PrimeConfig(GRPOConfig):
 
     def _apply_schedule(self) -> None:
         """Gradient sync per micro-batch (through the HF Trainer's accelerate plugin) and checkpoints in RL steps."""
-        from transformers.trainer_utils import SaveStrategy
-
         kwargs = dict(self.accelerator_config.gradient_accumulation_kwargs or {})
         kwargs["sync_each_batch"] = self.sync_gradients_each_micro_batch
         self.accelerator_config.gradient_accumulation_kwargs = kwargs
@@ -337,9 +338,6 @@ def fsdp_mixed_precision(mixed_precision: str, reduce_dtype: str) -> object | No
     ``mixed_precision: bf16`` (``FullyShardedDataParallelPlugin.set_mixed_precision``); the official run
     reduces in fp32 (fsdp_workers.py:157-167), which is what 'float32' gives.
     """
-    import torch
-    from torch.distributed.fsdp import MixedPrecisionPolicy
-
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     if compute is None:
         return None

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from primekit.config import help_text, load_yaml
+from primekit.rl.config import fsdp_mixed_precision
 
 __all__ = ["ConfigFormat", "effective_config", "render_effective_config", "meta_model"]
 
@@ -61,7 +62,7 @@ def _plain(value: Any) -> Any:
 
 def meta_model(name_or_path: str) -> Any:
     """The causal LM of ``name_or_path``'s config.json on the meta device: names and shapes, no weights."""
-    import torch
+    import torch  # heavy: only `prime-rl config` builds a model, on the meta device
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(name_or_path)
@@ -71,8 +72,6 @@ def meta_model(name_or_path: str) -> Any:
 
 def _fsdp_settings(accelerate_config: str | None, config: Any) -> dict[str, Any]:
     """The FSDP2 plugin as accelerate builds it from the launcher's config, with PrimeTrainer's policy."""
-    from primekit.rl.config import fsdp_mixed_precision
-
     data = load_yaml(accelerate_config, what="accelerate config file") if accelerate_config else {}
     fsdp = data.get("fsdp_config") or {}
     if str(data.get("distributed_type", "NO")).upper() != "FSDP":
@@ -101,7 +100,7 @@ def _fsdp_settings(accelerate_config: str | None, config: Any) -> dict[str, Any]
 
 def _optimizer_groups(model: Any, config: Any, *, prm: bool) -> dict[str, Any]:
     """Parameter counts of the optimizer's groups, as PrimeTrainer builds them."""
-    from primekit.rl.trainer import decay_parameter_names
+    from primekit.rl.trainer import decay_parameter_names  # TRL's GRPOTrainer: heavy, needed only here
 
     trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if prm:  # PrimeTrainer's PRM optimizer: one AdamW group over every parameter

@@ -70,6 +70,7 @@ from primekit.rl.filtering import GroupSelection, filter_groups
 from primekit.rl.prm_update import ImplicitPrmMixin, check_master_precision
 from primekit.rl.progress import append_step_metrics, install_progress_line, process_reward_stats, prm_accuracy
 from primekit.rl.verifier import OutcomeVerifier
+from primekit.rl.vllm_sync import reload_colocated_weights
 
 __all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision", "decay_parameter_names"]
 
@@ -103,8 +104,6 @@ class PrimeTrainer(PrmCheckpointMixin, ImplicitPrmMixin, GRPOTrainer):
         super().__init__(model=model, reward_funcs=reward_funcs or OutcomeVerifier(code_reward=args.code_reward),
                          args=args, **kwargs)
         if self.use_vllm:  # vLLM's supported weight reload where TRL's own sync would fail
-            from primekit.rl.vllm_sync import reload_colocated_weights
-
             reload_colocated_weights(self.vllm_generation)
         if len(self.reward_funcs) != 1:
             raise ValueError("PRIME's outcome reward is a single 0/1 verifier; pass one reward function")
