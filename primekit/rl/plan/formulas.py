@@ -92,7 +92,6 @@ class Precision:
     label: str
 
 
-
 def decoder_layer_activation_bytes(shape: ModelShape, tokens: int, precision: Precision) -> float:
     """What autograd saves for backward in one Qwen2 / Llama decoder layer, over ``tokens`` tokens.
 
@@ -197,7 +196,6 @@ def vllm_minimum_bytes(shape: ModelShape, sequence: int, tensor_parallel: int = 
 def adamw_state_bytes(parameters: float, state_bytes: int) -> float:
     """AdamW's two moments (exp_avg, exp_avg_sq), in the parameters' dtype as torch keeps them."""
     return 2 * parameters * state_bytes
-
 
 
 def gathered_layers_bytes(shape: ModelShape, precision: Precision, backward: bool = True) -> float:

@@ -88,7 +88,6 @@ def precision_for(config: Any, backend: Backend, shape: ModelShape) -> Precision
                      autocast_copies=compute < load, label=label)
 
 
-
 @dataclass(frozen=True)
 class PlannedModel:
     """One model of the run and how the trainer uses it."""
@@ -358,7 +357,6 @@ def _frozen_items(model: PlannedModel, backend: Backend, precision: Precision) -
     return items
 
 
-
 def _scoring_items(models: Sequence[PlannedModel], backend: Backend, precision: Precision,
                    workload: Workload) -> list[MemoryItem]:
     """The largest of the forwards without autograd (KL / PRM reference, PRM scoring, old
@@ -443,7 +441,6 @@ def build_plan(models: Sequence[PlannedModel], backend: Backend, precision: Prec
     return MemoryPlan(tuple(items), tuple(models), backend, precision, workload, capacity, tuple(notes))
 
 
-
 def longest_prompt_tokens(prompts: Iterable[Any], tokenizer: Any, limit: int = 1000) -> int:
     """Tokens of the longest of the first ``limit`` prompts, as TRL tokenizes them (only those
     are read: a dataset column is not decoded past them)."""
@@ -479,7 +476,6 @@ def plan_run(config: Any, policy: str, backend: Backend, capacity: float, prompt
     return build_plan(models, backend, precision, workload_for(config, prompt_tokens, on_gpu, vllm_asleep), capacity)
 
 
-
 def environment_capacity(on_gpu: bool, processes_per_node: int) -> float:
     """Memory one process may use: its GPU's, or an equal share of the machine's RAM on CPU."""
     if on_gpu:
@@ -487,7 +483,6 @@ def environment_capacity(on_gpu: bool, processes_per_node: int) -> float:
 
         return float(torch.cuda.get_device_properties(int(os.environ.get("LOCAL_RANK", "0"))).total_memory)
     return psutil.virtual_memory().total / max(processes_per_node, 1)
-
 
 
 def check_before_training(config: Any, model_path: str, prompts: Iterable[Any], tokenizer: Any, *,
