@@ -17,9 +17,10 @@ from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 from transformers import TrainerCallback
 
 from primekit.models import load_tokenizer
+from primekit.rl.checkpoint import PRM_DIR, PRM_OPTIMIZER_DIR
 from primekit.rl.commands import latest_checkpoint, parse_train_args, resume_target
 from primekit.rl.data import load_prompt_dataset
-from primekit.rl.trainer import PRM_DIR, PRM_OPTIMIZER_DIR, PrimeTrainer
+from primekit.rl.trainer import PrimeTrainer
 from rl_support import write_cli_recipe
 
 

@@ -33,6 +33,7 @@ from primekit.config import help_text, parse_config
 from primekit.errors import InputError
 from primekit.io import atomic_write_json
 from primekit.paths import recipes_dir
+from primekit.rl.checkpoint import PRM_DIR
 from primekit.rl.config import PrimeConfig
 from primekit.rl.data import PromptFormat, load_prompt_dataset, toy_dataset
 from primekit.rl.diagnose import DiagnoseArguments
@@ -163,7 +164,7 @@ def train(argv: Sequence[str]) -> int:
     # torch, transformers and TRL's trainer: imported once the options parsed, so a bad one fails fast
     from primekit.models import load_tokenizer, resolve_model_name
     from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
-    from primekit.rl.trainer import PRM_DIR, PrimeTrainer
+    from primekit.rl.trainer import PrimeTrainer
 
     dataset = run.load_prompts(run.dataset, split=run.dataset_split, limit=run.max_train_prompts)
     model_path = resolve_model_name(run.model)

@@ -63,7 +63,7 @@ from trl import GRPOTrainer
 from primekit.errors import InputError
 from primekit.rl.advantages import implicit_token_rewards, normalize_token_rewards, prime_advantages
 from primekit.rl.batch import PROMPT_KEYS, concat_rows, rank_of_rows, row_assignment, trim_columns, truncated_rows
-from primekit.rl.checkpoint import PRM_DIR, PRM_OPTIMIZER_DIR, PrmCheckpointMixin
+from primekit.rl.checkpoint import PrmCheckpointMixin
 from primekit.rl.config import PrimeConfig, fsdp_mixed_precision
 from primekit.rl.data import OfficialEpoch, prompt_length
 from primekit.rl.filtering import GroupSelection, filter_groups
@@ -72,7 +72,7 @@ from primekit.rl.progress import append_step_metrics, install_progress_line, pro
 from primekit.rl.verifier import OutcomeVerifier
 from primekit.rl.vllm_sync import reload_colocated_weights
 
-__all__ = ["PrimeTrainer", "PRM_DIR", "PRM_OPTIMIZER_DIR", "check_master_precision", "decay_parameter_names"]
+__all__ = ["PrimeTrainer", "decay_parameter_names"]
 
 logger = logging.get_logger(__name__)
 
