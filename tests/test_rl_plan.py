@@ -190,8 +190,8 @@ def test_models_match_what_the_trainer_loads(tmp_path, overrides):
     policy = save_tiny_policy(tmp_path / "policy")
     trainer = build_trainer(policy, ["1000", "0110"], tmp_path / "run", **overrides)
     trainer.train()  # one step: the Trainer creates the policy's optimizer and checkpointing here
-    shapes = {policy: shapes.read_model_shape(policy)}
-    planned = {m.role: m for m in memory.model_roles(trainer.args, policy, shapes, gpus=1)}
+    shape = {policy: shapes.read_model_shape(policy)}
+    planned = {m.role: m for m in memory.model_roles(trainer.args, policy, shape, gpus=1)}
     loaded = {"policy": trainer.model, "KL reference": trainer.ref_model, "PRM": trainer.prm,
               "PRM reference": None if trainer._prm_ref_is_kl_ref else trainer.prm_ref}
     assert set(planned) == {role for role, model in loaded.items() if model is not None}
