@@ -198,8 +198,8 @@ class PrimeConfig(GRPOConfig):
     code_reward: str = field(
         default="prime",
         metadata={"help": "Outcome score of a code row (with the default verifier). 'prime' (official): 1 "
-                          "when every test passes, else the fraction of the first 10 tests that pass; 'pass_all': 1 only when every test passes "
-                          "(stops at the first failing test, so it is cheaper)."})
+                          "when every test passes, else the fraction of the first 10 tests that pass; 'pass_all': 1 "
+                          "only when every test passes (stops at the first failing test, so it is cheaper)."})
 
     # --- filtering and oversampling ------------------------------------------------------------
     oversample_factor: float = field(

@@ -84,7 +84,8 @@ def progress_line(logs: Mapping[str, Any], step: int, max_steps: int, seconds_pe
     and step time; the closing summary (``train_runtime``); an evaluation; None for anything else."""
     if "train_runtime" in logs:
         loss = _value(logs, "train_loss")
-        return f"trained {step} steps in {logs['train_runtime']:.0f} s" + ("" if loss is None else f" | loss {loss:.4g}")
+        summary = f"trained {step} steps in {logs['train_runtime']:.0f} s"
+        return summary if loss is None else f"{summary} | loss {loss:.4g}"
     evaluation = any(key.startswith("eval_") for key in logs)
     prefix = "eval_" if evaluation else ""
     parts = [f"{label} {value:{form}}" for label, key, form in LINE_FIELDS

@@ -222,8 +222,8 @@ def format_gib(value: float) -> str:
 
 
 def model_roles(config: Any, policy: str, shapes: Mapping[str, ModelShape], gpus: int) -> list[PlannedModel]:
-    """The models ``PrimeTrainer`` holds, as it decides them (:meth:`primekit.rl.prm_update.ImplicitPrmMixin._load_prm`):
-    TRL's KL reference exists when ``beta != 0``; the PRM reference *is* that model when it names the
+    """The models ``PrimeTrainer`` holds, as it decides them
+    (:meth:`primekit.rl.prm_update.ImplicitPrmMixin._load_prm`): TRL's KL reference exists when ``beta != 0``; the PRM reference *is* that model when it names the
     policy's weights and sampling runs at temperature 1, else it is loaded on its own."""
     policy_rows = config.per_device_train_batch_size
     prm_rows = config.prm_micro_batch_size or policy_rows
