@@ -275,3 +275,5 @@ def test_cli_trains_and_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "held-out accuracy, end (step 2)" in out
     assert "step 2/2 | acc" in out and "'loss'" not in out
+    logged = json.loads((run / "trainer_state.json").read_text())["log_history"]
+    assert {"loss", "reward", "prm/accuracy", "prm/pairwise_accuracy"} <= set(logged[0])

@@ -184,6 +184,7 @@ def train(argv: Sequence[str]) -> int:
                            callbacks=callbacks)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(config.output_dir)
+    trainer.save_state()  # <output_dir>/trainer_state.json: every logged metric (the console shows a digest)
     elapsed = time.perf_counter() - started
     if not trainer.accelerator.is_main_process:
         return 0
