@@ -2,8 +2,8 @@
 logged step.
 
 Every metric goes, as TRL logs it, to ``report_to`` and to the trainer state's ``log_history``
-(``trainer_state.json`` in each checkpoint); the console gets only what a person watches while a
-run trains: ``step 12/60 | acc 0.43 | prm acc 0.55 | prm pairwise 0.61 | loss 0.012 | len 34 | 1.6 s/step``.
+(``trainer_state.json`` in each checkpoint, and in the output folder after ``prime-rl train``); the
+console gets only what a person watches while a run trains: ``step 12/60 | acc 0.43 | prm acc 0.55 | prm pairwise 0.61 | loss 0.012 | len 34 | 1.6 s/step``.
 """
 
 from __future__ import annotations
