@@ -25,11 +25,11 @@ from primekit.errors import InputError
 from primekit.prm.losses import ce_loss, sequence_rewards
 from primekit.rl.batch import trim_columns
 
-__all__ = ["FSDP2_CONFIG", "ImplicitPrmMixin", "check_master_precision"]
+__all__ = ["ImplicitPrmMixin", "check_master_precision"]
 
 _DDP_TYPES = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
 #: The accelerate config a refusal points to when a setting needs FSDP2.
-FSDP2_CONFIG = "recipes/accelerate/fsdp2_8gpu.yaml"
+_FSDP2_CONFIG = "recipes/accelerate/fsdp2_8gpu.yaml"
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
 #: The batch fields a log-prob forward reads.
 _FORWARD_KEYS = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
@@ -55,7 +55,7 @@ def check_master_precision(model: torch.nn.Module, what: str, distributed_type: 
         raise InputError(f"the {what}'s trained parameters are {dtype} and AdamW would step them directly, so an "
                          "update of lr ~5e-7 rounds to nothing; load them in float32 (model_init_kwargs: "
                          "{\"dtype\": \"float32\"}) and set bf16: true for bf16 compute, or train under FSDP2 "
-                         f"with mixed precision ({FSDP2_CONFIG})")
+                         f"with mixed precision ({_FSDP2_CONFIG})")
 
 
 class ImplicitPrmMixin:
@@ -78,12 +78,12 @@ class ImplicitPrmMixin:
         kind = self.accelerator.distributed_type
         if trains_prm and kind == DistributedType.DEEPSPEED:
             raise InputError("a trained PRM needs its own engine, which DeepSpeed does not give it; shard it with "
-                             f"FSDP2 instead: accelerate launch --config_file {FSDP2_CONFIG} (or prm_update: none)")
+                             f"FSDP2 instead: accelerate launch --config_file {_FSDP2_CONFIG} (or prm_update: none)")
         if trains_prm and kind == DistributedType.FSDP and not self.accelerator.is_fsdp2:
-            raise InputError(f"a trained PRM is sharded with FSDP2 only; set fsdp_version: 2 ({FSDP2_CONFIG})")
+            raise InputError(f"a trained PRM is sharded with FSDP2 only; set fsdp_version: 2 ({_FSDP2_CONFIG})")
         if trains_prm and kind not in (*_DDP_TYPES, DistributedType.FSDP):
             raise InputError(f"training the PRM under {kind.value} is not supported; use DDP or FSDP2 "
-                             f"({FSDP2_CONFIG}), or prm_update: none")
+                             f"({_FSDP2_CONFIG}), or prm_update: none")
         if trains_prm and args.fp16:
             raise InputError("fp16 needs a loss scaler that the PRM update does not have; use bf16")
         policy_id = get_config_model_id(self.accelerator.unwrap_model(self.model).config)
