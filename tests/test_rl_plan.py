@@ -281,10 +281,10 @@ def test_backend_is_a_deprecated_alias_of_parallelism(qwen_7b, tmp_path, capsys)
     old = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8")
     assert "'--backend' (command-line option) is deprecated" in capsys.readouterr().err
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(RECIPE_7B.read_text(encoding="utf-8") + "\nbackend: fsdp2\ngpus: 8\n", encoding="utf-8")
+    recipe.write_text(RECIPE_7B.read_text(encoding="utf-8") + "\nbackend: fsdp2\n", encoding="utf-8")
     from primekit.rl.commands import plan_from_args
 
-    in_yaml = plan_from_args(["--config", str(recipe), *_local_7b(qwen_7b)])[0]
+    in_yaml = plan_from_args(["--config", str(recipe), *_local_7b(qwen_7b), "--gpus", "8"])[0]
     assert "'backend' (key in" in capsys.readouterr().err
     assert current.backend.name == old.backend.name == in_yaml.backend.name == "fsdp2"
     assert current.peak == old.peak == in_yaml.peak
