@@ -1,4 +1,5 @@
-# The two commands of the set-up contract: `make demo` and `make test`.
+# The two commands of the set-up contract: `make demo` and `make test`; `make test-fast` is the
+# inner loop (the tests not marked slow).
 # Everything they need is installed here, from scratch, into .venv.
 
 PYTHON ?= python3
@@ -21,7 +22,7 @@ GRADER_VENV ?= .venv-grader
 GRADER_PY := $(GRADER_VENV)/bin/python
 GRADER_STAMP := $(GRADER_VENV)/.installed
 
-.PHONY: install vllm-env grader-env demo test chromium sandbox benchmarks clean
+.PHONY: install vllm-env grader-env demo test test-fast chromium sandbox benchmarks clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +76,12 @@ demo: install
 
 test: install vllm-env grader-env chromium sandbox
 	PRIMEKIT_VLLM_PYTHON=$(VLLM_PY) PRIMEKIT_GRADER_PYTHON=$(GRADER_PY) $(PY) -m pytest -q -p no:cacheprovider
+
+# The tests not marked slow (about two minutes). They need no vLLM environment (its tests are all
+# slow); the published graders' tests and the Chromium rendering test skip with their reason where
+# `make grader-env` or `make chromium` has not run.
+test-fast: install sandbox
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 benchmarks: install
 	@echo "each script in benchmarks/ prints its reproducing command; see BENCHMARKS.md"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from primekit.arguments import PRMReadingArguments
 from primekit.bon import report
 from primekit.bon.commands import RerankArguments, run_rerank
 from primekit.bon.data import load_problems
@@ -58,8 +59,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         for regrade in (False, True):
             out = Path(scratch) / ("regraded" if regrade else "shipped")
-            result = run_rerank(RerankArguments(input=str(source), out=str(out), regrade=regrade,
-                                                aggregate="last"), show_progress=False)
+            result = run_rerank(RerankArguments(input=str(source), out=str(out), regrade=regrade),
+                                PRMReadingArguments(aggregate="last"), show_progress=False)
             results[regrade] = result
             label = ("regraded by primekit's grader (extract_answer + grade)" if regrade
                      else "shipped labels and answers (Qwen's grader)")

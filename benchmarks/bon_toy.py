@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from primekit.bon import report
-from primekit.bon.commands import (RerankArguments, SampleArguments, run_rerank, sample_candidates,
-                                   toy_prm_path)
+from primekit.arguments import LoadArguments, PRMReadingArguments, SamplingArguments
+from primekit.bon.commands import RerankArguments, SampleArguments, run_rerank, sample_candidates
 from primekit.bon.rerank import paired_difference
 from primekit.io import atomic_write_text
 from primekit.paths import cache_dir
 from primekit.prm.reading import aggregate, read_prm_record
+from primekit.prm.toy_prm import ensure_toy_prm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = "flock /tmp/primekit-cpu.lock .venv/bin/python benchmarks/bon_toy.py"
@@ -80,15 +81,16 @@ def main() -> int:
     from primekit import toy
 
     work = cache_dir() / "bon-toy-benchmark" / toy.policy_path().name  # one folder per toy policy
-    prm = toy_prm_path()
+    prm = ensure_toy_prm()
     started = time.perf_counter()
-    candidates = sample_candidates(SampleArguments(
-        out=str(work / "candidates.jsonl"), benchmark="toy", n=N, limit=NUM_PROBLEMS,
-        max_new_tokens=64, batch_size=256, dtype="float32"), show_progress=False)
+    candidates = sample_candidates(
+        SampleArguments(out=str(work / "candidates.jsonl"), benchmark="toy", limit=NUM_PROBLEMS),
+        sampling=SamplingArguments(n=N, max_new_tokens=64), load=LoadArguments(dtype="float32", batch_size=256),
+        show_progress=False)
     sampled = time.perf_counter()
-    result = run_rerank(RerankArguments(input=str(candidates), out=str(work / "out"), prm=str(prm),
-                                        aggregate=",".join(AGGREGATES), dtype="float32", batch_size=64),
-                        show_progress=False)
+    result = run_rerank(RerankArguments(input=str(candidates), out=str(work / "out")),
+                        PRMReadingArguments(prm=str(prm), aggregate=",".join(AGGREGATES)),
+                        LoadArguments(dtype="float32", batch_size=64), show_progress=False)
     scored = time.perf_counter()
     shutil.copy(work / "out" / "curve.png", RESULTS / "bon_toy.png")
     curves, summary = result.curves, result.summary

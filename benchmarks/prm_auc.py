@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
-from trl import ModelConfig
 
 from primekit.io import atomic_write_text
 from primekit.config import parse_config
 from primekit.io import read_jsonl
-from primekit.prm.commands import train_prm
+from primekit.prm.config import ImplicitPRMConfig, PRMModelConfig
 from primekit.prm.data import join_right_padded
 from primekit.prm.implicit import ImplicitPRM, response_logprobs
-from primekit.prm.trainer import ImplicitPRMConfig
+from primekit.prm.toy_prm import ToyPRMDataSpec, toy_prm_data
+from primekit.prm.training import train_prm
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = ".venv/bin/python benchmarks/prm_auc.py"
@@ -74,11 +74,10 @@ def auc(labels: np.ndarray, scores, selected: np.ndarray | None = None) -> str:
 def train_and_read(seed: int) -> dict:
     """Train the default toy PRM with ``seed`` (which also draws its data) and read its held-out set."""
     from primekit.models import resolve_model_name
-    from primekit.prm.toy_data import ToyPRMDataSpec, toy_prm_data
 
     output_dir = tempfile.mkdtemp(prefix="prm-auc-")
     config, model_args, *_ = parse_config(
-        [ImplicitPRMConfig, ModelConfig], ["--output_dir", output_dir, "--save_strategy", "no",
+        [ImplicitPRMConfig, PRMModelConfig], ["--output_dir", output_dir, "--save_strategy", "no",
                                            "--disable_tqdm", "true", "--seed", str(seed)],
         prog="prm_auc", description="")
     started = time.perf_counter()

@@ -184,7 +184,7 @@ def train_offline_prm(world: World) -> Path:
     started = time.perf_counter()
     launcher = "import sys; from primekit.cli import dispatch; sys.exit(dispatch('prime-prm', sys.argv[1:]))"
     subprocess.run([sys.executable, "-c", launcher, "train", "--config", "recipes/toy_prm.yaml",
-                    "--model_name_or_path", world.policy, "--train_file", str(data), "--eval_fraction", "0.05",
+                    "--model", world.policy, "--train_file", str(data), "--eval_fraction", "0.05",
                     "--output_dir", str(world.offline_prm), "--save_strategy", "no", "--disable_tqdm", "true"],
                    check=True, stdout=subprocess.DEVNULL, env=_env())
     record_time(world, "offline_prm", time.perf_counter() - started)

@@ -1,5 +1,6 @@
-"""Console entry points. Each is a thin dispatcher: pick the sub-command, hand it the remaining
-arguments, and turn any :class:`InputError` into one line on stderr with exit status 2.
+"""Console entry points. Each is a thin dispatcher: pick the sub-command and run it with the
+remaining arguments through :func:`primekit.command_line.run_command` (a user's mistake is one line
+on stderr with exit status 2).
 
 Sub-commands live next to the code they drive (``primekit/<part>/commands.py``); each is a
 function ``(argv: list[str]) -> int`` that parses its own options with :mod:`primekit.config`.
@@ -11,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from primekit.errors import InputError
+from primekit.command_line import run_command
 
 COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "prime-prm": {
@@ -60,16 +61,9 @@ def dispatch(prog: str, argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     module_name, function_name = COMMANDS[prog][name][0].split(":")
+    # a sub-command's module is imported only when it runs: each pulls in its own heavy stack
     command = getattr(importlib.import_module(module_name), function_name)
-    try:
-        return int(command(rest) or 0)
-    except InputError as err:
-        print(f"{prog} {name}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog} {name}: interrupted; finished results are kept and a re-run resumes",
-              file=sys.stderr)
-        return 130
+    return run_command(prog, name, command, rest)
 
 
 def prm_main() -> None:

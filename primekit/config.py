@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,35 @@ from primekit.io import read_text
 def help_text(text: str) -> dict[str, str]:
     """Field metadata for a dataclass option: ``field(default=..., metadata=help_text("..."))``."""
     return {"help": text}
+
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest *complete* ``checkpoint-N`` folder (its trainer state is written last)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    complete = [(int(match.group(1)), path) for path in folder.iterdir()
+                if (match := _CHECKPOINT.match(path.name)) and (path / "trainer_state.json").is_file()]
+    return max(complete)[1] if complete else None
+
+
+def resume_checkpoint(value: str | bool | None, output_dir: str | Path) -> str | None:
+    """What a ``resume_from_checkpoint`` value asks for, as the checkpoint folder to resume from:
+    unset, ``false`` or ``no`` start afresh; ``true``, ``last`` or ``latest`` resume from the
+    newest complete checkpoint in ``output_dir`` (afresh when there is none yet); anything else
+    names a checkpoint folder, which must be complete."""
+    if value is None or value is False or str(value).lower() in ("false", "no", ""):
+        return None
+    if value is True or str(value).lower() in ("true", "last", "latest"):
+        found = latest_checkpoint(output_dir)
+        return str(found) if found else None
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise InputError("not a complete checkpoint folder (no trainer_state.json)", path=value,
+                         field="resume_from_checkpoint")
+    return str(value)
 
 
 def leading_positionals(argv: Sequence[str], option: str) -> list[str]:
@@ -153,10 +182,14 @@ def _check_learning_rates(parsed: Sequence[Any], sources: _Sources) -> None:
 
 
 def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
-                 *, prog: str, description: str) -> tuple[Any, ...]:
+                 *, prog: str, description: str,
+                 defaults: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
     """Parse ``--config FILE`` and ``--key value`` overrides into instances of ``dataclass_types``.
 
     Fields live in the dataclasses (each with a ``help`` text, so ``--help`` documents them all).
+    ``defaults`` are this command's own defaults for options of shared groups (a PRM scores 16
+    responses per forward pass where a generator runs 32 sequences per call); ``--help`` shows
+    them, and a recipe or the command line overrides them.
     Errors name their source: ``recipe.yaml:3: ...`` for a value from the recipe file,
     ``command-line option --x: ...`` for one given on the command line.
     """
@@ -165,6 +198,11 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
     parser.add_argument("--config", metavar="YAML", help="recipe file whose keys set the defaults "
                         "of the options below; options given on the command line override it")
     known = {action.dest for action in parser._actions}
+    if defaults:
+        unknown_defaults = set(defaults) - known
+        if unknown_defaults:  # a programming error, not a user's
+            raise ValueError(f"defaults for options no group declares: {sorted(unknown_defaults)}")
+        parser.set_defaults(**defaults)
     aliases = deprecated_aliases(dataclass_types)
     args = _join_negative_numbers(
         _rename_cli_aliases(list(argv) if argv is not None else [], aliases, prog))

@@ -15,6 +15,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers import PreTrainedTokenizerFast
 
 from primekit.errors import InputError
+from primekit.toy import policy_path
 
 DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
@@ -24,8 +25,6 @@ DTYPES = {"auto": "auto", "float32": torch.float32, "fp32": torch.float32,
 def resolve_model_name(name_or_path: str | os.PathLike | None) -> str:
     """``None`` or ``"toy"`` means the embedded toy policy; anything else is passed through."""
     if name_or_path is None or str(name_or_path) == "toy":
-        from primekit.toy import policy_path
-
         return str(policy_path())
     return str(name_or_path)
 

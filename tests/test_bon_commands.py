@@ -4,12 +4,12 @@ one-line errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from transformers import Qwen2ForSequenceClassification, Qwen2ForTokenClassification
 
 from primekit import toy
-from primekit.bon import commands
 from primekit.cli import dispatch
 
 CANDIDATES = [
@@ -133,10 +133,21 @@ def test_sample_writes_candidates_and_resumes(models, tmp_path, monkeypatch):
     assert [json.loads(line) for line in out.read_text().splitlines()] == rows
 
 
-def test_toy_prm_path_is_where_prime_prm_train_saves(tmp_path, monkeypatch):
-    from primekit.prm.commands import TOY_PRM
+def test_toy_prm_is_trained_once_where_prime_prm_train_saves_it(tmp_path, monkeypatch):
+    """``--prm toy`` trains the toy PRM with ``prime-prm train``'s defaults the first time, then
+    reads the saved one."""
+    from primekit.prm import toy_prm, training
+    from primekit.prm.config import ImplicitPRMConfig
+
+    runs = []
+
+    def fake_train(config, model_args):
+        runs.append((config.output_dir, model_args.model))
+        Path(config.output_dir).mkdir(parents=True)
+        (Path(config.output_dir) / "implicit_prm.json").write_text("{}")
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / TOY_PRM).mkdir(parents=True)
-    (tmp_path / TOY_PRM / "implicit_prm.json").write_text("{}")
-    assert commands.toy_prm_path() == tmp_path.joinpath(TOY_PRM).relative_to(tmp_path)
+    monkeypatch.setattr(training, "train_prm", fake_train)
+    assert toy_prm.ensure_toy_prm() == Path(ImplicitPRMConfig().output_dir)
+    assert toy_prm.ensure_toy_prm() == Path(ImplicitPRMConfig().output_dir)
+    assert runs == [(ImplicitPRMConfig().output_dir, None)]  # once, the toy policy, the default folder

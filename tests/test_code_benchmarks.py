@@ -171,6 +171,7 @@ def _forgeries(problem_benchmark: str, problem) -> list[str]:
             for setup in SETUPS for returns in RETURNS]
 
 
+@pytest.mark.slow
 def test_grade_grades_code_rows_from_the_benchmarks_tests(sandbox, tmp_path):
     """``prime-eval grade`` on rows that name a code problem by id: the tests come from the
     benchmark; references pass, forged answers of every kind pass nothing."""
@@ -197,6 +198,7 @@ def test_grade_grades_code_rows_from_the_benchmarks_tests(sandbox, tmp_path):
         commands.grade([str(bad), "--out", str(tmp_path / "bad")])
 
 
+@pytest.mark.slow
 def test_run_passes_no_forged_answer(sandbox, tmp_path, monkeypatch):
     """``prime-eval run`` grades what a model answers: forged answers score 0 on all three benchmarks."""
     model = tmp_path / "model"

@@ -17,6 +17,7 @@ import pytest
 
 from primekit.rl.verifier import code_accuracy
 from primekit.verifiers.code import (
+    STATUSES,
     CodeVerifier,
     SandboxSettings,
     SandboxUnavailable,
@@ -124,7 +125,7 @@ def test_a_fuzz_of_malformed_reports_never_raises_and_never_passes(monkeypatch):
                 stream_.close()
         if suite.mode == "call":  # the expected values (6, 7) are never what a record says
             assert not any(t.passed for t in verdict.tests), (report[:300], verdict)
-        assert len(verdict.tests) == 2 and all(t.status in sandbox_module.STATUSES for t in verdict.tests)
+        assert len(verdict.tests) == 2 and all(t.status in STATUSES for t in verdict.tests)
         garbled += not sandbox.reusable
         if b'"clean": true' not in report:  # reused only after the harness reported a clean end
             assert not sandbox.reusable
@@ -189,7 +190,10 @@ def test_only_the_running_tests_record_extends_its_deadline(settings):
                           (None,) * 3, prelude="", targets=("add",))
     call = apps_suite(writer, {"inputs": ["[1, 2]", "[2, 2]"], "outputs": ["3", "4"], "fn_name": "add"})
     with CodeVerifier(settings, workers=1) as pool:
+        started = time.monotonic()
         pool.verify(humaneval_suite(problem, "    return a + b\n"))  # a warm sandbox: start-up is not timed
+        # the sandbox's own overhead per program, as on this machine now (a busy one is slower)
+        slack = max(3.0, 4 * (time.monotonic() - started))
         before = resource.getrusage(resource.RUSAGE_SELF)
         for suite in (humaneval_suite(problem, "\n" + writer), mbpp_like, call):
             started = time.monotonic()
@@ -198,6 +202,6 @@ def test_only_the_running_tests_record_extends_its_deadline(settings):
             assert verdict.passed_count == 0, verdict
             # each test ends at its own limit (its garbled answers may end it sooner): the tests'
             # time plus the sandbox's own overhead, far below the program's limit
-            assert elapsed < len(suite.tests) * settings.test_timeout + 3.0, elapsed
+            assert elapsed < len(suite.tests) * settings.test_timeout + slack, (elapsed, slack)
         after = resource.getrusage(resource.RUSAGE_SELF)
     assert (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) < 2.0

@@ -124,6 +124,10 @@ ALWAYS = textwrap.dedent("""\
     """)
 
 
+# forged programs on every benchmark's problems, through the sandbox: slow (left out of `make test-fast`)
+pytestmark = pytest.mark.slow
+
+
 def forged(setup: str, returns: str, name: str, leetcode: bool) -> str:
     body = ALWAYS + SETUPS[setup]
     if leetcode:

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from primekit.verifiers.code import CodeVerifier, SandboxSettings, SandboxUnavailable, TestSuite, check_sandbox
+from primekit.verifiers.code import launch
 from primekit.verifiers.code import sandbox as sandbox_module
 from primekit.verifiers.code.cgroup import cgroup_problem
 
@@ -276,10 +277,10 @@ def test_a_failed_isolation_step_refuses_in_one_line(settings, monkeypatch):
         return limits
 
     monkeypatch.setattr(SandboxSettings, "bwrap_limits", bad_limits)
-    sandbox_module._bwrap_problem.cache_clear()
+    launch._bwrap_problem.cache_clear()
     try:
         with pytest.raises(SandboxUnavailable) as caught:
             check_sandbox(broken)
     finally:
-        sandbox_module._bwrap_problem.cache_clear()
+        launch._bwrap_problem.cache_clear()
     assert "\n" not in str(caught.value) and "mount a tmpfs on /no/such/folder" in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,23 @@ def test_diagnose_reads_the_toy_policys_own_slips(tmp_path, capsys):
     assert result["schemes"]["PRIME, perfect PRM"]["logit_cosine_with_perfect"] == pytest.approx(1.0)
     assert result["schemes"]["RLOO (outcome only)"]["logit_cosine_with_perfect"] < 1.0
     assert result["schemes"]["PRIME, perfect PRM"]["gradient_snr"] is None  # parameter gradients were off
+
+
+def test_diagnose_runs_on_processbench_rows_with_a_given_prm(tmp_path, qwen_shaped_path, capsys):
+    """ProcessBench's human-labelled first errors, read with Qwen2's real tokenizer through the chat
+    template, with a named PRM: every scheme is reported and its shares add up; a PRM that is its own
+    reference gives q = 0, so its PRIME scheme is RLOO's."""
+    output = tmp_path / "processbench.json"
+    code = dispatch("prime-rl", ["diagnose", "--data", "processbench:math", "--max_rows", "8", "--group_size", "2",
+                                 "--model", qwen_shaped_path, "--prm", qwen_shaped_path, "--prm_ref", qwen_shaped_path,
+                                 "--prm_context", "chat", "--max_gradient_parameters", "0",
+                                 "--filter_accuracy", "false", "--output", str(output)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(output.read_text())
+    assert result["responses"] == 8 and result["with_labelled_error"] == 4
+    schemes = result["schemes"]
+    assert set(schemes) == {"RLOO (outcome only)", f"PRIME, PRM {Path(qwen_shaped_path).name}", "PRIME, perfect PRM"}
+    for scheme in schemes.values():
+        assert sum(scheme["weight_shares"]) == pytest.approx(1.0)
+    assert schemes[f"PRIME, PRM {Path(qwen_shaped_path).name}"]["weight_shares"] == pytest.approx(
+        schemes["RLOO (outcome only)"]["weight_shares"])

@@ -135,6 +135,7 @@ def warm_worker() -> None:
     assert is_equivalent("x+1", "1+x", timeout=60)  # start-up is not part of the timed calls
 
 
+@pytest.mark.slow
 def test_adversarial_list_is_graded_without_harm(tmp_path: Path, warm_worker: None) -> None:
     sentinel = tmp_path / "executed"
     answers = adversarial_answers(sentinel)

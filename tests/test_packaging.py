@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from primekit.paths import REPO_ROOT, cache_dir
+from primekit.verifiers.code.launch import HARNESS
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,8 @@ def installed(tmp_path_factory) -> Path:
     assert "primekit/recipes/toy_prime.yaml" in names
     assert "primekit/recipes/accelerate/fsdp2_8gpu.yaml" in names
     assert "primekit/eval/prompts/prime_system_prompt.md" in names
+    # the code sandbox's harness: a folder run as a script inside the sandbox, every module of it
+    assert {f"primekit/verifiers/code/harness/{module.name}" for module in HARNESS.glob("*.py")} <= set(names)
     site = folder / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target",
                     str(site), str(wheel)], check=True, timeout=300)

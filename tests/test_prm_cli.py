@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from trl import ModelConfig
 
 from primekit import toy
 from primekit.cli import dispatch
 from primekit.config import parse_config
-from primekit.prm.trainer import ImplicitPRMConfig
+from primekit.prm.config import ImplicitPRMConfig, PRMModelConfig
 
 TRAIN_RECORDS = [{"prompt": f"Compute {i}\n", "completion": f"\\boxed{{{i if i % 2 == 0 else i + 1}}}",
                   "label": int(i % 2 == 0)} for i in range(24)]
@@ -55,9 +54,9 @@ def assert_one_line_error(code, err, *fragments):
 def test_train_then_score_end_to_end(tmp_path, tiny_model, capsys):
     train_file = write_jsonl(tmp_path / "train.jsonl", TRAIN_RECORDS)
     out_dir = tmp_path / "prm"
-    code, out, _ = run(capsys, "train", "--model_name_or_path", str(tiny_model), "--train_file",
+    code, out, _ = run(capsys, "train", "--model", str(tiny_model), "--train_file",
                        str(train_file), "--eval_fraction", "0.25", "--output_dir", str(out_dir),
-                       "--max_steps", "6", "--learning_rate", "3e-3", "--beta", "0.5", *FAST)
+                       "--max_steps", "6", "--learning_rate", "3e-3", "--prm_beta", "0.5", *FAST)
     assert code == 0
     assert "eval AUC" in out and "output dir" in out
     record = json.loads((out_dir / "implicit_prm.json").read_text())
@@ -89,10 +88,11 @@ def test_score_resumes_from_partial_results(tmp_path, tiny_model, capsys):
     input_path = write_jsonl(tmp_path / "in.jsonl", inputs)
     # A first run that was killed after line 2 (its key: line number + hash of prompt and response).
     from primekit.prm.commands import _read_score_input, partial_path
-    from primekit.prm.reading import PRMReadingArguments
+    from primekit.arguments import PRMReadingArguments
+    from primekit.prm.settings import resolve_reading
 
     key = _read_score_input(str(input_path))[1][0]
-    settings = PRMReadingArguments(prm=str(tiny_model), prm_ref=str(tiny_model)).resolve()
+    settings = resolve_reading(PRMReadingArguments(prm=str(tiny_model), prm_ref=str(tiny_model)))
     write_jsonl(partial_path(tmp_path / "out.jsonl", settings),
                 [{"key": key, "token_rewards": [9.0], "step_rewards": [9.0], "sequence_reward": 9.0}])
     code, _, _ = run(capsys, "score", "--prm", str(tiny_model), "--prm_ref", str(tiny_model), "--input",
@@ -110,7 +110,7 @@ def test_score_resumes_from_partial_results(tmp_path, tiny_model, capsys):
 
 def test_train_resumes_from_checkpoint(tmp_path, tiny_model, capsys):
     train_file = write_jsonl(tmp_path / "train.jsonl", TRAIN_RECORDS)
-    common = ["train", "--model_name_or_path", str(tiny_model), "--train_file", str(train_file),
+    common = ["train", "--model", str(tiny_model), "--train_file", str(train_file),
               "--eval_fraction", "0", "--output_dir", str(tmp_path / "prm"), "--save_strategy", "steps",
               "--save_steps", "2", *FAST]
     code, out, _ = run(capsys, *common, "--max_steps", "4")
@@ -130,7 +130,7 @@ def test_train_resumes_from_checkpoint(tmp_path, tiny_model, capsys):
 
 def test_train_bad_input_is_one_line(tmp_path, tiny_model, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [TRAIN_RECORDS[0], {**TRAIN_RECORDS[1], "label": "yes"}])
-    base = ["train", "--model_name_or_path", str(tiny_model), "--output_dir", str(tmp_path / "o"), *FAST]
+    base = ["train", "--model", str(tiny_model), "--output_dir", str(tmp_path / "o"), *FAST]
     assert_one_line_error(*run(capsys, *base, "--train_file", str(bad))[::2], "bad.jsonl:2", "'label'")
     broken = write_jsonl(tmp_path / "broken.jsonl", ['{"prompt": '])
     assert_one_line_error(*run(capsys, *base, "--train_file", str(broken))[::2], "broken.jsonl:1", "malformed")
@@ -140,9 +140,9 @@ def test_train_bad_input_is_one_line(tmp_path, tiny_model, capsys):
     assert_one_line_error(*run(capsys, *base)[::2], "train_file")  # not the toy model: data required
     assert_one_line_error(*run(capsys, "train", "--no_such_option", "1")[::2], "no_such_option")
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("beta: 0.05\nlearning_rat: 1e-6\n")
+    recipe.write_text("prm_beta: 0.05\nlearning_rat: 1e-6\n")
     assert_one_line_error(*run(capsys, "train", "--config", str(recipe))[::2], "recipe.yaml:2", "learning_rat")
-    assert_one_line_error(*run(capsys, *base, "--train_file", str(bad), "--model_name_or_path",
+    assert_one_line_error(*run(capsys, *base, "--train_file", str(bad), "--model",
                                str(tmp_path / "missing"))[::2], "missing")
 
 
@@ -185,7 +185,7 @@ def test_eurus_recipe_matches_its_source_table():
         assert settings[name] == yaml.safe_load(value), name
         assert re.search(r"[\w/.]+\.(sh|py):\d+|model card", line_of(recipe, name)), f"{name} has no source"
     # the published values, spelled out once more
-    assert (table["beta"], table["learning_rate"], table["adam_beta2"], table["max_length"]) == \
+    assert (table["prm_beta"], table["learning_rate"], table["adam_beta2"], table["max_length"]) == \
         ("0.05", "5.0e-7", "0.95", "8192")
     assert settings["per_device_train_batch_size"] * settings["gradient_accumulation_steps"] * 8 == 64  # 8 GPUs
 
@@ -200,7 +200,7 @@ IMPLICITPRM_FILES = {"run_ce.sh": "train/tasks/run_ce.sh", "train_ce.py": "train
 # What the first cited line(s) of each row must say, in ImplicitPRM's own spelling.
 EURUS_SOURCE_TEXT = {
     "ref_model_name_or_path": "args.ref_pretrain = args.pretrain", "loss_type": "openrlhf.cli.train_ce",
-    "beta": "beta=0.05", "learning_rate": "LR=5e-7", "num_train_epochs": "max_epochs=1",
+    "prm_beta": "beta=0.05", "learning_rate": "LR=5e-7", "num_train_epochs": "max_epochs=1",
     "per_device_train_batch_size": "--micro_train_batch_size 2", "gradient_accumulation_steps": "--train_batch_size 64",
     "max_length": "--max_len 8192", "lr_scheduler_type": '"cosine_with_min_lr"',
     "lr_scheduler_kwargs": "args.learning_rate * 0.1", "warmup_steps": "max_steps * 0.03",
@@ -232,15 +232,16 @@ def line_of(path: Path, setting: str) -> str:
 
 def test_recipes_parse_with_the_published_settings():
     def parse(name, *overrides):
-        return parse_config([ImplicitPRMConfig, ModelConfig], ["--config", str(RECIPES / name), *overrides],
+        return parse_config([ImplicitPRMConfig, PRMModelConfig], ["--config", str(RECIPES / name), *overrides],
                             prog="t", description="d")
 
     # bf16 is switched off here only because this machine has no GPU to check it against
     config, model_args, *_ = parse("eurus_prm_stage1.yaml", "--bf16", "false")
-    assert (config.loss_type, config.beta, config.learning_rate) == ("ce", 0.05, 5e-7)
+    assert (config.loss_type, config.prm_beta, config.learning_rate) == ("ce", 0.05, 5e-7)
     assert (config.adam_beta2, config.max_length, config.eval_fraction, config.coef) == (0.95, 8192, 0, 0.001)
     assert config.lr_scheduler_type == "cosine_with_min_lr" and config.lr_scheduler_kwargs == {"min_lr_rate": 0.1}
-    assert model_args.model_name_or_path == config.ref_model_name_or_path == "Qwen/Qwen2.5-Math-7B-Instruct"
+    assert model_args.model == config.ref_model_name_or_path == "Qwen/Qwen2.5-Math-7B-Instruct"
+    assert model_args.model_name_or_path == model_args.model  # TRL's field, for TRL's helpers
     # the schedule the Trainer builds from it: warm-up over ceil(3%) of the steps, then cosine to 10%
     from transformers.optimization import get_scheduler
 
@@ -255,11 +256,27 @@ def test_recipes_parse_with_the_published_settings():
     assert config.get_warmup_steps(100) == 3 and rates[3] == pytest.approx(5e-7)
     assert rates[-1] == pytest.approx(5e-8, rel=0.01)  # floor: 0.1 x lr
     toy_config, toy_model, *_ = parse("toy_prm.yaml")
-    defaults, default_model, *_ = parse_config([ImplicitPRMConfig, ModelConfig], [], prog="t", description="d")
-    assert toy_model.model_name_or_path == "toy"
-    for name in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "beta", "loss_type",
+    defaults, default_model, *_ = parse_config([ImplicitPRMConfig, PRMModelConfig], [], prog="t", description="d")
+    assert toy_model.model == "toy"
+    for name in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "prm_beta", "loss_type",
                  "toy_num_train_problems", "toy_samples_per_problem", "toy_num_eval_problems"):
         assert getattr(toy_config, name) == getattr(defaults, name), name  # the recipe is the default
+
+
+def test_old_option_names_still_work_with_a_warning(tmp_path, capsys):
+    """``--model_name_or_path`` and ``--beta`` (and their YAML keys) are the old names of ``--model``
+    and ``--prm_beta``; TRL's ``model_name_or_path`` field follows ``--model``."""
+    config, model_args, *_ = parse_config([ImplicitPRMConfig, PRMModelConfig],
+                                      ["--model_name_or_path", "some/model", "--beta", "0.2"], prog="t", description="d")
+    assert (model_args.model, model_args.model_name_or_path, config.prm_beta) == ("some/model", "some/model", 0.2)
+    err = capsys.readouterr().err
+    assert "'--model_name_or_path'" in err and "'--model'" in err and "'--prm_beta'" in err
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("model_name_or_path: toy\nbeta: 0.3\n")
+    config, model_args, *_ = parse_config([ImplicitPRMConfig, PRMModelConfig], ["--config", str(recipe)],
+                                      prog="t", description="d")
+    assert (model_args.model, config.prm_beta) == ("toy", 0.3)
+    assert "deprecated" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -11,13 +11,14 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
+from primekit.arguments import PRMReadingArguments
 from primekit.config import parse_config
 from primekit.errors import InputError
 from primekit.prm import reading
 from primekit.prm.implicit import ImplicitPRM
-from primekit.prm.reading import (KNOWN_PRMS, PRMReadingArguments, Query, aggregate, join_steps,
-                                  prm_prompt, q_values, read_prm_record, split_steps,
-                                  threshold_series, write_prm_record)
+from primekit.prm.reading import (KNOWN_PRMS, Query, aggregate, join_steps, prm_prompt, q_values,
+                                  read_prm_record, split_steps, threshold_series, write_prm_record)
+from primekit.prm.settings import resolve_reading
 
 # ----------------------------------------------------------------------------------------------
 # steps
@@ -154,19 +155,19 @@ def test_record_round_trip_and_defaults(tmp_path):
 
 
 def test_eurusprm_reads_as_its_card():
-    settings = PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1").resolve()
+    settings = resolve_reading(PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1"))
     assert (settings.prm_ref, settings.coef, settings.step_mode, settings.prm_context) == \
         ("Qwen/Qwen2.5-Math-7B-Instruct", 0.001, "eurus", "chat")
     assert KNOWN_PRMS["PRIME-RL/EurusPRM-Stage1"].beta == 0.05
     # options override the card
-    override = PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1", coef=0.05, step_mode="newline").resolve()
+    override = resolve_reading(PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1", coef=0.05, step_mode="newline"))
     assert (override.coef, override.step_mode) == (0.05, "newline")
 
 
 def test_resolve_needs_a_reference(tmp_path):
     with pytest.raises(InputError, match="reference"):
-        PRMReadingArguments(prm=str(tmp_path)).resolve()
-    settings = PRMReadingArguments(prm=str(tmp_path), prm_ref="ref").resolve()
+        resolve_reading(PRMReadingArguments(prm=str(tmp_path)))
+    settings = resolve_reading(PRMReadingArguments(prm=str(tmp_path), prm_ref="ref"))
     assert (settings.coef, settings.step_mode) == (0.05, "auto")
 
 

@@ -13,9 +13,10 @@ from peft import LoraConfig
 from transformers import EvalPrediction
 
 from primekit import toy
+from primekit.prm.config import ImplicitPRMConfig
 from primekit.prm.data import tokenize_outcome_samples, tokenize_pairs
 from primekit.prm.implicit import ImplicitPRM
-from primekit.prm.trainer import ImplicitPRMConfig, ImplicitPRMTrainer, implicit_reward_metrics
+from primekit.prm.trainer import ImplicitPRMTrainer, implicit_reward_metrics
 
 LN2 = math.log(2)
 
@@ -53,7 +54,7 @@ def trainer_for(tmp_path, train, eval_data=None, ref=True, **overrides) -> Impli
 
 @pytest.mark.parametrize("overrides, message", [
     ({"loss_type": "hinge"}, "loss_type"),
-    ({"beta": 0.0}, "beta"),
+    ({"prm_beta": 0.0}, "prm_beta"),
     ({"eval_fraction": 1.0}, "eval_fraction"),
     ({"loss_type": "kto", "precompute_ref_log_probs": True}, "precompute"),
     ({"loss_type": "kto", "per_device_train_batch_size": 1}, "at least 2"),
@@ -106,7 +107,7 @@ def test_trainer_reward_equals_implicit_prm_sequence_reward(tmp_path):
     records = outcome_records(4)
     data = outcome_dataset(4)
     prm, ref = toy.random_model(1), toy.random_model(2)
-    trainer = ImplicitPRMTrainer(prm, config(tmp_path, beta=0.5), ref_model=ref, train_dataset=data,
+    trainer = ImplicitPRMTrainer(prm, config(tmp_path, prm_beta=0.5), ref_model=ref, train_dataset=data,
                                  eval_dataset=data, processing_class=toy.build_tokenizer())
     output = trainer.predict(data)
     reader = ImplicitPRM(prm, ref, toy.build_tokenizer(), coef=0.5)
@@ -153,7 +154,7 @@ def test_reference_is_required(tmp_path):
 
 def test_short_training_separates_a_trivial_task(tmp_path):
     data = outcome_dataset(16)
-    trainer = trainer_for(tmp_path, data, data, max_steps=25, learning_rate=3e-3, beta=0.5)
+    trainer = trainer_for(tmp_path, data, data, max_steps=25, learning_rate=3e-3, prm_beta=0.5)
     trainer.train()
     metrics = trainer.evaluate()
     assert metrics["eval_auc"] > 0.9 and metrics["eval_loss"] < LN2

@@ -92,6 +92,7 @@ def test_multiple_choice_re_read_and_empty_golds():
     assert sum(p.answer == "" for p in load_benchmark("gaokao2023en")) == 2
 
 
+@pytest.mark.slow
 def test_qwen_grader_gives_qwens_own_verdicts_on_the_800_best_of_8(tmp_path, capsys):
     _environment_or_skip()
     source = data_dir() / "bon" / "qwen25math_math_cot_100.jsonl"

@@ -17,6 +17,10 @@ from primekit.toy.localisation import SlipCase, localisation, single_slip_step
 from test_qwen_reading import COEF, chat_prompt, independent_step_rewards
 
 
+# the Qwen-shaped models: slow (left out of `make test-fast`)
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def gsm8k_samples():
     try:

@@ -20,6 +20,10 @@ ANSWER = "The answer is \\boxed{7}."
 QUESTION = "What is 3+4?"
 
 
+# the Qwen-shaped models: slow (left out of `make test-fast`)
+pytestmark = pytest.mark.slow
+
+
 def policy(eos: str, answer_end: str | None = None) -> str:
     if not (qwen_shaped.tokenizer_dir() / "tokenizer.json").is_file():
         pytest.skip(f"no Qwen2 tokenizer at {qwen_shaped.tokenizer_dir()}")

@@ -12,8 +12,10 @@ import pytest
 import torch
 from transformers import Qwen2ForCausalLM
 
+from primekit.arguments import PRMReadingArguments
 from primekit.prm.implicit import ImplicitPRM
-from primekit.prm.reading import PRMReadingArguments, Query, aggregate, prm_prompt
+from primekit.prm.reading import Query, aggregate, prm_prompt
+from primekit.prm.settings import resolve_reading
 from primekit.toy import qwen_shaped
 from upstream import PINNED, require_upstream_file
 
@@ -22,6 +24,10 @@ COEF = 0.5  # large enough that the read-outs differ well above float noise
 QUERY = "What is 1+2+4?"
 SYSTEM = ("<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}."
           "<|im_end|>\n")
+
+
+# the Qwen-shaped models: slow (left out of `make test-fast`)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -260,15 +266,15 @@ def test_card_reads_two_tokens_into_the_next_step_after_a_period(qwen_tokenizer,
 def test_card_is_eurusprm_stage1s_default_and_steps_stays_primekits(tmp_path):
     from primekit.prm.reading import write_prm_record
 
-    eurus = PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1").resolve()
+    eurus = resolve_reading(PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1"))
     assert (eurus.read_out, eurus.step_mode, eurus.coef) == ("card", "eurus", 0.001)
-    assert PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1", read_out="steps").resolve().read_out == "steps"
+    assert resolve_reading(PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1", read_out="steps")).read_out == "steps"
     write_prm_record(tmp_path, base="base", reference="base", beta=0.05)
-    assert PRMReadingArguments(prm=str(tmp_path)).resolve().read_out == "steps"
+    assert resolve_reading(PRMReadingArguments(prm=str(tmp_path))).read_out == "steps"
     from primekit.errors import InputError
 
     with pytest.raises(InputError, match="prm_context chat"):
-        PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1", prm_context="prompt").resolve()
+        resolve_reading(PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1", prm_context="prompt"))
     with pytest.raises(InputError, match="read_out"):
         PRMReadingArguments(prm=str(tmp_path), read_out="late")
 
@@ -278,6 +284,6 @@ def test_best_of_n_score_caches_tell_the_read_outs_apart():
 
     from primekit.bon.scorers import ImplicitPRMScorer
 
-    card = PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1").resolve()
+    card = resolve_reading(PRMReadingArguments(prm="PRIME-RL/EurusPRM-Stage1"))
     steps = dataclasses.replace(card, read_out="steps")
     assert ImplicitPRMScorer.from_settings(card).identity() != ImplicitPRMScorer.from_settings(steps).identity()

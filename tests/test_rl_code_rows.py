@@ -52,6 +52,7 @@ ROWS = [  # prompt, task, answer, four canned responses, the outcome each must g
 ]
 
 
+@pytest.mark.slow
 def test_router_scores_each_kind_with_its_verifier(caplog):
     verifier = OutcomeVerifier(code_settings=FAST, code_workers=2)
     completions, answers, tasks, expected = [], [], [], []
@@ -73,6 +74,7 @@ def test_router_scores_each_kind_with_its_verifier(caplog):
     assert prime([ROWS[1][3][1]], answer=[DOUBLE], task=["code"]) == [0.5]
 
 
+@pytest.mark.slow
 def test_router_scores_are_the_same_in_every_round_with_tight_limits():
     """The same batch, verified again and again by one pool with the all-or-nothing reward (which
     skips a program's tests after its first failure): a right program passes whatever its sandbox

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from primekit.cli import dispatch
-from primekit.rl.commands import DEFAULT_RECIPE, latest_checkpoint, parse_train_args
+from primekit.config import latest_checkpoint
+from primekit.rl.commands import DEFAULT_RECIPE, parse_train_args
 from primekit.rl.config import PrimeConfig
 
 CPU = {"output_dir": "unused", "use_cpu": True, "bf16": False, "report_to": "none"}

@@ -15,6 +15,7 @@ from primekit.paths import REPO_ROOT
 TOKENIZER = REPO_ROOT.parent / "shared" / "data" / "tokenizers" / "qwen2"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TOKENIZER.is_dir(), reason="the Qwen2 tokenizer of the shared data is not here")
 def test_gpu_check_smoke_mode_runs_on_cpu():
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}

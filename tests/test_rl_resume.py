@@ -16,9 +16,10 @@ from safetensors.torch import load_file
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 from transformers import TrainerCallback
 
+from primekit.config import latest_checkpoint, resume_checkpoint
 from primekit.models import load_tokenizer
 from primekit.rl.checkpoint import PRM_DIR, PRM_OPTIMIZER_DIR
-from primekit.rl.commands import latest_checkpoint, parse_train_args, resume_target
+from primekit.rl.commands import parse_train_args
 from primekit.rl.data import load_prompt_dataset
 from primekit.rl.trainer import PrimeTrainer
 from rl_support import write_cli_recipe
@@ -70,8 +71,9 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     trainer = PrimeTrainer(model=run.model, args=config, train_dataset=dataset,
                            processing_class=load_tokenizer(run.model), callbacks=[probe])
     probe.trainer = trainer
-    assert resume_target(config) == str(checkpoint)  # "true" means the newest complete checkpoint
-    trainer.train(resume_from_checkpoint=resume_target(config))
+    resume = resume_checkpoint(config.resume_from_checkpoint, config.output_dir)
+    assert resume == str(checkpoint)  # "true" means the newest complete checkpoint
+    trainer.train(resume_from_checkpoint=resume)
 
     saved = load_file(str(checkpoint / PRM_DIR / "model.safetensors"))
     assert saved.keys() <= probe.weights.keys()

@@ -11,15 +11,17 @@ compares PRM Best-of-N with majority vote and the oracle.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
+from primekit.arguments import (BootstrapArguments, GenerationArguments, LoadArguments, ModelArguments,
+                                PRMReadingArguments, SamplingArguments)
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
-from primekit.prm.commands import toy_prm_path
-from primekit.prm.reading import PRMReadingArguments
+from primekit.prm.settings import resolve_reading
+from primekit.prm.toy_prm import ensure_toy_prm
 
 RERANK_DESCRIPTION = ("Score Best-of-N candidates once (cached next to the input) and report "
                       "accuracy vs N for PRM / ORM reranking, majority and weighted votes, and the "
@@ -28,13 +30,18 @@ SAMPLE_DESCRIPTION = "Generate N candidates per benchmark problem (resumable)."
 TOY_OUT = "runs/bon-toy"
 
 
-@dataclass
-class RerankArguments(PRMReadingArguments):
-    """Options of ``prime-bon rerank``: the implicit PRM's reading options (``prm``, ``prm_ref``,
-    ``aggregate``, ``step_mode``, ``coef``, ``prm_context``) and the ones below."""
+# what a reward model's forward pass holds by default (a generate call holds 32 sequences)
+RERANK_DEFAULTS = {"batch_size": 16}
+# Best-of-N needs different candidates: sampled at temperature 1, 16 per problem
+SAMPLE_DEFAULTS = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 1024}
 
-    deprecated_aliases: ClassVar[dict[str, str]] = {**PRMReadingArguments.deprecated_aliases,
-                                                    "bootstrap": "bootstrap_resamples"}
+
+@dataclass
+class RerankArguments:
+    """Options of ``prime-bon rerank`` besides the implicit PRM's reading options
+    (:class:`~primekit.arguments.PRMReadingArguments`), how models are loaded
+    (:class:`~primekit.arguments.LoadArguments`) and the intervals
+    (:class:`~primekit.arguments.BootstrapArguments`)."""
 
     input: str | None = field(default=None, metadata=help_text(
         "candidates JSONL (standard layout or Qwen's RM@N layout); may also be given first, "
@@ -57,23 +64,17 @@ class RerankArguments(PRMReadingArguments):
         "largest N; default: the fewest candidates any problem has"))
     trials: int = field(default=256, metadata=help_text(
         "random N-subsets per problem and N (all of them when there are fewer)"))
-    bootstrap_resamples: int = field(default=1000, metadata=help_text("bootstrap resamples for the intervals"))
     seed: int = field(default=0, metadata=help_text("seed of the subsets and the bootstrap"))
     regrade: bool = field(default=False, metadata=help_text(
         "grade candidates with primekit's grader even when the file has correctness labels"))
-    batch_size: int = field(default=16, metadata=help_text("candidates per forward pass"))
-    dtype: str = field(default="auto", metadata=help_text("model dtype: auto, float32, bfloat16, float16"))
-    device: str | None = field(default=None, metadata=help_text("device; default: cuda if available"))
     cache_dir: str | None = field(default=None, metadata=help_text(
         "folder for the score caches; default: next to the input (the output folder when the "
         "input's folder is read-only)"))
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         self.step_separator = self.step_separator.replace("\\n", "\n").replace("\\t", "\t")
-        for name in ("trials", "bootstrap_resamples", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
         if self.n_max is not None and self.n_max < 1:
             raise ValueError(f"n_max must be >= 1, got {self.n_max}")
         if not self.step_separator:
@@ -82,33 +83,21 @@ class RerankArguments(PRMReadingArguments):
 
 @dataclass
 class SampleArguments:
-    """Options of ``prime-bon sample``."""
+    """Options of ``prime-bon sample`` besides the policy (:class:`~primekit.arguments.ModelArguments`),
+    what is sampled (:class:`~primekit.arguments.SamplingArguments`, defaults
+    :data:`SAMPLE_DEFAULTS`), where generation runs and how the policy is loaded."""
 
     out: str | None = field(default=None, metadata=help_text(
         "candidates JSONL to write; its progress lives in <out>.parts/ so a killed run resumes"))
-    model: str | None = field(default=None, metadata=help_text("policy: hub name or path; default: the toy policy"))
     benchmark: str = field(default="toy", metadata=help_text(
         "registered benchmark (math500, aime2024, amc, ..., toy), a .jsonl/.json file or a datasets name"))
-    n: int = field(default=16, metadata=help_text("candidates per problem"))
     limit: int | None = field(default=None, metadata=help_text("only the first problems"))
-    temperature: float = field(default=1.0, metadata=help_text("sampling temperature"))
-    top_p: float = field(default=1.0, metadata=help_text("nucleus sampling threshold"))
-    max_new_tokens: int = field(default=1024, metadata=help_text("longest candidate, in tokens"))
     template: str = field(default="auto", metadata=help_text(
         "prompt template: auto, raw, qwen25-math-cot, eurus (see prime-eval run --help)"))
-    seed: int = field(default=0, metadata=help_text("sampling seed"))
-    backend: str = field(default="transformers", metadata=help_text("transformers or vllm"))
-    batch_size: int = field(default=32, metadata=help_text("sequences per generate call (transformers)"))
-    dtype: str = field(default="auto", metadata=help_text("model dtype"))
-    device: str | None = field(default=None, metadata=help_text("device; default: cuda if available"))
 
     def __post_init__(self) -> None:
         if self.out is None:
             raise ValueError("--out is required (the candidates JSONL to write)")
-        if self.n < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("n, batch_size and max_new_tokens must be >= 1")
-        if self.temperature <= 0:
-            raise ValueError("Best-of-N needs different candidates: set a temperature > 0")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,14 +110,29 @@ def _parts_dir(out: str | os.PathLike) -> Path:
 
 
 def sample(argv: list[str]) -> int:
-    args, *_ = parse_config([SampleArguments], argv, prog="prime-bon sample",
-                           description=SAMPLE_DESCRIPTION)
-    path = sample_candidates(args)
+    args, model, sampling, generation, load, *_ = parse_config(
+        [SampleArguments, ModelArguments, SamplingArguments, GenerationArguments, LoadArguments], argv,
+        prog="prime-bon sample", description=SAMPLE_DESCRIPTION, defaults=SAMPLE_DEFAULTS)
+    path = sample_candidates(args, model, sampling, generation, load)
     print(f"candidates -> {path}")
     return 0
 
 
-def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path:
+def _candidate_sampling(sampling: SamplingArguments | None) -> SamplingArguments:
+    """What is sampled, with Best-of-N's defaults where nothing is given; temperature 0 would give
+    every problem N copies of one candidate."""
+    sampling = sampling or SamplingArguments()
+    sampling = dataclasses.replace(sampling, **{name: value for name, value in SAMPLE_DEFAULTS.items()
+                                                if getattr(sampling, name) is None})
+    if sampling.temperature <= 0:
+        raise InputError("Best-of-N needs different candidates: set a temperature > 0", field="temperature")
+    return sampling
+
+
+def sample_candidates(args: SampleArguments, model: ModelArguments | None = None,
+                      sampling: SamplingArguments | None = None,
+                      generation: GenerationArguments | None = None, load: LoadArguments | None = None,
+                      show_progress: bool = True) -> Path:
     """Generate (only what is missing) and write the candidates file in the standard layout."""
     from primekit.bon.data import problems_from_samples
     from primekit.eval import runner
@@ -137,28 +141,32 @@ def sample_candidates(args: SampleArguments, show_progress: bool = True) -> Path
     from primekit.io import atomic_write_jsonl
     from primekit.models import load_tokenizer, resolve_model_name
 
+    sampling = _candidate_sampling(sampling)
+    generation, load = generation or GenerationArguments(), load or LoadArguments()
     check_template(args.template)
     problems = load_benchmark(args.benchmark, limit=args.limit)
-    model = resolve_model_name(args.model)
-    tokenizer = load_tokenizer(model)
+    policy = resolve_model_name((model or ModelArguments()).model)
+    tokenizer = load_tokenizer(policy)
     prompts = {p.id: render_prompt(p, args.template, tokenizer) for p in problems}
     parts = _parts_dir(args.out)
+    stop = {} if sampling.stop is None else {"stop": list(sampling.stop)}  # unset: as before stops existed
     runner.check_settings(parts, {
-        "model": model, "benchmark": args.benchmark, "template": args.template,
-        "temperature": args.temperature, "top_p": args.top_p,
-        "max_new_tokens": args.max_new_tokens, "seed": args.seed})
+        "model": policy, "benchmark": args.benchmark, "template": args.template,
+        "temperature": sampling.temperature, "top_p": sampling.top_p,
+        "max_new_tokens": sampling.max_new_tokens, "seed": sampling.seed, **stop})
     samples = runner.open_samples(parts)
-    spec = SamplingSpec(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                        max_new_tokens=args.max_new_tokens, seed=args.seed)
-    if runner.missing_samples(problems, args.n, samples.done):
-        generator = make_generator(model, args.backend, dtype=args.dtype, device=args.device,
-                                   batch_size=args.batch_size, show_progress=False)
+    spec = SamplingSpec(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                        max_new_tokens=sampling.max_new_tokens, seed=sampling.seed,
+                        stop=tuple(sampling.stop or ()))
+    if runner.missing_samples(problems, sampling.n, samples.done):
+        generator = make_generator(policy, generation.backend, dtype=load.dtype, device=load.device,
+                                   batch_size=load.batch_size, show_progress=False)
         runner.generate_and_grade(problems, prompts, generator, spec, samples,
                                   show_progress=show_progress)
     ids = {p.id for p in problems}
     mine = [r for r in samples.records.values()
             if r["benchmark"] == problems[0].benchmark and str(r["problem_id"]) in ids]
-    by_id = {p.id: p for p in problems_from_samples(mine, args.n, {p.id: p.problem for p in problems})}
+    by_id = {p.id: p for p in problems_from_samples(mine, sampling.n, {p.id: p.problem for p in problems})}
     atomic_write_jsonl(args.out, [by_id[p.id].to_record() for p in problems])
     return Path(args.out)
 
@@ -178,28 +186,29 @@ def _check_model_path(value: str | None, option: str) -> None:
         raise InputError(f"{option}: model path does not exist", path=value)
 
 
-def build_scorers(args: RerankArguments, has_shipped_scores: bool) -> list:
+def build_scorers(args: RerankArguments, reading: PRMReadingArguments, load: LoadArguments,
+                  has_shipped_scores: bool) -> list:
     """The reward models asked for; they load their weights only when a score is missing from the
     cache."""
     from primekit.bon import scorers
 
-    for value, option in ((args.prm, "--prm"), (args.prm_ref, "--prm_ref"), (args.step_prm, "--step_prm"),
-                          (args.orm, "--orm")):
+    for value, option in ((reading.prm, "--prm"), (reading.prm_ref, "--prm_ref"),
+                          (args.step_prm, "--step_prm"), (args.orm, "--orm")):
         if value != "toy":
             _check_model_path(value, option)
     chosen = []
-    if args.prm is not None:
+    if reading.prm is not None:
         chosen.append(scorers.ImplicitPRMScorer.from_settings(
-            args.resolve(), dtype=args.dtype, device=args.device, batch_size=args.batch_size))
+            resolve_reading(reading), dtype=load.dtype, device=load.device, batch_size=load.batch_size))
     if args.step_prm is not None:
         chosen.append(scorers.TokenClassificationPRMScorer.from_pretrained(
-            args.step_prm, dtype=args.dtype, device=args.device, step_mode=args.step_mode or "auto",
+            args.step_prm, dtype=load.dtype, device=load.device, step_mode=reading.step_mode or "auto",
             separator=args.step_separator, positive_label=args.step_prm_label,
-            prm_context=args.prm_context, batch_size=args.batch_size))
+            prm_context=reading.prm_context, batch_size=load.batch_size))
     if args.orm is not None:
         chosen.append(scorers.SequenceClassificationORMScorer.from_pretrained(
-            args.orm, dtype=args.dtype, device=args.device, positive_label=args.orm_label,
-            prm_context=args.prm_context, batch_size=args.batch_size))
+            args.orm, dtype=load.dtype, device=load.device, positive_label=args.orm_label,
+            prm_context=reading.prm_context, batch_size=load.batch_size))
     if args.shipped and has_shipped_scores:
         chosen.append(scorers.ShippedScores())
     return chosen
@@ -208,11 +217,13 @@ def build_scorers(args: RerankArguments, has_shipped_scores: bool) -> list:
 def rerank(argv: list[str]) -> int:
     if not argv:
         return toy_demo()
-    args, *_ = parse_config([RerankArguments], leading_positionals(argv, "--input"), prog="prime-bon rerank",
-                           description=RERANK_DESCRIPTION)
+    args, reading, load, bootstrap, *_ = parse_config(
+        [RerankArguments, PRMReadingArguments, LoadArguments, BootstrapArguments],
+        leading_positionals(argv, "--input"), prog="prime-bon rerank", description=RERANK_DESCRIPTION,
+        defaults=RERANK_DEFAULTS)
     if args.input is None:
         raise InputError("give a candidates file: prime-bon rerank cands.jsonl [options]")
-    result = run_rerank(args)
+    result = run_rerank(args, reading, load, bootstrap)
     _print_result(result)
     return 0
 
@@ -225,9 +236,12 @@ class RerankResult:
     curves: dict
     out: Path
     title: str
+    confidence: float
 
 
-def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResult:
+def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None,
+               load: LoadArguments | None = None, bootstrap: BootstrapArguments | None = None,
+               show_progress: bool = True) -> RerankResult:
     """Load, score (cached), evaluate every rule, and write the output folder."""
     from primekit.bon import rerank as rr
     from primekit.bon import report
@@ -235,9 +249,12 @@ def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResul
     from primekit.eval.metrics import default_ks
     from primekit.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
+    reading = reading or PRMReadingArguments()
+    load = load or LoadArguments(**RERANK_DEFAULTS)
+    bootstrap = bootstrap or BootstrapArguments()
     problems = load_problems(args.input)
     has_shipped = all(p.scores is not None for p in problems)
-    chosen = build_scorers(args, has_shipped)
+    chosen = build_scorers(args, reading, load, has_shipped)
     outcomes = rr.problem_outcomes(problems, regrade=args.regrade)
     fewest, most = rr.candidate_counts(outcomes)
     n_max = args.n_max or fewest
@@ -253,16 +270,17 @@ def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResul
                                          cache_dir=args.cache_dir, fallback_dir=out)
             cache = rr.ScoreCache(path, scorer.identity())
         step_scores[scorer.name] = rr.score_problems(problems, scorer, cache,
-                                                     batch_size=args.batch_size,
+                                                     batch_size=load.batch_size,
                                                      show_progress=show_progress)
-        methods += rr.scorer_methods(scorer, step_scores[scorer.name], args.aggregates)
+        methods += rr.scorer_methods(scorer, step_scores[scorer.name], reading.aggregates)
     ns = default_ks(n_max)
     curves = rr.bon_curves(outcomes, methods, ns, trials=args.trials, seed=args.seed)
-    summary = rr.curve_summary(curves, n_resamples=args.bootstrap_resamples, seed=args.seed)
+    summary = rr.curve_summary(curves, confidence=bootstrap.confidence,
+                               n_resamples=bootstrap.bootstrap_resamples, seed=args.seed)
     title = f"Best-of-N on {Path(args.input).name} ({len(problems)} problems)"
     counts = f"{fewest}" if fewest == most else f"{fewest}-{most}"
     atomic_write_text(out / "table.md", f"{title}, {counts} candidates each; accuracy % "
-                      f"[95% bootstrap interval over problems]\n\n"
+                      f"[{bootstrap.confidence:.0%} bootstrap interval over problems]\n\n"
                       + report.markdown_table(summary, methods, ns) + "\n")
     report.plot_curves(summary, methods, ns, out / "curve.png", title)
     atomic_write_json(out / "summary.json", {
@@ -278,13 +296,13 @@ def run_rerank(args: RerankArguments, show_progress: bool = True) -> RerankResul
          "step_scores": {name: steps[index] for name, steps in step_scores.items()},
          "selected": pick, "selected_correct": {key: bool(outcome.correct[i]) for key, i in pick.items()}}
         for index, (problem, outcome, pick) in enumerate(zip(problems, outcomes, picks))])
-    return RerankResult(summary, methods, ns, curves, out, title)
+    return RerankResult(summary, methods, ns, curves, out, title, bootstrap.confidence)
 
 
 def _print_result(result: RerankResult) -> None:
     from primekit.bon import report
 
-    report.print_table(result.summary, result.methods, result.ns, result.title)
+    report.print_table(result.summary, result.methods, result.ns, result.title, result.confidence)
     print(f"table, plot, summary and reranked candidates -> {result.out}/")
 
 
@@ -295,11 +313,11 @@ def _print_result(result: RerankResult) -> None:
 def toy_demo(out: str = TOY_OUT, num_problems: int = 200, n: int = 16) -> int:
     """Toy policy samples ``n`` candidates per toy test problem, the toy PRM reranks them."""
     candidates = Path(out) / "candidates.jsonl"
-    sample_candidates(SampleArguments(out=str(candidates), benchmark="toy", n=n,
-                                      limit=num_problems, max_new_tokens=64, batch_size=256,
-                                      dtype="float32"))
-    args = RerankArguments(input=str(candidates), out=out, prm=str(toy_prm_path()),
-                           aggregate="min_q,min_step,last", dtype="float32", batch_size=64)
-    result = run_rerank(args)
+    sample_candidates(SampleArguments(out=str(candidates), benchmark="toy", limit=num_problems),
+                      sampling=SamplingArguments(n=n, max_new_tokens=64),
+                      load=LoadArguments(dtype="float32", batch_size=256))
+    result = run_rerank(RerankArguments(input=str(candidates), out=out),
+                        PRMReadingArguments(prm=str(ensure_toy_prm()), aggregate="min_q,min_step,last"),
+                        LoadArguments(dtype="float32", batch_size=64))
     _print_result(result)
     return 0

@@ -64,7 +64,8 @@ def plot_curves(summary: Summary, methods: Sequence[Method], ns: Sequence[int],
     return path
 
 
-def print_table(summary: Summary, methods: Sequence[Method], ns: Sequence[int], title: str) -> None:
+def print_table(summary: Summary, methods: Sequence[Method], ns: Sequence[int], title: str,
+                confidence: float = 0.95) -> None:
     """The same numbers on the console: accuracy per N, and the interval at the largest N (the
     full table with every interval is in ``table.md``)."""
     from rich.console import Console
@@ -74,7 +75,7 @@ def print_table(summary: Summary, methods: Sequence[Method], ns: Sequence[int], 
     table.add_column("rule")
     for n in ns:
         table.add_column(f"N={n}", justify="right")
-    table.add_column(f"95% CI, N={ns[-1]}", justify="right")
+    table.add_column(f"{confidence:.0%} CI, N={ns[-1]}", justify="right")
     for method in methods:
         last = summary[method.key][ns[-1]]
         table.add_row(method.label, *(f"{100 * summary[method.key][n]['value']:.1f}" for n in ns),

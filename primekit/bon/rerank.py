@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from primekit.arguments import canonical_aggregate
 from primekit.bon import selection
 from primekit.bon.data import BonProblem
 from primekit.bon.scorers import StepScorer
 from primekit.errors import InputError
 from primekit.io import ResumableJsonl
-from primekit.prm.reading import Query, canonical_aggregate
+from primekit.prm.reading import Query
 
 IDENTITY_KEY = "__identity__"
 DEFAULT_TRIALS = 256

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from primekit.errors import InputError
-from primekit.prm.reading import (Prompt, Query, ReadingSettings, aggregate,
-                                  prm_prompt, split_steps)
+from primekit.prm.reading import Prompt, Query, aggregate, prm_prompt, split_steps
+from primekit.prm.settings import ReadingSettings
 
 
 def sigmoid(x: float) -> float:

@@ -14,14 +14,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from primekit.arguments import BootstrapArguments, GenerationArguments, ModelArguments, SamplingArguments
+from primekit.arguments import (BootstrapArguments, GenerationArguments, LoadArguments, ModelArguments,
+                                PRMReadingArguments, SamplingArguments)
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
 from primekit.eval import benchmarks as bench
 from primekit.eval import runner
 from primekit.eval.generate import SamplingSpec, make_generator
 from primekit.eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS, Generation, get_protocol
-from primekit.prm.reading import PRMReadingArguments
+from primekit.prm.settings import resolve_reading
 
 def _split_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
@@ -286,9 +287,9 @@ def _grader_for(name: str, protocol: str, options: SummaryArguments, grader: str
 
 def run(argv: list[str]) -> int:
     """Generate and grade a model on benchmarks under an evaluation protocol; resumable."""
-    model_args, generation_args, sampling, args, options, reading, *_ = parse_config(
-        [ModelArguments, GenerationArguments, SamplingArguments, RunArguments, SummaryArguments,
-         PRMReadingArguments], argv, prog="prime-eval run", description=run.__doc__)
+    model_args, generation_args, load, sampling, args, options, reading, *_ = parse_config(
+        [ModelArguments, GenerationArguments, LoadArguments, SamplingArguments, RunArguments,
+         SummaryArguments, PRMReadingArguments], argv, prog="prime-eval run", description=run.__doc__)
     problem_sets = load_problem_sets(args, model_args.model)
     from primekit.eval import provenance
     from primekit.eval.grader import GRADER_VERSION
@@ -311,7 +312,7 @@ def run(argv: list[str]) -> int:
     context = {"model_revision": provenance.model_revision(model_name),
                "protocol": args.protocol, "template": args.template, "context_cap": context_cap,
                "grader": args.grader,
-               "backend": generation_args.backend, "dtype": generation_args.dtype,
+               "backend": generation_args.backend, "dtype": load.dtype,
                "seed": sampling.seed, "primekit_version": provenance.primekit_version()}
     runner.check_settings(out, {"model": model_name, **context, "benchmarks": {
         name: g.to_json() for name, g in generations.items()}})
@@ -327,8 +328,8 @@ def run(argv: list[str]) -> int:
                 for _, indices in runner.missing_samples(problems, specs[name].n, samples.done))
     if to_do:
         generator = make_generator(model_name, backend=generation_args.backend,
-                                   dtype=generation_args.dtype, device=generation_args.device,
-                                   batch_size=generation_args.batch_size, show_progress=False)
+                                   dtype=load.dtype, device=load.device,
+                                   batch_size=load.batch_size, show_progress=False)
         for name, problems in problem_sets.items():
             with _grader_for(name, args.protocol, options, args.grader) as grade:
                 runner.generate_and_grade(problems, prompts[name], generator, specs[name], samples,
@@ -352,22 +353,21 @@ def run(argv: list[str]) -> int:
             "generation": generations[name].to_json(),
             "total_problems": sizes[name], "prompt_sha256": prompt_hash(list(prompts[name].values()))}
     if reading.prm is not None:
-        _add_bon_metrics(summary, args, reading, problem_sets, records, out, specs, generation_args,
-                         sampling.seed)
+        _add_bon_metrics(summary, args, reading, problem_sets, records, out, specs, load, sampling.seed)
     return _finish(out, summary, samples.path)
 
 
 def _add_bon_metrics(summary: dict[str, Any], args: RunArguments, reading: PRMReadingArguments,
                      problem_sets: dict[str, list], records: list[dict[str, Any]], out: Path,
-                     specs: dict[str, SamplingSpec], generation_args: GenerationArguments, seed: int) -> None:
+                     specs: dict[str, SamplingSpec], load: LoadArguments, seed: int) -> None:
     """PRM-reranked accuracy per benchmark (by the first of ``--aggregate``), so "policy + PRM" is a
     leaderboard row of its own. PRM scores are cached in the run folder: a re-run loads no PRM."""
     from primekit.bon import rerank
     from primekit.bon.data import problems_from_samples
     from primekit.bon.scorers import ImplicitPRMScorer
 
-    scorer = ImplicitPRMScorer.from_settings(reading.resolve(), device=generation_args.device,
-                                             dtype=generation_args.dtype)
+    scorer = ImplicitPRMScorer.from_settings(resolve_reading(reading), device=load.device,
+                                             dtype=load.dtype)
     cache = rerank.ScoreCache(rerank.cache_file(out, scorer.name, scorer.identity()),
                               scorer.identity())
     for name, problems in problem_sets.items():

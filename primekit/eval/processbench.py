@@ -30,7 +30,9 @@ from primekit.config import help_text
 from primekit.errors import InputError
 from primekit.io import read_json_or_jsonl, require_field
 from primekit.paths import data_dir
-from primekit.prm.reading import PRMReadingArguments, Prompt, join_steps, threshold_series
+from primekit.arguments import LoadArguments, PRMReadingArguments
+from primekit.prm.reading import THRESHOLD_AGGREGATES, Prompt, join_steps, threshold_series
+from primekit.prm.settings import resolve_reading
 
 SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
 StepScorer = Callable[[str, Sequence[str]], Sequence[float]]
@@ -189,9 +191,9 @@ def implicit_prm_step_rewards(prm, prompts: Sequence[Prompt], samples: Sequence[
 
 
 @dataclass
-class ProcessBenchArguments(PRMReadingArguments):
-    """Options of ``prime-eval processbench``: the implicit PRM's reading options (``aggregate``
-    ``min_q`` or ``min_step``) and the ones below."""
+class ProcessBenchArguments:
+    """Options of ``prime-eval processbench`` besides the implicit PRM's reading options
+    (``--prm`` is required, ``--aggregate`` ``min_q`` or ``min_step``) and how it is loaded."""
 
     splits: str | None = field(default=None, metadata=help_text(
         "comma-separated ProcessBench splits to report (default: every split in the data folder "
@@ -207,24 +209,27 @@ class ProcessBenchArguments(PRMReadingArguments):
         "quick runs: per split, the first N/2 erroneous and N/2 error-free samples"))
     out: str | None = field(default=None, metadata=help_text(
         "folder for step_rewards.jsonl (resumable) and processbench.json (required)"))
-    batch_size: int = field(default=8, metadata=help_text("solutions per forward pass"))
-    dtype: str = field(default="auto", metadata=help_text("model dtype: auto, float32, bfloat16, float16"))
-    device: str | None = field(default=None, metadata=help_text("device; default: cuda if available"))
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         from primekit.eval.benchmarks import check_template
-        from primekit.prm.reading import THRESHOLD_AGGREGATES
 
-        if self.prm is None or self.out is None:
+        if self.out is None:
             raise ValueError("--prm and --out are required")
-        if len(self.aggregates) != 1 or self.aggregate not in THRESHOLD_AGGREGATES:
-            raise ValueError(f"aggregate must be one of {', '.join(THRESHOLD_AGGREGATES)}, got "
-                             f"'{self.aggregate}'")
         if check_template(self.template) == "auto":
             raise ValueError("choose an explicit --template for ProcessBench")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+# solutions per PRM forward pass (ProcessBench solutions are long)
+PROCESSBENCH_DEFAULTS = {"batch_size": 8}
+
+
+def _check_reading(reading: PRMReadingArguments) -> None:
+    """ProcessBench needs a PRM and one aggregate that a threshold can be tuned on."""
+    if reading.prm is None:
+        raise InputError("--prm and --out are required")
+    if len(reading.aggregates) != 1 or reading.aggregate not in THRESHOLD_AGGREGATES:
+        raise InputError(f"aggregate must be one of {', '.join(THRESHOLD_AGGREGATES)}, got "
+                         f"'{reading.aggregate}'", field="aggregate")
 
 
 def command(argv: list[str]) -> int:
@@ -234,9 +239,11 @@ def command(argv: list[str]) -> int:
     from primekit.config import parse_config
     from primekit.eval import runner
     from primekit.io import ResumableJsonl, atomic_write_json
-    args, *_ = parse_config([ProcessBenchArguments], argv, prog="prime-eval processbench",
-                           description=command.__doc__)
-    settings = args.resolve()
+    args, reading, load, *_ = parse_config([ProcessBenchArguments, PRMReadingArguments, LoadArguments], argv,
+                                       prog="prime-eval processbench", description=command.__doc__,
+                                       defaults=PROCESSBENCH_DEFAULTS)
+    _check_reading(reading)
+    settings = resolve_reading(reading)
     splits = [s.strip() for s in (args.splits or "").split(",") if s.strip()] or available_splits()
     tune = [] if args.threshold is not None else [args.tune_split]
     data = {split: load_split(split, args.limit) for split in dict.fromkeys(tune + splits)}
@@ -247,12 +254,12 @@ def command(argv: list[str]) -> int:
     if pending:
         from primekit.prm.implicit import ImplicitPRM
 
-        prm = ImplicitPRM.from_settings(settings, dtype=args.dtype, device=args.device,
-                                        batch_size=args.batch_size)
+        prm = ImplicitPRM.from_settings(settings, dtype=load.dtype, device=load.device,
+                                        batch_size=load.batch_size)
         prompt_for = _prompt_renderer(settings.prm_context, args.template, prm.tokenizer)
         with tqdm(total=len(pending), desc="score steps", unit="sample") as bar:
-            for start in range(0, len(pending), 4 * args.batch_size):
-                chunk = pending[start:start + 4 * args.batch_size]
+            for start in range(0, len(pending), 4 * load.batch_size):
+                chunk = pending[start:start + 4 * load.batch_size]
                 rewards = implicit_prm_step_rewards(prm, [prompt_for(s.problem) for s in chunk], chunk)
                 for sample, step_rewards in zip(chunk, rewards):
                     cache.append({"split": sample.split, "id": sample.id, "step_rewards": step_rewards})
@@ -262,13 +269,13 @@ def command(argv: list[str]) -> int:
     threshold, tuned_f1 = args.threshold, None
     if threshold is None:
         threshold, tuned_f1 = tune_threshold(
-            rewards[args.tune_split], [s.label for s in data[args.tune_split]], args.aggregate)
+            rewards[args.tune_split], [s.label for s in data[args.tune_split]], reading.aggregate)
     report: dict[str, Any] = {
         "prm": settings.prm, "prm_ref": settings.prm_ref, "coef": settings.coef,
-        "prm_context": settings.prm_context, "aggregate": args.aggregate, "threshold": threshold,
+        "prm_context": settings.prm_context, "aggregate": reading.aggregate, "threshold": threshold,
         "tuned_on": None if tune == [] else args.tune_split, "tuned_f1": tuned_f1, "splits": {}}
     for split in splits:
-        report["splits"][split] = asdict(evaluate_split(data[split], rewards[split], threshold, args.aggregate))
+        report["splits"][split] = asdict(evaluate_split(data[split], rewards[split], threshold, reading.aggregate))
     atomic_write_json(out / "processbench.json", report)
     _print_report(report)
     return 0

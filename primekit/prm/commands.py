@@ -12,118 +12,42 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from primekit.config import parse_config
-from primekit.errors import InputError
-from primekit.prm.reading import RECORD_FILE
+from rich.console import Console
+from rich.table import Table
+from tqdm.auto import tqdm
 
-logger = logging.getLogger(__name__)
+from primekit.arguments import LoadArguments, PRMReadingArguments
+from primekit.command_line import run_command
+from primekit.config import leading_positionals, parse_config
+from primekit.errors import InputError
+from primekit.io import ResumableJsonl, atomic_write_jsonl, iter_jsonl, require_field
+from primekit.prm.config import ImplicitPRMConfig, PRMModelConfig
+from primekit.prm.data import check_prompt, eurus_stage1_sample, iter_data_rows
+from primekit.prm.implicit import ImplicitPRM
+from primekit.prm.reading import Query, aggregate, prm_prompt
+from primekit.prm.settings import resolve_reading
+from primekit.prm.training import train_prm
 
 TRAIN_DESCRIPTION = ("Train an implicit PRM (a causal LM read against a frozen reference) on outcome "
                      "labels or preference pairs. Without options: the toy PRM.")
 SCORE_DESCRIPTION = ("Token, step and sequence rewards of an implicit PRM for a JSONL of "
                      "{prompt or problem, response} records (resumable).")
-TOY_PRM = "runs/prm"  # where `prime-prm train` without options saves the toy PRM
 
 
 def train(argv: list[str]) -> int:
-    from trl import ModelConfig
-
-    from primekit.prm.trainer import ImplicitPRMConfig
-
-    config, model_args, *_ = parse_config([ImplicitPRMConfig, ModelConfig], argv, prog="prime-prm train",
-                                      description=TRAIN_DESCRIPTION)
+    config, model_args, *_ = parse_config([ImplicitPRMConfig, PRMModelConfig], argv, prog="prime-prm train",
+                                          description=TRAIN_DESCRIPTION)
     summary = train_prm(config, model_args)
     if summary is not None:
         _print_summary(summary)
     return 0
 
 
-def _resume_argument(value: str | None) -> str | bool | None:
-    """``--resume_from_checkpoint true`` (or ``last``) resumes from the newest checkpoint in
-    ``output_dir``; a path resumes from that checkpoint."""
-    if value is None:
-        return None
-    if value.lower() in {"true", "last"}:
-        return True
-    if not Path(value).is_dir():
-        raise InputError("checkpoint directory not found", path=value, field="resume_from_checkpoint")
-    return value
-
-
-def _training_files(config, model_args) -> tuple[str, str | None]:
-    """The data files: given ones, or for the toy policy its graded samples (drawn once, cached)."""
-    if config.train_file is not None:
-        return config.train_file, config.eval_file
-    if model_args.model_name_or_path not in (None, "toy"):
-        raise InputError("train_file is required unless the model is the toy policy", field="train_file")
-    if config.loss_type not in ("ce", "kto"):
-        raise InputError(f"the toy data are outcome-labelled samples; loss_type {config.loss_type} "
-                         "needs a pairs train_file", field="loss_type")
-    from primekit.models import resolve_model_name
-    from primekit.prm.toy_data import ToyPRMDataSpec, toy_prm_data
-
-    spec = ToyPRMDataSpec(num_train_problems=config.toy_num_train_problems,
-                          num_eval_problems=config.toy_num_eval_problems,
-                          samples_per_problem=config.toy_samples_per_problem, seed=config.seed)
-    train_path, eval_path = toy_prm_data(resolve_model_name(model_args.model_name_or_path), spec)
-    return str(train_path), config.eval_file or str(eval_path)
-
-
-def train_prm(config, model_args) -> dict | None:
-    """Train, evaluate, save the PRM (with its reading record, ``implicit_prm.json``); the run's
-    summary (main process)."""
-    from transformers.trainer_utils import IntervalStrategy
-    from trl import get_peft_config
-
-    from primekit.models import load_causal_lm, load_tokenizer, resolve_model_name
-    from primekit.prm.data import load_prm_datasets
-    from primekit.prm.trainer import PAIR_LOSSES, ImplicitPRMTrainer
-
-    if model_args.load_in_4bit or model_args.load_in_8bit:
-        raise InputError("quantized (4/8-bit) PRM training is not supported", field="load_in_4bit")
-    resume = _resume_argument(config.resume_from_checkpoint)
-    train_file, eval_file = _training_files(config, model_args)
-    model_name = resolve_model_name(model_args.model_name_or_path)
-    tokenizer = load_tokenizer(model_name)
-    train_data, eval_data = load_prm_datasets(
-        tokenizer, pairs=config.loss_type in PAIR_LOSSES, train_file=train_file, eval_file=eval_file,
-        eval_fraction=config.eval_fraction, max_length=config.max_length,
-        append_eos=config.append_eos, seed=config.seed)
-    if eval_data is None:
-        config.eval_strategy = IntervalStrategy.NO
-
-    peft_config = get_peft_config(model_args)
-    model = load_causal_lm(model_name, dtype=model_args.dtype, trainable=True)
-    reference = None if peft_config is not None else resolve_model_name(
-        config.ref_model_name_or_path or model_args.model_name_or_path)
-    ref_model = None if reference is None else load_causal_lm(reference, dtype=model_args.dtype)
-    trainer = ImplicitPRMTrainer(model, config, ref_model=ref_model, train_dataset=train_data,
-                                 eval_dataset=eval_data, processing_class=tokenizer,
-                                 peft_config=peft_config)
-    started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    seconds = time.perf_counter() - started
-    metrics = trainer.evaluate() if eval_data is not None else {}
-    trainer.save_model(config.output_dir)
-    if not trainer.is_world_process_zero():
-        return None
-    return {"model": model_name, "reference": reference or f"{model_name} (LoRA base)",
-            "loss": config.loss_type, "train samples": len(train_data),
-            "eval samples": 0 if eval_data is None else len(eval_data),
-            "eval reward accuracy": metrics.get("eval_reward_accuracy"),
-            "eval AUC": metrics.get("eval_auc"), "eval pair accuracy": metrics.get("eval_pair_accuracy"),
-            "train time": f"{seconds:.1f} s", "output dir": str(config.output_dir)}
-
-
 def _print_summary(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="implicit PRM", show_header=False)
     table.add_column("what", no_wrap=True)
     table.add_column("value", overflow="fold")  # long paths wrap instead of being cut
@@ -133,19 +57,9 @@ def _print_summary(summary: dict) -> None:
     Console().print(table)
 
 
-def toy_prm_path() -> Path:
-    """The toy implicit PRM: the one ``prime-prm train`` (no options) saved, trained first if
-    there is none yet."""
-    path = Path(TOY_PRM)
-    if not (path / RECORD_FILE).is_file():
-        logger.warning("no toy PRM in %s yet: training it once (prime-prm train)", path)
-        train([])
-    return path
-
-
 @dataclass
 class ScoreArguments:
-    """Options of ``prime-prm score`` besides the PRM reading options."""
+    """Options of ``prime-prm score`` besides the PRM reading and loading options."""
 
     input: str = field(metadata={"help": "JSONL of records with 'response' and 'prompt' (text read "
                                          "verbatim, or chat messages) and/or 'problem' (read per "
@@ -153,21 +67,14 @@ class ScoreArguments:
     out: str = field(metadata={"help": "output JSONL: each input record plus the steps read, token_rewards, "
                                        "step_rewards, q_values, sequence_reward and the --aggregate "
                                        "scores; a killed run resumes"})
-    batch_size: int = field(default=16, metadata={"help": "responses per forward pass"})
-    dtype: str = field(default="auto", metadata={"help": "model dtype: auto, float32, bfloat16, float16"})
-    device: str | None = field(default=None, metadata={"help": "device; default: cuda if available, else cpu"})
 
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+# what a PRM forward pass holds by default (a generate call holds 32 sequences)
+SCORE_DEFAULTS = {"batch_size": 16}
 
 
 def _score_prompt(record: dict, prm_context: str, *, path: str, line: int):
     """What the PRM reads before this record's response: the problem through ``prm_context``
     when the record has one, else its prompt as given."""
-    from primekit.prm.data import check_prompt
-    from primekit.prm.reading import Query, prm_prompt
-
     prompt = record.get("prompt")
     if prompt is not None:
         check_prompt(prompt, path=path, line=line)
@@ -187,8 +94,6 @@ def _score_prompt(record: dict, prm_context: str, *, path: str, line: int):
 def _read_score_input(path: str, prm_context: str = "chat") -> list[tuple[str, dict, object]]:
     """``(resume key, record, PRM prompt)`` per input line; the key changes when the line's text
     does, so a stale partial result for an edited input is recomputed rather than reused."""
-    from primekit.io import iter_jsonl, require_field
-
     items = []
     for line, record in iter_jsonl(path):
         prompt = _score_prompt(record, prm_context, path=path, line=line)
@@ -209,23 +114,18 @@ def partial_path(out: Path, settings) -> Path:
 
 
 def score(argv: list[str]) -> int:
-    from tqdm.auto import tqdm
-
-    from primekit.io import ResumableJsonl, atomic_write_jsonl
-    from primekit.prm.implicit import ImplicitPRM
-    from primekit.prm.reading import PRMReadingArguments, aggregate
-
-    args, reading, *_ = parse_config([ScoreArguments, PRMReadingArguments], argv, prog="prime-prm score",
-                                 description=SCORE_DESCRIPTION)
+    args, reading, load, *_ = parse_config([ScoreArguments, PRMReadingArguments, LoadArguments], argv,
+                                       prog="prime-prm score", description=SCORE_DESCRIPTION,
+                                       defaults=SCORE_DEFAULTS)
     items = _read_score_input(args.input, reading.prm_context)
-    settings = reading.resolve()
+    settings = resolve_reading(reading)
     out = Path(args.out)
     partial = ResumableJsonl(partial_path(out, settings), key=lambda record: record["key"])
     todo = [(key, prompt, record) for key, record, prompt in items if key not in partial.done]
     if todo:
-        prm = ImplicitPRM.from_settings(settings, dtype=args.dtype, device=args.device,
-                                        batch_size=args.batch_size)
-        chunk_size = 8 * args.batch_size  # results reach the disk every few batches
+        prm = ImplicitPRM.from_settings(settings, dtype=load.dtype, device=load.device,
+                                        batch_size=load.batch_size)
+        chunk_size = 8 * load.batch_size  # results reach the disk every few batches
         with tqdm(total=len(items), initial=len(items) - len(todo), desc="score", unit="response") as bar:
             for start in range(0, len(todo), chunk_size):
                 chunk = todo[start:start + chunk_size]
@@ -281,10 +181,6 @@ class ConvertArguments:
 
 
 def convert(argv: list[str]) -> int:
-    from primekit.config import leading_positionals
-    from primekit.io import atomic_write_jsonl
-    from primekit.prm.data import eurus_stage1_sample, iter_data_rows
-
     args, *_ = parse_config([ConvertArguments], leading_positionals(argv, "--input"), prog="prime-prm convert",
                            description=CONVERT_DESCRIPTION)
     samples = []
@@ -303,11 +199,7 @@ def convert(argv: list[str]) -> int:
 
 def main() -> None:
     """``python -m primekit.prm.commands`` (the accelerate entry point) behaves like ``prime-prm train``."""
-    import sys
-
-    from primekit.cli import dispatch
-
-    sys.exit(dispatch("prime-prm", ["train", *sys.argv[1:]]))
+    sys.exit(run_command("prime-prm", "train", train, sys.argv[1:]))
 
 
 if __name__ == "__main__":

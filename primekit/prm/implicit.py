@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 
 from primekit.errors import InputError
 from primekit.prm.data import EncodedResponse, encode_responses, join_right_padded
-from primekit.prm.reading import DEFAULT_BETA, Prompt, ReadingSettings, Steps
+from primekit.arguments import PRMReadingArguments, canonical_aggregate, check_coef, check_read_out, check_step_mode
+from primekit.prm.reading import DEFAULT_BETA, Prompt, Steps
 from primekit.prm.reading import aggregate as aggregate_values
-from primekit.prm.reading import (canonical_aggregate, card_boundaries, card_conversation, card_step_texts,
-                                  card_values, check_coef, check_read_out, check_step_mode, implicit_rewards,
-                                  q_values, split_steps, sum_by_step, token_steps)
+from primekit.prm.reading import (card_boundaries, card_conversation, card_step_texts, card_values,
+                                  implicit_rewards, q_values, split_steps, sum_by_step, token_steps)
+from primekit.prm.settings import ReadingSettings, resolve_reading
 
 __all__ = [
     "ImplicitPRM",
@@ -73,8 +74,8 @@ def _gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     Rows are grouped so that at most ``LOGPROB_CHUNK_ELEMENTS`` logits are upcast together: a
     whole toy batch in one call, one row at a time for a 150K vocabulary and long responses. Each
     group goes through torch's fused ``log_softmax`` (one pass over the logits) rather than a
-    separate ``logsumexp``, whose temporaries of the group's full size made reading a 152k-column
-    head slower than a one-response-at-a-time loop.
+    separate ``logsumexp``, whose temporaries of the group's full size cost more than they save on
+    a 152k-column head.
     """
     batch, length, vocab = logits.shape
     rows = max(1, LOGPROB_CHUNK_ELEMENTS // max(1, length * vocab))
@@ -192,10 +193,9 @@ class ImplicitPRM:
         ``auto``, True and ``steps``. ``device`` defaults to
         CUDA when available.
         """
-        from primekit.prm.reading import PRMReadingArguments
-
-        settings = PRMReadingArguments(prm=str(prm_path), prm_ref=None if ref_path is None else str(ref_path),
-                                       coef=coef, step_mode=step_mode, read_out=read_out).resolve()
+        settings = resolve_reading(PRMReadingArguments(
+            prm=str(prm_path), prm_ref=None if ref_path is None else str(ref_path), coef=coef,
+            step_mode=step_mode, read_out=read_out))
         if append_eos is not None:
             settings = dataclasses.replace(settings, append_eos=append_eos)
         return cls.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)

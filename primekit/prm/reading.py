@@ -32,9 +32,10 @@ six decisions, each made here and nowhere else:
    apart from the blank line; where it fuses them (a step ending in ``"."``: ``".\n\n"`` is one
    Qwen2 token) the card reads two tokens into the next step.
 
-:class:`PRMReadingArguments` holds the options every command shares (``prm``, ``prm_ref``,
-``aggregate``, ``step_mode``, ``coef``, ``prm_context``, ``read_out``);
-:meth:`PRMReadingArguments.resolve` combines them with the record into the settings a reader uses.
+:class:`primekit.arguments.PRMReadingArguments` holds the options every command shares (``prm``,
+``prm_ref``, ``aggregate``, ``step_mode``, ``coef``, ``prm_context``, ``read_out``) and checks
+their names; :func:`primekit.prm.settings.resolve_reading` combines them with the record into the
+settings a reader uses.
 
 Against EurusPRM's model card and ImplicitPRM's evaluation (``eval/prm_eval_utils.py:184-226``
 builds the inputs, ``:405-460`` reads them): the text, the prompt, the coefficient and the
@@ -55,30 +56,21 @@ import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
 
-from primekit.config import help_text
+from primekit.arguments import canonical_aggregate, check_coef, check_prm_context, check_read_out, check_step_mode
 from primekit.errors import InputError
 
 __all__ = [
-    "AGGREGATES",
     "KNOWN_PRMS",
-    "PRM_CONTEXTS",
-    "READ_OUTS",
     "RECORD_FILE",
-    "STEP_MODES",
-    "PRMReadingArguments",
     "PRMRecord",
     "Prompt",
     "Query",
-    "ReadingSettings",
     "Steps",
     "aggregate",
-    "canonical_aggregate",
     "card_boundaries",
     "card_values",
     "implicit_rewards",
@@ -94,13 +86,6 @@ __all__ = [
     "write_prm_record",
 ]
 
-STEP_MODES: tuple[str, ...] = ("newline", "double_newline", "eurus", "auto")
-READ_OUTS: tuple[str, ...] = ("steps", "card")
-AGGREGATES: tuple[str, ...] = ("min_step", "min_q", "last", "mean", "sum_q")
-# Old names kept for one release: "min" was the minimum step increment, "sum" the sequence reward;
-# ProcessBench called its two read-outs "step" and "q".
-DEPRECATED_AGGREGATES = {"min": "min_step", "sum": "last", "step": "min_step", "q": "min_q"}
-PRM_CONTEXTS: tuple[str, ...] = ("chat", "prompt")
 RECORD_FILE = "implicit_prm.json"
 DEFAULT_BETA = 0.05
 
@@ -116,14 +101,6 @@ def implicit_rewards(logratios, coef: float):
     tensor of token log-ratios or of their sums). ``coef`` is beta when training and the
     inference coefficient when reading."""
     return coef * logratios
-
-
-def check_coef(coef: float, name: str = "coef") -> float:
-    """A reward scale must be a positive finite number (a zero or negative one flips or erases
-    every ranking)."""
-    if not (isinstance(coef, (int, float)) and math.isfinite(coef) and coef > 0):
-        raise InputError(f"{name} must be a positive number, got {coef!r}", field=name)
-    return float(coef)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,16 +189,6 @@ def join_steps(steps: Sequence[str], numbered: bool = True, separator: str = EUR
     return Steps(separator.join(pieces), tuple(spans))
 
 
-def _check_choice(value: str, choices: Sequence[str], what: str, field_name: str) -> str:
-    if value not in choices:
-        raise InputError(f"unknown {what} '{value}' (choose from {', '.join(choices)})", field=field_name)
-    return value
-
-
-def check_step_mode(mode: str) -> str:
-    return _check_choice(mode, STEP_MODES, "step mode", "step_mode")
-
-
 def split_steps(response: str, mode: str = "auto") -> Steps:
     """The text a PRM reads for ``response`` and its steps.
 
@@ -276,17 +243,6 @@ def sum_by_step(token_values: Sequence[float], steps: Sequence[int], num_steps: 
 
 # ---------------------------------------------------------------------------------------------
 # 3. aggregates
-
-
-def canonical_aggregate(name: str) -> str:
-    """The current name of an aggregate; an old name works with a deprecation warning, an unknown
-    one is an :class:`InputError`."""
-    if name in DEPRECATED_AGGREGATES:
-        new = DEPRECATED_AGGREGATES[name]
-        warnings.warn(f"aggregate '{name}' is deprecated and will be removed; use '{new}' (same "
-                      "values)", FutureWarning, stacklevel=2)
-        return new
-    return _check_choice(name, AGGREGATES, "aggregate", "aggregate")
 
 
 def q_values(step_rewards: Sequence[float]) -> list[float]:
@@ -354,10 +310,6 @@ class Query:
     prompt: str | None = None
 
 
-def check_prm_context(value: str) -> str:
-    return _check_choice(value, PRM_CONTEXTS, "prm_context", "prm_context")
-
-
 def prm_prompt(query: Query, prm_context: str = "chat") -> Prompt:
     """What a PRM reads before a response: the problem as a user message, rendered later through
     the PRM's own chat template (``chat``, EurusPRM's card), or the policy's prompt text verbatim
@@ -388,10 +340,6 @@ def render_prompt(tokenizer, prompt: Prompt) -> str:
 # Llama 3 markers that ImplicitPRM's evaluation removes from a cut conversation
 # (eval/prm_eval_utils.py:205-208); a ChatML conversation keeps its <|im_end|>.
 _CARD_CUT_SUFFIXES = ("<|start_header_id|>assistant<|end_header_id|>", "<|eot_id|>")
-
-
-def check_read_out(value: str) -> str:
-    return _check_choice(value, READ_OUTS, "read_out", "read_out")
 
 
 def card_step_texts(steps: Steps) -> list[str]:
@@ -512,103 +460,3 @@ def read_prm_record(name_or_path: str | os.PathLike) -> PRMRecord | None:
         except InputError as err:
             raise InputError(err.reason, path=path, field=err.field) from None
     return KNOWN_PRMS.get(str(name_or_path))
-
-
-# ---------------------------------------------------------------------------------------------
-# the shared options
-
-
-@dataclass(frozen=True)
-class ReadingSettings:
-    """Everything that decides an implicit PRM's scores, resolved (what a score cache is keyed by)."""
-
-    prm: str
-    prm_ref: str | None
-    coef: float
-    step_mode: str
-    prm_context: str
-    append_eos: bool
-    read_out: str = "steps"
-
-
-@dataclass
-class PRMReadingArguments:
-    """How an implicit PRM is read: the options ``prime-prm score``, ``prime-bon rerank``,
-    ``prime-eval run --prm`` and ``prime-eval processbench`` share. Unset options come from the
-    PRM's ``implicit_prm.json`` (or a published PRM's card, :data:`KNOWN_PRMS`). Old option
-    names are still accepted for one release (:func:`primekit.config.parse_config` rewrites them
-    with a warning)."""
-
-    deprecated_aliases: ClassVar[dict[str, str]] = {
-        "ref": "prm_ref", "prm_ref_model_name_or_path": "prm_ref", "beta": "coef", "steps": "step_mode",
-        "bon_aggregate": "aggregate", "aggregation": "aggregate"}
-
-    prm: str | None = field(default=None, metadata=help_text(
-        "implicit PRM: hub name (e.g. PRIME-RL/EurusPRM-Stage1), local folder, LoRA adapter folder, "
-        "or 'toy'"))
-    prm_ref: str | None = field(default=None, metadata=help_text(
-        "the PRM's reference model; default: the one recorded with the PRM (for EurusPRM-Stage1: "
-        "Qwen/Qwen2.5-Math-7B-Instruct, as on its card), or a LoRA PRM's base"))
-    aggregate: str = field(default="min_q", metadata=help_text(
-        "how step rewards rank a response: min_q (min over steps of the running Q, EurusPRM "
-        "Stage 1), min_step (weakest step reward), last (= sequence reward), mean, sum_q (sum of "
-        "the Q values); old names min (= min_step) and sum (= last) still work; Best-of-N takes a "
-        "comma list"))
-    step_mode: str | None = field(default=None, metadata=help_text(
-        "how a response is cut into steps: newline, double_newline, eurus (ImplicitPRM's: split on "
-        "'Step k:', re-number, join with blank lines), auto (line-start 'Step k:' markers, else "
-        "blank lines, else newlines); default: the PRM's recorded mode, else auto"))
-    coef: float | None = field(default=None, metadata=help_text(
-        "inference coefficient: r = coef * log(pi_prm / pi_ref); default: the recorded one (a "
-        "trained PRM: its beta; EurusPRM: 0.001 as on its card), else 0.05"))
-    prm_context: str = field(default="chat", metadata=help_text(
-        "what the PRM reads before a response: chat (the problem as a user message through the "
-        "PRM's chat template, as EurusPRM's card does) or prompt (the policy's prompt verbatim)"))
-    read_out: str | None = field(default=None, metadata=help_text(
-        "where Q_k is read: steps (at the end of step k, its blank line included) or card "
-        "(ImplicitPRM's evaluation token for token: from the last prompt token on, one token into "
-        "the next step; needs prm_context chat and blank-line steps); default: the PRM's recorded "
-        "read-out (EurusPRM-Stage1: card), else steps"))
-
-    def __post_init__(self) -> None:
-        self.aggregates = [canonical_aggregate(name.strip())
-                           for name in self.aggregate.split(",") if name.strip()]
-        if not self.aggregates:
-            raise InputError("give at least one aggregate", field="aggregate")
-        self.aggregate = ",".join(self.aggregates)
-        if self.step_mode is not None:
-            check_step_mode(self.step_mode)
-        if self.coef is not None:
-            check_coef(self.coef)
-        check_prm_context(self.prm_context)
-        if self.read_out is not None:
-            check_read_out(self.read_out)
-
-    def resolve(self, require_reference: bool = True) -> ReadingSettings:
-        """The settings a reader uses: these options, else the PRM's record, else defaults. Reads
-        only the small record file (no model), so a score cache can be found before loading."""
-        if self.prm is None:
-            raise InputError("give the implicit PRM (--prm)", field="prm")
-        prm = str(_toy_prm_path()) if self.prm == "toy" else self.prm
-        record = read_prm_record(prm)
-        is_adapter = (Path(prm) / "adapter_config.json").is_file()
-        reference = self.prm_ref or (record.reference if record else None)
-        if reference is None and not is_adapter and require_reference:
-            raise InputError("an implicit PRM is read against the model it was initialised from; "
-                             "pass its reference (--prm_ref), e.g. Qwen/Qwen2.5-Math-7B-Instruct "
-                             f"(no {RECORD_FILE} records one)", path=prm)
-        coef = self.coef if self.coef is not None else (record.coef if record else DEFAULT_BETA)
-        step_mode = self.step_mode or (record.step_mode if record else "auto")
-        read_out = self.read_out or (record.read_out if record else "steps")
-        if read_out == "card" and self.prm_context != "chat":
-            raise InputError("read_out card reads the conversation through the PRM's chat template: "
-                             "use prm_context chat (or read_out steps)", field="read_out")
-        return ReadingSettings(prm=prm, prm_ref=reference, coef=coef, step_mode=step_mode,
-                               prm_context=self.prm_context,
-                               append_eos=record.append_eos if record else True, read_out=read_out)
-
-
-def _toy_prm_path() -> Path:
-    from primekit.prm.commands import toy_prm_path
-
-    return toy_prm_path()

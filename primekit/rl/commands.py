@@ -16,7 +16,6 @@ field) is reported in one line before any model is loaded.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -29,14 +28,16 @@ from rich.table import Table
 
 from primekit import toy
 from primekit.arguments import ModelArguments
-from primekit.config import help_text, parse_config
+from primekit.command_line import run_command
+from primekit.config import help_text, parse_config, resume_checkpoint
 from primekit.errors import InputError
 from primekit.io import atomic_write_json
 from primekit.paths import recipes_dir
 from primekit.rl.checkpoint import PRM_DIR
 from primekit.rl.config import PrimeConfig
 from primekit.rl.data import PromptFormat, load_prompt_dataset, toy_dataset
-from primekit.rl.diagnose import DiagnoseArguments
+from primekit.rl.diagnose import ARGUMENT_GROUPS
+from primekit.rl.diagnose import DEFAULTS as DIAGNOSE_DEFAULTS
 from primekit.rl.diagnose import render as render_diagnosis
 from primekit.rl.diagnose import run as run_diagnosis
 from primekit.rl.effective import ConfigFormat, effective_config, render_effective_config
@@ -47,7 +48,6 @@ from primekit.rl.plan.memory import check_before_training, longest_prompt_tokens
 from primekit.rl.plan.report import render_plan
 
 DEFAULT_RECIPE = recipes_dir() / "toy_prime.yaml"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 @dataclass
@@ -115,29 +115,6 @@ def parse_train_args(argv: Sequence[str], *extra: type, prog: str = "prime-rl tr
     return parse_config(classes, args, prog=prog, description=description)[:len(classes)]
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    """The newest *complete* ``checkpoint-N`` folder (its trainer state is written last)."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    complete = [(int(match.group(1)), path) for path in folder.iterdir()
-                if (match := _CHECKPOINT.match(path.name)) and (path / "trainer_state.json").is_file()]
-    return max(complete)[1] if complete else None
-
-
-def resume_target(config: PrimeConfig) -> str | None:
-    """``resume_from_checkpoint``: a folder, or true/last for the newest complete checkpoint."""
-    value = config.resume_from_checkpoint
-    if value is None or str(value).lower() in ("false", "no", ""):
-        return None
-    if str(value).lower() in ("true", "last", "latest"):
-        found = latest_checkpoint(config.output_dir)
-        return str(found) if found else None
-    if not (Path(value) / "trainer_state.json").is_file():
-        raise InputError("not a complete checkpoint folder (no trainer_state.json)", path=value)
-    return str(value)
-
-
 def _heldout(run: RunArguments, tokenizer: Any) -> tuple[list[str], list[str], list[str] | None] | None:
     """Held-out prompts rendered to text, their answers, and their tasks (None: all math)."""
     if run.heldout is None:
@@ -159,7 +136,7 @@ def _variant(config: PrimeConfig) -> str:
 
 def train(argv: Sequence[str]) -> int:
     run, config = parse_train_args(argv)[:2]
-    resume = resume_target(config)
+    resume = resume_checkpoint(config.resume_from_checkpoint, config.output_dir)
 
     # torch, transformers and TRL's trainer: imported once the options parsed, so a bad one fails fast
     from primekit.models import load_tokenizer, resolve_model_name
@@ -381,8 +358,9 @@ _PLAN_HELP = ("memory per GPU of a prime-rl train run (same options) under DDP /
 def diagnose(argv: Sequence[str]) -> int:
     """``prime-rl diagnose``: where RLOO's and PRIME's negative updates land on responses with
     known erroneous steps (:mod:`primekit.rl.diagnose`); prints a Markdown table."""
-    args = parse_config([DiagnoseArguments], argv, prog="prime-rl diagnose", description=_DIAGNOSE_HELP)[0]
-    print(render_diagnosis(run_diagnosis(args), f"prime-rl diagnose on {args.data}"))
+    groups = parse_config(ARGUMENT_GROUPS, argv, prog="prime-rl diagnose", description=_DIAGNOSE_HELP,
+                          defaults=DIAGNOSE_DEFAULTS)[:len(ARGUMENT_GROUPS)]
+    print(render_diagnosis(run_diagnosis(*groups), f"prime-rl diagnose on {groups[0].data}"))
     return 0
 
 
@@ -411,9 +389,7 @@ def _print_summary(summary: dict[str, Any], history: list, curve: Path, output: 
 
 def main() -> None:
     """``python -m primekit.rl.commands`` (the accelerate entry point) behaves like ``prime-rl train``."""
-    from primekit.cli import dispatch  # the CLI's dispatch table sits above this module
-
-    sys.exit(dispatch("prime-rl", ["train", *sys.argv[1:]]))
+    sys.exit(run_command("prime-rl", "train", train, sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -23,31 +23,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from primekit.arguments import LoadArguments, ModelArguments, PRMReadingArguments
 from primekit.config import help_text
 from primekit.errors import InputError
 
-__all__ = ["CreditBatch", "DiagnoseArguments", "LabelledResponse", "diagnose_batch", "encode_batch",
-           "read_labelled_file", "render", "run", "toy_responses"]
+__all__ = ["ARGUMENT_GROUPS", "DEFAULTS", "CreditBatch", "DiagnoseArguments", "LabelledResponse",
+           "diagnose_batch", "encode_batch", "read_labelled_file", "render", "run", "toy_responses"]
 
 
 @dataclass
 class DiagnoseArguments:
-    """Options of ``prime-rl diagnose``."""
+    """Options of ``prime-rl diagnose`` besides the policy being updated (``--model``: its p_t;
+    default the toy world's policy, else the PRM's reference), the implicit PRM for the PRIME
+    scheme and its reading (``--prm``; without it only RLOO and the perfect PRM are compared; its
+    ``--prm_context`` is also what the policy reads) and how models are loaded."""
 
     data: str = field(default="toy", metadata=help_text(
         "responses with known erroneous steps: 'toy' or 'toy:WORLD' (the world's SFT policy samples "
         "held-out problems; slips found line by line), 'processbench:SPLIT' (human-labelled first "
         "errors), or a .json/.jsonl file (fields below)"))
-    model: str | None = field(default=None, metadata=help_text(
-        "the policy being updated (its p_t): default the toy world's policy, else the PRM's reference"))
-    prm: str | None = field(default=None, metadata=help_text(
-        "implicit PRM for the 'PRIME' scheme (hub name, folder, or 'toy'); without it only RLOO and "
-        "the perfect PRM are compared"))
-    prm_ref: str | None = field(default=None, metadata=help_text(
-        "the PRM's reference model (default: the one recorded with the PRM)"))
-    prm_context: str = field(default="prompt", metadata=help_text(
-        "what policy and PRM read before a response: prompt (the text verbatim; the toy's) or chat "
-        "(the problem as a user message through the tokenizer's chat template; ProcessBench with EurusPRM)"))
     problems: int = field(default=128, metadata=help_text("toy: held-out problems sampled"))
     group_size: int = field(default=4, metadata=help_text("responses per group (RLOO's n)"))
     temperature: float = field(default=1.0, metadata=help_text("toy: sampling temperature"))
@@ -77,15 +71,12 @@ class DiagnoseArguments:
         "many parameters (0: never)"))
     snr_mini_batch: int = field(default=8, metadata=help_text("groups per bootstrap mini-batch"))
     snr_resamples: int = field(default=2000, metadata=help_text("bootstrap mini-batches drawn"))
-    batch_size: int = field(default=16, metadata=help_text("responses per forward pass"))
-    dtype: str = field(default="float32", metadata=help_text("model dtype: auto, float32, bfloat16, float16"))
-    device: str | None = field(default=None, metadata=help_text("device; default: cuda if available, else cpu"))
     output: str | None = field(default=None, metadata=help_text("write the read-outs to this JSON file"))
 
     def __post_init__(self) -> None:
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2 (a leave-one-out baseline); got {self.group_size}")
-        for name in ("problems", "max_rows", "batch_size", "snr_mini_batch"):
+        for name in ("problems", "max_rows", "snr_mini_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if not 0 <= self.accuracy_lower <= self.accuracy_upper <= 1:
@@ -93,8 +84,13 @@ class DiagnoseArguments:
                              f"{self.accuracy_lower}, {self.accuracy_upper}")
         if not 0 < self.uncertain_below <= 1:
             raise ValueError(f"uncertain_below must lie in (0, 1]; got {self.uncertain_below}")
-        if self.prm_context not in ("prompt", "chat"):
-            raise ValueError(f"prm_context must be prompt or chat; got {self.prm_context}")
+
+
+# The option groups of ``prime-rl diagnose`` and its own defaults for shared options: policy and PRM
+# read the toy's prompts verbatim, in float32 (the credit read-outs compare small log-ratios), 16
+# responses per forward pass.
+ARGUMENT_GROUPS = (DiagnoseArguments, ModelArguments, PRMReadingArguments, LoadArguments)
+DEFAULTS = {"prm_context": "prompt", "dtype": "float32", "batch_size": 16}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,10 +153,12 @@ def _outcome(value: Any, where: str, name: str) -> float:
     raise InputError(f"expected a bool or 0/1, got {value!r}", path=where, field=name)
 
 
-def read_labelled_file(path: str | Path, args: DiagnoseArguments) -> list[LabelledResponse]:
+def read_labelled_file(path: str | Path, args: DiagnoseArguments,
+                       prm_context: str = DEFAULTS["prm_context"]) -> list[LabelledResponse]:
     """Rows of a JSON/JSONL file with a problem, its steps, the first erroneous step and the
     outcome (field names in ``args``), grouped (see the module docstring); at most
-    ``args.max_rows``, half with an erroneous step and half without."""
+    ``args.max_rows``, half with an erroneous step and half without. ``prm_context``: what the
+    models read before a response (:func:`~primekit.prm.reading.prm_prompt`)."""
     from primekit.io import read_json_or_jsonl, require_field
     from primekit.prm.reading import Query, join_steps, prm_prompt
     from primekit.rl.credit import NO_ERROR_LABEL
@@ -177,7 +175,7 @@ def read_labelled_file(path: str | Path, args: DiagnoseArguments) -> list[Labell
                              field=args.error_field)
         problem = require_field(row, args.prompt_field, path=where, line=None, kind=str)
         known = join_steps(steps)
-        prompt = prm_prompt(Query(problem, problem), args.prm_context)
+        prompt = prm_prompt(Query(problem, problem), prm_context)
         rows.append((row.get(args.group_field), LabelledResponse(
             prompt, known.text, known.spans, label, _outcome(row.get(args.outcome_field), where, args.outcome_field))))
     wrong = [item for item in rows if item[1].error_step != NO_ERROR_LABEL][:(args.max_rows + 1) // 2]
@@ -383,20 +381,25 @@ def _source(args: DiagnoseArguments) -> tuple[str, str | None]:
     return "file", args.data
 
 
-def run(args: DiagnoseArguments) -> dict[str, Any]:
-    """Load the responses and models that ``args`` name and read out every scheme."""
+def run(args: DiagnoseArguments, model_args: ModelArguments | None = None,
+        reading: PRMReadingArguments | None = None, load: LoadArguments | None = None) -> dict[str, Any]:
+    """Load the responses and models that the options name and read out every scheme (unset
+    groups: their defaults, with :data:`DEFAULTS`)."""
     import torch
 
     from primekit.models import load_causal_lm, load_tokenizer
 
+    model_args = model_args or ModelArguments()
+    reading = reading or PRMReadingArguments(prm_context=DEFAULTS["prm_context"])
+    load = load or LoadArguments(dtype=DEFAULTS["dtype"], batch_size=DEFAULTS["batch_size"])
     kind, name = _source(args)
     settings = None
-    if args.prm is not None:
-        from primekit.prm.reading import PRMReadingArguments
+    if reading.prm is not None:
+        from primekit.prm.settings import resolve_reading
 
-        settings = PRMReadingArguments(prm=args.prm, prm_ref=args.prm_ref, prm_context=args.prm_context).resolve()
-    if args.model is not None:
-        policy = args.model
+        settings = resolve_reading(reading)
+    if model_args.model is not None:
+        policy = model_args.model
     elif kind == "toy":
         from primekit import toy
 
@@ -410,9 +413,9 @@ def run(args: DiagnoseArguments) -> dict[str, Any]:
     if kind == "toy":
         responses = toy_responses(name, policy, args.problems, args.group_size, args.temperature, args.seed)
     else:
-        responses = read_labelled_file(name, args)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_causal_lm(policy, dtype=args.dtype, device=device)
+        responses = read_labelled_file(name, args, reading.prm_context)
+    device = load.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_causal_lm(policy, dtype=load.dtype, device=device)
     tokenizer = load_tokenizer(policy)
     prm_q = {}
     append_eos = True if settings is None else settings.append_eos
@@ -420,15 +423,16 @@ def run(args: DiagnoseArguments) -> dict[str, Any]:
     if settings is not None:
         from primekit.prm.implicit import ImplicitPRM
 
-        prm = ImplicitPRM.from_settings(settings, dtype=args.dtype, device=device, batch_size=args.batch_size)
+        prm = ImplicitPRM.from_settings(settings, dtype=load.dtype, device=device, batch_size=load.batch_size)
         if prm.tokenizer.get_vocab() != tokenizer.get_vocab():
             raise InputError("the PRM and the policy must share a tokenizer (PRIME's PRM starts from the policy)",
                              field="prm")
-        prm_q[f"PRIME, PRM {Path(args.prm).name}"] = _prm_logratios(prm, batch, args.batch_size)
-    probs, squares = policy_token_statistics(model, batch, args.batch_size)
+        prm_q[f"PRIME, PRM {Path(reading.prm).name}"] = _prm_logratios(prm, batch, load.batch_size)
+    probs, squares = policy_token_statistics(model, batch, load.batch_size)
     small = sum(p.numel() for p in model.parameters()) <= args.max_gradient_parameters
     result = diagnose_batch(batch, probs, squares, prm_q, args, model=model if small else None)
-    result["settings"] = {**asdict(args), "policy": policy}
+    result["settings"] = {**asdict(args), **asdict(model_args), **asdict(reading), **asdict(load),
+                          "policy": policy}
     if args.output:
         from primekit.io import atomic_write_json
 

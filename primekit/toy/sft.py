@@ -8,6 +8,7 @@ away from their default, so the default policy keeps its key and nobody retrains
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -19,8 +20,12 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+import torch
+
 from primekit.paths import cache_dir
+from primekit.toy.model import random_model
 from primekit.toy.task import ADDED_KNOB, Problem, TaskSpec, make_problems, max_sequence_tokens, sft_target
+from primekit.toy.tokenizer import build_tokenizer, tokenizer_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +66,6 @@ class WarmupSpec:
     def key(self) -> str:
         """Hash of these settings (added knobs at their default left out, so older policies keep
         their key) and of the tokenizer the policy is saved with."""
-        from primekit.toy.tokenizer import tokenizer_fingerprint
-
         settings = {**_key_fields(self), "tokenizer": tokenizer_fingerprint()}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -141,12 +144,8 @@ def test_problems(n: int = 1000, spec: WarmupSpec = DEFAULT_WARMUP) -> list[Prob
 
 
 def _train(spec: WarmupSpec, output_dir: Path) -> None:
-    import torch
-    from datasets import Dataset
+    from datasets import Dataset  # datasets and TRL load only when a policy has to be trained
     from trl import SFTConfig, SFTTrainer
-
-    from primekit.toy.model import random_model
-    from primekit.toy.tokenizer import build_tokenizer
 
     rng = random.Random(spec.seed)
     tokenizer = build_tokenizer()
@@ -187,7 +186,6 @@ def policy_path(spec: WarmupSpec = DEFAULT_WARMUP) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f".{target.name}.lock"
-    import fcntl
 
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits for the first one's policy

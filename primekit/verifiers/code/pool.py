@@ -17,7 +17,11 @@ import weakref
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from primekit.verifiers.code.sandbox import Sandbox, SandboxSettings, check_sandbox
+from tqdm.auto import tqdm
+
+from primekit.verifiers.code.launch import check_sandbox
+from primekit.verifiers.code.sandbox import Sandbox
+from primekit.verifiers.code.settings import SandboxSettings
 from primekit.verifiers.code.suite import TestSuite, Verdict
 
 __all__ = ["CodeVerifier", "default_workers"]
@@ -83,8 +87,6 @@ class CodeVerifier:
         with ThreadPoolExecutor(max_workers=min(self.workers, len(todo))) as executor:
             futures = executor.map(lambda i: (i, self.verify(suites[i])), todo)
             if progress:
-                from tqdm.auto import tqdm
-
                 futures = tqdm(futures, total=len(todo), desc=progress, unit="program")
             for index, verdict in futures:
                 verdicts[index] = verdict

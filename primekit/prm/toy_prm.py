@@ -1,8 +1,10 @@
-r"""Outcome-labelled toy data for training an implicit PRM, sampled from the toy policy.
+r"""The toy implicit PRM: :func:`ensure_toy_prm` gives the folder of the PRM that ``prime-prm
+train`` without options saves (``--prm toy`` everywhere), training it once when there is none yet,
+and :func:`toy_prm_data` the outcome-labelled data it trains on, sampled from the toy policy.
 
-This is how EurusPRM's Stage-1 data is made, at toy scale: sample the policy at temperature 1 on
-training problems, grade each final answer against the gold one, and keep (prompt, completion,
-label) triples. Wrong samples are the policy's own mistakes (skipped steps with a guessed answer,
+The data are made the way EurusPRM's Stage-1 data is made, at toy scale: sample the policy at
+temperature 1 on training problems, grade each final answer against the gold one, and keep
+(prompt, completion, label) triples. Wrong samples are the policy's own mistakes (skipped steps with a guessed answer,
 an arithmetic slip in one step carried to the end), which is what a PRM has to learn to spot. A
 held-out set comes from the toy *test* problems. Both files are cached on disk, keyed by
 everything that determines them, so a second run reuses them.
@@ -13,11 +15,19 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from primekit.io import atomic_write_jsonl
 from primekit.paths import cache_dir
+from primekit.prm.reading import RECORD_FILE
+
+__all__ = ["TOY_PRM", "ToyPRMDataSpec", "ensure_toy_prm", "toy_prm_data"]
+
+logger = logging.getLogger(__name__)
+
+TOY_PRM = "runs/prm"  # where `prime-prm train` without options saves the toy PRM
 
 
 @dataclass(frozen=True)
@@ -77,3 +87,17 @@ def toy_prm_data(policy: str | Path, spec: ToyPRMDataSpec = ToyPRMDataSpec()) ->
             held_out = toy.test_problems(spec.num_eval_problems)
             atomic_write_jsonl(eval_path, _sample_and_grade(policy, held_out, spec, spec.seed + 1))
     return train_path, eval_path
+
+
+def ensure_toy_prm() -> Path:
+    """The folder of the toy implicit PRM (what ``prime-prm train`` without options saves),
+    trained with the default options first when it holds no PRM yet."""
+    path = Path(TOY_PRM)
+    if not (path / RECORD_FILE).is_file():
+        # transformers, TRL and torch are loaded only when the toy PRM has to be trained
+        from primekit.prm.config import ImplicitPRMConfig, PRMModelConfig
+        from primekit.prm.training import train_prm
+
+        logger.warning("no toy PRM in %s yet: training it once (prime-prm train)", path)
+        train_prm(ImplicitPRMConfig(output_dir=TOY_PRM), PRMModelConfig())
+    return path
