@@ -140,7 +140,8 @@ def run(model_dir: str, device: str, prime: bool, output: Path) -> tuple[float, 
 
 
 def planned(config, model_dir: str, device: str) -> dict[str, float]:
-    from primekit.rl.plan import backend_from_name, plan_run
+    from primekit.rl.plan.launcher import backend_from_name
+    from primekit.rl.plan.memory import plan_run
 
     cuda = device == "cuda"
     backend = backend_from_name("fsdp2" if cuda else "ddp", gpus=1)

@@ -232,7 +232,7 @@ def planned(case: Case, model_dir: str):
     from primekit.rl.commands import plan_from_args
 
     argv = case_options(case, model_dir, "unused")
-    return plan_from_args([*argv, "--backend", case.backend, "--gpus", str(case.processes)])[0]
+    return plan_from_args([*argv, "--parallelism", case.backend, "--gpus", str(case.processes)])[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def seven_b_plans(folder: Path) -> list[tuple[str, object]]:
     recipe = ["--config", str(REPO / "recipes" / "eurus_2_7b_prime.yaml"), *models, "--gpus", "8", "--gpu_memory_gb", "80"]
     variants = [("ddp", []), ("fsdp2", []), ("fsdp2_offload", []),
                 ("fsdp2", ["--vllm_gpu_memory_utilization", "0.5"])]
-    return [(name + (" + vLLM 0.5" if extra else ""), plan_from_args([*recipe, "--backend", name, *extra])[0])
+    return [(name + (" + vLLM 0.5" if extra else ""), plan_from_args([*recipe, "--parallelism", name, *extra])[0])
             for name, extra in variants]
 
 
@@ -267,7 +267,7 @@ def report(rows: list[dict], plans: list[tuple[str, object]]) -> str:
              "to the cap (`min_new_tokens`). Measured: each process's resident-set high-water mark minus its RSS "
              "after imports (VmHWM reset through /proc/self/clear_refs; "
              f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD} so freed tensors leave the RSS), the largest over the "
-             "processes; planned: `prime-rl plan` with the same options and `--backend`, `--gpus`. Two processes "
+             "processes; planned: `prime-rl plan` with the same options and `--parallelism`, `--gpus`. Two processes "
              "run under torchrun (gloo, accelerate's MULTI_CPU); FSDP2 with TrainingArguments' fsdp settings and "
              "the test suite's CPU shim (tests/rl_distributed_worker.py: accelerate enables FSDP only on "
              "accelerator devices).", "",

@@ -71,7 +71,8 @@ class _RaisingParser(TrlParser):
         raise InputError(message)
 
 
-def _yaml_line_of(path: str, key: str) -> int | None:
+def yaml_line_of(path: str, key: str) -> int | None:
+    """The 1-based line of ``key:`` in a YAML file (for an error that names it), or None."""
     pattern = re.compile(rf"^\s*{re.escape(key)}\s*:")
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         if pattern.match(line):
@@ -79,9 +80,10 @@ def _yaml_line_of(path: str, key: str) -> int | None:
     return None
 
 
-def _load_yaml(path: str) -> dict[str, Any]:
+def load_yaml(path: str, what: str = "config file") -> dict[str, Any]:
+    """The YAML mapping in ``path`` (``what`` names the file in errors); one-line errors naming the line."""
     if not Path(path).is_file():
-        raise InputError("config file not found", path=path)
+        raise InputError(f"{what} not found", path=path)
     try:
         config = yaml.safe_load(read_text(path)) or {}
     except yaml.YAMLError as err:
@@ -159,7 +161,7 @@ class _Sources:
             return InputError(f"command-line option --{option}: {message}")
         if option is not None and option in self.config and self.config_path is not None:
             return InputError(message, path=self.config_path,
-                              line=_yaml_line_of(self.config_path, option))
+                              line=yaml_line_of(self.config_path, option))
         return InputError(message)
 
     def option_named_in(self, message: str, known: set[str]) -> str | None:
@@ -211,7 +213,7 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
             raise InputError("--config needs a YAML file path")
         config_path = args[at + 1]
         del args[at:at + 2]
-        config = _load_yaml(config_path)
+        config = load_yaml(config_path)
         config.pop("env", None)
         for old, new in aliases.items():
             if old in config:
@@ -220,7 +222,7 @@ def parse_config(dataclass_types: Sequence[type], argv: Sequence[str] | None,
         for key in config:
             if key not in known:
                 raise InputError(f"unknown option '{key}' (see --help for the options)",
-                                 path=config_path, line=_yaml_line_of(config_path, key))
+                                 path=config_path, line=yaml_line_of(config_path, key))
         parser.set_defaults_with_config(**config)
     sources = _Sources(_cli_options(args), config_path, config)
     try:

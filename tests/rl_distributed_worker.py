@@ -197,7 +197,7 @@ def run_resume(model_dir: str, processes: int, backend: str, output_dir: str) ->
     the weights the checkpoint holds."""
     from transformers import TrainerCallback
 
-    from primekit.rl.trainer import PRM_DIR, _read_safetensors
+    from primekit.rl.checkpoint import PRM_DIR, read_safetensors
 
     class AtStart(TrainerCallback):
         seen: dict = {}
@@ -213,7 +213,7 @@ def run_resume(model_dir: str, processes: int, backend: str, output_dir: str) ->
     checkpoint = Path(output_dir) / "checkpoint-1"
     resumed = build_trainer(model_dir, PATTERNS, Path(output_dir), callbacks=[AtStart()], **{**settings, "max_steps": 2})
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    return {"saved": _read_safetensors(checkpoint / PRM_DIR), **AtStart.seen,
+    return {"saved": read_safetensors(checkpoint / PRM_DIR), **AtStart.seen,
             "is_main": resumed.accelerator.is_main_process}
 
 

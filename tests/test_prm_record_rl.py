@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from primekit.prm.implicit import ImplicitPRM
-from primekit.rl.trainer import PRM_DIR
+from primekit.rl.checkpoint import PRM_DIR
 from rl_support import build_trainer, first_batch, save_tiny_policy
 
 

@@ -91,7 +91,7 @@ def test_prime_step_flags_a_cut_answer_as_truncated(tmp_path):
 def test_prompt_length_cap_counts_the_same_tokens_everywhere(qwen_tokenizer):
     from primekit.eval.protocols import eurus_system_prompt
     from primekit.rl.data import PromptFormat, prompt_length
-    from primekit.rl.plan import longest_prompt_tokens
+    from primekit.rl.plan.memory import longest_prompt_tokens
 
     system = eurus_system_prompt()
     prompt = PromptFormat(chat=True, system_prompt=system).render(QUESTION)

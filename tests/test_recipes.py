@@ -153,7 +153,7 @@ def effective_7b(tmp_path_factory) -> dict:
     """The 7B recipe's configuration as `prime-rl config` resolves it on 8 GPUs with FSDP2 + offload."""
     import json
 
-    from primekit.rl.effective import config_from_args
+    from primekit.rl.commands import config_from_args
 
     folder = tmp_path_factory.mktemp("qwen2.5-math-7b")
     (folder / "config.json").write_text(json.dumps(QWEN25_MATH_7B))

@@ -5,7 +5,6 @@ line, and `prime-rl train`'s start-up check (before any weight loads)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,9 +14,8 @@ from primekit import toy
 from primekit.cli import dispatch
 from primekit.errors import InputError
 from primekit.paths import REPO_ROOT
-from primekit.rl import gpu_terms
-from primekit.rl import plan as memory
 from primekit.rl.config import PrimeConfig
+from primekit.rl.plan import formulas, launcher, memory, shapes
 from rl_support import write_cli_recipe
 
 ACCELERATE = REPO_ROOT / "recipes" / "accelerate"
@@ -28,9 +26,9 @@ QWEN25_MATH_7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", 
                   "intermediate_size": 18944, "num_hidden_layers": 28, "num_attention_heads": 28,
                   "num_key_value_heads": 4, "vocab_size": 152064, "max_position_embeddings": 4096,
                   "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "dtype": "bfloat16"}
-FP32 = memory.Precision(trained=4, frozen=4, residual=4, compute=4, autocast_copies=False, label="fp32")
-AUTOCAST = memory.Precision(trained=4, frozen=4, residual=4, compute=2, autocast_copies=True, label="autocast")
-BF16 = memory.Precision(trained=4, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
+FP32 = formulas.Precision(trained=4, frozen=4, residual=4, compute=4, autocast_copies=False, label="fp32")
+AUTOCAST = formulas.Precision(trained=4, frozen=4, residual=4, compute=2, autocast_copies=True, label="autocast")
+BF16 = formulas.Precision(trained=4, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +39,10 @@ def qwen_7b(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def toy_shape(tmp_path_factory) -> memory.ModelShape:
+def toy_shape(tmp_path_factory) -> shapes.ModelShape:
     folder = tmp_path_factory.mktemp("toy-config")
     toy.tiny_qwen2_config().save_pretrained(folder)
-    return memory.read_model_shape(str(folder))
+    return shapes.read_model_shape(str(folder))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,7 +57,7 @@ def test_toy_parameters_by_hand(toy_shape):
 
 
 def test_qwen25_math_7b_parameters_by_hand(qwen_7b):
-    shape = memory.read_model_shape(qwen_7b)  # config.json only: there are no weights in the folder
+    shape = shapes.read_model_shape(qwen_7b)  # config.json only: there are no weights in the folder
     kv = 4 * 128
     layer = (3584 * 3584 + 3584) + 2 * (3584 * kv + kv) + 3584 * 3584 + 3 * 3584 * 18944 + 2 * 3584
     assert shape.layer_parameters == layer == 233_057_792
@@ -68,7 +66,7 @@ def test_qwen25_math_7b_parameters_by_hand(qwen_7b):
     assert shape.config_dtype_bytes == 2
 
 
-def _saved_bytes(layers: int, rows: int, sequence: int, precision: memory.Precision, checkpointing: bool) -> int:
+def _saved_bytes(layers: int, rows: int, sequence: int, precision: formulas.Precision, checkpointing: bool) -> int:
     """Bytes autograd keeps for backward after a forward of a real Qwen2 (each storage counted once,
     parameters excluded)."""
     config = Qwen2Config(vocab_size=64, hidden_size=64, num_hidden_layers=layers, num_attention_heads=8,
@@ -105,51 +103,51 @@ def test_layer_activation_bytes_are_what_autograd_saves(precision, checkpointing
         return (_saved_bytes(3, rows, 32, precision, checkpointing) - _saved_bytes(1, rows, 32, precision, checkpointing)) // 2
 
     measured = layer_delta(4) - layer_delta(2)  # two more rows of 32 tokens, one layer
-    shape = memory.ModelShape("probe", 0, 0, 64 * 64, False, 1, 64, 176, 8, 2, 8, 64, 4)
-    formula = (memory.checkpointed_layer_bytes if checkpointing else memory.decoder_layer_activation_bytes)
+    shape = shapes.ModelShape("probe", 0, 0, 64 * 64, False, 1, 64, 176, 8, 2, 8, 64, 4)
+    formula = (formulas.checkpointed_layer_bytes if checkpointing else formulas.decoder_layer_activation_bytes)
     assert measured == formula(shape, 2 * 32, precision)
 
 
 def test_kv_cache_and_adamw_by_hand(qwen_7b):
-    shape = memory.read_model_shape(qwen_7b)
+    shape = shapes.read_model_shape(qwen_7b)
     # 2 rows of 4096 tokens, 28 layers, 4 KV heads x 128, keys and values in bf16: 2 x 28 x 512 x 2 B per token
-    assert memory.kv_cache_bytes(shape, 2, 4096, BF16) == 2 * 4096 * 28 * 512 * 2 * 2
-    assert memory.adamw_state_bytes(shape.parameters, 4) == 8 * 7_615_616_512
+    assert formulas.kv_cache_bytes(shape, 2, 4096, BF16) == 2 * 4096 * 28 * 512 * 2 * 2
+    assert formulas.adamw_state_bytes(shape.parameters, 4) == 8 * 7_615_616_512
 
 
 # ----------------------------------------------------------------------------------------------
 # backends and precision
 
 def test_backends_of_the_shipped_accelerate_configs():
-    fsdp = memory.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_8gpu.yaml"))
-    offload = memory.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
-    ddp = memory.backend_from_accelerate_config(str(ACCELERATE / "multi_gpu_8.yaml"))
+    fsdp = launcher.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_8gpu.yaml"))
+    offload = launcher.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
+    ddp = launcher.backend_from_accelerate_config(str(ACCELERATE / "multi_gpu_8.yaml"))
     assert (fsdp.name, fsdp.gpus, fsdp.shards, fsdp.mixed_precision) == ("fsdp2", 8, 8, "bf16")
     assert (offload.name, offload.shards) == ("fsdp2_offload", 8)
     assert (ddp.name, ddp.gpus, ddp.shards) == ("ddp", 8, 1)
-    assert memory.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_8gpu.yaml"), gpus=16, nodes=2).gpus_per_node == 8
+    assert launcher.backend_from_accelerate_config(str(ACCELERATE / "fsdp2_8gpu.yaml"), gpus=16, nodes=2).gpus_per_node == 8
 
 
 def test_unplanned_accelerate_configs_are_refused_in_one_line(tmp_path):
     with pytest.raises(InputError, match=r"deepspeed_zero3.yaml:\d+: field 'distributed_type'"):
-        memory.backend_from_accelerate_config(str(ACCELERATE / "deepspeed_zero3.yaml"))
+        launcher.backend_from_accelerate_config(str(ACCELERATE / "deepspeed_zero3.yaml"))
     fsdp1 = tmp_path / "fsdp1.yaml"
     fsdp1.write_text("distributed_type: FSDP\nnum_processes: 8\nfsdp_config:\n  fsdp_version: 1\n")
     with pytest.raises(InputError, match=r"fsdp1.yaml:4: field 'fsdp_config.fsdp_version'"):
-        memory.backend_from_accelerate_config(str(fsdp1))
+        launcher.backend_from_accelerate_config(str(fsdp1))
 
 
 def test_backend_from_the_launchers_environment():
-    fsdp = memory.backend_from_environment({"WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8", "ACCELERATE_USE_FSDP": "true",
+    fsdp = launcher.backend_from_environment({"WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8", "ACCELERATE_USE_FSDP": "true",
                                             "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"})
     assert (fsdp.name, fsdp.gpus, fsdp.nodes) == ("fsdp2_offload", 16, 2)
-    assert memory.backend_from_environment({}).name == "ddp"
-    assert memory.backend_from_environment({"ACCELERATE_USE_DEEPSPEED": "true"}) is None
-    assert memory.backend_from_environment({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}) is None
+    assert launcher.backend_from_environment({}).name == "ddp"
+    assert launcher.backend_from_environment({"ACCELERATE_USE_DEEPSPEED": "true"}) is None
+    assert launcher.backend_from_environment({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}) is None
 
 
 def test_precision_follows_trainer_and_accelerate(toy_shape):
-    fsdp, ddp = memory.backend_from_name("fsdp2", 8), memory.backend_from_name("ddp", 8)
+    fsdp, ddp = launcher.backend_from_name("fsdp2", 8), launcher.backend_from_name("ddp", 8)
     fp32_load = {**CPU, "bf16": True, "model_init_kwargs": {"dtype": "float32"}}
     mixed = memory.precision_for(PrimeConfig(**fp32_load), fsdp, toy_shape)
     assert (mixed.trained, mixed.frozen, mixed.residual, mixed.compute, mixed.autocast_copies) == (4, 4, 2, 2, False)
@@ -192,8 +190,8 @@ def test_models_match_what_the_trainer_loads(tmp_path, overrides):
     policy = save_tiny_policy(tmp_path / "policy")
     trainer = build_trainer(policy, ["1000", "0110"], tmp_path / "run", **overrides)
     trainer.train()  # one step: the Trainer creates the policy's optimizer and checkpointing here
-    shapes = {policy: memory.read_model_shape(policy)}
-    planned = {m.role: m for m in memory.model_roles(trainer.args, policy, shapes, gpus=1)}
+    shape = {policy: shapes.read_model_shape(policy)}
+    planned = {m.role: m for m in memory.model_roles(trainer.args, policy, shape, gpus=1)}
     loaded = {"policy": trainer.model, "KL reference": trainer.ref_model, "PRM": trainer.prm,
               "PRM reference": None if trainer._prm_ref_is_kl_ref else trainer.prm_ref}
     assert set(planned) == {role for role, model in loaded.items() if model is not None}
@@ -205,11 +203,11 @@ def test_models_match_what_the_trainer_loads(tmp_path, overrides):
         assert model.checkpointing == bool(getattr(module, "is_gradient_checkpointing", False)), role
 
 
-def _plan(shape: memory.ModelShape, backend: memory.Backend, **overrides) -> memory.MemoryPlan:
+def _plan(shape: shapes.ModelShape, backend: launcher.Backend, **overrides) -> memory.MemoryPlan:
     config = PrimeConfig(**CPU, **overrides)
     models = memory.model_roles(config, "toy", {"toy": shape}, backend.gpus)
     precision = memory.precision_for(config, backend, shape)
-    return memory.build_plan(models, backend, precision, memory.workload_for(config, 11, on_gpu=False), 64 * memory.GIB)
+    return memory.build_plan(models, backend, precision, memory.workload_for(config, 11, on_gpu=False), 64 * formulas.GIB)
 
 
 def test_resident_memory_by_hand(toy_shape):
@@ -219,17 +217,17 @@ def test_resident_memory_by_hand(toy_shape):
         return sum(item.device for item in plan.items if item.phases == memory.RESIDENT)
 
     # fp32: 3 x weights + 2 x AdamW moments; DDP over 2 processes adds a bucket per trained model
-    assert resident(_plan(toy_shape, memory.backend_from_name("ddp", 1))) == (3 * 4 + 2 * 8) * params
-    assert resident(_plan(toy_shape, memory.backend_from_name("ddp", 2))) == (3 * 4 + 2 * 8 + 2 * 4) * params
-    assert resident(_plan(toy_shape, memory.backend_from_name("fsdp2", 4))) == (3 * 4 + 2 * 8) * params / 4
-    offload = _plan(toy_shape, memory.backend_from_name("fsdp2_offload", 4))
+    assert resident(_plan(toy_shape, launcher.backend_from_name("ddp", 1))) == (3 * 4 + 2 * 8) * params
+    assert resident(_plan(toy_shape, launcher.backend_from_name("ddp", 2))) == (3 * 4 + 2 * 8 + 2 * 4) * params
+    assert resident(_plan(toy_shape, launcher.backend_from_name("fsdp2", 4))) == (3 * 4 + 2 * 8) * params / 4
+    offload = _plan(toy_shape, launcher.backend_from_name("fsdp2_offload", 4))
     assert resident(offload) == 0 and offload.host_per_node == 4 * (3 * 4 + 2 * 8 + 2 * 4) * params / 4
-    outcome = _plan(toy_shape, memory.backend_from_name("ddp", 1), process_reward_coef=0.0)
+    outcome = _plan(toy_shape, launcher.backend_from_name("ddp", 1), process_reward_coef=0.0)
     assert resident(outcome) == (4 + 8) * params
 
 
 def test_peak_is_the_largest_phase_and_gradients_do_not_coexist(toy_shape):
-    plan = _plan(toy_shape, memory.backend_from_name("ddp", 1))
+    plan = _plan(toy_shape, launcher.backend_from_name("ddp", 1))
     assert plan.peak == max(plan.phase_total(phase) for phase in plan.phases)
     step = plan.phase_total("policy step")
     resident = sum(item.device for item in plan.items if item.phases == memory.RESIDENT)
@@ -254,7 +252,7 @@ def test_shipped_7b_recipe_fits_8x80gb_with_fsdp2_offload_and_not_with_ddp(qwen_
     # the recipe as shipped: the official run's batch (1024 responses per rollout, 1 per GPU and
     # micro-step), prompt cap 1024 + 3072, checkpointing, fp32 master / bf16 compute, vLLM at 0.7
     common = ["plan", "--config", str(RECIPE_7B), *_local_7b(qwen_7b), "--gpus", "8", "--gpu_memory_gb", "80"]
-    assert dispatch("prime-rl", [*common, "--backend", "ddp"]) == 1
+    assert dispatch("prime-rl", [*common, "--parallelism", "ddp"]) == 1
     assert "DOES NOT FIT" in capsys.readouterr().out
     assert dispatch("prime-rl", [*common, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml")]) == 0
     out = capsys.readouterr().out
@@ -262,18 +260,34 @@ def test_shipped_7b_recipe_fits_8x80gb_with_fsdp2_offload_and_not_with_ddp(qwen_
     offload = _plan_7b(qwen_7b, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
     assert offload.fits and offload.margin >= 0.10 and offload.backend.gpus == 8
     assert (offload.precision.trained, offload.workload.sequence, offload.workload.generation_rows) == (4, 4096, 128)
-    ddp = _plan_7b(qwen_7b, "--backend", "ddp", "--gpus", "8")
+    ddp = _plan_7b(qwen_7b, "--parallelism", "ddp", "--gpus", "8")
     assert not ddp.fits and ddp.largest.kind in ("weights", "optimizer", "DDP buckets", "autocast weight copies")
 
 
 def test_fsdp2_without_offload_fits_when_vllm_leaves_room(qwen_7b):
     # without offload the sharded states stay on the GPU while vLLM wakes up for generation
-    fsdp = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8")
+    fsdp = _plan_7b(qwen_7b, "--parallelism", "fsdp2", "--gpus", "8")
     resident = sum(item.device for item in fsdp.items if item.phases == memory.RESIDENT)
     assert fsdp.peak_phase == "generation" and fsdp.peak == pytest.approx(resident + 0.7 * fsdp.capacity)
-    assert fsdp.capacity == pytest.approx(79.2 * memory.GIB)  # the usable share of the nominal 80 GiB
-    smaller = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8", "--vllm_gpu_memory_utilization", "0.5")
+    assert fsdp.capacity == pytest.approx(79.2 * formulas.GIB)  # the usable share of the nominal 80 GiB
+    smaller = _plan_7b(qwen_7b, "--parallelism", "fsdp2", "--gpus", "8", "--vllm_gpu_memory_utilization", "0.5")
     assert smaller.fits and smaller.margin >= 0.10
+
+
+def test_backend_is_a_deprecated_alias_of_parallelism(qwen_7b, tmp_path, capsys):
+    # `--backend` names the generation backend in the other tools; the planner's option is --parallelism
+    current = _plan_7b(qwen_7b, "--parallelism", "fsdp2", "--gpus", "8")
+    capsys.readouterr()
+    old = _plan_7b(qwen_7b, "--backend", "fsdp2", "--gpus", "8")
+    assert "'--backend' (command-line option) is deprecated" in capsys.readouterr().err
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE_7B.read_text(encoding="utf-8") + "\nbackend: fsdp2\n", encoding="utf-8")
+    from primekit.rl.commands import plan_from_args
+
+    in_yaml = plan_from_args(["--config", str(recipe), *_local_7b(qwen_7b), "--gpus", "8"])[0]
+    assert "'backend' (key in" in capsys.readouterr().err
+    assert current.backend.name == old.backend.name == in_yaml.backend.name == "fsdp2"
+    assert current.peak == old.peak == in_yaml.peak
 
 
 @pytest.mark.slow
@@ -284,14 +298,14 @@ def test_plan_of_the_toy_recipe(capsys):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--backend", "zero3"], "backend must be one of ddp, fsdp2, fsdp2_offload; got 'zero3'"),
+    (["--parallelism", "zero3"], "parallelism must be one of ddp, fsdp2, fsdp2_offload; got 'zero3'"),
     (["--gpu_memory_gb", "0"], "gpu_memory_gb must be > 0; got 0"),
     (["--gpu_memory_gb", "-80"], "gpu_memory_gb must be > 0; got -80"),
     (["--gpus", "0"], "gpus must be >= 1"),
     (["--gpu_usable_fraction", "0"], "gpu_usable_fraction must be in (0, 1]; got 0"),
     (["--gpu_usable_fraction", "1.5"], "gpu_usable_fraction must be in (0, 1]; got 1.5"),
     (["--vllm_asleep_gb", "-1"], "vllm_asleep_gb must be >= 0; got -1"),
-    (["--backend", "fsdp2", "--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")], "not both"),
+    (["--parallelism", "fsdp2", "--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")], "not both"),
     (["--accelerate_config", str(ACCELERATE / "deepspeed_zero2.yaml")], "distributed_type DEEPSPEED is not planned"),
     (["--accelerate_config", "missing.yaml"], "missing.yaml: accelerate config file not found"),
 ])
@@ -369,7 +383,7 @@ def test_gradient_sync_off_holds_the_unsharded_gradient_during_accumulation(qwen
 
 
 def test_cpu_memory_per_node_by_hand(qwen_7b):
-    from primekit.rl.host_memory import GIB, PROCESS_OVERHEAD_BYTES, host_memory
+    from primekit.rl.plan.host_memory import GIB, PROCESS_OVERHEAD_BYTES, host_memory
 
     plan = _plan_7b(qwen_7b, "--accelerate_config", str(ACCELERATE / "fsdp2_offload_8gpu.yaml"))
     host = host_memory(plan)
@@ -401,12 +415,12 @@ QWEN25_32B = {**QWEN25_MATH_7B, "hidden_size": 5120, "intermediate_size": 27648,
 def test_vllm_share_must_hold_its_weights_and_one_sequence(qwen_7b, tmp_path):
     from primekit.rl.commands import plan_from_args
 
-    shape = memory.read_model_shape(qwen_7b)
+    shape = shapes.read_model_shape(qwen_7b)
     # 7B: bf16 weights 15.23 GB + one 4096-token sequence of KV (28 layers x 512 x 2 x 2 B) + profiling
     kv = 4096 * 28 * 512 * 4
     profile = 4096 * (2 * 2 * 3584 + 8 * 3584 + 3 * 2 * 18944) + 4096 * 152064 * 4
-    assert memory.vllm_minimum_bytes(shape, 4096) == 7_615_616_512 * 2 + kv + profile
-    assert memory.vllm_minimum_bytes(shape, 4096, tensor_parallel=2) == (7_615_616_512 * 2 + kv + profile) / 2
+    assert formulas.vllm_minimum_bytes(shape, 4096) == 7_615_616_512 * 2 + kv + profile
+    assert formulas.vllm_minimum_bytes(shape, 4096, tensor_parallel=2) == (7_615_616_512 * 2 + kv + profile) / 2
     folder = tmp_path / "qwen2.5-32b"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(QWEN25_32B))
@@ -424,34 +438,34 @@ def test_fused_head_backward_holds_fp32_gradients_and_their_16_bit_casts():
     # trl/kernels/chunked_logprob.py's backward: fp32 grad_hidden / grad_weight, then .to(input dtype)
     shape = dict(head_parameters=64_000, scored_tokens=10, hidden_size=64)
     # bf16 head and hidden states (DDP on bf16 weights): 10*64*(4+2) + 64,000*(4+2)
-    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=True,
+    assert formulas.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=True,
                                                weight_cast_counted=False) == 3_840 + 384_000
     # fp32 head (cast_lm_head_to_fp32, or fp32 weights): the casts are no-ops, 10*64*4 + 64,000*4
-    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=4, weight_bytes=4, trained=True,
+    assert formulas.fused_head_gradient_bytes(**shape, hidden_bytes=4, weight_bytes=4, trained=True,
                                                weight_cast_counted=False) == 2_560 + 256_000
     # FSDP2: the weight's bf16 cast is the unsharded gradient the gathered units already count
-    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=True,
+    assert formulas.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=True,
                                                weight_cast_counted=True) == 3_840 + 256_000
     # a frozen model's head runs without autograd
-    assert gpu_terms.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=False,
+    assert formulas.fused_head_gradient_bytes(**shape, hidden_bytes=2, weight_bytes=2, trained=False,
                                                weight_cast_counted=False) == 0
 
 
 def test_lm_head_item_charges_the_weight_gradient_cast_where_nothing_else_does(toy_shape):
-    bf16_weights = memory.Precision(trained=2, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
-    ddp = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=False)
-    fsdp = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=False, fsdp=True)
+    bf16_weights = formulas.Precision(trained=2, frozen=2, residual=2, compute=2, autocast_copies=False, label="bf16")
+    ddp = formulas.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=False)
+    fsdp = formulas.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=False, fsdp=True)
     assert ddp - fsdp == 2 * toy_shape.head_parameters  # the bf16 copy of the fp32 weight gradient
-    fp32_head = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=True)
-    frozen = memory.lm_head_bytes(toy_shape, 100, bf16_weights, trained=False, fp32_head=True)
+    fp32_head = formulas.lm_head_bytes(toy_shape, 100, bf16_weights, trained=True, fp32_head=True)
+    frozen = formulas.lm_head_bytes(toy_shape, 100, bf16_weights, trained=False, fp32_head=True)
     assert fp32_head - frozen == 4 * toy_shape.head_parameters + 4 * 100 * toy_shape.hidden_size  # no casts
 
 
 def test_verdict_is_against_usable_gpu_memory(qwen_7b):
-    assert gpu_terms.usable_gpu_bytes(80) == pytest.approx(79.2 * 2**30)
+    assert formulas.usable_gpu_bytes(80) == pytest.approx(79.2 * 2**30)
     fsdp = ["--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")]
     usable, nominal = _plan_7b(qwen_7b, *fsdp), _plan_7b(qwen_7b, *fsdp, "--gpu_usable_fraction", "1")
-    assert (usable.capacity, nominal.capacity) == (pytest.approx(79.2 * memory.GIB), 80 * memory.GIB)
+    assert (usable.capacity, nominal.capacity) == (pytest.approx(79.2 * formulas.GIB), 80 * formulas.GIB)
     # vLLM takes its share of the usable memory too; pick a share that fits 80 GiB but not 79.2
     resident = usable.peak - 0.7 * usable.capacity
     share = (1 - resident / usable.capacity + 1 - resident / nominal.capacity) / 2
@@ -464,10 +478,10 @@ def test_sleeping_vllm_keeps_its_residue_outside_generation(qwen_7b):
     fsdp = ["--accelerate_config", str(ACCELERATE / "fsdp2_8gpu.yaml")]
     asleep, none = _plan_7b(qwen_7b, *fsdp), _plan_7b(qwen_7b, *fsdp, "--vllm_asleep_gb", "0")
     residue = [item for item in asleep.items if item.kind == "asleep residue"]
-    assert len(residue) == 1 and residue[0].device == 1 * memory.GIB and "generation" not in residue[0].phases
+    assert len(residue) == 1 and residue[0].device == 1 * formulas.GIB and "generation" not in residue[0].phases
     assert not any(item.kind == "asleep residue" for item in none.items)
     for phase in memory.PHASES:
-        extra = 0 if phase == "generation" else memory.GIB
+        extra = 0 if phase == "generation" else formulas.GIB
         assert asleep.phase_total(phase) - none.phase_total(phase) == pytest.approx(extra)
     awake = _plan_7b(qwen_7b, *fsdp, "--vllm_enable_sleep_mode", "false")  # its whole share stays instead
     assert not any(item.kind == "asleep residue" for item in awake.items)

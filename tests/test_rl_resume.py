@@ -16,11 +16,12 @@ from safetensors.torch import load_file
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 from transformers import TrainerCallback
 
-from primekit.models import load_tokenizer
 from primekit.config import latest_checkpoint, resume_checkpoint
+from primekit.models import load_tokenizer
+from primekit.rl.checkpoint import PRM_DIR, PRM_OPTIMIZER_DIR
 from primekit.rl.commands import parse_train_args
 from primekit.rl.data import load_prompt_dataset
-from primekit.rl.trainer import PRM_DIR, PRM_OPTIMIZER_DIR, PrimeTrainer
+from primekit.rl.trainer import PrimeTrainer
 from rl_support import write_cli_recipe
 
 

@@ -65,14 +65,30 @@ def test_one_step_at_lr_5e7_moves_fp32_master_weights_by_about_lr(tiny_policy, t
         assert moved.median().item() == pytest.approx(1.0, abs=0.02)
 
 
-def test_bf16_weights_do_not_move_at_lr_5e7():
-    # The reason for the check below: bf16's spacing at |w| = 0.02 is 1.2e-4, so AdamW's update of
-    # lr = 5e-7 is lost to rounding and the weight stays exactly where it was.
-    weight = torch.nn.Parameter(torch.full((64,), 0.02, dtype=torch.bfloat16))
-    optimizer = torch.optim.AdamW([weight], lr=5e-7, weight_decay=0.01)
-    weight.grad = torch.randn(64, dtype=torch.bfloat16)
-    optimizer.step()
-    assert torch.equal(weight.detach(), torch.full((64,), 0.02, dtype=torch.bfloat16))
+@pytest.mark.parametrize("dtype, distributed_type, mixed_precision, refused", [
+    (torch.bfloat16, "NO", "bf16", True),           # one process steps the bf16 weights themselves
+    (torch.float16, "MULTI_GPU", "fp16", True),     # so does DDP
+    (torch.bfloat16, "FSDP", "no", True),           # FSDP2 without mixed precision keeps them in bf16
+    (torch.bfloat16, "FSDP", "bf16", False),        # FSDP2's mixed precision upcasts to fp32 master weights
+    (torch.bfloat16, "DEEPSPEED", "bf16", False),   # DeepSpeed's optimizer keeps fp32 master weights
+    (torch.float32, "NO", "bf16", False),           # fp32 weights under bf16 autocast
+])
+def test_master_precision_check_by_backend(dtype, distributed_type, mixed_precision, refused):
+    from accelerate.utils import DistributedType
+
+    from primekit.errors import InputError
+    from primekit.rl.prm_update import check_master_precision
+
+    model = torch.nn.Linear(4, 4).to(dtype)
+    model.bias.requires_grad_(False)
+    arguments = (model, "PRM", DistributedType[distributed_type], mixed_precision)
+    if not refused:
+        check_master_precision(*arguments)
+        return
+    with pytest.raises(InputError, match=f"PRM's trained parameters are {str(dtype).removeprefix('torch.')}"):
+        check_master_precision(*arguments)
+    model.requires_grad_(False)  # frozen parameters are never stepped
+    check_master_precision(*arguments)
 
 
 def test_bf16_trained_parameters_with_a_plain_optimizer_are_refused(tiny_policy, tmp_path):

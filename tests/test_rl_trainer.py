@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from primekit import toy
 from primekit.cli import dispatch
 from primekit.models import load_tokenizer
 from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
+from primekit.rl.progress import progress_line
 from rl_support import RESPONSE_TOKENS, build_trainer, first_batch, save_tiny_policy, write_cli_recipe
 
 
@@ -156,6 +158,42 @@ def test_prm_update_after_scores_with_the_old_prm(tiny_policy, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
+# what a run reports
+
+
+def test_console_shows_one_progress_line_per_step_and_the_log_keeps_every_metric(tiny_policy, tmp_path, capsys):
+    trainer = build_trainer(tiny_policy, ["1100", "1000"], tmp_path, filter_accuracy=False, max_steps=2)
+    capsys.readouterr()
+    trainer.train()
+    out = capsys.readouterr().out
+    steps = [line for line in out.splitlines() if line.startswith("step ")]
+    assert len(steps) == 2, out
+    number = r"-?\d+(\.\d+)?(e-?\d+)?"
+    for step, line in enumerate(steps, start=1):
+        assert re.fullmatch(rf"step {step}/2 \| acc {number} \| prm acc {number} \| prm pairwise {number} \| "
+                            rf"loss {number} \| len \d+ \| {number} s/step", line), line
+    assert "trained 2 steps in" in out
+    assert "{" not in out and "'loss'" not in out  # TRL's raw metric dict is not printed
+    # every metric still reaches the trainer state's log history (trainer_state.json) and report_to
+    logged = trainer.state.log_history[0]
+    for key in ("loss", "reward", "kl" if trainer.beta else "reward_std", "completions/mean_length", "prm/loss",
+                "prm/accuracy", "prm/pairwise_accuracy", "prime/trained_accuracy", "prime/filter/passing",
+                "time/generate_and_verify", "time/prm_update", "learning_rate", "grad_norm"):
+        assert key in logged, key
+    assert "train_runtime" in trainer.state.log_history[-1]
+
+
+def test_progress_line_of_the_closing_summary_and_of_an_evaluation():
+    assert progress_line({"train_runtime": 12.34, "train_loss": 0.5, "epoch": 1.0}, 2, 2, None) == \
+        "trained 2 steps in 12 s | loss 0.5"
+    assert progress_line({"eval_reward": 0.25, "eval_loss": 0.125}, 4, 8, None) == \
+        "eval at step 4 | acc 0.25 | loss 0.125"
+    assert progress_line({"reward": 0.5, "prm/accuracy": float("nan"), "kl": None}, 3, 9, 1.5) == \
+        "step 3/9 | acc 0.50 | 1.5 s/step"
+    assert progress_line({"learning_rate": 1e-6}, 3, 9, 1.0) is None
+
+
+# ------------------------------------------------------------------------------------------------
 # building blocks
 
 
@@ -234,4 +272,8 @@ def test_cli_trains_and_reports(tmp_path, capsys):
     assert summary["steps"] == 2 and [p["step"] for p in summary["heldout"]] == [0, 2]
     assert (run / "training_curve.png").is_file() and (run / "prm" / "model.safetensors").is_file()
     assert (run / "model.safetensors").is_file()
-    assert "held-out accuracy, end (step 2)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "held-out accuracy, end (step 2)" in out
+    assert "step 2/2 | acc" in out and "'loss'" not in out
+    logged = json.loads((run / "trainer_state.json").read_text())["log_history"]
+    assert {"loss", "reward", "prm/accuracy", "prm/pairwise_accuracy"} <= set(logged[0])

@@ -20,6 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import torch
+from torch.distributed.fsdp import MixedPrecisionPolicy
+from transformers.trainer_utils import SaveStrategy
 from trl import GRPOConfig
 
 from primekit.rl.verifier import CODE_REWARDS
@@ -76,55 +79,54 @@ class PrimeConfig(GRPOConfig):
         default="grpo",
         metadata={"help": "How the clipped per-token surrogate is averaged. 'grpo' (default) takes each "
                           "response's token-mean and averages over responses: the official run's loss, a "
-                          "token-mean per micro-batch of one response per GPU (core_algos.py:189, "
-                          "dp_actor.py:193, fsdp_workers.py:86), whatever the micro-batch here. 'dapo' divides the sum over "
+                          "token-mean per micro-batch of one response per GPU, "
+                          "whatever the micro-batch here. 'dapo' divides the sum over "
                           "every response token of the batch by their number (recomputed after filtering). "
                           f"Allowed: {', '.join(PER_TOKEN_LOSS_TYPES)}."})
     weight_decay: float = field(
         default=0.01,
-        metadata={"help": "Policy AdamW weight decay (official: 0.01, verl's default, fsdp_workers.py:206-209)."})
+        metadata={"help": "Policy AdamW weight decay (official: 0.01, verl's default)."})
     vllm_importance_sampling_correction: bool = field(
         default=False,
         metadata={"help": "TRL's truncated importance sampling between the trained policy and vLLM's sampling "
                           "log-probs (TRL's default: on, mode sequence_mask, cap 3.0: each response's loss is "
                           "scaled by exp(sum of log-prob differences) and responses above the cap are zeroed). "
                           "Off here: the official run has no such term; its PPO ratio is to old log-probs that "
-                          "the actor recomputes after generation (fsdp_workers.py:375-379, core_algos.py:182)."})
+                          "the actor recomputes after generation."})
 
     # --- how the gradients and the optimizer behave (the official run's, not the HF Trainer's) -----
     weight_decay_parameters: str = field(
         default="no_bias_norm",
         metadata={"help": "Which policy parameters AdamW decays. 'all': every parameter, as the official "
-                          "AdamW over actor_module_fsdp.parameters() (fsdp_workers.py:206-209; Qwen2's q/k/v "
+                          "AdamW over actor_module_fsdp.parameters() (Qwen2's q/k/v "
                           "biases and RMSNorm weights included); 'no_bias_norm': the HF Trainer's groups "
                           "(biases and norm weights undecayed). Allowed: " + ", ".join(WEIGHT_DECAY_PARAMETERS)})
     sync_gradients_each_micro_batch: bool = field(
         default=True,
         metadata={"help": "Reduce (DDP) / reduce-scatter (FSDP2) the gradients after every micro-batch, for the "
-                          "policy and the PRM, as the official FSDP1 update does (a plain backward per micro-batch, "
-                          "dp_actor.py:164-194, dp_prime.py:185). Under FSDP2 this keeps the accumulated gradient "
+                          "policy and the PRM, as the official FSDP1 update does (a plain backward per micro-batch). "
+                          "Under FSDP2 this keeps the accumulated gradient "
                           "sharded: with false (the HF Trainer's default) every process holds the unsharded "
                           "gradient of the whole model until the last micro-batch."})
     fsdp_reduce_dtype: str = field(
         default="float32",
         metadata={"help": "dtype of FSDP2's gradient reduce-scatter under mixed precision, for the policy, the PRM "
                           "and the references. 'float32': the official FSDP mixed precision (param bf16, reduce "
-                          "fp32; fsdp_workers.py:157-167, 882-883); 'param_dtype': accelerate's default for "
+                          "fp32); 'param_dtype': accelerate's default for "
                           "mixed_precision bf16 (gradients reduced and accumulated in bf16). Allowed: "
                           + ", ".join(REDUCE_DTYPES)})
     save_every_rl_steps: int | None = field(
         default=None,
         metadata={"help": "Checkpoint every N RL steps (one generation batch and its policy updates), as the "
-                          "official trainer.save_freq counts (ray_trainer.py:602). Sets save_strategy 'steps' and "
+                          "official trainer.save_freq counts. Sets save_strategy 'steps' and "
                           "save_steps = N x the optimizer steps of one RL step (save_steps alone counts optimizer "
                           "steps). None: save_steps as given."})
     epoch_mode: str = field(
         default="sampler",
         metadata={"help": "What one epoch is. 'official': each sampling round takes the next batch of one "
-                          "shuffled pass over the prompts (DataLoader(shuffle=True, drop_last=True), "
-                          "ray_trainer.py:266-270), surplus passing prompts are buffered and sampled again at the "
-                          "next step (ray_trainer.py:459-462, 521-524, 693-703), and the epoch ends when the pass "
-                          "runs out (ray_trainer.py:467-471, 521-522; an unfinished last batch is not trained on). "
+                          "shuffled pass over the prompts (DataLoader(shuffle=True, drop_last=True)), "
+                          "surplus passing prompts are buffered and sampled again at the next step, and the epoch "
+                          "ends when the pass runs out (an unfinished last batch is not trained on). "
                           "'sampler': TRL's sampler gives each RL step one batch and refill rounds draw prompts at "
                           "random from the whole set. Allowed: " + ", ".join(EPOCH_MODES)})
 
@@ -158,7 +160,7 @@ class PrimeConfig(GRPOConfig):
         default=None,
         metadata={"help": "Completions per PRM optimizer step, over all processes. Default: the whole "
                           "trained batch in one step. The Eurus-2-7B-PRIME run uses 256 of 1024, i.e. four "
-                          "PRM optimizer steps per training step (ppo_trainer.yaml:125)."})
+                          "PRM optimizer steps per training step."})
     prm_micro_batch_size: int | None = field(
         default=None,
         metadata={"help": "Completions per PRM forward/backward on one device (gradient accumulation inside "
@@ -167,7 +169,7 @@ class PrimeConfig(GRPOConfig):
     # --- rewards and advantages ----------------------------------------------------------------
     reward_granularity: str = field(
         default="token",
-        metadata={"help": "'token' (official, dp_prime.py:126-141): every response token t gets its own "
+        metadata={"help": "'token' (official): every response token t gets its own "
                           "reward from q_t; 'whole': the sum over the response on its last token only. (The "
                           "official token reward is q_t itself; primekit scales it by prm_beta, which batch_norm "
                           "divides out again.)"})
@@ -180,32 +182,31 @@ class PrimeConfig(GRPOConfig):
         default="rank",
         metadata={"help": "Rows whose largest |return-to-go| sets the batch_norm scale. 'rank' (official): "
                           "the rows each process trains on, as the official PRM worker normalises inside "
-                          "each data-parallel rank (dp_prime.py:239-241); 'global': the whole trained batch, "
+                          "each data-parallel rank; 'global': the whole trained batch, "
                           "which makes the result independent of the number of processes."})
     process_reward_coef: float = field(
         default=5.0,
         metadata={"help": "Weight of the RLOO-centred process (implicit PRM) rewards (the official "
-                          "reward_model.rm_coef=5, run_prime_main.sh:55). Officially the coefficients weight only the "
-                          "logged total reward (main_ppo.py:103-108), not the advantages; with equal process and "
+                          "reward_model.rm_coef=5). Officially the coefficients weight only the "
+                          "logged total reward, not the advantages; with equal process and "
                           "outcome coefficients the whitening of the returns makes the two the same. 0 gives the "
                           "plain RLOO outcome-only baseline: no PRM is loaded or trained."})
     outcome_reward_coef: float = field(
         default=5.0, metadata={"help": "Weight of the RLOO-centred verifier reward (the official "
-                                       "verifier.reward_coef: 5, ppo_trainer.yaml:113; see process_reward_coef)."})
+                                       "verifier.reward_coef: 5; see process_reward_coef)."})
 
     code_reward: str = field(
         default="prime",
-        metadata={"help": "Outcome score of a code row (with the default verifier). 'prime' (official, "
-                          "training/verl/utils/reward_score/prime.py:67-76): 1 when every test passes, else the "
-                          "fraction of the first 10 tests that pass; 'pass_all': 1 only when every test passes "
-                          "(stops at the first failing test, so it is cheaper)."})
+        metadata={"help": "Outcome score of a code row (with the default verifier). 'prime' (official): 1 "
+                          "when every test passes, else the fraction of the first 10 tests that pass; 'pass_all': 1 "
+                          "only when every test passes (stops at the first failing test, so it is cheaper)."})
 
     # --- filtering and oversampling ------------------------------------------------------------
     oversample_factor: float = field(
         default=4.0,
         metadata={"help": "Prompts sampled per trained prompt, e.g. 4: 256 sampled for 64 trained. The filter "
                           "keeps the trained number of groups, preferring those that pass. The Eurus-2-7B-PRIME "
-                          "run samples 1x and samples again until enough pass (ppo_trainer.yaml:18; see "
+                          "run samples 1x and samples again until enough pass (see "
                           "max_refill_rounds)."})
     filter_accuracy: bool = field(
         default=True,
@@ -217,26 +218,26 @@ class PrimeConfig(GRPOConfig):
     filter_truncated: bool = field(
         default=False,
         metadata={"help": "Treat a group holding a truncated response (no EOS within max_completion_length) "
-                          "as failing the filter (official: off, ppo_trainer.yaml:14)."})
+                          "as failing the filter (official: off)."})
     max_refill_rounds: int = field(
         default=0,
         metadata={"help": "When fewer groups pass the filter than are trained on, sample and verify up to this "
                           "many further generation batches (fresh prompts drawn at random from the training "
                           "set, or under epoch_mode 'official' the loader's next batches) until the trained batch "
-                          "is full of passing groups, like the official run's sampling loop (ray_trainer.py:467-520), "
+                          "is full of passing groups, like the official run's sampling loop, "
                           "which has no such cap. A cap reached fills the batch with failing groups (see "
                           "train_on_failing) and logs a warning. 0: no refill."})
     max_prompt_length: int | None = field(
         default=None,
         metadata={"help": "Drop training prompts longer than this many tokens (after the chat template) "
                           "before training, with a logged count, as the official run's dataset does "
-                          "(data.max_prompt_length=1024, run_prime_main.sh:20). None keeps every prompt."})
+                          "(data.max_prompt_length=1024). None keeps every prompt."})
     train_on_failing: bool = field(
         default=True,
         metadata={"help": "When fewer groups pass than are trained on, the batch is filled with failing "
                           "groups. True trains on them like the rest (verl's later filter_and_downsample recipe; "
                           "the Eurus-2-7B-PRIME run never trains on failing groups: it samples again until enough "
-                          "pass, ray_trainer.py:467-520); False gives them zero weight (their completion mask is "
+                          "pass); False gives them zero weight (their completion mask is "
                           "zeroed, so neither the PRM nor the policy learns from them)."})
 
     def __post_init__(self) -> None:
@@ -250,8 +251,6 @@ class PrimeConfig(GRPOConfig):
 
     def _apply_schedule(self) -> None:
         """Gradient sync per micro-batch (through the HF Trainer's accelerate plugin) and checkpoints in RL steps."""
-        from transformers.trainer_utils import SaveStrategy
-
         kwargs = dict(self.accelerator_config.gradient_accumulation_kwargs or {})
         kwargs["sync_each_batch"] = self.sync_gradients_each_micro_batch
         self.accelerator_config.gradient_accumulation_kwargs = kwargs
@@ -339,9 +338,6 @@ def fsdp_mixed_precision(mixed_precision: str, reduce_dtype: str) -> object | No
     ``mixed_precision: bf16`` (``FullyShardedDataParallelPlugin.set_mixed_precision``); the official run
     reduces in fp32 (fsdp_workers.py:157-167), which is what 'float32' gives.
     """
-    import torch
-    from torch.distributed.fsdp import MixedPrecisionPolicy
-
     compute = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision)
     if compute is None:
         return None

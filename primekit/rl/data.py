@@ -27,10 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
+from datasets import Dataset, load_dataset
 
+from primekit import toy
 from primekit.errors import InputError
 from primekit.io import iter_jsonl, read_json_or_jsonl
+from primekit.rl.verifier import normalize_task
+from primekit.verifiers.code import check_sandbox
 
 __all__ = ["PromptFormat", "prompt_length", "toy_dataset", "load_prompt_dataset", "DEFAULT_TASK_FIELDS",
            "OfficialEpoch"]
@@ -103,8 +106,6 @@ def _gold(value: Any, *, path: str, line: int | None, field: str) -> str:
 
 def _task(record: dict[str, Any], task_field: str | None, *, path: str, line: int | None) -> str:
     """``math`` or ``code`` for a record (math when it names no task)."""
-    from primekit.rl.verifier import normalize_task
-
     if task_field is None:
         return "math"
     fields = DEFAULT_TASK_FIELDS if task_field == "auto" else (task_field,)
@@ -150,8 +151,6 @@ def _records(source: str, split: str) -> Iterator[tuple[int | None, dict[str, An
     if path.exists():
         raise InputError("expected a .jsonl or .json file of problems", path=source)
     try:
-        from datasets import load_dataset
-
         hub = load_dataset(source, split=split)
     except Exception as err:  # datasets raises many types for a missing / offline dataset
         raise InputError(f"cannot load dataset ({str(err).splitlines()[0][:200]})", path=source) from None
@@ -167,8 +166,6 @@ def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_fie
     else math; None: every row is math).
     """
     if source == "toy":
-        from primekit import toy
-
         problems = toy.train_problems()
         return toy_dataset(problems[:limit] if limit else problems, prompt_format)
     prompts: list[Prompt] = []
@@ -191,8 +188,6 @@ def load_prompt_dataset(source: str, *, prompt_field: str = "prompt", answer_fie
     logger.warning("%s: %d prompts (%s)", source, len(prompts),
                    ", ".join(f"{task} {counts[task]}" for task in ("math", "code") if counts[task]))
     if counts["code"]:
-        from primekit.verifiers.code import check_sandbox
-
         check_sandbox()  # a machine that cannot run code rows safely says so now, in one line
     return Dataset.from_dict({"prompt": prompts, "answer": answers, "task": tasks})
 
@@ -233,7 +228,7 @@ class OfficialEpoch:
 
     def start_epoch(self, epoch: int) -> None:
         """A new pass, shuffled by (seed, epoch); the buffer carries over, as officially."""
-        import torch
+        import torch  # heavy: the data module loads prompts without it
 
         self.epoch, self.cursor = epoch, 0
         if self.shuffle:

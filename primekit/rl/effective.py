@@ -20,13 +20,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
-from primekit.config import help_text
+from primekit.config import help_text, load_yaml
+from primekit.rl.config import fsdp_mixed_precision
 
 __all__ = ["ConfigFormat", "effective_config", "render_effective_config", "meta_model"]
 
@@ -64,7 +62,7 @@ def _plain(value: Any) -> Any:
 
 def meta_model(name_or_path: str) -> Any:
     """The causal LM of ``name_or_path``'s config.json on the meta device: names and shapes, no weights."""
-    import torch
+    import torch  # heavy: only `prime-rl config` builds a model, on the meta device
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(name_or_path)
@@ -74,10 +72,7 @@ def meta_model(name_or_path: str) -> Any:
 
 def _fsdp_settings(accelerate_config: str | None, config: Any) -> dict[str, Any]:
     """The FSDP2 plugin as accelerate builds it from the launcher's config, with PrimeTrainer's policy."""
-    from primekit.rl.config import fsdp_mixed_precision
-
-    data = yaml.safe_load(Path(accelerate_config).read_text(encoding="utf-8")) if accelerate_config else {}
-    data = data or {}
+    data = load_yaml(accelerate_config, what="accelerate config file") if accelerate_config else {}
     fsdp = data.get("fsdp_config") or {}
     if str(data.get("distributed_type", "NO")).upper() != "FSDP":
         return {"fsdp.enabled": False}
@@ -105,7 +100,7 @@ def _fsdp_settings(accelerate_config: str | None, config: Any) -> dict[str, Any]
 
 def _optimizer_groups(model: Any, config: Any, *, prm: bool) -> dict[str, Any]:
     """Parameter counts of the optimizer's groups, as PrimeTrainer builds them."""
-    from primekit.rl.trainer import decay_parameter_names
+    from primekit.rl.trainer import decay_parameter_names  # TRL's GRPOTrainer: heavy, needed only here
 
     trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if prm:  # PrimeTrainer's PRM optimizer: one AdamW group over every parameter
@@ -179,22 +174,3 @@ def render_effective_config(values: Mapping[str, Any], title: str, output_format
         shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         lines.append(f"| {key} | {shown.replace('|', '/')} |")
     return "\n".join(lines)
-
-
-def config_from_args(argv: Sequence[str]) -> tuple[dict[str, Any], str, str]:
-    """The effective configuration of ``argv`` (``prime-rl train`` options + plan's + ``--format``)."""
-    from primekit.models import resolve_model_name
-    from primekit.rl.commands import parse_plan_args
-    from primekit.rl.plan import plan_backend
-
-    run, config, options, on_gpu, output = parse_plan_args(argv, ConfigFormat, prog="prime-rl config",
-                                                           description=_CONFIG_HELP)
-    run.model = resolve_model_name(run.model)
-    backend = plan_backend(options)
-    values = effective_config(run, config, backend, options.accelerate_config, on_gpu)
-    title = f"prime-rl config: {run.model} on {backend.gpus} process(es), {backend.nodes} node(s), {backend.label}"
-    return values, title, output.format
-
-
-_CONFIG_HELP = ("the configuration a prime-rl train run really runs with (same options): TRL's resolved config, "
-                "the FSDP plugin as accelerate builds it, optimizer groups, the RL schedule; no weights are loaded")

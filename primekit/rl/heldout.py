@@ -92,7 +92,7 @@ class HeldOutAccuracy(TrainerCallback):
 def plot_training_curve(path: str | Path, history: list[HeldOutPoint], log_history: list[dict[str, Any]],
                         title: str) -> None:
     """PNG: held-out accuracy (with 1-sigma bars) and the training batches' accuracy vs step."""
-    import matplotlib
+    import matplotlib  # optional plotting library, loaded only to draw
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

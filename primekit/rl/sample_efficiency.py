@@ -141,7 +141,7 @@ def paired_t_interval(baseline: Sequence[float], variant: Sequence[float],
     """Mean of ``variant[i] - baseline[i]`` over seeds i, with the Student-t interval of a mean
     (n - 1 degrees of freedom; the interval is exact for normal differences). One seed gives no
     interval (NaN edges); identical differences give a zero-width one."""
-    from scipy.stats import t as student_t
+    from scipy.stats import t as student_t  # heavy: only the interval needs scipy
 
     if len(baseline) != len(variant) or len(baseline) == 0:
         raise ValueError("paired_t_interval: one value per seed in both arms, the same seeds, at least one")

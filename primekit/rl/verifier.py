@@ -35,6 +35,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from primekit.verifiers.code import CodeVerifier, SandboxSettings, TestFormatError, apps_suite, extract_program
+
 __all__ = ["ANSWER_COLUMN", "TASK_COLUMN", "TASKS", "CODE_REWARDS", "OutcomeVerifier", "completion_text",
            "outcome_accuracy", "code_accuracy", "normalize_task"]
 
@@ -118,8 +120,6 @@ class OutcomeVerifier:
         loop costs one test's time limit, not one per test)."""
         with self._lock:
             if self._verifier is None:
-                from primekit.verifiers.code import CodeVerifier, SandboxSettings
-
                 settings = self.code_settings or SandboxSettings()
                 if self.code_reward == "pass_all":
                     settings = dataclasses.replace(settings, stop_on_failure=True)
@@ -132,8 +132,6 @@ class OutcomeVerifier:
         return [1.0 if grade(response, str(gold)) else 0.0 for response, gold in zip(responses, golds)]
 
     def _code_scores(self, responses: list[str], test_cases: list[Any]) -> list[float]:
-        from primekit.verifiers.code import TestFormatError, apps_suite, extract_program
-
         suites, scores = [], [0.0] * len(responses)
         for response, cases in zip(responses, test_cases):
             program = extract_program(response)

@@ -18,11 +18,12 @@ Three things live in a machine's CPU memory besides the operating system:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from primekit.rl.plan.formulas import GIB
+from primekit.rl.plan.memory import MemoryPlan
 
 __all__ = ["HostMemory", "host_memory", "PROCESS_OVERHEAD_BYTES"]
 
-GIB = 2**30
 #: Resident CPU memory assumed per training process besides offloaded states and staging.
 PROCESS_OVERHEAD_BYTES = 4 * GIB
 
@@ -57,7 +58,7 @@ class HostMemory:
         return f"{line}: {verdict} in {capacity / GIB:.0f} GiB per node"
 
 
-def host_memory(plan: Any) -> HostMemory:
+def host_memory(plan: MemoryPlan) -> HostMemory:
     """The CPU memory of ``plan``'s busiest machine (see the module docstring)."""
     backend = plan.backend
     per_node = backend.gpus_per_node
