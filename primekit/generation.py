@@ -178,7 +178,7 @@ class VLLMGenerator:
         return int(self.llm.llm_engine.model_config.max_model_len)
 
     def generate(self, prompts: Sequence[str], spec: SamplingSpec) -> list[list[Completion]]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # optional extra (primekit[vllm]), loaded on use
 
         # vLLM tokenizes a text prompt with the model's tokenizer, special tokens as it adds them
         tokenizer = self.llm.get_tokenizer()

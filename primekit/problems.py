@@ -367,7 +367,7 @@ def _usual_fields(row: dict[str, Any], fields: FieldNames) -> dict[str, str]:
 
 def _load_dataset(name: str, split: str, fields: FieldNames) -> list[BenchmarkProblem]:
     """A ``datasets`` hub name or a local dataset folder (offline runs need a local copy)."""
-    import datasets
+    import datasets  # heavy: loaded on use, so importing this module stays fast
 
     try:
         rows = datasets.load_dataset(name, split=split)

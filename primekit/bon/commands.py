@@ -16,12 +16,25 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from primekit.arguments import (BootstrapArguments, GenerationArguments, LoadArguments, ModelArguments,
-                                PRMReadingArguments, SamplingArguments)
+from primekit.arguments import (
+    BootstrapArguments,
+    GenerationArguments,
+    LoadArguments,
+    ModelArguments,
+    PRMReadingArguments,
+    SamplingArguments,
+)
+from primekit.bon import report, scorers
+from primekit.bon import rerank as rr
+from primekit.bon.data import load_problems, problems_from_samples
 from primekit.config import help_text, leading_positionals, parse_config
 from primekit.errors import InputError
+from primekit.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from primekit.prm.settings import resolve_reading
 from primekit.prm.toy_prm import ensure_toy_prm
+from primekit.problems import load_benchmark
+from primekit.prompts import check_template, render_prompt
+from primekit.statistics import default_ks
 
 RERANK_DESCRIPTION = ("Score Best-of-N candidates once (cached next to the input) and report "
                       "accuracy vs N for PRM / ORM reranking, majority and weighted votes, and the "
@@ -134,13 +147,14 @@ def sample_candidates(args: SampleArguments, model: ModelArguments | None = None
                       generation: GenerationArguments | None = None, load: LoadArguments | None = None,
                       show_progress: bool = True) -> Path:
     """Generate (only what is missing) and write the candidates file in the standard layout."""
-    from primekit.bon.data import problems_from_samples
-    from primekit.generation import SamplingSpec, make_generator
-    from primekit.io import atomic_write_jsonl
-    from primekit.models import load_tokenizer, resolve_model_name
-    from primekit.problems import load_benchmark
-    from primekit.prompts import check_template, render_prompt
-    from primekit.sampling import check_settings, generate_and_grade, missing_samples, open_samples
+    from primekit.generation import SamplingSpec, make_generator  # loads torch: imported on use
+    from primekit.models import load_tokenizer, resolve_model_name  # loads torch: imported on use
+    from primekit.sampling import (  # loads torch: imported on use
+        check_settings,
+        generate_and_grade,
+        missing_samples,
+        open_samples,
+    )
 
     sampling = _candidate_sampling(sampling)
     generation, load = generation or GenerationArguments(), load or LoadArguments()
@@ -191,7 +205,6 @@ def build_scorers(args: RerankArguments, reading: PRMReadingArguments, load: Loa
                   has_shipped_scores: bool) -> list:
     """The reward models asked for; they load their weights only when a score is missing from the
     cache."""
-    from primekit.bon import scorers
 
     for value, option in ((reading.prm, "--prm"), (reading.prm_ref, "--prm_ref"),
                           (args.step_prm, "--step_prm"), (args.orm, "--orm")):
@@ -244,11 +257,6 @@ def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None
                load: LoadArguments | None = None, bootstrap: BootstrapArguments | None = None,
                show_progress: bool = True) -> RerankResult:
     """Load, score (cached), evaluate every rule, and write the output folder."""
-    from primekit.bon import rerank as rr
-    from primekit.bon import report
-    from primekit.bon.data import load_problems
-    from primekit.statistics import default_ks
-    from primekit.io import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
     reading = reading or PRMReadingArguments()
     load = load or LoadArguments(**RERANK_DEFAULTS)
@@ -301,7 +309,6 @@ def run_rerank(args: RerankArguments, reading: PRMReadingArguments | None = None
 
 
 def _print_result(result: RerankResult) -> None:
-    from primekit.bon import report
 
     report.print_table(result.summary, result.methods, result.ns, result.title, result.confidence)
     print(f"table, plot, summary and reranked candidates -> {result.out}/")

@@ -34,6 +34,7 @@ from typing import Any
 
 from primekit.errors import InputError
 from primekit.io import Record, iter_jsonl, require_field
+from primekit.problems import answer_text
 
 QWEN_LAYOUT_FIELDS = ("question", "gt", "code")
 
@@ -71,7 +72,6 @@ def is_qwen_layout(record: Record) -> bool:
 def _gold(value: Any, path, line, field) -> str | None:
     """Gold answers arrive as strings or JSON numbers (AMC's ``27.0``); keep them as text, the way
     the benchmarks do (:func:`primekit.problems.answer_text`)."""
-    from primekit.problems import answer_text
 
     if value is None:
         return None

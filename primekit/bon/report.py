@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from primekit.bon.rerank import Method
 
@@ -35,10 +37,10 @@ def plot_curves(summary: Summary, methods: Sequence[Method], ns: Sequence[int],
                 path: str | os.PathLike, title: str) -> Path:
     """Accuracy vs N (log2 axis), one line per rule with its interval as error bars (nudged
     sideways so that overlapping intervals stay readable); a PNG file."""
-    import matplotlib
+    import matplotlib  # heavy: loaded only when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: loaded only when a plot is drawn
 
     figure, axes = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     for index, method in enumerate(methods):
@@ -68,8 +70,6 @@ def print_table(summary: Summary, methods: Sequence[Method], ns: Sequence[int], 
                 confidence: float = 0.95) -> None:
     """The same numbers on the console: accuracy per N, and the interval at the largest N (the
     full table with every interval is in ``table.md``)."""
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=title)
     table.add_column("rule")

@@ -30,6 +30,9 @@ from primekit.bon.scorers import StepScorer
 from primekit.errors import InputError
 from primekit.io import ResumableJsonl
 from primekit.prm.reading import Query
+from primekit.statistics import bootstrap_ci, cluster_answers
+from primekit.verifiers.math import grade_many
+from primekit.verifiers.math.answer import extract_answer
 
 IDENTITY_KEY = "__identity__"
 DEFAULT_TRIALS = 256
@@ -164,9 +167,6 @@ def problem_outcomes(problems: Sequence[BonProblem], *, regrade: bool = False,
     the project grader extracts and grades against ``answer``. Answers are grouped by the
     grader's equivalence, not by string equality.
     """
-    from primekit.statistics import cluster_answers
-    from primekit.verifiers.math import grade_many
-    from primekit.verifiers.math.answer import extract_answer
 
     to_grade = [p for p in problems if regrade or p.correct is None]
     for problem in to_grade:
@@ -278,7 +278,6 @@ def bon_curves(outcomes: Sequence[Outcomes], methods: Sequence[Method], ns: Sequ
 def curve_summary(curves: dict[str, dict[int, np.ndarray]], *, confidence: float = 0.95,
                   n_resamples: int = 1000, seed: int = 0) -> dict[str, dict[int, dict[str, float]]]:
     """Mean accuracy and percentile-bootstrap interval over problems, per method and N."""
-    from primekit.statistics import bootstrap_ci
 
     summary: dict[str, dict[int, dict[str, float]]] = {}
     for key, by_n in curves.items():
@@ -294,7 +293,6 @@ def paired_difference(curves: dict[str, dict[int, np.ndarray]], better: str, bas
                       *, n_resamples: int = 1000, seed: int = 0) -> dict[str, float]:
     """How much ``better`` beats ``baseline`` at N, with a bootstrap interval over problems of the
     per-problem difference (paired: both were measured on the same subsets)."""
-    from primekit.statistics import bootstrap_ci
 
     difference = curves[better][n] - curves[baseline][n]
     low, high = bootstrap_ci(difference.tolist(), n_resamples=n_resamples, seed=seed)

@@ -104,7 +104,7 @@ def _pad_id(tokenizer) -> int:
 def _right_padded(rows: Sequence[Sequence[int]], pad_id: int):
     """``input_ids`` and ``attention_mask`` of right-padded rows: every real token keeps its
     unpadded position, so the score read at a position does not depend on the batch."""
-    import torch
+    import torch  # heavy: loaded on use, so importing this module stays fast
 
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -156,7 +156,7 @@ class ImplicitPRMScorer:
                       batch_size: int = 16) -> "ImplicitPRMScorer":
         """A scorer for resolved reading settings; the models load on the first uncached score."""
         def load():
-            from primekit.prm.implicit import ImplicitPRM
+            from primekit.prm.implicit import ImplicitPRM  # loads torch: imported on use
 
             return ImplicitPRM.from_settings(settings, dtype=dtype, device=device, batch_size=batch_size)
 
@@ -178,7 +178,7 @@ class ImplicitPRMScorer:
 
 
 def _load_classifier(auto_class, path: str, dtype: str, device: str | None):
-    from primekit.models import load_tokenizer, torch_dtype
+    from primekit.models import load_tokenizer, torch_dtype  # loads torch: imported on use
 
     try:
         model = auto_class.from_pretrained(path, dtype=torch_dtype(dtype))
@@ -190,7 +190,7 @@ def _load_classifier(auto_class, path: str, dtype: str, device: str | None):
 
 
 def _num_labels(path: str) -> int:
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # heavy: loaded on use, so importing this module stays fast
 
     try:
         return AutoConfig.from_pretrained(path).num_labels
@@ -272,7 +272,9 @@ class TokenClassificationPRMScorer:
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "auto", device: str | None = None,
                         positive_label: int = 1, **kwargs) -> "TokenClassificationPRMScorer":
-        from transformers import AutoModelForTokenClassification
+        from transformers import (
+            AutoModelForTokenClassification,  # heavy: loaded on use, so importing this module stays fast
+        )
 
         _check_label(positive_label, _num_labels(path))
         return cls(lambda: _load_classifier(AutoModelForTokenClassification, path, dtype, device),
@@ -290,7 +292,7 @@ class TokenClassificationPRMScorer:
         return trl_prm_input(tokenizer, _plain_text(query, self.prm_context), steps, self.separator)
 
     def step_scores(self, queries: Sequence[Query], responses: Sequence[str]) -> list[list[float]]:
-        import torch
+        import torch  # heavy: loaded on use, so importing this module stays fast
 
         model, tokenizer = self._bundle.get()
         _check_label(self.positive_label, model.config.num_labels)
@@ -337,7 +339,9 @@ class SequenceClassificationORMScorer:
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "auto", device: str | None = None,
                         **kwargs) -> "SequenceClassificationORMScorer":
-        from transformers import AutoModelForSequenceClassification
+        from transformers import (
+            AutoModelForSequenceClassification,  # heavy: loaded on use, so importing this module stays fast
+        )
 
         return cls(lambda: _load_classifier(AutoModelForSequenceClassification, path, dtype, device),
                    {"model": model_fingerprint(path), "dtype": dtype}, _num_labels(path), **kwargs)
@@ -354,7 +358,7 @@ class SequenceClassificationORMScorer:
         return _plain_text(query, self.prm_context)
 
     def step_scores(self, queries: Sequence[Query], responses: Sequence[str]) -> list[list[float]]:
-        import torch
+        import torch  # heavy: loaded on use, so importing this module stays fast
 
         model, tokenizer = self._bundle.get()
         if model.config.pad_token_id is None:

@@ -14,8 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from primekit.arguments import (BootstrapArguments, GenerationArguments, LoadArguments, ModelArguments,
-                                PRMReadingArguments, SamplingArguments)
+from primekit.arguments import (
+    BootstrapArguments,
+    GenerationArguments,
+    LoadArguments,
+    ModelArguments,
+    PRMReadingArguments,
+    SamplingArguments,
+)
 from primekit.bon import rerank
 from primekit.bon.data import problems_from_samples
 from primekit.bon.scorers import ImplicitPRMScorer

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from primekit.errors import InputError
-from primekit.problems import PRIME_BENCHMARKS, benchmark_title
 from primekit.eval.protocols import get_protocol
 from primekit.eval.runner import SUMMARY_FILE
 from primekit.io import atomic_write_bytes, atomic_write_text
+from primekit.problems import PRIME_BENCHMARKS, benchmark_title
 
 # PRIME's results table (greedy pass@1, %): "AIME 2024" is the 2024 rows of aimo_validation_aime
 # and "AMC" all of aimo_validation_amc, i.e. the aime2024 and amc benchmarks here.
@@ -452,8 +452,8 @@ def _png(figure) -> bytes:
 
 def pass1_chart(rows: list[Row]) -> bytes:
     """Grouped bars of pass@1 per benchmark, one bar per row; reported rows are hatched."""
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
+    from matplotlib.figure import Figure  # heavy: loaded only when a plot is drawn
+    from matplotlib.patches import Patch  # heavy: loaded only when a plot is drawn
 
     columns = benchmark_columns(rows)
     figure = Figure(figsize=(max(6.0, 1.6 * len(columns) + 2), 4.8))
@@ -482,7 +482,7 @@ def pass1_chart(rows: list[Row]) -> bytes:
 def scaling_chart(summaries: list[tuple[str, dict[str, Any]]]) -> bytes | None:
     """Metric vs k (pass@k, maj@k, and families such as bon@k) for runs with several samples;
     ``None`` when no run has a metric at two or more k."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy: loaded only when a plot is drawn
 
     curves = []
     for label, summary in summaries:

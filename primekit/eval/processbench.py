@@ -25,12 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
+from tqdm.auto import tqdm
 
+from primekit.arguments import LoadArguments, PRMReadingArguments
 from primekit.config import help_text, parse_config
 from primekit.errors import InputError
 from primekit.io import ResumableJsonl, atomic_write_json, read_json_or_jsonl, require_field
 from primekit.paths import data_dir
-from primekit.arguments import LoadArguments, PRMReadingArguments
 from primekit.prm.reading import THRESHOLD_AGGREGATES, Prompt, Query, join_steps, prm_prompt, threshold_series
 from primekit.prm.settings import resolve_reading
 from primekit.prompts import check_template, render_text
@@ -234,7 +237,6 @@ def _check_reading(reading: PRMReadingArguments) -> None:
 
 def command(argv: list[str]) -> int:
     """First-error-step F1 of an implicit PRM on ProcessBench."""
-    from tqdm.auto import tqdm
 
     args, reading, load, *_ = parse_config([ProcessBenchArguments, PRMReadingArguments, LoadArguments], argv,
                                        prog="prime-eval processbench", description=command.__doc__,
@@ -287,8 +289,6 @@ def _prompt_renderer(prm_context: str, template: str, tokenizer) -> Callable[[st
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"ProcessBench: {report['prm']} ({report['aggregate']}, coef {report['coef']:g}, "
                         f"threshold {report['threshold']:.4g})")

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from primekit.config import help_text, parse_config
 from primekit.errors import InputError
 from primekit.eval.code_benchmarks import code_suite
@@ -83,8 +86,6 @@ def check_references(argv: list[str]) -> int:
 
 
 def _print(results: dict[str, dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title="prime-eval check-references")
     for column in ("benchmark", "checked", "passed", "pass rate"):

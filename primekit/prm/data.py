@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import torch
 from trl.trainer.utils import pad
 
@@ -103,7 +104,6 @@ def iter_data_rows(path: str | os.PathLike) -> Iterator[tuple[dict[str, Any], di
     if not path.is_file():
         raise InputError("file not found", path=path)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
 
         try:
             table = pq.ParquetFile(path)
@@ -310,7 +310,7 @@ def load_prm_datasets(tokenizer, *, pairs: bool, train_file: str | os.PathLike,
     ``pairs`` picks the file format (pairs for dpo / nca, outcome samples otherwise). Without an
     ``eval_file`` a seeded random ``eval_fraction`` of the training file is held out.
     """
-    from datasets import Dataset
+    from datasets import Dataset  # heavy: loaded on use, so importing this module stays fast
 
     read, tokenize = (read_pairs, tokenize_pairs) if pairs else (read_outcome_samples, tokenize_outcome_samples)
     train_records = read(train_file)

@@ -24,13 +24,24 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from primekit.arguments import PRMReadingArguments, canonical_aggregate, check_coef, check_read_out, check_step_mode
 from primekit.errors import InputError
 from primekit.prm.data import EncodedResponse, encode_responses, join_right_padded
-from primekit.arguments import PRMReadingArguments, canonical_aggregate, check_coef, check_read_out, check_step_mode
-from primekit.prm.reading import DEFAULT_BETA, Prompt, Steps
+from primekit.prm.reading import (
+    DEFAULT_BETA,
+    Prompt,
+    Steps,
+    card_boundaries,
+    card_conversation,
+    card_step_texts,
+    card_values,
+    implicit_rewards,
+    q_values,
+    split_steps,
+    sum_by_step,
+    token_steps,
+)
 from primekit.prm.reading import aggregate as aggregate_values
-from primekit.prm.reading import (card_boundaries, card_conversation, card_step_texts, card_values,
-                                  implicit_rewards, q_values, split_steps, sum_by_step, token_steps)
 from primekit.prm.settings import ReadingSettings, resolve_reading
 
 __all__ = [
@@ -113,7 +124,7 @@ def response_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention
 
 def is_peft_model(model: torch.nn.Module) -> bool:
     try:
-        from peft import PeftModel
+        from peft import PeftModel  # heavy: loaded on use, so importing this module stays fast
     except ImportError:
         return False
     return isinstance(model, PeftModel)
@@ -204,13 +215,13 @@ class ImplicitPRM:
     def from_settings(cls, settings: ReadingSettings, dtype: str = "auto",
                       device: str | torch.device | None = None, batch_size: int = 16) -> ImplicitPRM:
         """Load the models that resolved reading settings name (see :meth:`from_pretrained`)."""
-        from primekit.models import load_causal_lm, load_tokenizer
+        from primekit.models import load_causal_lm, load_tokenizer  # loads torch: imported on use
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         prm_path = settings.prm
         adapter_config = Path(prm_path) / "adapter_config.json"
         if adapter_config.is_file():
-            from peft import PeftModel
+            from peft import PeftModel  # heavy: loaded on use, so importing this module stays fast
 
             base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
             if not base:

@@ -62,6 +62,7 @@ from pathlib import Path
 
 from primekit.arguments import canonical_aggregate, check_coef, check_prm_context, check_read_out, check_step_mode
 from primekit.errors import InputError
+from primekit.io import atomic_write_json
 
 __all__ = [
     "KNOWN_PRMS",
@@ -429,7 +430,6 @@ def write_prm_record(directory: str | os.PathLike, *, base: str | None, referenc
                      append_eos: bool = True) -> Path:
     """Write ``implicit_prm.json`` next to a saved PRM (atomically), so that
     ``ImplicitPRM.from_pretrained(directory)`` finds its reference and reading settings alone."""
-    from primekit.io import atomic_write_json
 
     record = PRMRecord(base=base, reference=reference, beta=check_coef(beta, "beta"),
                        coef=check_coef(beta if coef is None else coef), step_mode=check_step_mode(step_mode),

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from primekit.io import atomic_write_jsonl
 from primekit.paths import cache_dir
+from primekit.prm.config import ImplicitPRMConfig, PRMModelConfig
 from primekit.prm.reading import RECORD_FILE
+from primekit.verifiers.math import grade_many
 
 __all__ = ["TOY_PRM", "ToyPRMDataSpec", "ensure_toy_prm", "toy_prm_data"]
 
@@ -44,7 +46,7 @@ class ToyPRMDataSpec:
     def key(self, policy: str) -> str:
         """Cache key: the settings, the policy and the held-out prompts themselves, so that a change
         in how held-out problems are drawn never reuses an evaluation file of the old draw."""
-        from primekit import toy
+        from primekit import toy  # loads torch: imported on use
 
         held_out = [problem.prompt for problem in toy.test_problems(self.num_eval_problems)]
         blob = json.dumps({"spec": asdict(self), "policy": str(policy), "held_out": held_out}, sort_keys=True)
@@ -52,9 +54,8 @@ class ToyPRMDataSpec:
 
 
 def _sample_and_grade(policy: str, problems, spec: ToyPRMDataSpec, seed: int) -> list[dict]:
-    from primekit.generation import SamplingSpec, TransformersGenerator
-    from primekit.verifiers.math import grade_many
-    from primekit.models import load_causal_lm, load_tokenizer
+    from primekit.generation import SamplingSpec, TransformersGenerator  # loads torch: imported on use
+    from primekit.models import load_causal_lm, load_tokenizer  # loads torch: imported on use
 
     generator = TransformersGenerator(load_causal_lm(policy, dtype="float32"), load_tokenizer(policy),
                                       batch_size=256)
@@ -71,7 +72,7 @@ def _sample_and_grade(policy: str, problems, spec: ToyPRMDataSpec, seed: int) ->
 def toy_prm_data(policy: str | Path, spec: ToyPRMDataSpec = ToyPRMDataSpec()) -> tuple[Path, Path]:
     """Paths of the cached ``train.jsonl`` and ``eval.jsonl`` (prompt, completion, label, answer)
     sampled from ``policy``; drawn on first use (under a file lock, written atomically)."""
-    from primekit import toy
+    from primekit import toy  # loads torch: imported on use
 
     policy = str(policy)
     directory = cache_dir() / "toy" / f"prm-data-{spec.key(policy)}"
@@ -94,8 +95,8 @@ def ensure_toy_prm() -> Path:
     trained with the default options first when it holds no PRM yet."""
     path = Path(TOY_PRM)
     if not (path / RECORD_FILE).is_file():
-        # transformers, TRL and torch are loaded only when the toy PRM has to be trained
-        from primekit.prm.config import ImplicitPRMConfig, PRMModelConfig
+        # torch and the PRM trainer load only when the toy PRM has to be trained (and prm.training
+        # imports this module: a module-level import would be a cycle)
         from primekit.prm.training import train_prm
 
         logger.warning("no toy PRM in %s yet: training it once (prime-prm train)", path)

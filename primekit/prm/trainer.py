@@ -20,16 +20,17 @@ from collections import defaultdict
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 from transformers import EvalPrediction, Trainer
 from trl.trainer.utils import disable_dropout_in_model, get_config_model_id
 
+from primekit.prm.config import PAIR_LOSSES, ImplicitPRMConfig
 from primekit.prm.data import ImplicitPRMCollator
 from primekit.prm.implicit import is_peft_model, reference_logprobs, response_logprobs
-from primekit.prm.losses import (ce_loss, dpo_loss, kto_loss, kto_reference_point, nca_loss,
-                                 reward_accuracy)
-from primekit.prm.config import PAIR_LOSSES, ImplicitPRMConfig
+from primekit.prm.losses import ce_loss, dpo_loss, kto_loss, kto_reference_point, nca_loss, reward_accuracy
 from primekit.prm.reading import implicit_rewards, write_prm_record
+
 
 def implicit_reward_metrics(prediction: EvalPrediction) -> dict[str, float]:
     """Eval read-out of the sequence reward r(y): how well it separates correct from incorrect.
@@ -40,7 +41,6 @@ def implicit_reward_metrics(prediction: EvalPrediction) -> dict[str, float]:
     random correct response outranks a random incorrect one; NaN with a single class), the mean
     reward of each class and, for pairs, how often chosen outranks rejected.
     """
-    from sklearn.metrics import roc_auc_score
 
     rewards = np.asarray(prediction.predictions, dtype=np.float64)
     metrics: dict[str, float] = {}
@@ -72,7 +72,7 @@ class ImplicitPRMTrainer(Trainer):
                  eval_dataset=None, processing_class=None, data_collator=None, peft_config=None,
                  compute_metrics=None, callbacks=None):
         if peft_config is not None:
-            from peft import get_peft_model
+            from peft import get_peft_model  # heavy: loaded on use, so importing this module stays fast
 
             model = get_peft_model(model, peft_config)
         if args.disable_dropout:
@@ -122,7 +122,7 @@ class ImplicitPRMTrainer(Trainer):
         ref_model.eval()
         ref_model.requires_grad_(False)
         if self.is_deepspeed_enabled:
-            from trl.models import prepare_deepspeed
+            from trl.models import prepare_deepspeed  # heavy: loaded on use, so importing this module stays fast
 
             return prepare_deepspeed(ref_model, self.accelerator)
         return self.accelerator.prepare_model(ref_model, evaluation_mode=True)

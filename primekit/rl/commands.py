@@ -140,8 +140,8 @@ def train(argv: Sequence[str]) -> int:
 
     # torch, transformers and TRL's trainer: imported once the options parsed, so a bad one fails fast
     from primekit.models import load_tokenizer, resolve_model_name
-    from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve
-    from primekit.rl.trainer import PrimeTrainer
+    from primekit.rl.heldout import HeldOutAccuracy, plot_training_curve  # loads torch: imported on use
+    from primekit.rl.trainer import PrimeTrainer  # loads torch: imported on use
 
     dataset = run.load_prompts(run.dataset, split=run.dataset_split, limit=run.max_train_prompts)
     model_path = resolve_model_name(run.model)

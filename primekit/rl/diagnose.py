@@ -26,6 +26,12 @@ from typing import Any
 from primekit.arguments import LoadArguments, ModelArguments, PRMReadingArguments
 from primekit.config import help_text
 from primekit.errors import InputError
+from primekit.io import atomic_write_json, read_json_or_jsonl, require_field
+from primekit.paths import data_dir
+from primekit.prm.reading import Query, join_steps, prm_prompt, split_steps, token_steps
+from primekit.prm.settings import resolve_reading
+from primekit.toy.task import max_sequence_tokens
+from primekit.verifiers.math import grade_many
 
 __all__ = ["ARGUMENT_GROUPS", "DEFAULTS", "CreditBatch", "DiagnoseArguments", "LabelledResponse",
            "diagnose_batch", "encode_batch", "read_labelled_file", "render", "run", "toy_responses"]
@@ -112,8 +118,8 @@ class LabelledResponse:
 def toy_label(prompt: str, text: str, correct: bool) -> int:
     """The first wrong line of a toy response; an unreadable response (no worked steps) is
     error-free when its answer is right and wrong at an unknown step otherwise."""
-    from primekit.prm.localisation import step_errors
-    from primekit.rl.credit import NO_ERROR_LABEL, UNKNOWN_ERROR_LABEL
+    from primekit.prm.localisation import step_errors  # loads torch: imported on use
+    from primekit.rl.credit import NO_ERROR_LABEL, UNKNOWN_ERROR_LABEL  # loads torch: imported on use
 
     wrong = step_errors(prompt, text)
     if wrong is None:
@@ -125,12 +131,9 @@ def toy_responses(world: str, policy: str, problems: int, group_size: int, tempe
                   seed: int) -> list[LabelledResponse]:
     """``group_size`` samples of ``policy`` on each of the first ``problems`` held-out problems of
     toy world ``world``, graded and labelled line by line."""
-    from primekit import toy
-    from primekit.generation import SamplingSpec, TransformersGenerator
-    from primekit.verifiers.math import grade_many
-    from primekit.models import load_causal_lm, load_tokenizer
-    from primekit.prm.reading import split_steps
-    from primekit.toy.task import max_sequence_tokens
+    from primekit import toy  # loads torch: imported on use
+    from primekit.generation import SamplingSpec, TransformersGenerator  # loads torch: imported on use
+    from primekit.models import load_causal_lm, load_tokenizer  # loads torch: imported on use
 
     if world not in toy.WORLDS:
         raise InputError(f"unknown toy world '{world}' (choose from {', '.join(toy.WORLDS)})", field="data")
@@ -159,9 +162,7 @@ def read_labelled_file(path: str | Path, args: DiagnoseArguments,
     outcome (field names in ``args``), grouped (see the module docstring); at most
     ``args.max_rows``, half with an erroneous step and half without. ``prm_context``: what the
     models read before a response (:func:`~primekit.prm.reading.prm_prompt`)."""
-    from primekit.io import read_json_or_jsonl, require_field
-    from primekit.prm.reading import Query, join_steps, prm_prompt
-    from primekit.rl.credit import NO_ERROR_LABEL
+    from primekit.rl.credit import NO_ERROR_LABEL  # loads torch: imported on use
 
     rows = []
     for index, row in enumerate(read_json_or_jsonl(path)):
@@ -232,10 +233,9 @@ class CreditBatch:
 def encode_batch(tokenizer, responses: Sequence[LabelledResponse], group_size: int,
                  append_eos: bool = True) -> CreditBatch:
     """Tokenize the responses as a PRM reads them (:func:`primekit.prm.data.encode_responses`)."""
-    import torch
+    import torch  # heavy: loaded on use, so importing this module stays fast
 
-    from primekit.prm.data import encode_responses, join_right_padded
-    from primekit.prm.reading import token_steps
+    from primekit.prm.data import encode_responses, join_right_padded  # loads torch: imported on use
 
     if not responses or len(responses) % group_size:
         raise InputError(f"{len(responses)} responses do not make whole groups of {group_size}")
@@ -258,7 +258,7 @@ def _positions(attention_mask):
 
 def policy_token_statistics(model, batch: CreditBatch, batch_size: int = 16):
     """(p_t, sum_v pi_v^2) of every response token under ``model``, (B, L), 0 elsewhere."""
-    import torch
+    import torch  # heavy: loaded on use, so importing this module stays fast
 
     probs = torch.zeros(batch.input_ids.shape)
     squares = torch.zeros(batch.input_ids.shape)
@@ -280,9 +280,9 @@ def policy_token_statistics(model, batch: CreditBatch, batch_size: int = 16):
 def per_group_gradients(model, batch: CreditBatch, advantages, groups: Sequence[int]):
     """(G, P) parameter gradients of -sum_t A_t log p_t over each listed group's tokens, one
     matrix per scheme: ``advantages`` maps a scheme to its (B, L) advantages."""
-    import torch
+    import torch  # heavy: loaded on use, so importing this module stays fast
 
-    from primekit.prm.implicit import response_logprobs
+    from primekit.prm.implicit import response_logprobs  # loads torch: imported on use
 
     parameters = list(model.parameters())
     for parameter in parameters:  # a loaded model may come frozen; its weights are not changed here
@@ -308,9 +308,9 @@ def per_group_gradients(model, batch: CreditBatch, advantages, groups: Sequence[
 
 def trained_rows(outcomes, group_size: int, args: DiagnoseArguments):
     """(B,) bool: the rows of the groups the accuracy filter keeps (every row without it)."""
-    import torch
+    import torch  # heavy: loaded on use, so importing this module stays fast
 
-    from primekit.rl.filtering import accuracy_band_mask
+    from primekit.rl.filtering import accuracy_band_mask  # loads torch: imported on use
 
     if not args.filter_accuracy:
         return torch.ones(len(outcomes), dtype=torch.bool)
@@ -323,9 +323,14 @@ def diagnose_batch(batch: CreditBatch, probs, squares, prm_q: dict[str, Any], ar
     """Every scheme's read-out on one batch: RLOO, PRIME with each PRM of ``prm_q`` (name -> its
     (B, L) log-ratios), PRIME with the perfect PRM; with ``model`` (the policy), parameter-gradient
     cosines and signal-to-noise ratios too."""
-    import torch
 
-    from primekit.rl.credit import bootstrap_snr, perfect_prm_q, scheme_advantages, scheme_credit, token_regions
+    from primekit.rl.credit import (  # loads torch: imported on use
+        bootstrap_snr,
+        perfect_prm_q,
+        scheme_advantages,
+        scheme_credit,
+        token_regions,
+    )
 
     valid = trained_rows(batch.outcomes, batch.group_size, args)
     if not bool(valid.any()):
@@ -367,7 +372,6 @@ def diagnose_batch(batch: CreditBatch, probs, squares, prm_q: dict[str, Any], ar
 
 def _source(args: DiagnoseArguments) -> tuple[str, str | None]:
     """(kind, name): ('toy', world), ('file', path)."""
-    from primekit.paths import data_dir
 
     if args.data == "toy" or args.data.startswith("toy:"):
         return "toy", args.data.partition(":")[2] or "default"
@@ -385,9 +389,9 @@ def run(args: DiagnoseArguments, model_args: ModelArguments | None = None,
         reading: PRMReadingArguments | None = None, load: LoadArguments | None = None) -> dict[str, Any]:
     """Load the responses and models that the options name and read out every scheme (unset
     groups: their defaults, with :data:`DEFAULTS`)."""
-    import torch
+    import torch  # heavy: loaded on use, so importing this module stays fast
 
-    from primekit.models import load_causal_lm, load_tokenizer
+    from primekit.models import load_causal_lm, load_tokenizer  # loads torch: imported on use
 
     model_args = model_args or ModelArguments()
     reading = reading or PRMReadingArguments(prm_context=DEFAULTS["prm_context"])
@@ -395,13 +399,12 @@ def run(args: DiagnoseArguments, model_args: ModelArguments | None = None,
     kind, name = _source(args)
     settings = None
     if reading.prm is not None:
-        from primekit.prm.settings import resolve_reading
 
         settings = resolve_reading(reading)
     if model_args.model is not None:
         policy = model_args.model
     elif kind == "toy":
-        from primekit import toy
+        from primekit import toy  # loads torch: imported on use
 
         if name not in toy.WORLDS:
             raise InputError(f"unknown toy world '{name}' (choose from {', '.join(toy.WORLDS)})", field="data")
@@ -421,7 +424,7 @@ def run(args: DiagnoseArguments, model_args: ModelArguments | None = None,
     append_eos = True if settings is None else settings.append_eos
     batch = encode_batch(tokenizer, responses, args.group_size, append_eos)
     if settings is not None:
-        from primekit.prm.implicit import ImplicitPRM
+        from primekit.prm.implicit import ImplicitPRM  # loads torch: imported on use
 
         prm = ImplicitPRM.from_settings(settings, dtype=load.dtype, device=device, batch_size=load.batch_size)
         if prm.tokenizer.get_vocab() != tokenizer.get_vocab():
@@ -434,14 +437,13 @@ def run(args: DiagnoseArguments, model_args: ModelArguments | None = None,
     result["settings"] = {**asdict(args), **asdict(model_args), **asdict(reading), **asdict(load),
                           "policy": policy}
     if args.output:
-        from primekit.io import atomic_write_json
 
         atomic_write_json(args.output, result)
     return result
 
 
 def _prm_logratios(prm, batch: CreditBatch, batch_size: int):
-    import torch
+    import torch  # heavy: loaded on use, so importing this module stays fast
 
     parts = [prm.token_logratios(batch.input_ids[start:start + batch_size],
                                  batch.attention_mask[start:start + batch_size],

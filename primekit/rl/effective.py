@@ -63,7 +63,10 @@ def _plain(value: Any) -> Any:
 def meta_model(name_or_path: str) -> Any:
     """The causal LM of ``name_or_path``'s config.json on the meta device: names and shapes, no weights."""
     import torch  # heavy: only `prime-rl config` builds a model, on the meta device
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import (  # heavy: loaded on use, so importing this module stays fast
+        AutoConfig,
+        AutoModelForCausalLM,
+    )
 
     config = AutoConfig.from_pretrained(name_or_path)
     with torch.device("meta"):

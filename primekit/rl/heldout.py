@@ -95,7 +95,7 @@ def plot_training_curve(path: str | Path, history: list[HeldOutPoint], log_histo
     import matplotlib  # optional plotting library, loaded only to draw
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: loaded only when a plot is drawn
 
     figure, axis = plt.subplots(figsize=(7, 4.2))
     train = [(entry["step"], entry["rewards/outcome_accuracy/mean"]) for entry in log_history

@@ -68,7 +68,7 @@ from primekit.rl.config import PrimeConfig, fsdp_mixed_precision
 from primekit.rl.data import OfficialEpoch, prompt_length
 from primekit.rl.filtering import GroupSelection, filter_groups
 from primekit.rl.prm_update import ImplicitPrmMixin, check_master_precision
-from primekit.rl.progress import append_step_metrics, install_progress_line, process_reward_stats, prm_accuracy
+from primekit.rl.progress import append_step_metrics, install_progress_line, prm_accuracy, process_reward_stats
 from primekit.rl.verifier import OutcomeVerifier
 from primekit.rl.vllm_sync import reload_colocated_weights
 

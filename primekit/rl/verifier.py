@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from primekit.verifiers.code import CodeVerifier, SandboxSettings, TestFormatError, apps_suite, extract_program
+from primekit.verifiers.math import grade
 
 __all__ = ["ANSWER_COLUMN", "TASK_COLUMN", "TASKS", "CODE_REWARDS", "OutcomeVerifier", "completion_text",
            "outcome_accuracy", "code_accuracy", "normalize_task"]
@@ -127,7 +128,6 @@ class OutcomeVerifier:
             return self._verifier
 
     def _math_scores(self, responses: list[str], golds: list[Any]) -> list[float]:
-        from primekit.verifiers.math import grade  # the grader pulls in sympy; load it on first use
 
         return [1.0 if grade(response, str(gold)) else 0.0 for response, gold in zip(responses, golds)]
 

@@ -145,7 +145,7 @@ def test_problems(n: int = 1000, spec: WarmupSpec = DEFAULT_WARMUP) -> list[Prob
 
 def _train(spec: WarmupSpec, output_dir: Path) -> None:
     from datasets import Dataset  # datasets and TRL load only when a policy has to be trained
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig, SFTTrainer  # heavy: loaded on use, so importing this module stays fast
 
     rng = random.Random(spec.seed)
     tokenizer = build_tokenizer()

@@ -160,7 +160,9 @@ def lm_head_bytes(shape: ModelShape, scored_tokens: int, precision: Precision, *
     """
     # trl's tile sizes; imported here so the formulas' module loads without trl's import cost
     from trl.kernels.chunked_logprob import TOKEN_CHUNK_SIZE
-    from trl.trainer.utils import _CHUNKED_LOGPROB_CHUNK_SIZE
+    from trl.trainer.utils import (
+        _CHUNKED_LOGPROB_CHUNK_SIZE,  # heavy: loaded on use, so importing this module stays fast
+    )
 
     h = shape.hidden_size
     head_bytes = 4 if fp32_head else precision.compute

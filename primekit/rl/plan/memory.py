@@ -35,10 +35,22 @@ import psutil
 
 from primekit.errors import InputError
 from primekit.rl.data import prompt_length
-from primekit.rl.plan.formulas import (GIB, VLLM_ASLEEP_BYTES, Precision, adamw_state_bytes, backward_working_bytes,
-                                       checkpointed_layer_bytes, decoder_layer_activation_bytes, gathered_layers_bytes,
-                                       inference_working_bytes, kv_cache_bytes, lm_head_bytes,
-                                       outside_layers_activation_bytes, vllm_asleep_bytes, vllm_minimum_bytes)
+from primekit.rl.plan.formulas import (
+    GIB,
+    VLLM_ASLEEP_BYTES,
+    Precision,
+    adamw_state_bytes,
+    backward_working_bytes,
+    checkpointed_layer_bytes,
+    decoder_layer_activation_bytes,
+    gathered_layers_bytes,
+    inference_working_bytes,
+    kv_cache_bytes,
+    lm_head_bytes,
+    outside_layers_activation_bytes,
+    vllm_asleep_bytes,
+    vllm_minimum_bytes,
+)
 from primekit.rl.plan.launcher import Backend, backend_from_environment
 from primekit.rl.plan.shapes import DTYPE_BYTES, ModelShape, read_model_shape
 

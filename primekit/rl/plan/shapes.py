@@ -54,7 +54,10 @@ def read_model_shape(name_or_path: str) -> ModelShape:
     exactly as transformers builds them. A hub name is read with ``AutoConfig`` (network or cache).
     """
     import torch  # heavy: imported only when a shape is read
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import (  # heavy: loaded on use, so importing this module stays fast
+        AutoConfig,
+        AutoModelForCausalLM,
+    )
 
     if _looks_local(name_or_path):
         folder = Path(name_or_path).expanduser()

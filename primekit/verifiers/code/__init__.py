@@ -22,8 +22,8 @@ from primekit.verifiers.code.formats import (
     leetcode_suite,
     mbpp_suite,
 )
-from primekit.verifiers.code.pool import CodeVerifier, default_workers
 from primekit.verifiers.code.launch import check_sandbox
+from primekit.verifiers.code.pool import CodeVerifier, default_workers
 from primekit.verifiers.code.sandbox import run_suite
 from primekit.verifiers.code.settings import SandboxSettings, SandboxUnavailable
 from primekit.verifiers.code.suite import STATUSES, TestResult, TestSuite, Verdict

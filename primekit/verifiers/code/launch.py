@@ -13,8 +13,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from primekit.verifiers.code.cgroup import cgroup_problem
-from primekit.verifiers.code.settings import (BACKEND_ENV, ENVIRONMENT, MEMORY_BOUND_ENV, WORKDIR, SandboxSettings,
-                                              SandboxUnavailable)
+from primekit.verifiers.code.settings import (
+    BACKEND_ENV,
+    ENVIRONMENT,
+    MEMORY_BOUND_ENV,
+    WORKDIR,
+    SandboxSettings,
+    SandboxUnavailable,
+)
 
 NOBODY = 65534
 #: The harness: a folder run as a script (``python -I <folder>``), bound read-only in the sandbox.

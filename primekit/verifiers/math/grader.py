@@ -41,7 +41,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from primekit.verifiers.math import worker
-from primekit.verifiers.math.numeric import Number, evaluate, has_huge_power, numbers_equal
 from primekit.verifiers.math.answer import (
     MAX_ANSWER_CHARS,
     assigned_name,
@@ -51,6 +50,7 @@ from primekit.verifiers.math.answer import (
     normalize_answer,
 )
 from primekit.verifiers.math.brackets import MAX_NESTING, encloses, nesting, split_top_level
+from primekit.verifiers.math.numeric import Number, evaluate, has_huge_power, numbers_equal
 
 __all__ = ["DEFAULT_TIMEOUT", "GRADER_VERSION", "is_equivalent", "grade", "grade_many", "grade_answers"]
 

@@ -19,11 +19,11 @@ from functools import lru_cache
 from math_verify import parse, verify
 from math_verify.parser import LatexExtractionConfig
 from sympy import (
-    E,
-    I,
     Add,
     Basic,
+    E,
     Float,
+    I,
     Integer,
     MatrixBase,
     Mul,

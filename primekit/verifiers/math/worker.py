@@ -239,7 +239,7 @@ def _serve() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints from libraries go nowhere
     logging.disable(logging.CRITICAL)
     signal.signal(signal.SIGALRM, _on_alarm)
-    from primekit.verifiers.math.symbolic import symbolic_equal
+    from primekit.verifiers.math.symbolic import symbolic_equal  # loads math_verify: imported on use
 
     if sys.platform.startswith("linux"):
         _limit_memory()
