@@ -383,13 +383,20 @@ def advantage_correlation(q_rows: list[np.ndarray], labels: np.ndarray) -> float
     return float(np.corrcoef(prime[valid].numpy(), rloo[valid].numpy())[0, 1])
 
 
+def line_spans(text: str) -> tuple[tuple[int, int], ...]:
+    """The character spans of a toy response's lines (its steps); an empty response is one step."""
+    from primekit.prm.reading import split_steps
+
+    return split_steps(text, "newline").spans if text.strip() else ((0, len(text)),)
+
+
 def probe(policy: str, online_prm: str | None, world: World, problems: list[dict], seed: int) -> dict:
     """Sample the policy, then read the samples with each scorer (see the module docstring)."""
     import torch
 
     from primekit.models import load_causal_lm, load_tokenizer
     from primekit.prm.data import encode_responses
-    from primekit.prm.implicit import step_spans, token_steps
+    from primekit.prm.reading import token_steps
     from primekit.prm.localisation import single_slip_step
 
     torch.set_num_threads(2)
@@ -401,7 +408,7 @@ def probe(policy: str, online_prm: str | None, world: World, problems: list[dict
     flat_texts = [t for group in texts for t in group]
     labels = np.array([g for group in grades for g in group], dtype=np.float64)
     encoded = encode_responses(tokenizer, flat_prompts, flat_texts, append_eos=True)
-    steps = [token_steps(item.offsets, step_spans(text)) for item, text in zip(encoded, flat_texts)]
+    steps = [token_steps(item.offsets, line_spans(text)) for item, text in zip(encoded, flat_texts)]
     slips = [single_slip_step(p, t) for p, t in zip(flat_prompts, flat_texts)]
     logps = {name: token_logprobs(load_causal_lm(path, dtype="float32"), encoded, tokenizer.pad_token_id)
              for name, path in (("ref", world.policy), ("offline", str(world.offline_prm)),
