@@ -535,15 +535,15 @@ def report(world: World, summaries: dict[str, list[dict]], probes: list[list[dic
     lines = [
         f"## The PRIME ablation at toy scale ({world.name} world)", "",
         f"`{COMMAND} --world {world.name} --seeds {seeds} --steps {args.steps} --every {args.every}` "
-        "(resumable; each run was one locked chunk, `--arms A --seeds S --no_report`; the PRM sweep below: "
+        "(resumable; each run was one locked chunk, `--arms A --seeds S --no_report`; the PRM sweep: "
         "`--sweep --steps 24`; the search settings: `--tag NAME ... -- FLAGS`). Runs made at commit(s) "
         f"{', '.join(commits)}; each run's command, commit and held-out curve: `benchmarks/results/{SECTION}/{world.name}/`.", "",
         f"- world `{world.name}` (`primekit.toy.WORLDS`): {_describe(spec)}. {_describe_policy(world.root)}",
         f"- every arm: {args.steps} steps x 512 responses generated (128 prompts x 4 at T=1), one policy update "
         "per step, policy lr 1e-4 (toy recipe); PRIME arms train on 64 of the 128 groups (accuracy filter "
-        f"[0.2, 0.8]); GRPO is TRL's `GRPOTrainer` with its defaults on all 512. PRIME's PRM: update `before`, "
+        f"[0.2, 0.8]); GRPO is TRL's `GRPOTrainer` with its defaults on all 512. PRIME's PRM: update `before` (the `after` arm: `after`), "
         f"{256 // PRM_MINI_BATCH} mini-batches of {PRM_MINI_BATCH} per step, lr {PRM_SETTINGS['prm_learning_rate']:g}, "
-        f"beta {PRM_SETTINGS['prm_beta']:g} (sweep below).",
+        f"beta {PRM_SETTINGS['prm_beta']:g} (chosen by the sweep{' below' if sweep else ''}).",
         f"- held-out accuracy: {args.heldout} unseen problems, one sample each at T=1, same sampling seed everywhere; "
         "mean over seeds with a 95% percentile bootstrap band over seeds (a picture of the spread: over 5 seeds it "
         "covers well below 95%; the paired table below is the comparison).", "",
